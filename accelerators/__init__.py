@@ -1,0 +1,131 @@
+"""Which inference backends this agent offers, looked up by name or by model format.
+
+Device code: runs on MicroPython and CPython alike.  Backends are found through two tables and
+imported lazily by module name; a backend whose module does not import here (numpy missing on
+MicroPython, no driver for an accelerator) or whose constructor raises is simply not offered.
+"""
+
+import sys
+
+from kpdev.protocol.errors import KpdevError
+from kpdev.protocol.ops import E_BAD_REQUEST, E_NO_BACKEND
+
+# Backend name -> (module, class).
+BACKENDS = {
+    "tflite_micro": ("kpdev.accelerators.tflite_micro", "TFLiteMicroBackend"),
+}
+
+# Model format -> backend names, most preferred first.
+FORMATS = {
+    "tflite": ("tflite_micro",),
+}
+
+# File extension -> model format.
+EXTENSIONS = {
+    ".tflite": "tflite",
+    ".vmfb": "vmfb",
+    ".fbz": "fbz",
+}
+
+_versions = None  # name -> version of the backends that work here, once probed
+_instances = {}  # name -> Backend
+_reasons = {}  # name -> why a known backend is not offered
+
+
+def _runtime():
+    return sys.implementation.name
+
+
+def _import(module_name):
+    # MicroPython has no importlib: __import__ returns the top package, sys.modules the leaf.
+    top = __import__(module_name)
+    module = sys.modules.get(module_name)
+    if module is None:
+        module = top
+        for part in module_name.split(".")[1:]:
+            module = getattr(module, part)
+    return module
+
+
+def _probe():
+    global _versions
+    versions = {}
+    for name in BACKENDS:
+        module_name, class_name = BACKENDS[name]
+        try:
+            backend = getattr(_import(module_name), class_name)()
+            version = backend.version()
+        except Exception as e:  # ImportError and any failure of the constructor alike
+            _reasons[name] = "%s: %s" % (type(e).__name__, e)
+            continue
+        _instances[name] = backend
+        versions[name] = version
+    _versions = versions
+
+
+def available():
+    """Dict of backend name -> version for every backend that imports and constructs here."""
+    if _versions is None:
+        _probe()
+    return dict(_versions)
+
+
+def _offers():
+    names = sorted(available())
+    if not names:
+        return "none"
+    parts = []
+    for name in names:
+        parts.append("%s (%s)" % (name, ", ".join(_instances[name].formats)))
+    return ", ".join(parts)
+
+
+def get(name):
+    """The backend called ``name``; KpdevError (E_NO_BACKEND) if this agent does not offer it."""
+    if name in available():
+        return _instances[name]
+    why = ""
+    if name in _reasons:
+        why = "it does not load: %s; " % _reasons[name]
+    elif name not in BACKENDS:
+        why = "unknown backend; "
+    raise KpdevError(
+        "no backend %r on %s (%sthis agent offers: %s)" % (name, _runtime(), why, _offers()),
+        E_NO_BACKEND,
+    )
+
+
+def for_format(fmt, prefer=None):
+    """The first available backend that loads ``fmt``, or ``prefer`` when it is one of them.
+
+    Raises KpdevError (E_NO_BACKEND) naming the runtime and what this agent does offer.
+    """
+    names = FORMATS.get(fmt)
+    offered = available()
+    if names:
+        if prefer is not None and prefer in names and prefer in offered:
+            return _instances[prefer]
+        for name in names:
+            if name in offered:
+                return _instances[name]
+    known = names is not None
+    for ext in EXTENSIONS:
+        known = known or EXTENSIONS[ext] == fmt
+    why = "" if known else "unknown model format; "
+    raise KpdevError(
+        "no backend for %s on %s (%sthis agent offers: %s)" % (fmt, _runtime(), why, _offers()),
+        E_NO_BACKEND,
+    )
+
+
+def format_of(filename):
+    """The model format of a file name, from its extension (".tflite" -> "tflite")."""
+    dot = filename.rfind(".")
+    fmt = EXTENSIONS.get(filename[dot:].lower()) if dot >= 0 else None
+    if fmt is None:
+        raise KpdevError(
+            "unknown model format of %r (known extensions: %s)"
+            % (filename, ", ".join(sorted(EXTENSIONS))),
+            E_BAD_REQUEST,
+        )
+    return fmt

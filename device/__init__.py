@@ -1,0 +1,1 @@
+"""Device agent: links, model store, dispatch. MicroPython-safe; never imports kpdev.host."""

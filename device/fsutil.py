@@ -1,0 +1,84 @@
+"""Small filesystem helpers that work on MicroPython (no os.path, no os.makedirs)."""
+
+import os
+
+
+def join(*parts):
+    """Join path parts with '/'."""
+    return "/".join(p.rstrip("/") if i == 0 else p.strip("/") for i, p in enumerate(parts) if p)
+
+
+def exists(path):
+    """True when the path exists."""
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def size(path):
+    """File size in bytes, 0 when absent."""
+    try:
+        return os.stat(path)[6]
+    except OSError:
+        return 0
+
+
+def makedirs(path):
+    """Create a directory and its parents, ignoring those that exist."""
+    cur = ""
+    for part in path.split("/"):
+        if not part:
+            cur = "/" if not cur else cur
+            continue
+        cur = part if not cur else (cur + part if cur.endswith("/") else cur + "/" + part)
+        if not exists(cur):
+            os.mkdir(cur)
+
+
+def remove(path):
+    """Remove a file if present."""
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def listdir(path):
+    """Names in a directory, empty when it is absent."""
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
+
+
+def replace(src, dst):
+    """Rename ``src`` over ``dst`` atomically where the filesystem allows it.
+
+    POSIX and littlefs replace in one step; FAT refuses to rename over a file, so the target is
+    removed first there (a crash in between leaves ``src`` for recovery to pick up).
+    """
+    try:
+        os.rename(src, dst)
+    except OSError:
+        remove(dst)
+        os.rename(src, dst)
+
+
+def fsync_file(f):
+    """Flush a file to storage as far as the runtime allows."""
+    f.flush()
+    try:
+        os.fsync(f.fileno())
+    except (AttributeError, OSError):
+        pass
+
+
+def statvfs_free(path):
+    """Free bytes on the filesystem holding ``path``, or None where statvfs is missing."""
+    try:
+        st = os.statvfs(path)
+        return st[0] * st[4]
+    except (AttributeError, OSError):
+        return None

@@ -1,0 +1,1 @@
+"""Host companion: board catalog, links, client, simulated boards and the ``kpdev`` CLI."""

@@ -1,0 +1,113 @@
+"""The board catalog (``boards.yml``): what each board is and how to reach it."""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from kpdev.host.errors import BoardError
+
+RUNTIMES = ("micropython", "linux")
+
+
+@dataclass(frozen=True)
+class Board:
+    """One catalog entry."""
+
+    id: str
+    name: str
+    runtime: str
+    link: dict[str, Any]
+    ram_kb: int
+    storage_kb: int
+    flash_kb: int | None = None
+    accelerators: tuple[str, ...] = ()
+    simulated: bool = False
+    sim: dict[str, Any] = field(default_factory=dict)
+    agent: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def quota(self) -> int:
+        """Model storage quota in bytes."""
+        return self.storage_kb * 1024
+
+    def describe_link(self) -> str:
+        """The default link as a user would type it."""
+        kind = self.link.get("type")
+        if kind == "serial":
+            return f"{self.link['port']} @ {self.link.get('baud', 115200)}"
+        if kind == "tcp":
+            return f"socket://{self.link['host']}:{self.link['port']}"
+        return "simulated (started by kpdev)"
+
+    def default_url(self) -> str:
+        """URL of the board's default link; resolves a serial port wildcard."""
+        kind = self.link.get("type")
+        if kind == "tcp":
+            return f"socket://{self.link['host']}:{self.link['port']}"
+        if kind == "serial":
+            pattern = self.link["port"]
+            found = sorted(glob.glob(pattern))
+            if not found:
+                raise BoardError(
+                    f"no {self.id} connected: nothing matches {pattern}; plug it in or pass --port"
+                )
+            return found[0]
+        raise BoardError(f"{self.id} is simulated: it has no port to open")
+
+
+def catalog_path() -> str:
+    """The catalog in use: $KPDEV_BOARDS or the packaged boards.yml."""
+    env = os.environ.get("KPDEV_BOARDS")
+    if env:
+        return env
+    return str(resources.files("kpdev").joinpath("boards.yml"))
+
+
+def _board(bid: str, raw: dict[str, Any]) -> Board:
+    try:
+        runtime = raw["runtime"]
+        if runtime not in RUNTIMES:
+            raise BoardError(f"board {bid}: runtime must be one of {', '.join(RUNTIMES)}")
+        return Board(
+            id=bid,
+            name=str(raw["name"]),
+            runtime=runtime,
+            link=dict(raw["link"]),
+            ram_kb=int(raw["ram_kb"]),
+            storage_kb=int(raw["storage_kb"]),
+            flash_kb=raw.get("flash_kb"),
+            accelerators=tuple(raw.get("accelerators") or ()),
+            simulated=bool(raw.get("simulated", False)),
+            sim=dict(raw.get("sim") or {}),
+            agent=dict(raw.get("agent") or {}),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise BoardError(f"board {bid} in {catalog_path()} is incomplete: {e}") from None
+
+
+def load_boards(path: str | None = None) -> dict[str, Board]:
+    """All boards of the catalog, by id."""
+    path = path or catalog_path()
+    try:
+        with open(path) as f:
+            raw = yaml.safe_load(f) or {}
+    except OSError as e:
+        raise BoardError(f"cannot read board catalog {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise BoardError(f"board catalog {path} is not valid YAML: {e}") from None
+    return {bid: _board(bid, entry) for bid, entry in raw.items()}
+
+
+def get_board(bid: str) -> Board:
+    """One board by id; the error lists the known ones."""
+    boards = load_boards()
+    board = boards.get(bid)
+    if board is None:
+        raise BoardError(f"unknown board {bid!r}; known boards: {', '.join(boards)}")
+    return board

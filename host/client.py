@@ -1,0 +1,253 @@
+"""The host's protocol client: requests with ids, pipelining within the agent's window."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import cbor2
+import numpy as np
+
+from kpdev.host.errors import AuthError, LinkError, LinkTimeout, UsageError
+from kpdev.host.tensors import from_wire, to_wire
+from kpdev.protocol import ops
+from kpdev.protocol.errors import DeviceError, ProtocolError
+from kpdev.protocol.framing import DEFAULT_MAX_PAYLOAD, FrameParser, FrameWriter
+
+HOST_MAX_PAYLOAD = 16 * 1024 * 1024
+# Map keys and field framing around an upload chunk's bytes, with room to spare.
+_CHUNK_OVERHEAD = 96
+
+Progress = Callable[[int, int], None]
+
+
+class Client:
+    """One conversation with one agent over one link."""
+
+    def __init__(self, link, key: bytes | None = None, timeout: float = 10.0, on_event=None):
+        self.link = link
+        self.key = key
+        self.timeout = timeout
+        self.on_event = on_event
+        self.parser = FrameParser(HOST_MAX_PAYLOAD, key)
+        # Counters start from the clock so a new session never reuses an old session's values.
+        self.writer = FrameWriter(key, counter=time.time_ns() // 1000)
+        self._next_rid = 0
+        self._done: dict[int, Any] = {}
+        self.device: dict[str, Any] = {}
+        self.max_payload = DEFAULT_MAX_PAYLOAD
+        self.window = 1
+        self.bytes_out = 0
+        self.bytes_in = 0
+
+    # -- requests ------------------------------------------------------------------------
+    def send(self, op: int, body: dict[str, Any] | None = None) -> int:
+        """Send one request; returns its id."""
+        payload = cbor2.dumps(body or {})
+        if len(payload) > self.max_payload:
+            raise UsageError(
+                f"{ops.op_name(op)} request of {len(payload)} bytes exceeds the device's "
+                f"maximum payload of {self.max_payload}; send less at once"
+            )
+        self._next_rid = (self._next_rid + 1) & 0xFFFF or 1
+        data = self.writer.pack(op, self._next_rid, payload)
+        self.bytes_out += len(data)
+        self.link.write(data)
+        return self._next_rid
+
+    def wait(self, rid: int, timeout: float | None = None) -> Any:
+        """The decoded reply to request ``rid``; raises DeviceError for an ERROR reply."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while rid not in self._done:
+            if time.monotonic() > deadline:
+                raise LinkTimeout(
+                    f"no reply from the device within {self.timeout:g} s "
+                    f"(is an agent running on {getattr(self.link, 'url', 'the link')}?)"
+                )
+            data = self.link.read(65536)
+            if data:
+                self.bytes_in += len(data)
+                for frame in self.parser.feed(data):
+                    self._accept(frame)
+        result = self._done.pop(rid)
+        if isinstance(result, DeviceError):
+            raise result
+        return result
+
+    def _accept(self, frame) -> None:
+        if frame.error:
+            if frame.error in (ops.E_AUTH, ops.E_REPLAY):
+                raise AuthError(
+                    "a frame from the device failed authentication: "
+                    + ("the device does not use a key" if self.key else "check the key")
+                )
+            return  # a damaged frame; the request it answered will time out
+        if self.key is None and frame.flags & ops.FLAG_AUTH:
+            raise AuthError("the device authenticates its frames: pass --key or set KPDEV_KEY")
+        body = cbor2.loads(frame.payload) if frame.payload else None
+        if frame.flags & ops.FLAG_EVENT:
+            if self.on_event:
+                self.on_event(frame.op, body)
+            return
+        if frame.flags & ops.FLAG_ERROR:
+            code = body.get("code", ops.E_INTERNAL) if isinstance(body, dict) else ops.E_INTERNAL
+            msg = body.get("msg", "") if isinstance(body, dict) else ""
+            op = body.get("op", frame.op) if isinstance(body, dict) else frame.op
+            self._done[frame.rid] = DeviceError(
+                f"{ops.op_name(op)} failed: {msg} [{ops.error_name(code)}]", code
+            )
+            return
+        self._done[frame.rid] = body
+
+    def request(self, op: int, body: dict[str, Any] | None = None, timeout=None) -> Any:
+        """Send one request and wait for its reply."""
+        return self.wait(self.send(op, body), timeout)
+
+    def pipeline(
+        self, requests: Iterable[tuple[int, dict]], window: int | None = None
+    ) -> Iterator:
+        """Replies to many requests, in order, keeping up to ``window`` of them in flight."""
+        window = max(1, window or self.window)
+        in_flight: list[int] = []
+        for op, body in requests:
+            if len(in_flight) >= window:
+                yield self.wait(in_flight.pop(0))
+            in_flight.append(self.send(op, body))
+        try:
+            while in_flight:
+                yield self.wait(in_flight.pop(0))
+        finally:
+            for rid in in_flight:  # an error ended the loop: drain what is still owed
+                try:
+                    self.wait(rid)
+                except (DeviceError, ProtocolError):
+                    pass
+
+    # -- operations ----------------------------------------------------------------------
+    def hello(self) -> dict[str, Any]:
+        """Negotiate payload size and window; returns the device's INFO."""
+        info = self.request(ops.HELLO, {"max_payload": HOST_MAX_PAYLOAD})
+        self.device = info
+        self.max_payload = int(info.get("max_payload", DEFAULT_MAX_PAYLOAD))
+        self.window = max(1, int(info.get("window", 1)))
+        if self.key and not info.get("auth"):
+            raise AuthError("a key was given but the device does not authenticate frames")
+        return info
+
+    def info(self) -> dict[str, Any]:
+        """Agent, runtime, backends, memory and storage."""
+        return self.request(ops.INFO)
+
+    def ping(self, data: bytes = b"") -> float:
+        """Round-trip time in seconds."""
+        t0 = time.perf_counter()
+        reply = self.request(ops.PING, {"data": data})
+        if reply.get("data") != data:
+            raise ProtocolError("PING reply does not echo the data sent")
+        return time.perf_counter() - t0
+
+    def stats(self, reset: bool = False) -> dict[str, Any]:
+        """Device statistics; ``reset`` zeroes them after reading."""
+        return self.request(ops.STATS, {"reset": reset})
+
+    def reboot(self) -> dict[str, Any]:
+        """Ask the agent to restart."""
+        return self.request(ops.REBOOT)
+
+    def models(self) -> dict[str, Any]:
+        """Stored models and which one is active."""
+        return self.request(ops.MODEL_LIST)
+
+    def model_info(self, name: str | None = None) -> dict[str, Any]:
+        """A model's stored facts and, where a backend loads it, its io spec."""
+        return self.request(ops.MODEL_INFO, {"name": name} if name else {})
+
+    def activate(self, name: str) -> dict[str, Any]:
+        """Make a stored model the active one."""
+        return self.request(ops.MODEL_ACTIVATE, {"name": name})
+
+    def delete(self, name: str) -> dict[str, Any]:
+        """Delete a stored model."""
+        return self.request(ops.MODEL_DELETE, {"name": name})
+
+    def upload(
+        self,
+        name: str,
+        data: bytes,
+        fmt: str,
+        meta: dict[str, Any] | None = None,
+        activate: bool = True,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        """Upload a model (resuming where the device left off) and commit it."""
+        sha = hashlib.sha256(data).digest()
+        begin = self.request(
+            ops.MODEL_BEGIN,
+            {"name": name, "format": fmt, "size": len(data), "sha256": sha, "meta": meta or {}},
+        )
+        offset = int(begin["offset"])
+        chunk = max(64, self.max_payload - _CHUNK_OVERHEAD - len(name.encode()))
+        total = len(data)
+        if progress:
+            progress(offset, total)
+        view = memoryview(data)
+
+        def chunks():
+            for at in range(offset, total, chunk):
+                part = bytes(view[at : at + chunk])
+                yield ops.MODEL_CHUNK, {"name": name, "offset": at, "data": part}
+
+        for reply in self.pipeline(chunks()):
+            if progress:
+                progress(int(reply["offset"]), total)
+        result = self.request(ops.MODEL_COMMIT, {"name": name, "activate": activate})
+        result["resumed_from"] = offset
+        return result
+
+    def abort_upload(self, name: str) -> None:
+        """Drop a partial upload on the device."""
+        self.request(ops.MODEL_ABORT, {"name": name})
+
+    def infer(self, inputs, model: str | None = None) -> tuple[list[np.ndarray], int]:
+        """One inference: inputs (an array or a list of arrays) -> (outputs, device µs)."""
+        body = {"x": _wire_inputs(inputs)}
+        if model:
+            body["m"] = model
+        reply = self.request(ops.INFER, body)
+        return [from_wire(t) for t in reply["y"]], int(reply["t"])
+
+    def infer_batch(self, batch, model: str | None = None) -> tuple[list[list[np.ndarray]], list]:
+        """Many inputs in one frame -> (outputs per input, device µs per input)."""
+        body: dict[str, Any] = {"xs": [_wire_inputs(x) for x in batch]}
+        if model:
+            body["m"] = model
+        reply = self.request(ops.INFER_BATCH, body)
+        return [[from_wire(t) for t in ys] for ys in reply["ys"]], list(reply["t"])
+
+    def infer_many(self, batch, model: str | None = None, window: int | None = None) -> Iterator:
+        """Pipelined single inferences; yields (outputs, µs) in input order."""
+
+        def requests():
+            for x in batch:
+                body = {"x": _wire_inputs(x)}
+                if model:
+                    body["m"] = model
+                yield ops.INFER, body
+
+        for reply in self.pipeline(requests(), window):
+            yield [from_wire(t) for t in reply["y"]], int(reply["t"])
+
+    def close(self) -> None:
+        """Close the link."""
+        try:
+            self.link.close()
+        except (OSError, LinkError):
+            pass
+
+
+def _wire_inputs(inputs):
+    if isinstance(inputs, (list, tuple)):
+        return [to_wire(np.asarray(a)) for a in inputs]
+    return to_wire(np.asarray(inputs))

@@ -1,0 +1,73 @@
+"""Open a client to a board by name or by URL, starting a simulated board when that is asked."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from kpdev.host.boards import Board, get_board
+from kpdev.host.client import Client
+from kpdev.host.errors import LinkError, UsageError
+from kpdev.host.sim import SimBoard
+from kpdev.host.transport import open_url
+
+DEFAULT_BOARD = "sim-mcu"
+
+
+def parse_key(text: str | None) -> bytes | None:
+    """A hex key from the option or $KPDEV_KEY; None when neither is set."""
+    text = text or os.environ.get("KPDEV_KEY")
+    if not text:
+        return None
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        raise UsageError("the key must be hex digits, e.g. from: openssl rand -hex 32") from None
+    if len(key) < 16:
+        raise UsageError("the key must be at least 16 bytes (32 hex digits)")
+    return key
+
+
+def resolve_board(board: str | None, port: str | None) -> Board | None:
+    """The board named, $KPDEV_BOARD, or the default simulated MCU when no port is given."""
+    name = board or os.environ.get("KPDEV_BOARD")
+    if name:
+        return get_board(name)
+    if port:
+        return None
+    return get_board(DEFAULT_BOARD)
+
+
+@contextmanager
+def open_session(
+    board: str | None = None,
+    port: str | None = None,
+    key: str | None = None,
+    timeout: float = 10.0,
+    on_event=None,
+) -> Iterator[Client]:
+    """A connected client (after HELLO); a simulated board lives as long as the block."""
+    b = resolve_board(board, port)
+    keyb = parse_key(key)
+    sim = None
+    if port:
+        link = open_url(port, int((b.link.get("baud") if b else None) or 115200))
+    elif b.simulated:
+        sim = SimBoard(b, keyb)
+        link = sim.link()
+    else:
+        link = open_url(b.default_url(), int(b.link.get("baud", 115200)))
+    client = Client(link, keyb, timeout=timeout, on_event=on_event)
+    try:
+        try:
+            client.hello()
+        except LinkError:
+            if sim:
+                sim.check_alive()
+            raise
+        yield client
+    finally:
+        client.close()
+        if sim:
+            sim.stop()

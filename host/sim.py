@@ -1,0 +1,126 @@
+"""Simulated boards: the real agent in a MicroPython unix-port or CPython process on this machine.
+
+Each simulated board keeps its own state directory (its "flash") under ``$KPDEV_HOME/boards``,
+so models deployed by one command are there for the next.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from kpdev.host.boards import Board
+from kpdev.host.errors import BoardError
+from kpdev.host.micropython import micropython_binary, stage_lib
+from kpdev.host.transport import PipeLink
+
+
+def home() -> Path:
+    """kpdev's own data directory: $KPDEV_HOME or ~/.local/share/kpdev."""
+    env = os.environ.get("KPDEV_HOME")
+    return Path(env) if env else Path.home() / ".local" / "share" / "kpdev"
+
+
+def state_dir(board: Board) -> Path:
+    """Where a simulated board keeps its files."""
+    path = home() / "boards" / board.id
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def agent_command(board: Board, link: str = "stdio") -> tuple[list[str], dict[str, str]]:
+    """The command line and environment that run ``board``'s agent on ``link``."""
+    if not board.simulated:
+        raise BoardError(f"{board.id} is a real board: connect it and pass --port")
+    state = state_dir(board)
+    args = [
+        "-m",
+        "kpdev.device",
+        "--link",
+        link,
+        "--state",
+        str(state),
+        "--board",
+        board.id,
+        "--quota",
+        str(board.quota),
+    ]
+    for opt in ("max_payload", "window"):
+        if opt in board.agent:
+            args += ["--" + opt.replace("_", "-"), str(board.agent[opt])]
+    env = dict(os.environ)
+    if board.runtime == "micropython":
+        lib = stage_lib(str(home() / "lib"))
+        env["MICROPYPATH"] = f"{lib}:.frozen"
+        heap = board.sim.get("heapsize", "256K")
+        return [micropython_binary(), "-X", f"heapsize={heap}", *args], env
+    return [sys.executable, *args], env
+
+
+class SimBoard:
+    """A simulated board's agent process, serving on its stdio."""
+
+    def __init__(self, board: Board, key: bytes | None = None):
+        self.board = board
+        self.key = key
+        self.proc: subprocess.Popen | None = None
+        self.log_path = state_dir(board) / "agent.log"
+
+    def start(self, stdin=subprocess.PIPE, stdout=subprocess.PIPE) -> subprocess.Popen:
+        """Start the agent process; its stderr goes to the board's agent.log."""
+        argv, env = agent_command(self.board)
+        if self.key:
+            env["KPDEV_KEY"] = self.key.hex()
+        else:
+            env.pop("KPDEV_KEY", None)
+        self._log = open(self.log_path, "ab")
+        try:
+            self.proc = subprocess.Popen(
+                argv, stdin=stdin, stdout=stdout, stderr=self._log, env=env, bufsize=0
+            )
+        except OSError as e:
+            raise BoardError(f"cannot start {self.board.id}: {e}") from None
+        return self.proc
+
+    def link(self) -> PipeLink:
+        """Start the agent on pipes and return the link to it."""
+        return PipeLink(self.start())
+
+    def check_alive(self) -> None:
+        """Raise with the agent's last log lines if the process has exited."""
+        if self.proc is not None and self.proc.poll() is not None:
+            raise BoardError(f"simulated {self.board.id} exited: {self.log_tail()}")
+
+    def log_tail(self, lines: int = 3) -> str:
+        """The last lines the agent wrote to stderr."""
+        try:
+            text = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "(no log)"
+        return " | ".join(text[-lines:]) or "(no log)"
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the agent: close its stdin, then terminate if it lingers."""
+        if self.proc is None:
+            return
+        for f in (self.proc.stdin, self.proc.stdout):
+            if f:
+                try:
+                    f.close()
+                except OSError:
+                    pass
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(2)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        self.proc = None

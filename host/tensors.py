@@ -1,0 +1,37 @@
+"""numpy arrays <-> the wire's RFC 8746 tensors (cbor2 ``CBORTag`` trees)."""
+
+from __future__ import annotations
+
+import numpy as np
+from cbor2 import CBORTag
+
+from kpdev.host.errors import UsageError
+from kpdev.protocol.tensors import DTYPES, TAG_DTYPES, TAG_NDARRAY
+
+
+def to_wire(array: np.ndarray) -> CBORTag:
+    """A numpy array as a tag-40 typed array, little-endian bytes."""
+    array = np.asarray(array)
+    name = array.dtype.name
+    entry = DTYPES.get(name)
+    if entry is None:
+        raise UsageError(f"dtype {name} cannot travel: use one of {', '.join(DTYPES)}")
+    data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+    return CBORTag(TAG_NDARRAY, [list(array.shape), CBORTag(entry[0], data)])
+
+
+def from_wire(obj) -> np.ndarray:
+    """A tag-40 typed array from the device as a numpy array."""
+    if not isinstance(obj, CBORTag) or obj.tag != TAG_NDARRAY:
+        raise UsageError("device sent something that is not a tensor")
+    shape, typed = obj.value
+    name = TAG_DTYPES.get(typed.tag)
+    if name is None:
+        raise UsageError(f"device sent a tensor with unknown typed-array tag {typed.tag}")
+    dtype = np.dtype(name).newbyteorder("<")
+    return np.frombuffer(typed.value, dtype=dtype).reshape(shape).astype(name, copy=False)
+
+
+def nbytes(arrays) -> int:
+    """Raw bytes of the tensors' data, the floor for bytes on the wire."""
+    return sum(np.asarray(a).nbytes for a in arrays)

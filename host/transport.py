@@ -1,0 +1,105 @@
+"""Host links: byte pipes to a device.  Frames and CBOR live above, in the client.
+
+``read(n)`` returns what has arrived (at least one byte, waiting up to the timeout; empty on
+timeout), ``write(data)`` sends everything, ``close()`` releases the link.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+
+import serial
+
+from kpdev.host.errors import LinkError
+
+
+class SerialLink:
+    """Anything pyserial opens by URL: /dev/ttyACM0, /dev/pts/N, socket://, rfc2217://."""
+
+    def __init__(self, url: str, baud: int = 115200, timeout: float = 1.0):
+        self.url = url
+        try:
+            self._port = serial.serial_for_url(url, do_not_open=True)
+            self._port.baudrate = baud
+            self._port.timeout = timeout
+            self._port.write_timeout = None
+            self._port.open()
+        except (serial.SerialException, ValueError, OSError) as e:
+            raise LinkError(f"cannot open {url}: {e}") from None
+
+    def read(self, n: int) -> bytes:
+        """Bytes that have arrived, up to ``n``; empty after the timeout."""
+        try:
+            waiting = self._port.in_waiting
+            data = self._port.read(max(1, min(n, waiting)))
+            if data and len(data) < n:
+                more = self._port.in_waiting
+                if more:
+                    data += self._port.read(min(n - len(data), more))
+            return data
+        except (serial.SerialException, OSError) as e:
+            raise LinkError(f"{self.url}: read failed: {e}") from None
+
+    def write(self, data: bytes) -> None:
+        """Send all of ``data``."""
+        try:
+            self._port.write(data)
+        except (serial.SerialException, OSError) as e:
+            raise LinkError(f"{self.url}: write failed: {e}") from None
+
+    def set_timeout(self, timeout: float) -> None:
+        """Seconds ``read`` waits for the first byte."""
+        self._port.timeout = timeout
+
+    def close(self) -> None:
+        """Close the port."""
+        self._port.close()
+
+
+class PipeLink:
+    """The stdin/stdout pipes of a simulated board's agent process."""
+
+    def __init__(self, proc: subprocess.Popen, timeout: float = 1.0):
+        self.url = "pipe"
+        self._proc = proc
+        self._rfd = proc.stdout.fileno()
+        self._wfd = proc.stdin.fileno()
+        self._timeout = timeout
+
+    def read(self, n: int) -> bytes:
+        """Bytes that have arrived, up to ``n``; empty after the timeout."""
+        ready, _, _ = select.select([self._rfd], [], [], self._timeout)
+        if not ready:
+            return b""
+        data = os.read(self._rfd, n)
+        if not data:
+            raise LinkError(f"the simulated board exited (code {self._proc.poll()})")
+        return data
+
+    def write(self, data: bytes) -> None:
+        """Send all of ``data``."""
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._wfd, view) :]
+        except BrokenPipeError:
+            raise LinkError(f"the simulated board exited (code {self._proc.poll()})") from None
+
+    def set_timeout(self, timeout: float) -> None:
+        """Seconds ``read`` waits for the first byte."""
+        self._timeout = timeout
+
+    def close(self) -> None:
+        """Close our ends of the pipes (the agent sees end of stream and exits)."""
+        for f in (self._proc.stdin, self._proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
+def open_url(url: str, baud: int = 115200, timeout: float = 1.0) -> SerialLink:
+    """Open a device link by URL or port path."""
+    return SerialLink(url, baud, timeout)

@@ -1,0 +1,260 @@
+"""Frames for byte streams, and the sans-IO parser that finds them.
+
+Layout (little-endian; docs/protocol.md has the full table)::
+
+    0  2  sync      A5 4B
+    2  1  flags     low nibble RESPONSE|ERROR|EVENT|AUTH, high nibble protocol version
+    3  1  op        operation code
+    4  2  id        request id (responses and errors echo it; events use 0)
+    6  4  length    payload bytes
+    10 2  hcheck    CRC-32 of bytes 0..9, low 16 bits
+    12 n  payload   one CBOR item
+    .. 4  crc       CRC-32 of the payload
+    (AUTH only)
+    .. 8  counter   u64, strictly increasing per sender
+    .. 16 tag       HMAC-SHA256(key, header + payload + counter), first 16 bytes
+
+``FrameParser.feed`` takes any number of bytes and returns the whole frames found; it keeps the
+rest.  Garbage, a truncated frame or a bad CRC never needs a reconnect: the parser moves one byte
+past the bad sync word and looks for the next one.
+"""
+
+import hashlib
+import struct
+
+try:
+    from micropython import const
+except ImportError:
+
+    def const(x):
+        return x
+
+
+from kpdev.protocol import ops
+
+try:
+    from binascii import crc32
+except ImportError:  # ports built without binascii.crc32
+    crc32 = None
+
+SYNC = b"\xa5\x4b"
+_SYNC0 = const(0xA5)
+_SYNC1 = const(0x4B)
+HEADER_SIZE = const(12)
+CRC_SIZE = const(4)
+COUNTER_SIZE = const(8)
+TAG_SIZE = const(16)
+AUTH_SIZE = const(24)
+VERSION_BITS = ops.PROTOCOL_VERSION << 4
+# Until HELLO negotiates more, both sides accept payloads of this size.
+DEFAULT_MAX_PAYLOAD = const(1024)
+# Frame overhead without and with authentication.
+OVERHEAD = HEADER_SIZE + CRC_SIZE
+AUTH_OVERHEAD = HEADER_SIZE + CRC_SIZE + AUTH_SIZE
+
+
+def _crc32_table():
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0xEDB88320 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+if crc32 is None:
+    _TABLE = _crc32_table()
+
+    def crc32(data, value=0):
+        c = value ^ 0xFFFFFFFF
+        for b in data:
+            c = _TABLE[(c ^ b) & 0xFF] ^ (c >> 8)
+        return c ^ 0xFFFFFFFF
+
+
+class Authenticator:
+    """HMAC-SHA256 with a pre-shared key, pads computed once (MicroPython has no hmac module)."""
+
+    def __init__(self, key):
+        if len(key) > 64:
+            key = hashlib.sha256(key).digest()
+        key = key + bytes(64 - len(key))
+        self._ipad = bytes([b ^ 0x36 for b in key])
+        self._opad = bytes([b ^ 0x5C for b in key])
+
+    def tag(self, header, payload, counter):
+        """First 16 bytes of HMAC-SHA256 over header, payload and the packed counter."""
+        inner = hashlib.sha256(self._ipad)
+        inner.update(header)
+        inner.update(payload)
+        inner.update(counter)
+        outer = hashlib.sha256(self._opad)
+        outer.update(inner.digest())
+        return outer.digest()[:TAG_SIZE]
+
+
+def _same(a, b):
+    # Compare tags without an early exit, so timing does not tell how much matched.
+    if len(a) != len(b):
+        return False
+    diff = 0
+    for i in range(len(a)):
+        diff |= a[i] ^ b[i]
+    return diff == 0
+
+
+class Frame:
+    """One received frame; ``error`` is an error code when the frame could not be accepted."""
+
+    __slots__ = ("flags", "op", "rid", "payload", "counter", "error")
+
+    def __init__(self, flags, op, rid, payload, counter=0, error=0):
+        self.flags = flags
+        self.op = op
+        self.rid = rid
+        self.payload = payload
+        self.counter = counter
+        self.error = error
+
+    def __repr__(self):
+        return "Frame(op=%s, rid=%d, flags=0x%02x, %d bytes, error=%d)" % (
+            ops.op_name(self.op),
+            self.rid,
+            self.flags,
+            len(self.payload or b""),
+            self.error,
+        )
+
+
+class FrameWriter:
+    """Builds frames; with a key it signs each one with the next counter value."""
+
+    def __init__(self, key=None, counter=0):
+        self._auth = Authenticator(key) if key else None
+        self.counter = counter
+
+    def pack(self, op, rid, payload, flags=0):
+        """Whole frame bytes for one payload."""
+        if self._auth:
+            flags |= ops.FLAG_AUTH
+        else:
+            flags &= ~ops.FLAG_AUTH
+        head = bytearray(HEADER_SIZE)
+        struct.pack_into(
+            "<BBBBHI", head, 0, _SYNC0, _SYNC1, VERSION_BITS | flags, op, rid, len(payload)
+        )
+        struct.pack_into("<H", head, 10, crc32(memoryview(head)[0:10]) & 0xFFFF)
+        parts = [head, payload, struct.pack("<I", crc32(payload) & 0xFFFFFFFF)]
+        if self._auth:
+            self.counter += 1
+            counter = struct.pack("<Q", self.counter)
+            parts.append(counter)
+            parts.append(self._auth.tag(head, payload, counter))
+        return b"".join(parts)
+
+
+class FrameParser:
+    """Sans-IO incremental parser: ``feed(bytes) -> [Frame]``; counts what it rejects."""
+
+    def __init__(self, max_payload=DEFAULT_MAX_PAYLOAD, key=None):
+        self.max_payload = max_payload
+        self._auth = Authenticator(key) if key else None
+        self._buf = bytearray()
+        self._pos = 0
+        self.last_counter = 0
+        self.garbage = 0  # bytes skipped while looking for a sync word
+        self.header_errors = 0
+        self.crc_errors = 0
+        self.oversize = 0
+        self.auth_failures = 0
+        self.replays = 0
+
+    def pending(self):
+        """Bytes held that do not yet make a whole frame."""
+        return len(self._buf) - self._pos
+
+    def resync(self):
+        """Give up on a partial frame (e.g. after a receive timeout) and look for the next one."""
+        if self.pending():
+            self._pos += 1
+            self.garbage += 1
+
+    def feed(self, data):
+        """Add received bytes; return the list of whole frames now available, in order."""
+        if data:
+            self._buf.extend(data)
+        out = []
+        buf = self._buf
+        end = len(buf)
+        pos = self._pos
+        mv = memoryview(buf)
+        while end - pos >= 2:
+            if buf[pos] != _SYNC0 or buf[pos + 1] != _SYNC1:
+                i = pos + 1
+                while i < end and buf[i] != _SYNC0:
+                    i += 1
+                self.garbage += i - pos
+                pos = i
+                continue
+            if end - pos < HEADER_SIZE:
+                break
+            if crc32(mv[pos : pos + 10]) & 0xFFFF != struct.unpack_from("<H", buf, pos + 10)[0]:
+                self.header_errors += 1
+                self.garbage += 1
+                pos += 1
+                continue
+            flags, op, rid, length = struct.unpack_from("<BBHI", buf, pos + 2)
+            if flags & 0xF0 != VERSION_BITS:
+                out.append(Frame(flags, op, rid, None, 0, ops.E_BAD_REQUEST))
+                pos += HEADER_SIZE
+                continue
+            flags &= 0x0F
+            if length > self.max_payload:
+                self.oversize += 1
+                out.append(Frame(flags, op, rid, None, 0, ops.E_TOO_LARGE))
+                pos += HEADER_SIZE
+                continue
+            total = HEADER_SIZE + length + CRC_SIZE
+            if flags & ops.FLAG_AUTH:
+                total += AUTH_SIZE
+            if end - pos < total:
+                break
+            p0 = pos + HEADER_SIZE
+            p1 = p0 + length
+            if crc32(mv[p0:p1]) & 0xFFFFFFFF != struct.unpack_from("<I", buf, p1)[0]:
+                self.crc_errors += 1
+                out.append(Frame(flags, op, rid, None, 0, ops.E_BAD_CRC))
+                pos += 2  # the length may be the corrupted part: rescan from here
+                continue
+            payload = bytes(mv[p0:p1])
+            counter = 0
+            error = 0
+            if self._auth:
+                if not flags & ops.FLAG_AUTH:
+                    error = ops.E_AUTH
+                else:
+                    c0 = p1 + CRC_SIZE
+                    counter = struct.unpack_from("<Q", buf, c0)[0]
+                    want = self._auth.tag(mv[pos:p0], mv[p0:p1], mv[c0 : c0 + COUNTER_SIZE])
+                    if not _same(want, mv[c0 + COUNTER_SIZE : c0 + AUTH_SIZE]):
+                        error = ops.E_AUTH
+                    elif counter <= self.last_counter:
+                        error = ops.E_REPLAY
+                    else:
+                        self.last_counter = counter
+                if error == ops.E_AUTH:
+                    self.auth_failures += 1
+                elif error:
+                    self.replays += 1
+            out.append(Frame(flags, op, rid, None if error else payload, counter, error))
+            pos += total
+        # Drop consumed bytes; MicroPython's bytearray has no slice deletion.
+        if pos:
+            if pos >= end:
+                self._buf = bytearray()
+            else:
+                self._buf = bytearray(mv[pos:end])
+            pos = 0
+        self._pos = pos
+        return out
