@@ -12,7 +12,7 @@ import numpy as np
 
 from kpdev.host.errors import AuthError, LinkError, LinkTimeout, UsageError
 from kpdev.host.tensors import from_wire, to_wire
-from kpdev.protocol import ops
+from kpdev.protocol import names, ops
 from kpdev.protocol.errors import DeviceError, ProtocolError
 from kpdev.protocol.framing import DEFAULT_MAX_PAYLOAD, FrameParser, FrameWriter
 
@@ -48,7 +48,7 @@ class Client:
         payload = cbor2.dumps(body or {})
         if len(payload) > self.max_payload:
             raise UsageError(
-                f"{ops.op_name(op)} request of {len(payload)} bytes exceeds the device's "
+                f"{names.op_name(op)} request of {len(payload)} bytes exceeds the device's "
                 f"maximum payload of {self.max_payload}; send less at once"
             )
         self._next_rid = (self._next_rid + 1) & 0xFFFF or 1
@@ -96,7 +96,7 @@ class Client:
             msg = body.get("msg", "") if isinstance(body, dict) else ""
             op = body.get("op", frame.op) if isinstance(body, dict) else frame.op
             self._done[frame.rid] = DeviceError(
-                f"{ops.op_name(op)} failed: {msg} [{ops.error_name(code)}]", code
+                f"{names.op_name(op)} failed: {msg} [{names.error_name(code)}]", code
             )
             return
         self._done[frame.rid] = body

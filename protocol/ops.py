@@ -46,41 +46,6 @@ PROFILE_LAST = const(0x5F)
 LOG = const(0x70)  # unsolicited event: {"lvl": str, "msg": str}
 ERROR = const(0x7F)  # response op of every failure: {"code": int, "msg": str}
 
-OP_NAMES = {
-    HELLO: "HELLO",
-    INFO: "INFO",
-    PING: "PING",
-    STATS: "STATS",
-    REBOOT: "REBOOT",
-    MODEL_BEGIN: "MODEL_BEGIN",
-    MODEL_CHUNK: "MODEL_CHUNK",
-    MODEL_COMMIT: "MODEL_COMMIT",
-    MODEL_ABORT: "MODEL_ABORT",
-    MODEL_LIST: "MODEL_LIST",
-    MODEL_INFO: "MODEL_INFO",
-    MODEL_ACTIVATE: "MODEL_ACTIVATE",
-    MODEL_DELETE: "MODEL_DELETE",
-    INFER: "INFER",
-    INFER_BATCH: "INFER_BATCH",
-    LOG: "LOG",
-    ERROR: "ERROR",
-}
-
-
-def op_name(op):
-    """Name of an operation code, naming the reserved ranges too."""
-    name = OP_NAMES.get(op)
-    if name:
-        return name
-    if LEARN_FIRST <= op <= LEARN_LAST:
-        return "LEARN(reserved)"
-    if POWER_FIRST <= op <= POWER_LAST:
-        return "POWER(reserved)"
-    if PROFILE_FIRST <= op <= PROFILE_LAST:
-        return "PROFILE(reserved)"
-    return "0x%02x" % op
-
-
 # Error codes carried by ERROR frames.  Never renumber: hosts match on them.
 E_BAD_CRC = const(1)
 E_TOO_LARGE = const(2)
@@ -101,30 +66,3 @@ E_UPLOAD_STATE = const(22)
 E_MODEL_LOAD = const(23)
 E_INFER = const(24)
 E_INTERNAL = const(32)
-
-ERROR_NAMES = {
-    E_BAD_CRC: "BAD_CRC",
-    E_TOO_LARGE: "TOO_LARGE",
-    E_MALFORMED: "MALFORMED",
-    E_UNKNOWN_OP: "UNKNOWN_OP",
-    E_BAD_REQUEST: "BAD_REQUEST",
-    E_AUTH: "AUTH",
-    E_REPLAY: "REPLAY",
-    E_BUSY: "BUSY",
-    E_NOT_IMPLEMENTED: "NOT_IMPLEMENTED",
-    E_NO_MODEL: "NO_MODEL",
-    E_NO_BACKEND: "NO_BACKEND",
-    E_BAD_SHAPE: "BAD_SHAPE",
-    E_BAD_DTYPE: "BAD_DTYPE",
-    E_STORAGE_FULL: "STORAGE_FULL",
-    E_CHECKSUM: "CHECKSUM",
-    E_UPLOAD_STATE: "UPLOAD_STATE",
-    E_MODEL_LOAD: "MODEL_LOAD",
-    E_INFER: "INFER",
-    E_INTERNAL: "INTERNAL",
-}
-
-
-def error_name(code):
-    """Name of an error code, or its number when unknown."""
-    return ERROR_NAMES.get(code) or str(code)

@@ -1,0 +1,796 @@
+"""The ``kpdev`` command line.  Only this module prints or uses Rich."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.table import Table
+
+from kpdev import __version__
+from kpdev.host.boards import get_board, load_boards
+from kpdev.host.errors import AuthError, BoardError, LinkError, UsageError
+from kpdev.host.render import human_bytes, jsonable, named_errors
+from kpdev.host.session import open_session, parse_key, resolve_board
+from kpdev.protocol.errors import DeviceError, KpdevError, ProtocolError
+from kpdev.protocol.formats import EXTENSIONS, format_of
+
+app = typer.Typer(
+    name="kpdev",
+    help="Put ML models on small devices and measure them there.\n\n"
+    "Every device command runs against a board from the catalog (--board) or a port "
+    "(--port). A simulated board given with --board and no --port is started for the "
+    "command's duration, so everything works with no hardware.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+model_app = typer.Typer(
+    help="Inspect and manage the models stored on a device.", no_args_is_help=True
+)
+app.add_typer(model_app, name="model")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+BoardOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--board",
+        "-b",
+        help="Board from the catalog (see `kpdev boards`); default $KPDEV_BOARD or sim-mcu.",
+        envvar="KPDEV_BOARD",
+        show_default=False,
+    ),
+]
+PortOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--port",
+        "-p",
+        help="Device link: /dev/ttyACM0, /dev/pts/N, socket://HOST:PORT or rfc2217://HOST:PORT.",
+        show_default=False,
+    ),
+]
+KeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--key",
+        help="Pre-shared key (hex) to authenticate frames; default $KPDEV_KEY.",
+        envvar="KPDEV_KEY",
+        show_default=False,
+        show_envvar=False,
+    ),
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print machine-readable JSON on stdout, nothing else.")
+]
+TimeoutOpt = Annotated[
+    float, typer.Option("--timeout", help="Seconds to wait for each device reply.", min=0.1)
+]
+
+
+def emit(data: Any) -> None:
+    """One JSON document on stdout."""
+    sys.stdout.write(json.dumps(jsonable(data), indent=2, sort_keys=False) + "\n")
+
+
+def _log_event(op: int, body: Any) -> None:
+    if isinstance(body, dict) and "msg" in body:
+        err.print(f"[dim]device {body.get('lvl', 'log')}: {body['msg']}[/dim]")
+
+
+def session(board, port, key, timeout=10.0):
+    """A connected client; simulated boards start and stop with it."""
+    return open_session(board, port, key, timeout=timeout, on_event=_log_event)
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=err,
+        disable=not enabled,
+        transient=False,
+    )
+
+
+# -- catalog and simulators ----------------------------------------------------------------
+@app.command()
+def boards(json_: JsonOpt = False) -> None:
+    """List the boards in the catalog (boards.yml)."""
+    catalog = load_boards()
+    if json_:
+        emit(
+            [
+                {
+                    "id": b.id,
+                    "name": b.name,
+                    "runtime": b.runtime,
+                    "simulated": b.simulated,
+                    "ram_kb": b.ram_kb,
+                    "storage_kb": b.storage_kb,
+                    "flash_kb": b.flash_kb,
+                    "accelerators": list(b.accelerators),
+                    "link": b.link,
+                }
+                for b in catalog.values()
+            ]
+        )
+        return
+    table = Table(title="kpdev boards")
+    for col in ("board", "name", "runtime", "RAM", "storage", "accelerators", "link"):
+        table.add_column(col)
+    for b in catalog.values():
+        table.add_row(
+            b.id,
+            b.name,
+            b.runtime,
+            human_bytes(b.ram_kb * 1024),
+            human_bytes(b.storage_kb * 1024),
+            ", ".join(b.accelerators) or "-",
+            b.describe_link(),
+        )
+    out.print(table)
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@app.command()
+def sim(
+    board: Annotated[str, typer.Argument(help="Simulated board to serve, e.g. sim-mcu.")],
+    listen: Annotated[
+        str,
+        typer.Option(
+            "--listen",
+            help="Where to serve: pty (prints the /dev/pts path) or tcp://HOST:PORT "
+            "(port 0 picks a free one).",
+        ),
+    ] = "pty",
+    key: KeyOpt = None,
+    insecure: Annotated[
+        bool,
+        typer.Option("--insecure", help="Allow TCP beyond loopback without a key."),
+    ] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Serve a simulated board until interrupted, on a pty or a TCP port.
+
+    Connect to it like to a real board: `kpdev info --port /dev/pts/N` or
+    `kpdev info --port socket://127.0.0.1:PORT`.
+    """
+    from kpdev.device.links import is_loopback
+    from kpdev.host.sim import SimBoard, agent_command
+
+    b = get_board(board)
+    if not b.simulated:
+        raise UsageError(f"{board} is a real board; `kpdev sim` serves simulated ones only")
+    keyb = parse_key(key)
+    sim_board = SimBoard(b, keyb)
+    slave_fd = None
+    if listen == "pty":
+        import tty
+
+        master_fd, slave_fd = os.openpty()
+        tty.setraw(slave_fd)
+        url = os.ttyname(slave_fd)
+        proc = sim_board.start(stdin=master_fd, stdout=master_fd)
+        os.close(master_fd)
+    elif listen.startswith("tcp://"):
+        host, _, port_text = listen[6:].rpartition(":")
+        host = host.strip("[]")
+        if not host or not port_text.isdigit():
+            raise UsageError(f"bad --listen {listen!r}: use tcp://HOST:PORT or pty")
+        if not is_loopback(host) and not keyb and not insecure:
+            raise UsageError(
+                f"refusing to listen on {host} without a key: pass --key (or set KPDEV_KEY), "
+                "or --insecure to allow anyone on the network"
+            )
+        port = int(port_text) or _free_port(host)
+        link = f"tcp://{host}:{port}"
+        argv, env = agent_command(b, link)
+        if insecure:
+            argv.append("--insecure")
+        if keyb:
+            env["KPDEV_KEY"] = keyb.hex()
+        else:
+            env.pop("KPDEV_KEY", None)
+        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        sim_board.proc = proc
+        url = f"socket://{'[' + host + ']' if ':' in host else host}:{port}"
+        # The agent says when it listens; until then a client would be refused.
+        line = proc.stderr.readline().decode(errors="replace").strip()
+        if proc.poll() is not None or "listening" not in line:
+            raise BoardError(f"simulated {board} did not start: {line or 'no output'}")
+    else:
+        raise UsageError(f"bad --listen {listen!r}: use pty or tcp://HOST:PORT")
+    if json_:
+        emit({"board": board, "port": url, "pid": proc.pid})
+    else:
+        err.print(f"[bold]{b.name}[/bold] serving on [cyan]{url}[/cyan]  (Ctrl-C to stop)")
+        out.print(url)
+    sys.stdout.flush()
+    try:
+        code = proc.wait()
+        if code:
+            raise BoardError(f"simulated {board} exited with code {code}: {sim_board.log_tail()}")
+    except KeyboardInterrupt:
+        proc.terminate()
+        proc.wait(5)
+    finally:
+        if slave_fd is not None:
+            os.close(slave_fd)
+
+
+# -- device commands -----------------------------------------------------------------------
+@app.command()
+def info(
+    board: BoardOpt = None,
+    port: PortOpt = None,
+    key: KeyOpt = None,
+    timeout: TimeoutOpt = 10.0,
+    json_: JsonOpt = False,
+) -> None:
+    """Show the agent: versions, runtime, backends, memory, storage, link limits."""
+    with session(board, port, key, timeout) as c:
+        data = c.info()
+    if json_:
+        emit(data)
+        return
+    table = Table(show_header=False, title=f"kpdev agent on {data.get('board')}")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("agent", f"{data['agent']} (protocol {data['proto']})")
+    table.add_row("runtime", f"{data['runtime']} {data['runtime_version']} ({data['platform']})")
+    backends = data.get("backends") or {}
+    table.add_row(
+        "backends", ", ".join(f"{k} {v}" for k, v in backends.items()) or "none on this runtime"
+    )
+    for k, v in (data.get("memory") or {}).items():
+        table.add_row(k.replace("_", " "), human_bytes(v))
+    st = data.get("storage") or {}
+    table.add_row(
+        "storage", f"{human_bytes(st.get('used'))} used of {human_bytes(st.get('quota'))}"
+    )
+    table.add_row("max payload", human_bytes(data.get("max_payload")))
+    table.add_row("window", str(data.get("window")))
+    table.add_row("authenticated", "yes" if data.get("auth") else "no")
+    table.add_row("uptime", f"{data.get('uptime_ms', 0) / 1000:.1f} s")
+    out.print(table)
+
+
+@app.command()
+def ping(
+    count: Annotated[int, typer.Option("--count", "-n", help="How many pings.", min=1)] = 4,
+    board: BoardOpt = None,
+    port: PortOpt = None,
+    key: KeyOpt = None,
+    timeout: TimeoutOpt = 10.0,
+    json_: JsonOpt = False,
+) -> None:
+    """Measure round trips to the agent."""
+    with session(board, port, key, timeout) as c:
+        rtts = [c.ping(os.urandom(8)) * 1e3 for _ in range(count)]
+    data = {
+        "count": count,
+        "min_ms": min(rtts),
+        "mean_ms": sum(rtts) / len(rtts),
+        "max_ms": max(rtts),
+        "rtt_ms": rtts,
+    }
+    if json_:
+        emit(data)
+    else:
+        out.print(
+            f"{count} pings: min {data['min_ms']:.3f} ms, mean {data['mean_ms']:.3f} ms, "
+            f"max {data['max_ms']:.3f} ms"
+        )
+
+
+@app.command()
+def deploy(
+    model_file: Annotated[
+        Path,
+        typer.Argument(help=f"Model file ({', '.join(EXTENSIONS)}).", show_default=False),
+    ],
+    name: Annotated[
+        str | None,
+        typer.Option("--name", "-n", help="Name on the device; default: the file's stem."),
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            "--backend",
+            help="Backend to run it with, e.g. tflite_micro; default: "
+            "the agent's first choice for the format.",
+        ),
+    ] = None,
+    activate: Annotated[
+        bool, typer.Option("--activate/--no-activate", help="Make it the active model.")
+    ] = True,
+    board: BoardOpt = None,
+    port: PortOpt = None,
+    key: KeyOpt = None,
+    timeout: TimeoutOpt = 30.0,
+    json_: JsonOpt = False,
+) -> None:
+    """Upload a model to the device (resuming an interrupted upload) and activate it."""
+    try:
+        data = model_file.read_bytes()
+    except OSError as e:
+        raise UsageError(f"cannot read {model_file}: {e.strerror}") from None
+    fmt = format_of(model_file.name)
+    if fmt is None:
+        raise UsageError(
+            f"{model_file.name}: unknown model format; use one of {', '.join(EXTENSIONS)}"
+        )
+    name = name or model_file.stem
+    b = resolve_board(board, port)
+    if b is not None and len(data) > b.quota:
+        raise UsageError(
+            f"{model_file.name} is {human_bytes(len(data))} but {b.id} stores at most "
+            f"{human_bytes(b.quota)}"
+        )
+    meta = {"backend": backend} if backend else {}
+    with session(board, port, key, timeout) as c, _progress(not json_) as bar:
+        task = bar.add_task(f"upload {name}", total=len(data))
+        t0 = time.perf_counter()
+        result = c.upload(
+            name,
+            data,
+            fmt,
+            meta,
+            activate=activate,
+            progress=lambda done, total: bar.update(task, completed=done),
+        )
+        seconds = time.perf_counter() - t0
+        detail = c.model_info(name)
+    result.update(
+        {
+            "board": c.device.get("board"),
+            "seconds": seconds,
+            "backend": detail.get("backend"),
+            "io": detail.get("io"),
+            "load_error": detail.get("load_error"),
+        }
+    )
+    if json_:
+        emit(result)
+        return
+    resumed = f", resumed at {result['resumed_from']}" if result["resumed_from"] else ""
+    out.print(
+        f"deployed [bold]{name}[/bold] ({human_bytes(result['size'])}, sha256 "
+        f"{result['sha256'][:12]}…{resumed}) to {result['board']} in {seconds:.2f} s"
+        + (" [green]active[/green]" if result.get("active") else "")
+    )
+    if result["load_error"]:
+        err.print(f"[yellow]warning:[/yellow] stored, but {result['load_error']['msg']}")
+    elif result["io"]:
+        _print_io(result["backend"], result["io"])
+
+
+def _print_io(backend: str | None, io: dict) -> None:
+    table = Table(title=f"io spec ({backend})")
+    for col in ("", "name", "dtype", "shape", "scale", "zero point"):
+        table.add_column(col)
+    for kind in ("inputs", "outputs"):
+        for spec in io.get(kind, []):
+            table.add_row(
+                kind[:-1],
+                str(spec.get("name")),
+                str(spec.get("dtype")),
+                str(spec.get("shape")),
+                str(spec.get("scale")),
+                str(spec.get("zero_point")),
+            )
+    out.print(table)
+
+
+@app.command()
+def models(
+    board: BoardOpt = None,
+    port: PortOpt = None,
+    key: KeyOpt = None,
+    timeout: TimeoutOpt = 10.0,
+    json_: JsonOpt = False,
+) -> None:
+    """List the models stored on the device."""
+    with session(board, port, key, timeout) as c:
+        data = c.models()
+    if json_:
+        emit(data)
+        return
+    if not data["models"]:
+        out.print("no models on the device; add one with `kpdev deploy MODEL_FILE`")
+        return
+    table = Table(title="models")
+    for col in ("", "name", "format", "size", "sha256", "backend"):
+        table.add_column(col)
+    for m in data["models"]:
+        table.add_row(
+            "*" if m.get("active") else "",
+            m["name"],
+            m["format"],
+            human_bytes(m["size"]),
+            m["sha256"][:16],
+            (m.get("meta") or {}).get("backend", "auto"),
+        )
+    out.print(table)
+
+
+@model_app.command("info")
+def model_info(
+    name: Annotated[
+        str | None, typer.Argument(help="Model name; default: the active model.")
+    ] = None,
+    board: BoardOpt = None,
+    port: PortOpt = None,
+    key: KeyOpt = None,
+    timeout: TimeoutOpt = 10.0,
+    json_: JsonOpt = False,
+) -> None:
+    """Show a stored model: size, checksum, backend and its inputs and outputs."""
+    with session(board, port, key, timeout) as c:
+        data = c.model_info(name)
+    if json_:
+        emit(data)
+        return
+    out.print(
+        f"[bold]{data['name']}[/bold] {data['format']} {human_bytes(data['size'])} "
+        f"sha256 {data['sha256']}" + (" [green]active[/green]" if data.get("active") else "")
+    )
+    if data.get("load_error"):
+        err.print(f"[yellow]cannot load here:[/yellow] {data['load_error']['msg']}")
+    else:
+        _print_io(data.get("backend"), data.get("io") or {})
+        for k, v in (data.get("details") or {}).items():
+            out.print(f"{k}: {v}")
+
+
+@model_app.command("activate")
+def model_activate(
+    name: Annotated[str, typer.Argument(help="Model to make active.")],
+    board: BoardOpt = None,
+    port: PortOpt = None,
+    key: KeyOpt = None,
+    timeout: TimeoutOpt = 10.0,
+    json_: JsonOpt = False,
+) -> None:
+    """Make a stored model the one INFER uses by default."""
+    with session(board, port, key, timeout) as c:
+        data = c.activate(name)
+    emit(data) if json_ else out.print(f"{name} is now active")
+
+
+@model_app.command("delete")
+def model_delete(
+    name: Annotated[str, typer.Argument(help="Model to delete.")],
+    board: BoardOpt = None,
+    port: PortOpt = None,
+    key: KeyOpt = None,
+    timeout: TimeoutOpt = 10.0,
+    json_: JsonOpt = False,
+) -> None:
+    """Delete a stored model."""
+    with session(board, port, key, timeout) as c:
+        data = c.delete(name)
+    emit(data) if json_ else out.print(f"deleted {name}")
+
+
+def _load_input(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"cannot read {path} as a .npy array: {e}") from None
+
+
+def _batch_of(x: np.ndarray, shape: list[int]) -> list[np.ndarray] | None:
+    """The inputs in ``x`` for a model input of ``shape``; None when x is one input."""
+    want = tuple(shape)
+    if x.shape == want:
+        return None
+    if x.shape[1:] == want:
+        return list(x)
+    if want and want[0] == 1 and x.shape[1:] == want[1:]:
+        return [row[None, ...] for row in x]
+    raise UsageError(
+        f"input of shape {list(x.shape)} does not fit the model's input {list(want)} "
+        f"(or a batch of them, [N, {', '.join(map(str, want))}])"
+    )
+
+
+@app.command()
+def infer(
+    input_: Annotated[
+        Path, typer.Option("--input", "-i", help=".npy file: one input, or a batch along axis 0.")
+    ],
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Model name; default: the active model.")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the outputs to this .npy file.")
+    ] = None,
+    board: BoardOpt = None,
+    port: PortOpt = None,
+    key: KeyOpt = None,
+    timeout: TimeoutOpt = 30.0,
+    json_: JsonOpt = False,
+) -> None:
+    """Run inference on the device; a batch is pipelined within the agent's window."""
+    x = _load_input(input_)
+    with session(board, port, key, timeout) as c:
+        detail = c.model_info(model)
+        if detail.get("load_error"):
+            e = detail["load_error"]
+            raise DeviceError(f"cannot run {detail['name']}: {e['msg']}", e["code"])
+        spec = detail["io"]["inputs"][0]
+        batch = _batch_of(x, spec["shape"])
+        if batch is None:
+            outputs, us = c.infer(x, detail["name"])
+            results = [(outputs, us)]
+        else:
+            results = []
+            with _progress(not json_ and len(batch) > 1) as bar:
+                task = bar.add_task("infer", total=len(batch))
+                for outputs, us in c.infer_many(batch, detail["name"]):
+                    results.append((outputs, us))
+                    bar.advance(task)
+    first = [np.stack([r[0][i] for r in results]) for i in range(len(results[0][0]))]
+    if batch is None:
+        first = results[0][0]
+    if output is not None:
+        np.save(output, first[0] if len(first) == 1 else np.concatenate(first, axis=-1))
+    times = [r[1] for r in results]
+    data = {
+        "model": detail["name"],
+        "backend": detail.get("backend"),
+        "count": len(results),
+        "device_us": times if batch is not None else times[0],
+        "outputs": first,
+    }
+    if json_:
+        emit(data)
+        return
+    for i, y in enumerate(first):
+        out.print(f"output {i} {y.dtype} {list(y.shape)}:")
+        out.print(np.array2string(y, threshold=64))
+    mean = sum(times) / len(times)
+    out.print(f"{len(times)} inference(s) of {detail['name']}, device time mean {mean:.0f} µs")
+    if output is not None:
+        out.print(f"outputs written to {output}")
+
+
+@app.command()
+def stats(
+    reset: Annotated[
+        bool, typer.Option("--reset", help="Zero the counters after reading.")
+    ] = False,
+    board: BoardOpt = None,
+    port: PortOpt = None,
+    key: KeyOpt = None,
+    timeout: TimeoutOpt = 10.0,
+    json_: JsonOpt = False,
+) -> None:
+    """Show the agent's counters: frames, errors, inference latency, memory, uptime."""
+    with session(board, port, key, timeout) as c:
+        data = c.stats(reset)
+    if json_:
+        emit(data)
+        return
+    _print_stats(data)
+
+
+def _print_stats(data: dict) -> None:
+    t = Table(show_header=False, title="agent statistics")
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("frames in / out", f"{data['frames_in']} / {data['frames_out']}")
+    t.add_row(
+        "bytes in / out", f"{human_bytes(data['bytes_in'])} / {human_bytes(data['bytes_out'])}"
+    )
+    for k, v in (data.get("link") or {}).items():
+        if v:
+            t.add_row(k.replace("_", " "), str(v))
+    for k, v in named_errors(data.get("errors") or {}).items():
+        t.add_row(f"errors {k}", str(v))
+    for k, v in (data.get("memory") or {}).items():
+        t.add_row(k.replace("_", " "), human_bytes(v))
+    t.add_row("uptime", f"{data.get('uptime_ms', 0) / 1000:.1f} s")
+    out.print(t)
+    if data.get("models"):
+        lt = Table(title="inference latency (µs)")
+        for col in ("model", "count", "min", "mean", "p50", "p99", "max"):
+            lt.add_column(col, justify="right" if col != "model" else "left")
+        for name, m in data["models"].items():
+            lt.add_row(
+                name,
+                str(m["count"]),
+                *(str(m[k]) for k in ("min_us", "mean_us", "p50_us", "p99_us", "max_us")),
+            )
+        out.print(lt)
+
+
+@app.command()
+def reboot(
+    board: BoardOpt = None,
+    port: PortOpt = None,
+    key: KeyOpt = None,
+    timeout: TimeoutOpt = 10.0,
+    json_: JsonOpt = False,
+) -> None:
+    """Restart the agent (a hard reset on a microcontroller)."""
+    with session(board, port, key, timeout) as c:
+        data = c.reboot()
+    emit(data) if json_ else out.print("agent restarting")
+
+
+@app.command()
+def repl(
+    board: BoardOpt = None,
+    port: PortOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Open the on-device REPL.
+
+    For a simulated board: an interactive MicroPython (or Python, for sim-linux) with the
+    agent importable (`from kpdev.device import repl`) and the board's own files. For a
+    MicroPython board on a port: stops the agent loop (Ctrl-C) and hands the port to mpremote.
+    """
+    from kpdev.host.micropython import micropython_binary, stage_lib
+    from kpdev.host.sim import home, state_dir
+
+    b = resolve_board(board, port)
+    if port:
+        proc = subprocess.run(
+            [sys.executable, "-m", "mpremote", "connect", port, "repl"], check=False
+        )
+        code = proc.returncode
+    else:
+        if not b.simulated:
+            raise UsageError(f"{b.id} is a real board: pass --port with its serial port")
+        state = state_dir(b)
+        env = dict(os.environ, KPDEV_STATE=str(state), KPDEV_BOARD=b.id, KPDEV_QUOTA=str(b.quota))
+        hint = (
+            "from kpdev.device import repl; print('kpdev agent: repl.models(), "
+            "repl.load(name), repl.infer(name, x), repl.stats()')"
+        )
+        if b.runtime == "micropython":
+            env["MICROPYPATH"] = stage_lib(str(home() / "lib")) + ":.frozen"
+            heap = b.sim.get("heapsize", "256K")
+            argv = [micropython_binary(), "-X", f"heapsize={heap}", "-i", "-c", hint]
+        else:
+            argv = [sys.executable, "-i", "-c", hint]
+        if not json_:
+            err.print(f"[bold]{b.name}[/bold] REPL; files in {state}. Ctrl-D to leave.")
+        code = subprocess.run(argv, env=env, cwd=state, check=False).returncode
+    if json_:
+        emit({"board": b.id if b else None, "port": port, "exit_code": code})
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
+def demo(
+    board: Annotated[
+        str, typer.Option("--board", "-b", help="Simulated board to run the demo on.")
+    ] = "sim-linux",
+    json_: JsonOpt = False,
+) -> None:
+    """Build a small int8 model, deploy it to a simulated board, run it and show the stats."""
+    from kpdev.host.modelgen import dense_int8
+
+    b = get_board(board)
+    if not b.simulated:
+        raise UsageError("the demo runs on a simulated board: try --board sim-linux")
+    model = dense_int8(inputs=16, hidden=32, outputs=4, seed=0)
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "demo_dense_int8.tflite"
+        path.write_bytes(model)
+        with session(board, None, None, 30.0) as c:
+            if not json_:
+                err.print(
+                    f"[bold]{b.name}[/bold]: agent {c.device['agent']} on "
+                    f"{c.device['runtime']} {c.device['runtime_version']}"
+                )
+            with _progress(not json_) as bar:
+                task = bar.add_task("upload demo", total=len(model))
+                up = c.upload(
+                    "demo", model, "tflite", progress=lambda d, t: bar.update(task, completed=d)
+                )
+            detail = c.model_info("demo")
+            if detail.get("load_error"):
+                e = detail["load_error"]
+                raise DeviceError(f"cannot run the demo model: {e['msg']}", e["code"])
+            spec = detail["io"]["inputs"][0]
+            xs = [rng.integers(-128, 128, size=spec["shape"], dtype=np.int8) for _ in range(8)]
+            results = list(c.infer_many(xs, "demo"))
+            st = c.stats()
+    data = {
+        "board": board,
+        "model": {"name": "demo", "size": up["size"], "sha256": up["sha256"]},
+        "io": detail["io"],
+        "predictions": [
+            {"class": int(np.argmax(y[0])), "scores": y[0], "device_us": us} for y, us in results
+        ],
+        "stats": st,
+    }
+    if json_:
+        emit(data)
+        return
+    _print_io(detail.get("backend"), detail["io"])
+    table = Table(title="predictions on random inputs")
+    for col in ("#", "class", "scores", "device µs"):
+        table.add_column(col)
+    for i, p in enumerate(data["predictions"]):
+        table.add_row(str(i), str(p["class"]), str(p["scores"].tolist()), str(p["device_us"]))
+    out.print(table)
+    _print_stats(st)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"kpdev {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Put ML models on small devices and measure them there."""
+
+
+# Each error kind: (label, exit code).  Caught once, here.
+_EXIT = (
+    (UsageError, "error", 2),
+    (BoardError, "board error", 2),
+    (AuthError, "authentication error", 5),
+    (LinkError, "link error", 4),
+    (DeviceError, "device error", 3),
+    (ProtocolError, "protocol error", 6),
+    (KpdevError, "error", 1),
+)
+
+
+def main() -> None:
+    """Console-script entry point: run the CLI, turning errors into one line and an exit code."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except (KpdevError, OSError) as e:
+        if os.environ.get("KPDEV_DEBUG"):
+            raise
+        label, code = next(
+            ((lbl, c) for kind, lbl, c in _EXIT if isinstance(e, kind)), ("error", 1)
+        )
+        msg = str(e) if not isinstance(e, OSError) else f"{e.strerror or e}: {e.filename or ''}"
+        sys.stderr.write(f"kpdev: {label}: {msg}\n")
+        sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""Plain-data views of device replies, shared by the CLI's tables and its --json output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kpdev.protocol.names import error_name
+
+
+def human_bytes(n: int | None) -> str:
+    """1536 -> '1.5 KiB'."""
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def jsonable(obj: Any) -> Any:
+    """Device data with bytes as hex and int map keys as strings, ready for json.dumps."""
+    if isinstance(obj, (bytes, bytearray)):
+        return obj.hex()
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    return obj
+
+
+def named_errors(errors: dict) -> dict[str, int]:
+    """{code: count} -> {'NAME (code)': count}."""
+    return {f"{error_name(int(code))} ({code})": n for code, n in sorted(errors.items())}

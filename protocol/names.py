@@ -1,0 +1,111 @@
+"""Names of operations and error codes, for host messages and docs.
+
+Kept out of ops.py so a device does not hold these tables in RAM.
+"""
+
+from kpdev.protocol.ops import (
+    E_AUTH,
+    E_BAD_CRC,
+    E_BAD_DTYPE,
+    E_BAD_REQUEST,
+    E_BAD_SHAPE,
+    E_BUSY,
+    E_CHECKSUM,
+    E_INFER,
+    E_INTERNAL,
+    E_MALFORMED,
+    E_MODEL_LOAD,
+    E_NO_BACKEND,
+    E_NO_MODEL,
+    E_NOT_IMPLEMENTED,
+    E_REPLAY,
+    E_STORAGE_FULL,
+    E_TOO_LARGE,
+    E_UNKNOWN_OP,
+    E_UPLOAD_STATE,
+    ERROR,
+    HELLO,
+    INFER,
+    INFER_BATCH,
+    INFO,
+    LEARN_FIRST,
+    LEARN_LAST,
+    LOG,
+    MODEL_ABORT,
+    MODEL_ACTIVATE,
+    MODEL_BEGIN,
+    MODEL_CHUNK,
+    MODEL_COMMIT,
+    MODEL_DELETE,
+    MODEL_INFO,
+    MODEL_LIST,
+    PING,
+    POWER_FIRST,
+    POWER_LAST,
+    PROFILE_FIRST,
+    PROFILE_LAST,
+    REBOOT,
+    STATS,
+)
+
+OP_NAMES = {
+    HELLO: "HELLO",
+    INFO: "INFO",
+    PING: "PING",
+    STATS: "STATS",
+    REBOOT: "REBOOT",
+    MODEL_BEGIN: "MODEL_BEGIN",
+    MODEL_CHUNK: "MODEL_CHUNK",
+    MODEL_COMMIT: "MODEL_COMMIT",
+    MODEL_ABORT: "MODEL_ABORT",
+    MODEL_LIST: "MODEL_LIST",
+    MODEL_INFO: "MODEL_INFO",
+    MODEL_ACTIVATE: "MODEL_ACTIVATE",
+    MODEL_DELETE: "MODEL_DELETE",
+    INFER: "INFER",
+    INFER_BATCH: "INFER_BATCH",
+    LOG: "LOG",
+    ERROR: "ERROR",
+}
+
+
+def op_name(op):
+    """Name of an operation code, naming the reserved ranges too."""
+    name = OP_NAMES.get(op)
+    if name:
+        return name
+    if LEARN_FIRST <= op <= LEARN_LAST:
+        return "LEARN(reserved)"
+    if POWER_FIRST <= op <= POWER_LAST:
+        return "POWER(reserved)"
+    if PROFILE_FIRST <= op <= PROFILE_LAST:
+        return "PROFILE(reserved)"
+    return "0x%02x" % op
+
+
+ERROR_NAMES = {
+    E_BAD_CRC: "BAD_CRC",
+    E_TOO_LARGE: "TOO_LARGE",
+    E_MALFORMED: "MALFORMED",
+    E_UNKNOWN_OP: "UNKNOWN_OP",
+    E_BAD_REQUEST: "BAD_REQUEST",
+    E_AUTH: "AUTH",
+    E_REPLAY: "REPLAY",
+    E_BUSY: "BUSY",
+    E_NOT_IMPLEMENTED: "NOT_IMPLEMENTED",
+    E_NO_MODEL: "NO_MODEL",
+    E_NO_BACKEND: "NO_BACKEND",
+    E_BAD_SHAPE: "BAD_SHAPE",
+    E_BAD_DTYPE: "BAD_DTYPE",
+    E_STORAGE_FULL: "STORAGE_FULL",
+    E_CHECKSUM: "CHECKSUM",
+    E_UPLOAD_STATE: "UPLOAD_STATE",
+    E_MODEL_LOAD: "MODEL_LOAD",
+    E_INFER: "INFER",
+    E_INTERNAL: "INTERNAL",
+}
+
+
+def error_name(code):
+    """Name of an error code, or its number when unknown."""
+    return ERROR_NAMES.get(code) or str(code)
