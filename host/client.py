@@ -19,6 +19,8 @@ from kpdev.protocol.framing import DEFAULT_MAX_PAYLOAD, FrameParser, FrameWriter
 HOST_MAX_PAYLOAD = 16 * 1024 * 1024
 # Map keys and field framing around an upload chunk's bytes, with room to spare.
 _CHUNK_OVERHEAD = 96
+# Times a request the device received damaged (BAD_CRC) is sent again.
+_RETRIES = 3
 
 Progress = Callable[[int, int], None]
 
@@ -36,6 +38,7 @@ class Client:
         self.writer = FrameWriter(key, counter=time.time_ns() // 1000)
         self._next_rid = 0
         self._done: dict[int, Any] = {}
+        self._sent: dict[int, tuple[int, bytes, int]] = {}  # rid -> (op, payload, retries)
         self.device: dict[str, Any] = {}
         self.max_payload = DEFAULT_MAX_PAYLOAD
         self.window = 1
@@ -52,10 +55,14 @@ class Client:
                 f"maximum payload of {self.max_payload}; send less at once"
             )
         self._next_rid = (self._next_rid + 1) & 0xFFFF or 1
-        data = self.writer.pack(op, self._next_rid, payload)
+        self._sent[self._next_rid] = (op, payload, 0)
+        self._write(op, self._next_rid, payload)
+        return self._next_rid
+
+    def _write(self, op: int, rid: int, payload: bytes) -> None:
+        data = self.writer.pack(op, rid, payload)
         self.bytes_out += len(data)
         self.link.write(data)
-        return self._next_rid
 
     def wait(self, rid: int, timeout: float | None = None) -> Any:
         """The decoded reply to request ``rid``; raises DeviceError for an ERROR reply."""
@@ -72,6 +79,7 @@ class Client:
                 for frame in self.parser.feed(data):
                     self._accept(frame)
         result = self._done.pop(rid)
+        self._sent.pop(rid, None)
         if isinstance(result, DeviceError):
             raise result
         return result
@@ -93,6 +101,12 @@ class Client:
             return
         if frame.flags & ops.FLAG_ERROR:
             code = body.get("code", ops.E_INTERNAL) if isinstance(body, dict) else ops.E_INTERNAL
+            sent = self._sent.get(frame.rid)
+            if code == ops.E_BAD_CRC and sent and sent[2] < _RETRIES:
+                # The request was damaged on the way (a noisy UART): send it again.
+                self._sent[frame.rid] = (sent[0], sent[1], sent[2] + 1)
+                self._write(sent[0], frame.rid, sent[1])
+                return
             msg = body.get("msg", "") if isinstance(body, dict) else ""
             op = body.get("op", frame.op) if isinstance(body, dict) else frame.op
             self._done[frame.rid] = DeviceError(
