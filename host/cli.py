@@ -23,6 +23,7 @@ from kpdev.host.boards import get_board, load_boards
 from kpdev.host.errors import AuthError, BoardError, LinkError, UsageError
 from kpdev.host.render import human_bytes, jsonable, named_errors
 from kpdev.host.session import open_session, parse_key, resolve_board
+from kpdev.host.transport import open_url
 from kpdev.protocol.errors import DeviceError, KpdevError, ProtocolError
 from kpdev.protocol.formats import EXTENSIONS, format_of
 
@@ -659,6 +660,13 @@ def repl(
 
     b = resolve_board(board, port)
     if port:
+        # Two Ctrl-C bytes outside any frame make the agent loop give the port back to the
+        # board's REPL; mpremote takes it from there.
+        link = open_url(port, int((b.link.get("baud") if b else None) or 115200))
+        try:
+            link.write(b"\x03\x03")
+        finally:
+            link.close()
         proc = subprocess.run(
             [sys.executable, "-m", "mpremote", "connect", port, "repl"], check=False
         )

@@ -20,6 +20,10 @@ class SerialLink:
 
     def __init__(self, url: str, baud: int = 115200, timeout: float = 1.0):
         self.url = url
+        self._timeout = timeout
+        # pyserial's in_waiting on socket:// says 0 or 1, not how many bytes wait; a zero
+        # timeout read returns what has arrived instead (cheap there: no port reconfiguration).
+        self._socket = url.startswith("socket://")
         try:
             self._port = serial.serial_for_url(url, do_not_open=True)
             self._port.baudrate = baud
@@ -32,6 +36,15 @@ class SerialLink:
     def read(self, n: int) -> bytes:
         """Bytes that have arrived, up to ``n``; empty after the timeout."""
         try:
+            if self._socket:
+                data = self._port.read(1)
+                if data and n > 1:
+                    self._port.timeout = 0
+                    try:
+                        data += self._port.read(n - 1)
+                    finally:
+                        self._port.timeout = self._timeout
+                return data
             waiting = self._port.in_waiting
             data = self._port.read(max(1, min(n, waiting)))
             if data and len(data) < n:
@@ -51,6 +64,7 @@ class SerialLink:
 
     def set_timeout(self, timeout: float) -> None:
         """Seconds ``read`` waits for the first byte."""
+        self._timeout = timeout
         self._port.timeout = timeout
 
     def close(self) -> None:
