@@ -8,11 +8,25 @@ MicroPython, no driver for an accelerator) or whose constructor raises is simply
 import sys
 
 from kpdev.protocol.errors import KpdevError
-from kpdev.protocol.ops import E_BAD_REQUEST, E_NO_BACKEND
 
-# Backend name -> (module, class).
+try:
+    from micropython import const
+except ImportError:
+
+    def const(x):
+        return x
+
+
+# Protocol numbers of kpdev.protocol.ops as compile-time constants: importing ops would keep
+# its whole table in a board's heap.  stage_lib checks that these still match ops.py.
+_E_BAD_REQUEST = const(5)
+_E_NO_BACKEND = const(17)
+
+
+# Backend name -> (module, class, runtime it needs or None).  A backend for another runtime is
+# never imported: on a microcontroller, loading its module alone could exhaust the heap.
 BACKENDS = {
-    "tflite_micro": ("kpdev.accelerators.tflite_micro", "TFLiteMicroBackend"),
+    "tflite_micro": ("kpdev.accelerators.tflite_micro", "TFLiteMicroBackend", "cpython"),
 }
 
 # Model format -> backend names, most preferred first.
@@ -20,20 +34,10 @@ FORMATS = {
     "tflite": ("tflite_micro",),
 }
 
-# File extension -> model format.
-EXTENSIONS = {
-    ".tflite": "tflite",
-    ".vmfb": "vmfb",
-    ".fbz": "fbz",
-}
-
+_RUNTIME = sys.implementation.name
 _versions = None  # name -> version of the backends that work here, once probed
 _instances = {}  # name -> Backend
 _reasons = {}  # name -> why a known backend is not offered
-
-
-def _runtime():
-    return sys.implementation.name
 
 
 def _import(module_name):
@@ -51,7 +55,10 @@ def _probe():
     global _versions
     versions = {}
     for name in BACKENDS:
-        module_name, class_name = BACKENDS[name]
+        module_name, class_name, runtime = BACKENDS[name]
+        if runtime and runtime != _RUNTIME:
+            _reasons[name] = "it needs %s" % runtime
+            continue
         try:
             backend = getattr(_import(module_name), class_name)()
             version = backend.version()
@@ -90,8 +97,8 @@ def get(name):
     elif name not in BACKENDS:
         why = "unknown backend; "
     raise KpdevError(
-        "no backend %r on %s (%sthis agent offers: %s)" % (name, _runtime(), why, _offers()),
-        E_NO_BACKEND,
+        "no backend %r on %s (%sthis agent offers: %s)" % (name, _RUNTIME, why, _offers()),
+        _E_NO_BACKEND,
     )
 
 
@@ -108,24 +115,25 @@ def for_format(fmt, prefer=None):
         for name in names:
             if name in offered:
                 return _instances[name]
-    known = names is not None
-    for ext in EXTENSIONS:
-        known = known or EXTENSIONS[ext] == fmt
+    from kpdev.protocol.formats import EXTENSIONS
+
+    known = names is not None or fmt in EXTENSIONS.values()
     why = "" if known else "unknown model format; "
     raise KpdevError(
-        "no backend for %s on %s (%sthis agent offers: %s)" % (fmt, _runtime(), why, _offers()),
-        E_NO_BACKEND,
+        "no backend for %s on %s (%sthis agent offers: %s)" % (fmt, _RUNTIME, why, _offers()),
+        _E_NO_BACKEND,
     )
 
 
 def format_of(filename):
     """The model format of a file name, from its extension (".tflite" -> "tflite")."""
-    dot = filename.rfind(".")
-    fmt = EXTENSIONS.get(filename[dot:].lower()) if dot >= 0 else None
+    from kpdev.protocol.formats import EXTENSIONS, format_of
+
+    fmt = format_of(filename)
     if fmt is None:
         raise KpdevError(
             "unknown model format of %r (known extensions: %s)"
             % (filename, ", ".join(sorted(EXTENSIONS))),
-            E_BAD_REQUEST,
+            _E_BAD_REQUEST,
         )
     return fmt

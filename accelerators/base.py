@@ -6,7 +6,20 @@ a wrong input the same way, with the same error codes, before it touches the eng
 """
 
 from kpdev.protocol.errors import DeviceError
-from kpdev.protocol.ops import E_BAD_DTYPE, E_BAD_SHAPE, E_MODEL_LOAD
+
+try:
+    from micropython import const
+except ImportError:
+
+    def const(x):
+        return x
+
+
+# Protocol numbers of kpdev.protocol.ops as compile-time constants: importing ops would keep
+# its whole table in a board's heap.  stage_lib checks that these still match ops.py.
+_E_BAD_DTYPE = const(19)
+_E_BAD_SHAPE = const(18)
+_E_MODEL_LOAD = const(23)
 
 
 def read_source(source):
@@ -16,11 +29,11 @@ def read_source(source):
             with open(source, "rb") as f:
                 return f.read()
         except OSError as e:
-            raise DeviceError("cannot read model file %s: %s" % (source, e), E_MODEL_LOAD)
+            raise DeviceError("cannot read model file %s: %s" % (source, e), _E_MODEL_LOAD)
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source)
     raise DeviceError(
-        "model source must be a path or bytes, not %s" % type(source).__name__, E_MODEL_LOAD
+        "model source must be a path or bytes, not %s" % type(source).__name__, _E_MODEL_LOAD
     )
 
 
@@ -91,7 +104,7 @@ class LoadedModel:
             raise DeviceError(
                 "model takes %d input%s, got %d"
                 % (len(specs), "" if len(specs) == 1 else "s", len(inputs)),
-                E_BAD_SHAPE,
+                _E_BAD_SHAPE,
             )
         for i in range(len(specs)):
             spec = specs[i]
@@ -99,14 +112,14 @@ class LoadedModel:
             label = "input %d (%s)" % (i, spec["name"])
             if t.dtype != spec["dtype"]:
                 raise DeviceError(
-                    "%s: expected dtype %s, got %s" % (label, spec["dtype"], t.dtype), E_BAD_DTYPE
+                    "%s: expected dtype %s, got %s" % (label, spec["dtype"], t.dtype), _E_BAD_DTYPE
                 )
             shape = list(t.shape)
             want = list(spec["shape"])
             if not _shape_matches(want, shape):
                 raise DeviceError(
                     "%s: expected shape %s, got %s" % (label, _fmt_shape(want), _fmt_shape(shape)),
-                    E_BAD_SHAPE,
+                    _E_BAD_SHAPE,
                 )
             n = 1
             for d in shape:
@@ -116,7 +129,7 @@ class LoadedModel:
                 raise DeviceError(
                     "%s: shape %s of %s needs %d bytes, got %d"
                     % (label, _fmt_shape(shape), t.dtype, need, len(t.data)),
-                    E_BAD_SHAPE,
+                    _E_BAD_SHAPE,
                 )
 
 

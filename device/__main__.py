@@ -1,91 +1,37 @@
 """Start the agent: ``python -m kpdev.device`` or ``micropython -m kpdev.device``.
 
-Options::
-
-    --link SPEC        stdio (default), tcp://HOST:PORT, uart:ID[:BAUD] or a tty path
-    --state DIR        where models and state live (default ./kpdev-state)
-    --board NAME       board name reported by INFO
-    --quota BYTES      model storage quota (default 1048576)
-    --max-payload N    largest frame payload accepted
-    --window N         requests the host may have in flight
-    --key HEX          pre-shared key; frames must be authenticated (or env KPDEV_KEY)
-    --insecure         allow TCP on a non-loopback address without a key
+``--help`` lists the options (``kpdev.device.startup`` reads them).
 """
 
+import gc
 import sys
 
-from kpdev.device.agent import Agent
-from kpdev.device.links import LinkError, is_loopback, open_link
-from kpdev.protocol.errors import KpdevError
+# Collect between the agent's imports: what one import leaves behind is freed before the next
+# allocates its code, so a small heap does not start out fragmented.
+gc.collect()
+from kpdev.protocol.errors import KpdevError  # noqa: E402  (LinkError derives from it)
+
+gc.collect()
+from kpdev.device import agent  # noqa: E402
+
+gc.collect()
+
+
+def _start():
+    # In a function of its own, so that no stale reference to the startup code outlives it.
+    from kpdev.device import startup
+
+    gc.collect()
+    return startup.start(sys.argv[1:])
+
 
 try:
-    from binascii import unhexlify
-except ImportError:
-    from ubinascii import unhexlify
-
-_FLAGS = ("--insecure",)
-_OPTIONS = ("--link", "--state", "--board", "--quota", "--max-payload", "--window", "--key")
-
-
-def parse_args(argv):
-    """argv list -> dict of option name -> value (MicroPython has no argparse)."""
-    opts = {"--link": "stdio", "--state": "kpdev-state", "--board": "unknown"}
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        if a in _FLAGS:
-            opts[a] = True
-        elif a in _OPTIONS and i + 1 < len(argv):
-            i += 1
-            opts[a] = argv[i]
-        elif a in ("-h", "--help"):
-            raise SystemExit(__doc__)
-        else:
-            raise KpdevError("unknown or incomplete option %r (see --help)" % a)
-        i += 1
-    return opts
-
-
-def main(argv=None):
-    """Parse options, open the link and serve until it closes."""
-    if argv is None:
-        argv = sys.argv[1:]
-    try:
-        opts = parse_args(argv)
-        key = opts.get("--key")
-        if not key:
-            try:
-                import os
-
-                key = os.getenv("KPDEV_KEY")
-            except (ImportError, AttributeError):
-                key = None
-        key = unhexlify(key) if key else None
-        spec = opts["--link"]
-        if spec.startswith("tcp://") and not key and not opts.get("--insecure"):
-            host = spec[6:].rsplit(":", 1)[0].strip("[]")
-            if not is_loopback(host):
-                raise KpdevError(
-                    "refusing to listen on %s without a key: set --key or KPDEV_KEY, "
-                    "or pass --insecure" % host
-                )
-        agent = Agent(
-            opts["--state"],
-            board=opts["--board"],
-            quota=int(opts.get("--quota", 1 << 20)),
-            max_payload=int(opts["--max-payload"]) if "--max-payload" in opts else None,
-            window=int(opts["--window"]) if "--window" in opts else None,
-            key=key,
-        )
-        link = open_link(spec)
-        if hasattr(link, "port") and spec.startswith("tcp://"):
-            sys.stderr.write("kpdev-agent listening on %s port %d\n" % (link.name, link.port))
-        agent.serve(link)
-    except (KpdevError, LinkError, ValueError, OSError) as e:
-        sys.stderr.write("kpdev-agent: %s\n" % e)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        pass
-
-
-main()
+    server, link = _start()
+    # Serving never needs the startup code again: let the collector have it.
+    agent.forget_modules(("kpdev.device.startup", "kpdev.device.links"))
+    server.serve(link)
+except (KpdevError, ValueError, OSError) as e:
+    sys.stderr.write("kpdev-agent: %s\n" % e)
+    sys.exit(2)
+except KeyboardInterrupt:
+    pass

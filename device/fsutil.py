@@ -5,7 +5,11 @@ import os
 
 def join(*parts):
     """Join path parts with '/'."""
-    return "/".join(p.rstrip("/") if i == 0 else p.strip("/") for i, p in enumerate(parts) if p)
+    out = []
+    for i in range(len(parts)):
+        if parts[i]:
+            out.append(parts[i].rstrip("/") if i == 0 else parts[i].strip("/"))
+    return "/".join(out)
 
 
 def exists(path):

@@ -8,37 +8,33 @@ Layout under the store root::
 
 An upload never holds the model in RAM.  The index names only whole, checked blobs, so a crash
 at any point leaves the previous model usable; leftover blobs are swept at start.
+
+The upload half (``begin``, ``chunk``, ``commit``, ``abort``) lives in ``kpdev.device.upload``
+and is imported by the first upload: a board that only runs models never holds it in RAM.
 """
 
-import hashlib
 import json
 
-try:
-    from binascii import hexlify
-except ImportError:
-    from ubinascii import hexlify
-
 from kpdev.device import fsutil
-from kpdev.protocol import ops
 from kpdev.protocol.errors import DeviceError
 
-_NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-."
-MAX_NAME = 48
+try:
+    from micropython import const
+except ImportError:
+
+    def const(x):
+        return x
 
 
-def check_name(name):
-    """Raise unless ``name`` is a safe model name (letters, digits, ``_-.``, at most 48)."""
-    if not isinstance(name, str) or not name or len(name) > MAX_NAME or name[0] == ".":
-        raise DeviceError("bad model name %r" % (name,), ops.E_BAD_REQUEST)
-    for ch in name:
-        if ch not in _NAME_CHARS:
-            raise DeviceError(
-                "bad model name %r: use letters, digits, '_', '-', '.'" % name, ops.E_BAD_REQUEST
-            )
+# Protocol numbers of kpdev.protocol.ops as compile-time constants: importing ops would keep
+# its whole table in a board's heap.  stage_lib checks that these still match ops.py.
+_E_NO_MODEL = const(16)
 
 
-def _hex(b):
-    return hexlify(b).decode()
+def _upload():
+    from kpdev.device import upload  # see the module docstring
+
+    return upload
 
 
 class ModelStore:
@@ -51,11 +47,18 @@ class ModelStore:
         self._blobs = fsutil.join(root, "blobs")
         self._uploads = fsutil.join(root, "upload")
         self._index_path = fsutil.join(root, "index.json")
-        self._writing = None  # (name, open file) of the upload being written
+        self._writing = None  # (name, open file, declared size) of the upload being written
         fsutil.makedirs(self._blobs)
         fsutil.makedirs(self._uploads)
         self._index = self._load_index()
-        self._sweep()
+        # Sweep what a crash left: a half-written index and blobs no entry names.
+        fsutil.remove(self._index_path + ".tmp")
+        keep = {}
+        for entry in self._index["models"].values():
+            keep[entry["file"]] = True
+        for fn in fsutil.listdir(self._blobs):
+            if fn not in keep:
+                fsutil.remove(self._blobs + "/" + fn)
 
     # -- index ---------------------------------------------------------------------------
     def _load_index(self):
@@ -78,15 +81,6 @@ class ModelStore:
             fsutil.fsync_file(f)
         fsutil.replace(tmp, self._index_path)
 
-    def _sweep(self):
-        fsutil.remove(self._index_path + ".tmp")
-        keep = {}
-        for entry in self._index["models"].values():
-            keep[entry["file"]] = True
-        for fn in fsutil.listdir(self._blobs):
-            if fn not in keep:
-                fsutil.remove(fsutil.join(self._blobs, fn))
-
     # -- queries -------------------------------------------------------------------------
     def names(self):
         """Model names, sorted."""
@@ -102,17 +96,29 @@ class ModelStore:
         e = self._index["models"].get(name)
         if e is None:
             if name is None:
-                raise DeviceError("no active model: deploy one first", ops.E_NO_MODEL)
+                raise DeviceError("no active model: deploy one first", _E_NO_MODEL)
             raise DeviceError(
                 "no model %r on this device (have: %s)"
                 % (name, ", ".join(self.names()) or "none"),
-                ops.E_NO_MODEL,
+                _E_NO_MODEL,
             )
         return e
 
+    def describe(self, name):
+        """A stored model's facts as MODEL_LIST and MODEL_INFO report them."""
+        e = self.entry(name)
+        return {
+            "name": name,
+            "format": e["format"],
+            "size": e["size"],
+            "sha256": e["sha256"],
+            "meta": e["meta"],
+            "active": name == self.active,
+        }
+
     def path(self, name):
         """Filesystem path of a stored model."""
-        return fsutil.join(self._blobs, self.entry(name)["file"])
+        return self._blobs + "/" + self.entry(name)["file"]
 
     def used(self):
         """Bytes taken by stored models and by uploads in progress (declared sizes)."""
@@ -132,7 +138,7 @@ class ModelStore:
 
     # -- uploads -------------------------------------------------------------------------
     def _upload_paths(self, name):
-        base = fsutil.join(self._uploads, name)
+        base = self._uploads + "/" + name
         return base + ".part", base + ".json"
 
     def _read_upload(self, name):
@@ -142,154 +148,29 @@ class ModelStore:
         except (OSError, ValueError):
             return None
 
-    def _close_writer(self):
-        if self._writing:
-            self._writing[1].close()
-            self._writing = None
-
     def begin(self, name, fmt, size, sha256, meta=None):
         """Start or resume an upload; returns the offset the device already holds."""
-        check_name(name)
-        if not isinstance(fmt, str) or not fmt:
-            raise DeviceError("upload needs a model format such as 'tflite'", ops.E_BAD_REQUEST)
-        if not isinstance(size, int) or size <= 0:
-            raise DeviceError("upload size must be a positive int", ops.E_BAD_REQUEST)
-        if not isinstance(sha256, (bytes, bytearray)) or len(sha256) != 32:
-            raise DeviceError("upload sha256 must be 32 bytes", ops.E_BAD_REQUEST)
-        part, desc_path = self._upload_paths(name)
-        desc = self._read_upload(name)
-        sha_hex = _hex(sha256)
-        if desc and desc["sha256"] == sha_hex and desc["size"] == size:
-            held = fsutil.size(part)
-            if held <= size:
-                return held
-        self.abort(name)
-        free = self.free()
-        if size > free:
-            raise DeviceError(
-                "model needs %d bytes but only %d of the %d-byte store are free; "
-                "delete a model first" % (size, free, self.quota),
-                ops.E_STORAGE_FULL,
-            )
-        disk = fsutil.statvfs_free(self.root)
-        if disk is not None and size > disk:
-            raise DeviceError(
-                "model needs %d bytes but the filesystem has %d free" % (size, disk),
-                ops.E_STORAGE_FULL,
-            )
-        desc = {"name": name, "format": fmt, "size": size, "sha256": sha_hex, "meta": meta or {}}
-        with open(desc_path, "w") as f:
-            json.dump(desc, f)
-            fsutil.fsync_file(f)
-        with open(part, "wb"):
-            pass
-        return 0
+        return _upload().begin(self, name, fmt, size, sha256, meta)
 
     def chunk(self, name, offset, data):
         """Write ``data`` at ``offset``; returns the new offset.  Repeats of held bytes are ok."""
-        check_name(name)
-        desc = self._read_upload(name)
-        if desc is None:
-            raise DeviceError(
-                "no upload of %r in progress: begin it first" % name, ops.E_UPLOAD_STATE
-            )
-        part = self._upload_paths(name)[0]
-        if self._writing and self._writing[0] == name:
-            held = self._writing[1].tell()
-        else:
-            held = fsutil.size(part)
-        if not isinstance(offset, int) or offset < 0:
-            raise DeviceError("chunk offset must be a non-negative int", ops.E_BAD_REQUEST)
-        end = offset + len(data)
-        if end > desc["size"]:
-            raise DeviceError(
-                "chunk ends at %d, past the declared size %d" % (end, desc["size"]),
-                ops.E_UPLOAD_STATE,
-            )
-        if end <= held:
-            return held  # a retry of bytes already written
-        if offset != held:
-            raise DeviceError(
-                "chunk at offset %d but the device holds %d bytes" % (offset, held),
-                ops.E_UPLOAD_STATE,
-            )
-        if not (self._writing and self._writing[0] == name):
-            self._close_writer()
-            self._writing = (name, open(part, "ab"))
-        f = self._writing[1]
-        f.write(data)
-        f.flush()
-        return end
+        return _upload().chunk(self, name, offset, data)
 
     def commit(self, name, activate=True):
         """Check the upload's sha256 and make it the stored model of that name, atomically."""
-        check_name(name)
-        desc = self._read_upload(name)
-        if desc is None:
-            raise DeviceError("no upload of %r in progress" % name, ops.E_UPLOAD_STATE)
-        self._close_writer()
-        part, desc_path = self._upload_paths(name)
-        held = fsutil.size(part)
-        if held != desc["size"]:
-            raise DeviceError(
-                "upload of %r holds %d of %d bytes" % (name, held, desc["size"]),
-                ops.E_UPLOAD_STATE,
-            )
-        h = hashlib.sha256()
-        buf = bytearray(self.io_chunk)
-        with open(part, "rb") as f:
-            while True:
-                n = f.readinto(buf)
-                if not n:
-                    break
-                h.update(memoryview(buf)[:n])
-        digest = _hex(h.digest())
-        if digest != desc["sha256"]:
-            self.abort(name)
-            raise DeviceError(
-                "sha256 mismatch for %r: got %s, expected %s; upload it again"
-                % (name, digest, desc["sha256"]),
-                ops.E_CHECKSUM,
-            )
-        blob = digest[:16] + ".bin"
-        blob_path = fsutil.join(self._blobs, blob)
-        if fsutil.exists(blob_path):
-            fsutil.remove(part)
-        else:
-            fsutil.replace(part, blob_path)
-        old = self._index["models"].get(name)
-        entry = {
-            "file": blob,
-            "format": desc["format"],
-            "size": desc["size"],
-            "sha256": digest,
-            "meta": desc["meta"],
-        }
-        self._index["models"][name] = entry
-        if activate or not self._index.get("active"):
-            self._index["active"] = name
-        self._save_index()
-        fsutil.remove(desc_path)
-        if old and old["file"] != blob:
-            self._remove_blob_if_unused(old["file"])
-        return entry
+        return _upload().commit(self, name, activate)
 
     def abort(self, name):
         """Forget an upload in progress (no error when there is none)."""
-        check_name(name)
-        if self._writing and self._writing[0] == name:
-            self._close_writer()
-        part, desc_path = self._upload_paths(name)
-        fsutil.remove(desc_path)
-        fsutil.remove(part)
+        _upload().abort(self, name)
 
+    # -- management ----------------------------------------------------------------------
     def _remove_blob_if_unused(self, blob):
         for e in self._index["models"].values():
             if e["file"] == blob:
                 return
-        fsutil.remove(fsutil.join(self._blobs, blob))
+        fsutil.remove(self._blobs + "/" + blob)
 
-    # -- management ----------------------------------------------------------------------
     def activate(self, name):
         """Make ``name`` the model INFER uses when none is named."""
         self.entry(name)
@@ -307,4 +188,6 @@ class ModelStore:
 
     def close(self):
         """Close the upload file held open between chunks."""
-        self._close_writer()
+        if self._writing:
+            self._writing[1].close()
+            self._writing = None

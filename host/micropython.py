@@ -1,6 +1,7 @@
 """Locate the MicroPython unix port and lay out the device code the way a board's /lib holds it."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,11 @@ from kpdev.protocol.errors import KpdevError
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # What a board needs: the device half only, never host/.
 DEVICE_PACKAGES = ("protocol", "device", "accelerators")
+# -O3 leaves line numbers out of the bytecode: about 1 KB less heap for the agent on a board,
+# for tracebacks that name the function but not the line.
+MPY_CROSS_OPTIONS = ("-O3",)
+# A device module's copy of a protocol number: ``_NAME = const(N)`` (see check_constants).
+_CONST = re.compile(r"^_([A-Z][A-Z0-9_]*) = const\((0x[0-9A-Fa-f]+|\d+)\)", re.M)
 
 
 class MicroPythonNotFound(KpdevError):
@@ -60,15 +66,43 @@ def _sources():
                     yield src, os.path.relpath(src, _PACKAGE_ROOT)
 
 
+def check_constants():
+    """Raise unless the protocol numbers device modules copy match ``kpdev.protocol.ops``.
+
+    Device code writes the numbers it needs as ``_NAME = const(N)``, which MicroPython folds
+    into the bytecode, rather than importing ``ops`` and holding its whole table in RAM; a
+    ``_NAME`` that ``ops`` also defines must carry the same value.
+    """
+    from kpdev.protocol import ops
+
+    for src, rel in _sources():
+        with open(src) as f:
+            text = f.read()
+        for name, value in _CONST.findall(text):
+            want = getattr(ops, name, None)
+            if want is not None and int(value, 0) != want:
+                raise KpdevError(
+                    "%s: _%s = %s but protocol/ops.py has %s = %d" % (rel, name, value, name, want)
+                )
+
+
 def stage_lib(dest, compiled=True, march="x64"):
     """Lay out ``dest/kpdev/...`` as a board's /lib holds the agent; returns ``dest``.
 
     ``compiled`` turns every module into ``.mpy`` with mpy-cross (what a board with little RAM
     needs: nothing is compiled on the device); otherwise the sources are linked in.  Files are
-    rebuilt only when their source is newer.
+    rebuilt only when their source is newer, or all of them when the mpy-cross options changed.
     """
+    check_constants()
     pkg = os.path.join(dest, "kpdev")
     os.makedirs(pkg, exist_ok=True)
+    options = list(MPY_CROSS_OPTIONS) + (["-march=" + march] if march else [])
+    stamp = os.path.join(pkg, ".mpy-cross")
+    try:
+        with open(stamp) as f:
+            rebuild = compiled and f.read() != " ".join(options)
+    except OSError:
+        rebuild = compiled
     sources = [(os.path.join(_PACKAGE_ROOT, "__init__.py"), "__init__.py")]
     sources += list(_sources())
     cross = mpy_cross_binary() if compiled else None
@@ -77,14 +111,12 @@ def stage_lib(dest, compiled=True, march="x64"):
         out = os.path.join(pkg, rel[:-3] + (".mpy" if compiled else ".py"))
         wanted.add(out)
         os.makedirs(os.path.dirname(out), exist_ok=True)
-        if os.path.lexists(out) and os.path.getmtime(out) >= os.path.getmtime(src):
+        if not rebuild and os.path.lexists(out) and os.path.getmtime(out) >= os.path.getmtime(src):
             continue
         if compiled:
             tmp = "%s.%d.tmp" % (out, os.getpid())
-            cmd = [cross, "-o", tmp, "-s", rel]
-            if march:
-                cmd.insert(1, "-march=" + march)
-            result = subprocess.run(cmd + [src], capture_output=True, text=True)
+            cmd = [cross] + options + ["-o", tmp, "-s", rel, src]
+            result = subprocess.run(cmd, capture_output=True, text=True)
             if result.returncode != 0:
                 raise KpdevError("mpy-cross failed on %s: %s" % (rel, result.stderr.strip()))
             os.replace(tmp, out)  # atomic: another process may be staging the same tree
@@ -92,6 +124,12 @@ def stage_lib(dest, compiled=True, march="x64"):
             if os.path.lexists(out):
                 os.unlink(out)
             os.symlink(src, out)
+    if compiled:
+        tmp = "%s.%d.tmp" % (stamp, os.getpid())
+        with open(tmp, "w") as f:
+            f.write(" ".join(options))
+        os.replace(tmp, stamp)
+        wanted.add(stamp)
     # Drop files of the other kind or of modules that no longer exist.
     for dirpath, _, filenames in os.walk(pkg):
         for fn in filenames:

@@ -19,7 +19,6 @@ rest.  Garbage, a truncated frame or a bad CRC never needs a reconnect: the pars
 past the bad sync word and looks for the next one.
 """
 
-import hashlib
 import struct
 
 try:
@@ -30,12 +29,20 @@ except ImportError:
         return x
 
 
-from kpdev.protocol import ops
-
 try:
     from binascii import crc32
 except ImportError:  # ports built without binascii.crc32
     crc32 = None
+
+# Protocol numbers of kpdev.protocol.ops as compile-time constants: importing ops would keep
+# its whole table in a board's heap.  stage_lib checks that these still match ops.py.
+_PROTOCOL_VERSION = const(1)
+_FLAG_AUTH = const(0x08)
+_E_BAD_CRC = const(1)
+_E_TOO_LARGE = const(2)
+_E_BAD_REQUEST = const(5)
+_E_AUTH = const(6)
+_E_REPLAY = const(7)
 
 SYNC = b"\xa5\x4b"
 _SYNC0 = const(0xA5)
@@ -45,7 +52,7 @@ CRC_SIZE = const(4)
 COUNTER_SIZE = const(8)
 TAG_SIZE = const(16)
 AUTH_SIZE = const(24)
-VERSION_BITS = ops.PROTOCOL_VERSION << 4
+VERSION_BITS = _PROTOCOL_VERSION << 4
 # Until HELLO negotiates more, both sides accept payloads of this size.
 DEFAULT_MAX_PAYLOAD = const(1024)
 # Frame overhead without and with authentication.
@@ -53,18 +60,13 @@ OVERHEAD = HEADER_SIZE + CRC_SIZE
 AUTH_OVERHEAD = HEADER_SIZE + CRC_SIZE + AUTH_SIZE
 
 
-def _crc32_table():
-    table = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0xEDB88320 if c & 1 else c >> 1
-        table.append(c)
-    return table
-
-
 if crc32 is None:
-    _TABLE = _crc32_table()
+    _TABLE = []
+    for _i in range(256):
+        _c = _i
+        for _ in range(8):
+            _c = (_c >> 1) ^ 0xEDB88320 if _c & 1 else _c >> 1
+        _TABLE.append(_c)
 
     def crc32(data, value=0):
         c = value ^ 0xFFFFFFFF
@@ -73,35 +75,22 @@ if crc32 is None:
         return c ^ 0xFFFFFFFF
 
 
-class Authenticator:
-    """HMAC-SHA256 with a pre-shared key, pads computed once (MicroPython has no hmac module)."""
+def _authenticator(key):
+    # The HMAC code loads only when frames are authenticated: on a board, code is heap.
+    if not key:
+        return None
+    from kpdev.protocol.auth import Authenticator
 
-    def __init__(self, key):
-        if len(key) > 64:
-            key = hashlib.sha256(key).digest()
-        key = key + bytes(64 - len(key))
-        self._ipad = bytes([b ^ 0x36 for b in key])
-        self._opad = bytes([b ^ 0x5C for b in key])
-
-    def tag(self, header, payload, counter):
-        """First 16 bytes of HMAC-SHA256 over header, payload and the packed counter."""
-        inner = hashlib.sha256(self._ipad)
-        inner.update(header)
-        inner.update(payload)
-        inner.update(counter)
-        outer = hashlib.sha256(self._opad)
-        outer.update(inner.digest())
-        return outer.digest()[:TAG_SIZE]
+    return Authenticator(key)
 
 
-def _same(a, b):
-    # Compare tags without an early exit, so timing does not tell how much matched.
-    if len(a) != len(b):
-        return False
-    diff = 0
-    for i in range(len(a)):
-        diff |= a[i] ^ b[i]
-    return diff == 0
+def __getattr__(name):
+    # ``framing.Authenticator`` keeps working: it lives in auth.py and loads when first asked for.
+    if name == "Authenticator":
+        from kpdev.protocol.auth import Authenticator
+
+        return Authenticator
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
 
 
 class Frame:
@@ -118,8 +107,8 @@ class Frame:
         self.error = error
 
     def __repr__(self):
-        return "Frame(op=%s, rid=%d, flags=0x%02x, %d bytes, error=%d)" % (
-            ops.op_name(self.op),
+        return "Frame(op=0x%02x, rid=%d, flags=0x%02x, %d bytes, error=%d)" % (
+            self.op,
             self.rid,
             self.flags,
             len(self.payload or b""),
@@ -131,15 +120,15 @@ class FrameWriter:
     """Builds frames; with a key it signs each one with the next counter value."""
 
     def __init__(self, key=None, counter=0):
-        self._auth = Authenticator(key) if key else None
+        self._auth = _authenticator(key)
         self.counter = counter
 
     def pack(self, op, rid, payload, flags=0):
         """Whole frame bytes for one payload."""
         if self._auth:
-            flags |= ops.FLAG_AUTH
+            flags |= _FLAG_AUTH
         else:
-            flags &= ~ops.FLAG_AUTH
+            flags &= ~_FLAG_AUTH
         head = bytearray(HEADER_SIZE)
         struct.pack_into(
             "<BBBBHI", head, 0, _SYNC0, _SYNC1, VERSION_BITS | flags, op, rid, len(payload)
@@ -159,7 +148,7 @@ class FrameParser:
 
     def __init__(self, max_payload=DEFAULT_MAX_PAYLOAD, key=None):
         self.max_payload = max_payload
-        self._auth = Authenticator(key) if key else None
+        self._auth = _authenticator(key)
         self._buf = bytearray()
         self._pos = 0
         self.last_counter = 0
@@ -206,17 +195,17 @@ class FrameParser:
                 continue
             flags, op, rid, length = struct.unpack_from("<BBHI", buf, pos + 2)
             if flags & 0xF0 != VERSION_BITS:
-                out.append(Frame(flags, op, rid, None, 0, ops.E_BAD_REQUEST))
+                out.append(Frame(flags, op, rid, None, 0, _E_BAD_REQUEST))
                 pos += HEADER_SIZE
                 continue
             flags &= 0x0F
             if length > self.max_payload:
                 self.oversize += 1
-                out.append(Frame(flags, op, rid, None, 0, ops.E_TOO_LARGE))
+                out.append(Frame(flags, op, rid, None, 0, _E_TOO_LARGE))
                 pos += HEADER_SIZE
                 continue
             total = HEADER_SIZE + length + CRC_SIZE
-            if flags & ops.FLAG_AUTH:
+            if flags & _FLAG_AUTH:
                 total += AUTH_SIZE
             if end - pos < total:
                 break
@@ -224,26 +213,30 @@ class FrameParser:
             p1 = p0 + length
             if crc32(mv[p0:p1]) & 0xFFFFFFFF != struct.unpack_from("<I", buf, p1)[0]:
                 self.crc_errors += 1
-                out.append(Frame(flags, op, rid, None, 0, ops.E_BAD_CRC))
+                out.append(Frame(flags, op, rid, None, 0, _E_BAD_CRC))
                 pos += 2  # the length may be the corrupted part: rescan from here
                 continue
             payload = bytes(mv[p0:p1])
             counter = 0
             error = 0
             if self._auth:
-                if not flags & ops.FLAG_AUTH:
-                    error = ops.E_AUTH
+                if not flags & _FLAG_AUTH:
+                    error = _E_AUTH
                 else:
                     c0 = p1 + CRC_SIZE
                     counter = struct.unpack_from("<Q", buf, c0)[0]
-                    want = self._auth.tag(mv[pos:p0], mv[p0:p1], mv[c0 : c0 + COUNTER_SIZE])
-                    if not _same(want, mv[c0 + COUNTER_SIZE : c0 + AUTH_SIZE]):
-                        error = ops.E_AUTH
+                    if not self._auth.check(
+                        mv[pos:p0],
+                        mv[p0:p1],
+                        mv[c0 : c0 + COUNTER_SIZE],
+                        mv[c0 + COUNTER_SIZE : c0 + AUTH_SIZE],
+                    ):
+                        error = _E_AUTH
                     elif counter <= self.last_counter:
-                        error = ops.E_REPLAY
+                        error = _E_REPLAY
                     else:
                         self.last_counter = counter
-                if error == ops.E_AUTH:
+                if error == _E_AUTH:
                     self.auth_failures += 1
                 elif error:
                     self.replays += 1

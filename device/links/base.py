@@ -1,0 +1,83 @@
+"""What every link shares: its errors, and readers that return whatever bytes have arrived."""
+
+import sys
+
+try:
+    import select
+except ImportError:
+    import uselect as select
+
+from kpdev.protocol.errors import KpdevError
+
+CPYTHON = sys.implementation.name == "cpython"
+if CPYTHON:
+    import os
+
+
+class LinkError(KpdevError):
+    """A link could not be opened or failed while in use."""
+
+
+class LinkClosed(LinkError):
+    """The other end went away for good (end of stream on stdio or a tty)."""
+
+
+class PollReader:
+    """Reads what is available from a blocking stream: poll, then byte by byte.
+
+    MicroPython's ``readinto`` on a pipe or tty waits until the whole buffer is full, so reading
+    more than one byte at a time could wait for bytes that never come.  One byte per call costs
+    about a microsecond on the unix port, faster than any UART.  Nothing is allocated per byte:
+    ``ipoll`` reuses its result where ``poll`` builds a list and a tuple (96 bytes of garbage a
+    byte on the unix port), and the bytes land in a buffer of the size asked for.
+    """
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._poll = select.poll()
+        self._poll.register(stream, select.POLLIN)
+        self._one = bytearray(1)
+
+    def _ready(self, timeout_ms):
+        for _ in self._poll.ipoll(timeout_ms):
+            return True
+        return False
+
+    def read(self, n, timeout_ms):
+        if not self._ready(timeout_ms):
+            return b""
+        buf = bytearray(n)
+        one = self._one
+        readinto = self._stream.readinto
+        i = 0
+        while i < n:
+            if not readinto(one):
+                if not i:
+                    raise LinkClosed("end of stream")
+                break
+            buf[i] = one[0]
+            i += 1
+            if not self._ready(0):
+                break
+        return bytes(memoryview(buf)[:i])
+
+
+if CPYTHON:
+
+    class FdReader:
+        """CPython: ``os.read`` returns whatever is there, up to ``n`` bytes."""
+
+        def __init__(self, fd):
+            self._fd = fd
+
+        def read(self, n, timeout_ms):
+            ready, _, _ = select.select([self._fd], [], [], timeout_ms / 1000.0)
+            if not ready:
+                return b""
+            try:
+                data = os.read(self._fd, n)
+            except OSError as e:  # EIO: a pty whose other side closed
+                raise LinkClosed("read failed: %s" % e)
+            if not data:
+                raise LinkClosed("end of stream")
+            return data

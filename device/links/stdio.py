@@ -1,0 +1,43 @@
+"""The process's stdin/stdout as a link."""
+
+import sys
+
+from kpdev.device.links import base
+from kpdev.device.links.base import CPYTHON
+
+if CPYTHON:
+    import os
+
+
+class StdioLink:
+    """The process's stdin/stdout, e.g. pipes from the host or a pty given as stdio."""
+
+    name = "stdio"
+
+    def __init__(self):
+        if CPYTHON:
+            # Keep the framed stream clean: fd 1 becomes private to the link and anything else
+            # printed (by us or by a native library) goes to stderr.
+            self._wfd = os.dup(1)
+            os.dup2(2, 1)
+            sys.stdout = sys.stderr
+            self._reader = base.FdReader(0)
+        else:
+            self._out = sys.stdout.buffer
+            self._reader = base.PollReader(sys.stdin.buffer)
+
+    def read(self, n, timeout_ms=1000):
+        """Up to ``n`` bytes; empty when nothing arrived within the timeout."""
+        return self._reader.read(n, timeout_ms)
+
+    def write(self, data):
+        """Write all of ``data``."""
+        if CPYTHON:
+            mv = memoryview(data)
+            while mv:
+                mv = mv[os.write(self._wfd, mv) :]
+        else:
+            self._out.write(data)
+
+    def close(self):
+        """Nothing to release: stdio belongs to the process."""

@@ -1,0 +1,53 @@
+"""A serial device or pty by path, in raw mode."""
+
+from kpdev.device.links import base
+from kpdev.device.links.base import CPYTHON, LinkError
+
+if CPYTHON:
+    import os
+
+
+class TtyLink:
+    """A serial device or pty by path, put in raw mode with termios."""
+
+    def __init__(self, path, baud=115200):
+        self.name = path
+        try:
+            import termios
+        except ImportError:
+            raise LinkError("this runtime has no termios: use uart:ID for a board UART")
+        if CPYTHON:
+            import tty
+
+            self._fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+            tty.setraw(self._fd)
+            attrs = termios.tcgetattr(self._fd)
+            speed = getattr(termios, "B%d" % baud, None)
+            if speed is not None:
+                attrs[4] = attrs[5] = speed
+                termios.tcsetattr(self._fd, termios.TCSANOW, attrs)
+            self._reader = base.FdReader(self._fd)
+        else:
+            self._f = open(path, "r+b")
+            termios.setraw(self._f.fileno())
+            self._reader = base.PollReader(self._f)
+
+    def read(self, n, timeout_ms=1000):
+        """Up to ``n`` bytes; empty when nothing arrived within the timeout."""
+        return self._reader.read(n, timeout_ms)
+
+    def write(self, data):
+        """Write all of ``data``."""
+        if CPYTHON:
+            mv = memoryview(data)
+            while mv:
+                mv = mv[os.write(self._fd, mv) :]
+        else:
+            self._f.write(data)
+
+    def close(self):
+        """Close the device."""
+        if CPYTHON:
+            os.close(self._fd)
+        else:
+            self._f.close()

@@ -1,0 +1,35 @@
+"""A microcontroller UART as a link."""
+
+try:
+    import select
+except ImportError:
+    import uselect as select
+
+
+class UartLink:
+    """``machine.UART`` on a microcontroller."""
+
+    def __init__(self, uart_id, baud=115200):
+        import machine
+
+        self.name = "uart:%s" % uart_id
+        self._uart = machine.UART(uart_id, baud, timeout=0, rxbuf=2048)
+        self._poll = select.poll()
+        self._poll.register(self._uart, select.POLLIN)
+
+    def read(self, n, timeout_ms=1000):
+        """Up to ``n`` bytes; empty when nothing arrived within the timeout."""
+        if not self._poll.poll(timeout_ms):
+            return b""
+        return self._uart.read(n) or b""
+
+    def write(self, data):
+        """Write all of ``data``."""
+        mv = memoryview(data)
+        while mv:
+            n = self._uart.write(mv)
+            mv = mv[n or 0 :]
+
+    def close(self):
+        """Release the UART."""
+        self._uart.deinit()

@@ -1,0 +1,65 @@
+"""MODEL_LIST, MODEL_INFO, MODEL_ACTIVATE, MODEL_DELETE: stored models (a handler group)."""
+
+from kpdev import accelerators  # noqa: F401  (Agent.model uses it: loaded as part of this group)
+from kpdev.device.agent import field
+from kpdev.protocol.errors import KpdevError
+
+try:
+    from micropython import const
+except ImportError:
+
+    def const(x):
+        return x
+
+
+# Protocol numbers of kpdev.protocol.ops as compile-time constants: importing ops would keep
+# its whole table in a board's heap.  stage_lib checks that these still match ops.py.
+_MODEL_LIST = const(0x14)
+_MODEL_INFO = const(0x15)
+_MODEL_ACTIVATE = const(0x16)
+_MODEL_DELETE = const(0x17)
+
+
+def model_list(agent, body):
+    """MODEL_LIST: every stored model, and which one is active."""
+    store = agent.store
+    return {"models": [store.describe(name) for name in store.names()], "active": store.active}
+
+
+def model_info(agent, body):
+    """MODEL_INFO: a model's stored facts and, where a backend loads it, its tensors."""
+    name = field(body, "name", str, False, agent.store.active)
+    out = agent.store.describe(name)
+    try:
+        name, loaded = agent.model(name)
+    except KpdevError as e:
+        out["backend"] = None
+        out["load_error"] = {"code": e.code, "msg": e.message}
+        return out
+    out["backend"] = loaded.backend_name
+    out["io"] = loaded.io_spec()
+    out["details"] = loaded.info()
+    return out
+
+
+def activate(agent, body):
+    """MODEL_ACTIVATE: the model INFER uses when none is named."""
+    name = field(body, "name", str)
+    agent.store.activate(name)
+    return {"active": name}
+
+
+def delete(agent, body):
+    """MODEL_DELETE: unload and delete a stored model."""
+    name = field(body, "name", str)
+    agent.unload(name)
+    agent.store.delete(name)
+    return {"deleted": name}
+
+
+HANDLERS = {
+    _MODEL_LIST: model_list,
+    _MODEL_INFO: model_info,
+    _MODEL_ACTIVATE: activate,
+    _MODEL_DELETE: delete,
+}

@@ -1,0 +1,86 @@
+"""Start the agent from command-line options (``python -m kpdev.device --help`` lists them).
+
+Needed once: ``kpdev.device.__main__`` drops this module (and ``open_link``'s package) before
+serving, so that a microcontroller does not keep their code in its heap.
+"""
+
+import sys
+
+from kpdev.device.agent import Agent
+from kpdev.device.links import is_loopback, open_link
+from kpdev.protocol.errors import KpdevError
+
+try:
+    from binascii import unhexlify
+except ImportError:
+    from ubinascii import unhexlify
+
+# A string, not the docstring: MicroPython keeps no docstrings.
+_USAGE = """usage: python -m kpdev.device [options]   (or: micropython -m kpdev.device ...)
+
+options:
+    --link SPEC        stdio (default), tcp://HOST:PORT, uart:ID[:BAUD] or a tty path
+    --state DIR        where models and state live (default ./kpdev-state)
+    --board NAME       board name reported by INFO
+    --quota BYTES      model storage quota (default 1048576)
+    --max-payload N    largest frame payload accepted
+    --window N         requests the host may have in flight
+    --key HEX          pre-shared key; frames must be authenticated (or env KPDEV_KEY)
+    --insecure         allow TCP on a non-loopback address without a key
+"""
+_FLAGS = ("--insecure",)
+_OPTIONS = ("--link", "--state", "--board", "--quota", "--max-payload", "--window", "--key")
+
+
+def parse_args(argv):
+    """argv list -> dict of option name -> value (MicroPython has no argparse)."""
+    opts = {"--link": "stdio", "--state": "kpdev-state", "--board": "unknown"}
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in _FLAGS:
+            opts[a] = True
+        elif a in _OPTIONS and i + 1 < len(argv):
+            i += 1
+            opts[a] = argv[i]
+        elif a in ("-h", "--help"):
+            sys.stderr.write(_USAGE)
+            sys.exit(1)
+        else:
+            raise KpdevError("unknown or incomplete option %r (see --help)" % a)
+        i += 1
+    return opts
+
+
+def start(argv):
+    """Parse options, build the agent and open its link; returns (agent, link)."""
+    opts = parse_args(argv)
+    key = opts.get("--key")
+    if not key:
+        try:
+            import os
+
+            key = os.getenv("KPDEV_KEY")
+        except (ImportError, AttributeError):
+            key = None
+    key = unhexlify(key) if key else None
+    spec = opts["--link"]
+    if spec.startswith("tcp://") and not key and not opts.get("--insecure"):
+        host = spec[6:].rsplit(":", 1)[0].strip("[]")
+        if not is_loopback(host):
+            raise KpdevError(
+                "refusing to listen on %s without a key: set --key or KPDEV_KEY, "
+                "or pass --insecure" % host
+            )
+    agent = Agent(
+        opts["--state"],
+        board=opts["--board"],
+        quota=int(opts.get("--quota", 1 << 20)),
+        max_payload=int(opts["--max-payload"]) if "--max-payload" in opts else None,
+        window=int(opts["--window"]) if "--window" in opts else None,
+        key=key,
+    )
+    link = open_link(spec)
+    if hasattr(link, "port") and spec.startswith("tcp://"):
+        sys.stderr.write("kpdev-agent listening on %s port %d\n" % (link.name, link.port))
+    return agent, link

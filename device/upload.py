@@ -1,0 +1,195 @@
+"""Uploads into the model store: streamed to a part file, resumable, checked, committed atomically.
+
+The upload half of ``ModelStore`` (whose ``begin``/``chunk``/``commit``/``abort`` call these),
+kept apart so that it is in RAM only while models are being uploaded.
+"""
+
+import hashlib
+import json
+
+try:
+    from binascii import hexlify
+except ImportError:
+    from ubinascii import hexlify
+
+from kpdev.device import fsutil
+from kpdev.protocol.errors import DeviceError
+
+try:
+    from micropython import const
+except ImportError:
+
+    def const(x):
+        return x
+
+
+# Protocol numbers of kpdev.protocol.ops as compile-time constants: importing ops would keep
+# its whole table in a board's heap.  stage_lib checks that these still match ops.py.
+_E_BAD_REQUEST = const(5)
+_E_CHECKSUM = const(21)
+_E_STORAGE_FULL = const(20)
+_E_UPLOAD_STATE = const(22)
+
+
+_NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-."
+MAX_NAME = 48
+
+
+def check_name(name):
+    """Raise unless ``name`` is a safe model name (letters, digits, ``_-.``, at most 48)."""
+    if not isinstance(name, str) or not name or len(name) > MAX_NAME or name[0] == ".":
+        raise DeviceError("bad model name %r" % (name,), _E_BAD_REQUEST)
+    for ch in name:
+        if ch not in _NAME_CHARS:
+            raise DeviceError(
+                "bad model name %r: use letters, digits, '_', '-', '.'" % name, _E_BAD_REQUEST
+            )
+
+
+def _hex(b):
+    return hexlify(b).decode()
+
+
+def begin(store, name, fmt, size, sha256, meta=None):
+    """Start or resume an upload; returns the offset the device already holds."""
+    check_name(name)
+    if not isinstance(fmt, str) or not fmt:
+        raise DeviceError("upload needs a model format such as 'tflite'", _E_BAD_REQUEST)
+    if not isinstance(size, int) or size <= 0:
+        raise DeviceError("upload size must be a positive int", _E_BAD_REQUEST)
+    if not isinstance(sha256, (bytes, bytearray)) or len(sha256) != 32:
+        raise DeviceError("upload sha256 must be 32 bytes", _E_BAD_REQUEST)
+    part, desc_path = store._upload_paths(name)
+    desc = store._read_upload(name)
+    sha_hex = _hex(sha256)
+    if desc and desc["sha256"] == sha_hex and desc["size"] == size:
+        held = fsutil.size(part)
+        if held <= size:
+            return held
+    abort(store, name)
+    free = store.free()
+    if size > free:
+        raise DeviceError(
+            "model needs %d bytes but only %d of the %d-byte store are free; "
+            "delete a model first" % (size, free, store.quota),
+            _E_STORAGE_FULL,
+        )
+    disk = fsutil.statvfs_free(store.root)
+    if disk is not None and size > disk:
+        raise DeviceError(
+            "model needs %d bytes but the filesystem has %d free" % (size, disk),
+            _E_STORAGE_FULL,
+        )
+    desc = {"name": name, "format": fmt, "size": size, "sha256": sha_hex, "meta": meta or {}}
+    with open(desc_path, "w") as f:
+        json.dump(desc, f)
+        fsutil.fsync_file(f)
+    with open(part, "wb"):
+        pass
+    return 0
+
+
+def chunk(store, name, offset, data):
+    """Write ``data`` at ``offset``; returns the new offset.  Repeats of held bytes are ok."""
+    check_name(name)
+    writing = store._writing
+    if writing and writing[0] == name:
+        # Writing this upload already: its declared size is at hand, no need to read the
+        # descriptor again for every chunk (a file opened and parsed: time and heap).
+        held = writing[1].tell()
+        size = writing[2]
+    else:
+        desc = store._read_upload(name)
+        if desc is None:
+            raise DeviceError(
+                "no upload of %r in progress: begin it first" % name, _E_UPLOAD_STATE
+            )
+        held = fsutil.size(store._upload_paths(name)[0])
+        size = desc["size"]
+    if not isinstance(offset, int) or offset < 0:
+        raise DeviceError("chunk offset must be a non-negative int", _E_BAD_REQUEST)
+    end = offset + len(data)
+    if end > size:
+        raise DeviceError(
+            "chunk ends at %d, past the declared size %d" % (end, size), _E_UPLOAD_STATE
+        )
+    if end <= held:
+        return held  # a retry of bytes already written
+    if offset != held:
+        raise DeviceError(
+            "chunk at offset %d but the device holds %d bytes" % (offset, held),
+            _E_UPLOAD_STATE,
+        )
+    if not (writing and writing[0] == name):
+        store.close()
+        writing = store._writing = (name, open(store._upload_paths(name)[0], "ab"), size)
+    f = writing[1]
+    f.write(data)
+    f.flush()
+    return end
+
+
+def commit(store, name, activate=True):
+    """Check the upload's sha256 and make it the stored model of that name, atomically."""
+    check_name(name)
+    desc = store._read_upload(name)
+    if desc is None:
+        raise DeviceError("no upload of %r in progress" % name, _E_UPLOAD_STATE)
+    store.close()
+    part, desc_path = store._upload_paths(name)
+    held = fsutil.size(part)
+    if held != desc["size"]:
+        raise DeviceError(
+            "upload of %r holds %d of %d bytes" % (name, held, desc["size"]),
+            _E_UPLOAD_STATE,
+        )
+    h = hashlib.sha256()
+    buf = bytearray(store.io_chunk)
+    view = memoryview(buf)  # one view for all reads: a slice a read would be garbage each time
+    with open(part, "rb") as f:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            h.update(view if n == len(buf) else view[:n])
+    digest = _hex(h.digest())
+    if digest != desc["sha256"]:
+        abort(store, name)
+        raise DeviceError(
+            "sha256 mismatch for %r: got %s, expected %s; upload it again"
+            % (name, digest, desc["sha256"]),
+            _E_CHECKSUM,
+        )
+    blob = digest[:16] + ".bin"
+    blob_path = fsutil.join(store._blobs, blob)
+    if fsutil.exists(blob_path):
+        fsutil.remove(part)
+    else:
+        fsutil.replace(part, blob_path)
+    models = store._index["models"]
+    old = models.get(name)
+    entry = {
+        "file": blob,
+        "format": desc["format"],
+        "size": desc["size"],
+        "sha256": digest,
+        "meta": desc["meta"],
+    }
+    models[name] = entry
+    if activate or not store._index.get("active"):
+        store._index["active"] = name
+    store._save_index()
+    fsutil.remove(desc_path)
+    if old and old["file"] != blob:
+        store._remove_blob_if_unused(old["file"])
+    return entry
+
+
+def abort(store, name):
+    """Forget an upload in progress (no error when there is none)."""
+    check_name(name)
+    if store._writing and store._writing[0] == name:
+        store.close()
+    part, desc_path = store._upload_paths(name)
+    fsutil.remove(desc_path)
+    fsutil.remove(part)
