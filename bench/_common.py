@@ -1,0 +1,297 @@
+"""What the benchmark scripts share: a private KPDEV_HOME, agent processes, timing, verdicts.
+
+Importing this module points ``KPDEV_HOME`` at a temporary directory (removed at exit), so a
+benchmark never touches the user's simulated boards, and drops ``KPDEV_KEY``/``KPDEV_BOARD``
+(kpdev reads them when a board starts, not at import).
+
+``python bench/_common.py echo REQ REP`` is the baseline echo server of ``roundtrip.py``;
+``python bench/_common.py drain TOTAL`` is the baseline reader of ``upload.py``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+if __name__ == "__main__":
+    HOME = None  # a baseline peer (echo, drain): no boards, and it may be ended by a signal
+else:
+    HOME = tempfile.mkdtemp(prefix="kpdev-bench-")
+    os.environ["KPDEV_HOME"] = HOME
+    os.environ.pop("KPDEV_KEY", None)
+    os.environ.pop("KPDEV_BOARD", None)
+    atexit.register(shutil.rmtree, HOME, True)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+SMALL_MODEL = os.path.join(REPO, "tests", "data", "dense_int8.tflite")
+
+
+# -- where processes run -----------------------------------------------------------------------
+# The host on CPU 0, the agent (or baseline peer) on CPU 1, as a device is a processor of its own.
+# Left to the scheduler, the pair sometimes shares a core and sometimes not, and figures jump by
+# 2-3x from one process start to the next.
+PIN = hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2
+if PIN:
+    _CPUS = sorted(os.sched_getaffinity(0))
+    HOST_CPU, PEER_CPU = _CPUS[0], _CPUS[1]
+
+
+def pin_host():
+    """Run this process on the host's CPU (no-op on a single-CPU machine)."""
+    if PIN:
+        os.sched_setaffinity(0, {HOST_CPU})
+
+
+def pin_peer(pid):
+    """Run process ``pid`` on the peer's CPU."""
+    if PIN:
+        try:
+            os.sched_setaffinity(pid, {PEER_CPU})
+        except OSError:
+            pass
+
+
+def placement():
+    """One line saying where the processes run."""
+    if PIN:
+        return "host pinned to CPU %d, agent/baseline peer to CPU %d" % (HOST_CPU, PEER_CPU)
+    return "processes not pinned (fewer than 2 CPUs)"
+
+
+# -- agent processes ----------------------------------------------------------------------------
+def agent_argv(board_id, link="stdio", quota=None, heap=None):
+    """argv and env of a simulated board's agent, with the quota or MicroPython heap replaced."""
+    from kpdev.host.boards import get_board
+    from kpdev.host.sim import agent_command
+
+    argv, env = agent_command(get_board(board_id), link)
+    argv = list(argv)
+    if quota is not None:
+        argv[argv.index("--quota") + 1] = str(quota)
+    if heap is not None:
+        for i, a in enumerate(argv):
+            if a.startswith("heapsize="):
+                argv[i] = "heapsize=%s" % heap
+    return argv, env
+
+
+def start_agent(board_id, link="stdio", key=None, quota=None, heap=None, stdin=None, stdout=None):
+    """Start an agent process; its stderr goes to a log file under HOME (``proc.log_path``)."""
+    argv, env = agent_argv(board_id, link, quota, heap)
+    if key:
+        env["KPDEV_KEY"] = key.hex()
+    log_path = os.path.join(HOME, "agent-%s-%d.log" % (board_id, time.monotonic_ns()))
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE if stdin is None else stdin,
+        stdout=subprocess.PIPE if stdout is None else stdout,
+        stderr=log,
+        env=env,
+        bufsize=0,
+    )
+    log.close()
+    pin_peer(proc.pid)
+    proc.log_path = log_path
+    return proc
+
+
+def log_tail(proc, lines=3):
+    """The agent's last stderr lines."""
+    try:
+        with open(proc.log_path, errors="replace") as f:
+            text = f.read().strip().splitlines()
+    except OSError:
+        return "(no log)"
+    return " | ".join(text[-lines:]) or "(no log)"
+
+
+def start_tcp_agent(board_id, key=None, timeout=20.0):
+    """Start an agent listening on a free loopback port; returns (proc, "socket://..." URL)."""
+    proc = start_agent(board_id, "tcp://127.0.0.1:0", key, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(proc.log_path, errors="replace") as f:
+            for line in f:
+                if "listening" in line and " port " in line:
+                    return proc, "socket://127.0.0.1:%d" % int(line.rsplit(" port ", 1)[1])
+        if proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    stop(proc)
+    raise RuntimeError("the agent did not start listening: %s" % log_tail(proc))
+
+
+def stop(proc, timeout=5.0):
+    """Close the agent's pipes, then terminate it if it lingers."""
+    for f in (proc.stdin, proc.stdout):
+        if f:
+            try:
+                f.close()
+            except OSError:
+                pass
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        try:
+            proc.wait(2)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def small_model():
+    """Bytes of tests/data/dense_int8.tflite (int8 [1,16] -> int8 [1,4])."""
+    with open(SMALL_MODEL, "rb") as f:
+        return f.read()
+
+
+# -- timing and reporting -----------------------------------------------------------------------
+def cpu_seconds(pid):
+    """User+system CPU seconds process ``pid`` has used (Linux /proc; 10 ms ticks), else 0."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def median(values):
+    """Median of a list of numbers."""
+    return statistics.median(values)
+
+
+def spread(values):
+    """(min, max) relative to the median, as a short text."""
+    m = median(values)
+    return "min %.0f%% max +%.0f%%" % (100 * (min(values) / m - 1), 100 * (max(values) / m - 1))
+
+
+def table(headers, rows):
+    """Print a small aligned table."""
+    cells = [headers] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    for n, r in enumerate(cells):
+        line = [r[0].ljust(widths[0])] + [r[i].rjust(widths[i]) for i in range(1, len(r))]
+        print("  ".join(line))
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def verdict(kind, name, value, unit, target, at_most=True, note=""):
+    """Print ``KIND name VALUE (target <= T) PASS|MISS``; returns True on PASS."""
+    ok = value <= target if at_most else value >= target
+    fmt = "%.2f" if isinstance(value, float) else "%d"
+    tfmt = "%g"
+    line = "%s %s %s%s (target %s %s%s) %s" % (
+        kind,
+        name,
+        fmt % value,
+        unit,
+        "<=" if at_most else ">=",
+        tfmt % target,
+        unit,
+        "PASS" if ok else "MISS",
+    )
+    print(line + ("  # " + note if note else ""))
+    return ok
+
+
+def machine():
+    """One line about this machine, for the record."""
+    import platform
+
+    return "%s, %d cores, Python %s; %s" % (
+        platform.machine(),
+        os.cpu_count(),
+        platform.python_version(),
+        placement(),
+    )
+
+
+# -- baseline peers (run as separate processes) -------------------------------------------------
+def _recv_exact(conn, buf):
+    view = memoryview(buf)
+    got = 0
+    while got < len(buf):
+        n = conn.recv_into(view[got:])
+        if not n:
+            return False
+        got += n
+    return True
+
+
+def echo_main(req_size, rep_size):
+    """TCP echo baseline: per request read exactly ``req_size`` bytes, send ``rep_size`` bytes."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    sys.stdout.write("%d\n" % server.getsockname()[1])
+    sys.stdout.flush()
+    conn, _ = server.accept()
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    buf = bytearray(req_size)
+    reply = bytes(rep_size)
+    while _recv_exact(conn, buf):
+        conn.sendall(reply)
+    conn.close()
+    server.close()
+
+
+def start_echo(req_size, rep_size):
+    """Start the echo baseline; returns (proc, "socket://..." URL)."""
+    proc = subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), "echo", str(req_size), str(rep_size)],
+        stdout=subprocess.PIPE,
+    )
+    pin_peer(proc.pid)
+    port = int(proc.stdout.readline())
+    return proc, "socket://127.0.0.1:%d" % port
+
+
+def start_drain(total, fd):
+    """Start the pty baseline reader with stdin = stdout = ``fd``."""
+    proc = subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), "drain", str(total)], stdin=fd, stdout=fd
+    )
+    pin_peer(proc.pid)
+    return proc
+
+
+def drain_main(total):
+    """pty baseline: per round read ``total`` bytes from stdin (a pty master), ack with 8 bytes.
+
+    Reads into one buffer allocated once: os.read(fd, n) allocates n bytes per call, which costs
+    2-3x more per call from about 256 KB up (glibc serves such sizes with mmap).
+    """
+    stdin = open(0, "rb", buffering=0, closefd=False)
+    buf = bytearray(65536)
+    while True:
+        got = 0
+        while got < total:
+            try:
+                n = stdin.readinto(buf)
+            except OSError:  # EIO: the slave side closed
+                return
+            if not n:
+                return
+            got += n
+        os.write(1, got.to_bytes(8, "little"))
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "echo":
+        echo_main(int(sys.argv[2]), int(sys.argv[3]))
+    elif sys.argv[1] == "drain":
+        drain_main(int(sys.argv[2]))
