@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -223,6 +224,12 @@ def sim(
             raise BoardError(f"simulated {board} did not start: {line or 'no output'}")
     else:
         raise UsageError(f"bad --listen {listen!r}: use pty or tcp://HOST:PORT")
+
+    def _stop(signum, frame):  # `kill` of this process stops the board too
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGHUP, _stop)
     if json_:
         emit({"board": board, "port": url, "pid": proc.pid})
     else:
@@ -234,9 +241,14 @@ def sim(
         if code:
             raise BoardError(f"simulated {board} exited with code {code}: {sim_board.log_tail()}")
     except KeyboardInterrupt:
-        proc.terminate()
-        proc.wait(5)
+        pass
     finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         if slave_fd is not None:
             os.close(slave_fd)
 

@@ -48,7 +48,10 @@ class Client:
     # -- requests ------------------------------------------------------------------------
     def send(self, op: int, body: dict[str, Any] | None = None) -> int:
         """Send one request; returns its id."""
-        payload = cbor2.dumps(body or {})
+        try:
+            payload = cbor2.dumps(body or {})
+        except (cbor2.CBOREncodeError, TypeError, ValueError) as e:
+            raise UsageError(f"cannot encode the {names.op_name(op)} request: {e}") from None
         if len(payload) > self.max_payload:
             raise UsageError(
                 f"{names.op_name(op)} request of {len(payload)} bytes exceeds the device's "
@@ -94,7 +97,10 @@ class Client:
             return  # a damaged frame; the request it answered will time out
         if self.key is None and frame.flags & ops.FLAG_AUTH:
             raise AuthError("the device authenticates its frames: pass --key or set KPDEV_KEY")
-        body = cbor2.loads(frame.payload) if frame.payload else None
+        try:
+            body = cbor2.loads(frame.payload) if frame.payload else None
+        except (cbor2.CBORDecodeError, ValueError) as e:
+            raise ProtocolError(f"the device sent a reply that is not valid CBOR: {e}") from None
         if frame.flags & ops.FLAG_EVENT:
             if self.on_event:
                 self.on_event(frame.op, body)

@@ -79,7 +79,7 @@ def test_deploy_models_infer_stats_on_sim_linux(tmp_path):
     cli("infer", "-i", tmp_path / "xs.npy", "-o", tmp_path / "ys.npy", *b)
     ys = np.load(tmp_path / "ys.npy")
     assert ys.shape == (5, 1, 4)
-    for xi, yi in zip(xs, ys):
+    for xi, yi in zip(xs, ys, strict=True):
         assert np.array_equal(yi, reference(xi))
 
     st = cli_json("stats", *b)  # each command is its own agent session: counts start over
