@@ -68,6 +68,8 @@ _E_BAD_REQUEST = const(5)
 _E_INTERNAL = const(32)
 
 _IDLE_RESYNC_MS = const(1000)  # a partial frame this stale is given up on
+# Two Ctrl-C, sent alone outside any frame, end the agent loop, giving a board's console back to its REPL.
+_INTERRUPT = b"\x03\x03"
 
 if sysinfo.MICROPYTHON:
     DEFAULT_AGENT_MAX_PAYLOAD = 2048
@@ -190,6 +192,8 @@ class Agent:
                 continue
             idle = 0
             self.stats.bytes_in += len(data)
+            if data == _INTERRUPT and not self.parser.pending():
+                break  # Ctrl-C Ctrl-C alone, outside any frame: give the port back to the REPL
             frames = self.parser.feed(data)
             data = None  # the parser keeps what it needs
             self._dispatch_all(frames)

@@ -50,6 +50,29 @@ def _hex(b):
     return hexlify(b).decode()
 
 
+def _check_meta(v, depth):
+    # Metadata is stored as JSON: refuse what JSON cannot hold exactly (bytes, tags, NaN).
+    if depth > 8:
+        raise DeviceError("model meta is nested too deeply", _E_BAD_REQUEST)
+    if isinstance(v, dict):
+        for k in v:
+            if not isinstance(k, str):
+                raise DeviceError("model meta keys must be text", _E_BAD_REQUEST)
+            _check_meta(v[k], depth + 1)
+    elif isinstance(v, list):
+        for item in v:
+            _check_meta(item, depth + 1)
+    elif isinstance(v, float):
+        if v != v or v in (float("inf"), float("-inf")):
+            raise DeviceError("model meta numbers must be finite", _E_BAD_REQUEST)
+    elif not (v is None or isinstance(v, (str, int, bool))):
+        raise DeviceError(
+            "model meta holds text, numbers, booleans, null, lists and maps only, not %s"
+            % type(v).__name__,
+            _E_BAD_REQUEST,
+        )
+
+
 def begin(store, name, fmt, size, sha256, meta=None):
     """Start or resume an upload; returns the offset the device already holds."""
     check_name(name)
@@ -59,6 +82,8 @@ def begin(store, name, fmt, size, sha256, meta=None):
         raise DeviceError("upload size must be a positive int", _E_BAD_REQUEST)
     if not isinstance(sha256, (bytes, bytearray)) or len(sha256) != 32:
         raise DeviceError("upload sha256 must be 32 bytes", _E_BAD_REQUEST)
+    if meta is not None:
+        _check_meta(meta, 0)
     part, desc_path = store._upload_paths(name)
     desc = store._read_upload(name)
     sha_hex = _hex(sha256)

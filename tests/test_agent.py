@@ -183,13 +183,6 @@ def test_upload_with_a_wrong_sha_keeps_the_stored_model(dut):
     assert client.model_info("dense")["sha256"] == hashlib.sha256(DENSE).hexdigest()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MODEL_BEGIN stores meta with json.dump unchecked: on CPython bytes or a CBOR tag "
-    "in meta is E_INTERNAL (TypeError: not JSON serializable); on MicroPython json writes "
-    "bytes as a str and tags/NaN as invalid JSON, so BEGIN succeeds and every CHUNK then fails "
-    "with E_UPLOAD_STATE",
-)
 def test_model_meta_json_cannot_hold_is_refused_or_kept_exactly(dut):
     client = dut.client
 
@@ -571,3 +564,22 @@ def test_truncated_frame_then_silence_then_the_request_is_answered(agents, board
     # stale partial frame after a quiet second lets the agent find it.
     assert_serving(client)
     assert client.stats()["link"]["garbage_bytes"] >= 1
+
+
+@pytest.mark.parametrize("board", ["sim-mcu", "sim-linux"])
+def test_two_ctrl_c_outside_a_frame_give_the_port_back(agents, board):
+    # What `kpdev repl --port` sends before handing a board's console to mpremote.
+    agent = agents.start(board)
+    client = agent.client()
+    assert_serving(client)
+    client.link.write(b"\x03\x03")
+    assert agent.proc.wait(10) == 0
+    assert "Traceback" not in agent.log()
+
+
+def test_ctrl_c_bytes_inside_frames_are_data(agents):
+    agent = agents.start("sim-mcu")
+    client = agent.client()
+    data = b"\x03\x03\x03\x03" * 8
+    assert client.request(ops.PING, {"data": data})["data"] == data
+    assert agent.alive()

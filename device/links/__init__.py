@@ -10,8 +10,19 @@ from kpdev.device.links.base import LinkClosed, LinkError  # noqa: F401
 
 
 def is_loopback(host):
-    """True for addresses only this machine can reach."""
-    return host in ("localhost", "::1", "[::1]") or host.startswith("127.")
+    """True for addresses only this machine can reach: localhost, ::1 and 127.x.y.z literals.
+
+    A name such as ``127.example.com`` is not loopback: DNS may resolve it anywhere.
+    """
+    if host in ("localhost", "::1", "[::1]"):
+        return True
+    parts = host.split(".")
+    if len(parts) != 4 or parts[0] != "127":
+        return False
+    for p in parts:
+        if not p.isdigit() or int(p) > 255:
+            return False
+    return True
 
 
 def _split_baud(spec):

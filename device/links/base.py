@@ -51,7 +51,11 @@ class PollReader:
         readinto = self._stream.readinto
         i = 0
         while i < n:
-            if not readinto(one):
+            try:
+                got = readinto(one)
+            except OSError as e:  # EIO: a pty whose other side hung up
+                raise LinkClosed("read failed: %s" % e)
+            if not got:
                 if not i:
                     raise LinkClosed("end of stream")
                 break

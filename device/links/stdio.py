@@ -25,6 +25,14 @@ class StdioLink:
         else:
             self._out = sys.stdout.buffer
             self._reader = base.PollReader(sys.stdin.buffer)
+            # A 0x03 byte inside a frame must not raise KeyboardInterrupt on a board's USB
+            # console; the agent gives the console back on two Ctrl-C outside any frame.
+            try:
+                import micropython
+
+                micropython.kbd_intr(-1)
+            except (ImportError, AttributeError):
+                pass
 
     def read(self, n, timeout_ms=1000):
         """Up to ``n`` bytes; empty when nothing arrived within the timeout."""
@@ -40,4 +48,11 @@ class StdioLink:
             self._out.write(data)
 
     def close(self):
-        """Nothing to release: stdio belongs to the process."""
+        """Give Ctrl-C back to the console (stdio itself belongs to the process)."""
+        if not CPYTHON:
+            try:
+                import micropython
+
+                micropython.kbd_intr(3)
+            except (ImportError, AttributeError):
+                pass

@@ -5,7 +5,7 @@ try:
 except ImportError:
     import uselect as select
 
-from kpdev.device.links.base import CPYTHON
+from kpdev.device.links.base import CPYTHON, LinkError
 
 
 class TcpServerLink:
@@ -23,6 +23,10 @@ class TcpServerLink:
         self._server.listen(1)
         if CPYTHON:
             self.port = self._server.getsockname()[1]
+        elif port == 0:
+            # MicroPython sockets have no getsockname(): nobody could learn the port chosen.
+            self._server.close()
+            raise LinkError("tcp port 0 is not supported on this runtime: give a port number")
         else:
             self.port = port
         self._conn = None

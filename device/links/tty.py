@@ -29,7 +29,13 @@ class TtyLink:
             self._reader = base.FdReader(self._fd)
         else:
             self._f = open(path, "r+b")
-            termios.setraw(self._f.fileno())
+            fd = self._f.fileno()
+            termios.setraw(fd)
+            speed = getattr(termios, "B%d" % baud, None)
+            if speed is not None:
+                attrs = termios.tcgetattr(fd)
+                attrs[4] = attrs[5] = speed
+                termios.tcsetattr(fd, termios.TCSANOW, attrs)
             self._reader = base.PollReader(self._f)
 
     def read(self, n, timeout_ms=1000):
