@@ -68,7 +68,8 @@ _E_BAD_REQUEST = const(5)
 _E_INTERNAL = const(32)
 
 _IDLE_RESYNC_MS = const(1000)  # a partial frame this stale is given up on
-# Two Ctrl-C, sent alone outside any frame, end the agent loop, giving a board's console back to its REPL.
+# Two Ctrl-C, sent alone outside any frame, end the agent loop: the console goes back
+# to the board's REPL.
 _INTERRUPT = b"\x03\x03"
 
 if sysinfo.MICROPYTHON:
