@@ -85,3 +85,23 @@ if CPYTHON:
             if not data:
                 raise LinkClosed("end of stream")
             return data
+
+
+class StreamLink:
+    """A link over a reader and a writer: a file descriptor on CPython, a stream on MicroPython.
+
+    Subclasses set ``_reader`` and either ``_wfd`` (CPython) or ``_out`` (MicroPython).
+    """
+
+    def read(self, n, timeout_ms=1000):
+        """Up to ``n`` bytes; empty when nothing arrived within the timeout."""
+        return self._reader.read(n, timeout_ms)
+
+    def write(self, data):
+        """Write all of ``data``."""
+        if CPYTHON:
+            mv = memoryview(data)
+            while mv:
+                mv = mv[os.write(self._wfd, mv) :]
+        else:
+            self._out.write(data)

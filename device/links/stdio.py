@@ -9,7 +9,7 @@ if CPYTHON:
     import os
 
 
-class StdioLink:
+class StdioLink(base.StreamLink):
     """The process's stdin/stdout, e.g. pipes from the host or a pty given as stdio."""
 
     name = "stdio"
@@ -33,19 +33,6 @@ class StdioLink:
                 micropython.kbd_intr(-1)
             except (ImportError, AttributeError):
                 pass
-
-    def read(self, n, timeout_ms=1000):
-        """Up to ``n`` bytes; empty when nothing arrived within the timeout."""
-        return self._reader.read(n, timeout_ms)
-
-    def write(self, data):
-        """Write all of ``data``."""
-        if CPYTHON:
-            mv = memoryview(data)
-            while mv:
-                mv = mv[os.write(self._wfd, mv) :]
-        else:
-            self._out.write(data)
 
     def close(self):
         """Give Ctrl-C back to the console (stdio itself belongs to the process)."""

@@ -7,7 +7,7 @@ if CPYTHON:
     import os
 
 
-class TtyLink:
+class TtyLink(base.StreamLink):
     """A serial device or pty by path, put in raw mode with termios."""
 
     def __init__(self, path, baud=115200):
@@ -27,6 +27,7 @@ class TtyLink:
                 attrs[4] = attrs[5] = speed
                 termios.tcsetattr(self._fd, termios.TCSANOW, attrs)
             self._reader = base.FdReader(self._fd)
+            self._wfd = self._fd
         else:
             self._f = open(path, "r+b")
             fd = self._f.fileno()
@@ -37,19 +38,7 @@ class TtyLink:
                 attrs[4] = attrs[5] = speed
                 termios.tcsetattr(fd, termios.TCSANOW, attrs)
             self._reader = base.PollReader(self._f)
-
-    def read(self, n, timeout_ms=1000):
-        """Up to ``n`` bytes; empty when nothing arrived within the timeout."""
-        return self._reader.read(n, timeout_ms)
-
-    def write(self, data):
-        """Write all of ``data``."""
-        if CPYTHON:
-            mv = memoryview(data)
-            while mv:
-                mv = mv[os.write(self._fd, mv) :]
-        else:
-            self._f.write(data)
+            self._out = self._f
 
     def close(self):
         """Close the device."""
