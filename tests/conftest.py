@@ -94,6 +94,29 @@ def run_micropython(binary, lib, script, lines, timeout=60):
     return out
 
 
+class MicroPythonDriver:
+    """A test driver script under the real micropython binary: lines in, one line out each."""
+
+    name = "micropython"
+
+    def __init__(self, binary, lib, filename, source):
+        self.binary = binary
+        self.lib = lib
+        self.script = os.path.join(lib, filename)
+        with open(self.script, "w") as f:
+            f.write(source)
+
+    def run(self, lines):
+        return run_micropython(self.binary, self.lib, self.script, lines)
+
+
+def micropython_driver(request, filename, source):
+    """A ``MicroPythonDriver`` for a parametrized ``impl`` fixture."""
+    return MicroPythonDriver(
+        request.getfixturevalue("micropython"), request.getfixturevalue("mp_lib"), filename, source
+    )
+
+
 def free_port():
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:

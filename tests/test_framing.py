@@ -2,12 +2,11 @@
 
 import hashlib
 import hmac
-import os
 import struct
 import zlib
 
 import pytest
-from conftest import run_micropython
+from conftest import micropython_driver
 
 from kpdev.protocol import ops
 
@@ -104,28 +103,12 @@ class CPythonImpl:
         return [ns["handle"](line.strip()) for line in lines]
 
 
-class MicroPythonImpl:
-    name = "micropython"
-
-    def __init__(self, binary, lib):
-        self.binary = binary
-        self.lib = lib
-        self.script = os.path.join(lib, "framing_driver.py")
-        with open(self.script, "w") as f:
-            f.write(DRIVER)
-
-    def run(self, lines):
-        return run_micropython(self.binary, self.lib, self.script, lines)
-
-
 @pytest.fixture(params=["cpython", "micropython"])
 def impl(request):
     """The device framing under each interpreter it must run on (one process per test)."""
     if request.param == "cpython":
         return CPythonImpl()
-    return MicroPythonImpl(
-        request.getfixturevalue("micropython"), request.getfixturevalue("mp_lib")
-    )
+    return micropython_driver(request, "framing_driver.py", DRIVER)
 
 
 def h(s):

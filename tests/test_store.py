@@ -1,10 +1,9 @@
 """The model store on a real filesystem, under CPython and the real micropython binary."""
 
 import hashlib
-import os
 
 import pytest
-from conftest import run_micropython
+from conftest import micropython_driver
 
 from kpdev.protocol import ops
 
@@ -136,28 +135,12 @@ class CPythonImpl:
         return out
 
 
-class MicroPythonImpl:
-    name = "micropython"
-
-    def __init__(self, binary, lib):
-        self.binary = binary
-        self.lib = lib
-        self.script = os.path.join(lib, "store_driver.py")
-        with open(self.script, "w") as f:
-            f.write(DRIVER)
-
-    def run(self, lines):
-        return run_micropython(self.binary, self.lib, self.script, lines)
-
-
 @pytest.fixture(params=["cpython", "micropython"])
 def impl(request):
     """The device's ModelStore under each interpreter it must run on (one process per test)."""
     if request.param == "cpython":
         return CPythonImpl()
-    return MicroPythonImpl(
-        request.getfixturevalue("micropython"), request.getfixturevalue("mp_lib")
-    )
+    return micropython_driver(request, "store_driver.py", DRIVER)
 
 
 # --- commands -------------------------------------------------------------------------------
