@@ -27,11 +27,12 @@ _E_NO_BACKEND = const(17)
 # never imported: on a microcontroller, loading its module alone could exhaust the heap.
 BACKENDS = {
     "tflite_micro": ("kpdev.accelerators.tflite_micro", "TFLiteMicroBackend", "cpython"),
+    "tflite_int8": ("kpdev.accelerators.tflite_int8", "TFLiteInt8Backend", None),
 }
 
 # Model format -> backend names, most preferred first.
 FORMATS = {
-    "tflite": ("tflite_micro",),
+    "tflite": ("tflite_micro", "tflite_int8"),
 }
 
 _RUNTIME = sys.implementation.name

@@ -1,0 +1,248 @@
+"""An int8 TFLite interpreter whose outputs are bit-identical to TFLite Micro's reference kernels.
+
+Device code (MicroPython and CPython).  This module is what stays in RAM while a model runs:
+the tensor and operator records, the model source, and ``Interpreter.invoke``.  Loading
+(loader.py: parse the flatbuffer with reader.py, give every operator to its kernel module's
+``prepare``, plan the arena) needs more code, which a small board drops again once the model
+is loaded.  Kernel modules are imported only for the operators a model uses.
+
+Kernel modules (``k_*.py``) export ``prepare(ctx, op) -> params`` and ``run(ctx, op, params)``;
+``ctx`` is the ``Interpreter``: ``ctx.t(i)`` is tensor i's ``TensorInfo``, ``ctx.const(i)`` its
+constant bytes, ``ctx.buf[i]`` its arena slice (valid in ``run``), ``ctx.loops`` the inner
+loops (viper or plain Python, see loops_plain.py).
+"""
+
+import struct
+
+from kpdev.protocol.errors import DeviceError
+
+try:
+    from micropython import const
+except ImportError:
+
+    def const(x):
+        return x
+
+
+_E_MODEL_LOAD = const(23)
+_E_INFER = const(24)
+
+_PAGE = const(512)
+
+# BuiltinOperator code -> kernel module (under kpdev.accelerators.int8).
+KERNELS = {
+    0: "k_arith",  # ADD
+    1: "k_pool",  # AVERAGE_POOL_2D
+    2: "k_data",  # CONCATENATION
+    3: "k_conv",  # CONV_2D
+    4: "k_conv",  # DEPTHWISE_CONV_2D
+    6: "k_quant",  # DEQUANTIZE
+    9: "k_fc",  # FULLY_CONNECTED
+    14: "k_softmax",  # LOGISTIC
+    17: "k_pool",  # MAX_POOL_2D
+    18: "k_arith",  # MUL
+    22: "k_data",  # RESHAPE
+    25: "k_softmax",  # SOFTMAX
+    34: "k_data",  # PAD
+    40: "k_arith",  # MEAN
+    45: "k_data",  # STRIDED_SLICE
+    77: "k_data",  # SHAPE
+    83: "k_data",  # PACK
+    114: "k_quant",  # QUANTIZE
+}
+
+
+def op_name(code):
+    """The operator's schema name (loads the name table only when asked)."""
+    from kpdev.accelerators.int8.opnames import name
+
+    return name(code)
+
+
+def select_loops(kernels="auto"):
+    """The inner-loop module: viper where this MicroPython has the native emitter, else plain.
+
+    ``kernels`` is "auto", "viper" (fail unless available) or "plain".
+    """
+    if kernels not in ("auto", "viper", "plain"):
+        raise DeviceError("kernels must be auto, viper or plain, not %r" % kernels, _E_MODEL_LOAD)
+    if kernels != "plain":
+        try:
+            from kpdev.accelerators.int8 import loops_viper
+
+            return loops_viper
+        except (ImportError, SyntaxError, ValueError, AttributeError, NotImplementedError) as e:
+            if kernels == "viper":
+                raise DeviceError("viper kernels are not available here: %s" % e, _E_MODEL_LOAD)
+    from kpdev.accelerators.int8 import loops_plain
+
+    return loops_plain
+
+
+class Source:
+    """Random access to the model's bytes: ``data`` in RAM, or a file read through a page."""
+
+    def __init__(self, data=None, path=None):
+        self.data = data
+        self.path = path
+        self.file = None
+        if data is not None:
+            self.size = len(data)
+        else:
+            self.file = open(path, "rb")
+            self.file.seek(0, 2)
+            self.size = self.file.tell()
+            self._page = b""
+            self._start = 0
+
+    def close(self):
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+    def read(self, pos, n):
+        """``n`` bytes at ``pos`` (a memoryview into the model when it is in RAM)."""
+        if pos < 0 or n < 0 or pos + n > self.size:
+            raise ValueError("offset %d+%d outside the %d-byte model" % (pos, n, self.size))
+        if self.data is not None:
+            return memoryview(self.data)[pos : pos + n]
+        if self.file is None:
+            raise ValueError("model file is closed")
+        start = self._start
+        if pos >= start and pos + n <= start + len(self._page):
+            return self._page[pos - start : pos - start + n]
+        self.file.seek(pos)
+        if n > _PAGE:
+            return self.file.read(n)
+        self._page = self.file.read(_PAGE)
+        self._start = pos
+        return self._page[:n]
+
+    def readinto(self, pos, buf):
+        """Fill ``buf`` with the bytes at ``pos`` (weights of a file-backed model)."""
+        n = len(buf)
+        if pos < 0 or pos + n > self.size:
+            raise ValueError("offset %d+%d outside the %d-byte model" % (pos, n, self.size))
+        if self.data is not None:
+            buf[:] = memoryview(self.data)[pos : pos + n]
+            return
+        self.file.seek(pos)
+        got = self.file.readinto(buf)
+        if got != n:
+            raise ValueError("short read of the model file")
+
+    def u8(self, pos):
+        return self.read(pos, 1)[0]
+
+    def unpack(self, fmt, pos, n):
+        return struct.unpack(fmt, self.read(pos, n))[0]
+
+
+class TensorInfo:
+    """A tensor of the graph: shape, dtype, quantization and where constant data lives."""
+
+    def __init__(self):
+        self.name = ""
+        self.shape = []
+        self.type = 0
+        self.dtype = "float32"
+        self.itemsize = 4
+        self.const = None  # (offset in the model, byte size) of constant data, else None
+        self.scales = []  # float32 bit patterns
+        self.zero_points = []
+        self.qdim = 0
+
+    def size(self):
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    def nbytes(self):
+        return self.size() * self.itemsize
+
+    def scale_bits(self):
+        return self.scales[0] if self.scales else 0
+
+    def zero_point(self):
+        return self.zero_points[0] if self.zero_points else 0
+
+
+class OpInfo:
+    """An operator of the graph: builtin code, tensor indices and its options table."""
+
+    def __init__(self, code, version, inputs, outputs, options):
+        self.code = code
+        self.version = version
+        self.inputs = inputs
+        self.outputs = outputs
+        self.options = options  # Table or None
+
+
+class Interpreter:
+    """A loaded model: prepared operators, planned arena, constants in RAM or in the file.
+
+    Built by ``loader.load``; kernels see it as ``ctx``.
+    """
+
+    def __init__(self, src, loops, tensors, inputs, outputs, stream):
+        self.src = src
+        self.loops = loops
+        self.tensors = tensors
+        self.inputs = inputs
+        self.outputs = outputs
+        self.stream = stream
+        self.buf = [None] * len(tensors)
+        self.steps = []
+        self.arena = None
+        self.arena_size = 0
+        self.scratch = None
+        self.ops = {}  # builtin operator code -> count, for model info
+
+    # -- for kernels ------------------------------------------------------------------------
+
+    def t(self, i):
+        return self.tensors[i]
+
+    def const(self, i):
+        """Tensor i's constant bytes (read from the file into scratch when weights stream)."""
+        b = self.buf[i]
+        if b is not None:
+            return b
+        t = self.tensors[i]
+        if t.const is None:
+            raise ValueError("tensor %r has no data" % t.name)
+        off, size = t.const
+        view = memoryview(self.scratch)[:size] if self.scratch is not None else bytearray(size)
+        self.src.readinto(off, view)
+        return view
+
+    def is_const(self, i):
+        return i >= 0 and self.tensors[i].const is not None
+
+    # -- running ----------------------------------------------------------------------------
+
+    def invoke(self, inputs):
+        """Run the graph on a list of input byte strings; returns output byte strings."""
+        for k in range(len(self.inputs)):
+            dst = self.buf[self.inputs[k]]
+            dst[:] = inputs[k]
+        for module, op, params in self.steps:
+            try:
+                module.run(self, op, params)
+            except DeviceError:
+                raise
+            except (ValueError, IndexError, OverflowError, TypeError, ZeroDivisionError) as e:
+                raise DeviceError("operator %s failed: %s" % (op_name(op.code), e), _E_INFER)
+        return [bytes(self.buf[i]) for i in self.outputs]
+
+    def close(self):
+        self.src.close()
+        self.arena = None
+        self.buf = None
+        self.steps = None
+
+
+def supported():
+    """Names of the operators tflite_int8 runs."""
+    return [op_name(code) for code in sorted(KERNELS)]

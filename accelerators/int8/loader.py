@@ -1,0 +1,174 @@
+"""Load a TFLite model into an ``interp.Interpreter``: parse, prepare every operator, plan.
+
+Device code, needed only while a model loads: a small board drops this module, the reader,
+the prepare-time arithmetic and the kernels' prepare helpers once the model is ready.
+"""
+
+import sys
+
+from kpdev.accelerators.int8.interp import KERNELS, Interpreter, op_name, select_loops, supported
+from kpdev.protocol.errors import DeviceError
+
+try:
+    from micropython import const
+except ImportError:
+
+    def const(x):
+        return x
+
+
+_E_MODEL_LOAD = const(23)
+# Arena offsets are aligned like TFLM's (16 bytes).
+_ALIGN = const(16)
+# Constants up to this size are held in RAM even when weights stay in the file.
+_SMALL_CONST = const(512)
+# Modules only loading needs (dropped afterwards on MicroPython, see tflite_int8.py).
+LOAD_ONLY = (
+    "kpdev.accelerators.int8.loader",
+    "kpdev.accelerators.int8.reader",
+    "kpdev.accelerators.int8.kcommon",
+    "kpdev.accelerators.int8.fixedpoint",
+    "kpdev.accelerators.int8.opnames",
+)
+
+
+def _module(name):
+    full = "kpdev.accelerators.int8." + name
+    __import__(full)
+    return sys.modules[full]
+
+
+def plan_arena(sizes, first, last, align=_ALIGN):
+    """Offsets for buffers of ``sizes`` alive from op ``first[i]`` to op ``last[i]`` inclusive.
+
+    Greedy by size, largest first, each at the lowest aligned offset where it overlaps no
+    placed buffer that is alive at the same time.  Returns (offsets, arena size).
+    """
+    order = sorted(range(len(sizes)), key=lambda i: -sizes[i])
+    placed = []  # (offset, end, first, last)
+    offsets = [0] * len(sizes)
+    total = 0
+    for i in order:
+        size = sizes[i]
+        if size <= 0:
+            continue
+        busy = sorted([(o, e) for (o, e, f, z) in placed if not (z < first[i] or f > last[i])])
+        off = 0
+        for o, e in busy:
+            if off + size <= o:
+                break
+            if e > off:
+                off = (e + align - 1) // align * align
+        offsets[i] = off
+        placed.append((off, off + size, first[i], last[i]))
+        if off + size > total:
+            total = off + size
+    return offsets, total
+
+
+def load(src, kernels="auto", weights="ram"):
+    """Parse, prepare and plan the model in ``src`` (an ``interp.Source``)."""
+    from kpdev.accelerators.int8.reader import Model
+
+    try:
+        model = Model(src)
+    except (DeviceError, MemoryError):
+        raise
+    except Exception as e:  # ValueError, IndexError, struct.error on CPython, ...
+        raise DeviceError("corrupt TFLite model: %s" % e, _E_MODEL_LOAD)
+    if model.subgraphs != 1:
+        raise DeviceError(
+            "the model has %d subgraphs; only single-subgraph models run on tflite_int8"
+            % model.subgraphs,
+            _E_MODEL_LOAD,
+        )
+    stream = weights == "file" and src.data is None
+    interp = Interpreter(
+        src, select_loops(kernels), model.tensors, model.inputs, model.outputs, stream
+    )
+    stream_size = 0
+    tensors = model.tensors
+    for i in range(len(tensors)):
+        t = tensors[i]
+        if t.const is not None:
+            off, size = t.const
+            if not stream:
+                interp.buf[i] = src.read(off, size)
+            elif size <= _SMALL_CONST:
+                b = bytearray(size)
+                src.readinto(off, b)
+                interp.buf[i] = b
+            elif size > stream_size:
+                stream_size = size
+    for op in model.ops:
+        name = KERNELS.get(op.code)
+        if name is None:
+            raise DeviceError(
+                "operator %s is not supported by tflite_int8 (it runs %s)"
+                % (op_name(op.code), ", ".join(supported())),
+                _E_MODEL_LOAD,
+            )
+        for i in op.inputs + op.outputs:
+            if i >= 0:
+                _check_dtype(op, tensors[i])
+        module = _module(name)
+        try:
+            params = module.prepare(interp, op)
+        except DeviceError:
+            raise
+        except (ValueError, IndexError, KeyError, TypeError, ZeroDivisionError) as e:
+            raise DeviceError("operator %s cannot run: %s" % (op_name(op.code), e), _E_MODEL_LOAD)
+        op.options = None  # the options table points into the model: not needed any more
+        interp.steps.append((module, op, params))
+        interp.ops[op.code] = interp.ops.get(op.code, 0) + 1
+    if stream_size:
+        interp.scratch = bytearray(stream_size)
+    _plan(interp, model)
+    return interp
+
+
+def _check_dtype(op, t):
+    if t.dtype not in ("int8", "int32", "float32"):
+        raise DeviceError(
+            "operator %s: tensor %r has dtype %s; tflite_int8 runs int8 models "
+            "(int32 biases and shapes, float32 only at QUANTIZE/DEQUANTIZE)"
+            % (op_name(op.code), t.name, t.dtype),
+            _E_MODEL_LOAD,
+        )
+
+
+def _plan(interp, model):
+    ops = model.ops
+    tensors = model.tensors
+    end = len(ops)
+    first = {}
+    last = {}
+    for i in model.inputs:
+        first[i] = 0
+    for k in range(len(ops)):
+        op = ops[k]
+        for i in op.outputs:
+            if i >= 0 and i not in first:
+                first[i] = k
+        for i in op.inputs:
+            if i >= 0 and tensors[i].const is None:
+                if i not in first:
+                    first[i] = 0
+                last[i] = k
+    for i in model.outputs:
+        last[i] = end
+    for i in model.inputs:
+        if i not in last:
+            last[i] = 0
+    ids = [i for i in first if tensors[i].const is None]
+    ids.sort()
+    for i in ids:
+        if i not in last:  # an output no operator reads and the graph does not return
+            last[i] = first[i]
+    sizes = [tensors[i].nbytes() for i in ids]
+    offsets, total = plan_arena(sizes, [first[i] for i in ids], [last[i] for i in ids])
+    interp.arena = bytearray(total)
+    interp.arena_size = total
+    mv = memoryview(interp.arena)
+    for k in range(len(ids)):
+        interp.buf[ids[k]] = mv[offsets[k] : offsets[k] + sizes[k]]

@@ -1,0 +1,154 @@
+"""Inner loops of the int8 kernels in plain Python: the reference the viper loops must match.
+
+Device code.  Runs wherever Python does (CPython, and MicroPython ports without the native
+emitter).  loops_viper.py has the same functions with the same arguments; interp.select_loops
+picks one at import.  Buffers are bytes-like (int8 data as raw bytes); ``mult``, ``shift`` and
+``bias`` are ``array('i')``.  The arithmetic is TFLM's, element for element: int32 accumulate,
+MultiplyByQuantizedMultiplier with double rounding, add the output zero point, clamp.
+"""
+
+from array import array
+
+from kpdev.accelerators.int8.fxp import mbqm
+
+NAME = "plain"
+
+
+def s8(buf):
+    """int8 values of a bytes-like object, as an array('b')."""
+    return array("b", bytes(buf))
+
+
+def _store(out, values):
+    out[:] = bytes(array("b", values))
+
+
+def fc(x, w, bias, out, n_in, n_out, batches, in_off, out_off, mult, shift, act_min, act_max):
+    """out[b, o] = requant(sum_i (x[b, i] + in_off) * w[o, i] + bias[o])."""
+    xs = s8(x)
+    ws = s8(w)
+    res = []
+    for b in range(batches):
+        xb = [v + in_off for v in xs[b * n_in : (b + 1) * n_in]]
+        for o in range(n_out):
+            acc = 0
+            base = o * n_in
+            for i in range(n_in):
+                acc += xb[i] * ws[base + i]
+            if bias is not None:
+                acc += bias[o]
+            v = mbqm(acc, mult[o], shift[o]) + out_off
+            res.append(act_min if v < act_min else act_max if v > act_max else v)
+    _store(out, res)
+
+
+def conv(x, w, bias, out, dims, geo, in_off, out_off, mult, shift, act_min, act_max):
+    """ConvPerChannel.  dims = [batches, in_h, in_w, in_c, out_h, out_w, out_c, f_h, f_w,
+    filter_in_c]; geo = [stride_h, stride_w, dil_h, dil_w, pad_h, pad_w]."""
+    batches, in_h, in_w, in_c, out_h, out_w, out_c, f_h, f_w, f_c = dims
+    sh, sw, dh, dw, ph, pw = geo
+    xs = s8(x)
+    ws = s8(w)
+    groups = in_c // f_c
+    per_group = out_c // groups
+    res = []
+    for b in range(batches):
+        for oy in range(out_h):
+            y0 = oy * sh - ph
+            for ox in range(out_w):
+                x0 = ox * sw - pw
+                for oc in range(out_c):
+                    g = oc // per_group
+                    acc = 0
+                    for fy in range(f_h):
+                        iy = y0 + dh * fy
+                        if iy < 0 or iy >= in_h:
+                            continue
+                        for fx in range(f_w):
+                            ix = x0 + dw * fx
+                            if ix < 0 or ix >= in_w:
+                                continue
+                            ib = ((b * in_h + iy) * in_w + ix) * in_c + g * f_c
+                            wb = ((oc * f_h + fy) * f_w + fx) * f_c
+                            for ic in range(f_c):
+                                acc += ws[wb + ic] * (xs[ib + ic] + in_off)
+                    if bias is not None:
+                        acc += bias[oc]
+                    v = mbqm(acc, mult[oc], shift[oc]) + out_off
+                    res.append(act_min if v < act_min else act_max if v > act_max else v)
+    _store(out, res)
+
+
+def dwconv(x, w, bias, out, dims, geo, in_off, out_off, mult, shift, act_min, act_max):
+    """DepthwiseConvPerChannel.  dims = [batches, in_h, in_w, in_c, out_h, out_w, out_c, f_h,
+    f_w, depth_multiplier]; geo as for conv."""
+    batches, in_h, in_w, in_c, out_h, out_w, out_c, f_h, f_w, dm = dims
+    sh, sw, dh, dw, ph, pw = geo
+    xs = s8(x)
+    ws = s8(w)
+    res = []
+    for b in range(batches):
+        for oy in range(out_h):
+            y0 = oy * sh - ph
+            for ox in range(out_w):
+                x0 = ox * sw - pw
+                for ic in range(in_c):
+                    for m in range(dm):
+                        oc = m + ic * dm
+                        acc = 0
+                        for fy in range(f_h):
+                            iy = y0 + dh * fy
+                            if iy < 0 or iy >= in_h:
+                                continue
+                            for fx in range(f_w):
+                                ix = x0 + dw * fx
+                                if ix < 0 or ix >= in_w:
+                                    continue
+                                xv = xs[((b * in_h + iy) * in_w + ix) * in_c + ic]
+                                acc += ws[(fy * f_w + fx) * out_c + oc] * (xv + in_off)
+                        if bias is not None:
+                            acc += bias[oc]
+                        v = mbqm(acc, mult[oc], shift[oc]) + out_off
+                        res.append(act_min if v < act_min else act_max if v > act_max else v)
+    _store(out, res)
+
+
+def pool(x, out, dims, geo, is_max, act_min, act_max):
+    """int8 MaxPool / AveragePool.  dims = [batches, in_h, in_w, c, out_h, out_w, f_h, f_w];
+    geo = [stride_h, stride_w, pad_h, pad_w].  Returns False when a window holds no input."""
+    batches, in_h, in_w, c, out_h, out_w, f_h, f_w = dims
+    sh, sw, ph, pw = geo
+    xs = s8(x)
+    res = []
+    for b in range(batches):
+        for oy in range(out_h):
+            y0 = oy * sh - ph
+            fy0 = max(0, -y0)
+            fy1 = min(f_h, in_h - y0)
+            for ox in range(out_w):
+                x0 = ox * sw - pw
+                fx0 = max(0, -x0)
+                fx1 = min(f_w, in_w - x0)
+                for ch in range(c):
+                    acc = -128 if is_max else 0
+                    count = 0
+                    for fy in range(fy0, fy1):
+                        row = ((b * in_h + y0 + fy) * in_w + x0) * c + ch
+                        for fx in range(fx0, fx1):
+                            v = xs[row + fx * c]
+                            if is_max:
+                                if v > acc:
+                                    acc = v
+                            else:
+                                acc += v
+                            count += 1
+                    if not is_max:
+                        if count == 0:
+                            return False
+                        if acc > 0:
+                            acc = (acc + count // 2) // count
+                        else:
+                            acc = -((-acc + count // 2) // count)
+                    res.append(act_min if acc < act_min else act_max if acc > act_max else acc)
+    _store(out, res)
+    return True
