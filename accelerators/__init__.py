@@ -55,6 +55,7 @@ def _import(module_name):
 def _probe():
     global _versions
     versions = {}
+    before = set(sys.modules) if _RUNTIME == "micropython" else None
     for name in BACKENDS:
         module_name, class_name, runtime = BACKENDS[name]
         if runtime and runtime != _RUNTIME:
@@ -69,6 +70,26 @@ def _probe():
         _instances[name] = backend
         versions[name] = version
     _versions = versions
+    if before is not None:
+        # A microcontroller keeps no backend code in RAM just for having probed it: the
+        # modules are imported again when a model loads (see _instance).
+        _instances.clear()
+        for module_name in list(sys.modules):
+            if module_name not in before and module_name.startswith("kpdev.accelerators."):
+                sys.modules.pop(module_name)
+                dot = module_name.rfind(".")
+                package = sys.modules.get(module_name[:dot])
+                if package is not None and hasattr(package, module_name[dot + 1 :]):
+                    delattr(package, module_name[dot + 1 :])
+
+
+def _instance(name):
+    backend = _instances.get(name)
+    if backend is None:
+        module_name, class_name, runtime = BACKENDS[name]
+        backend = getattr(_import(module_name), class_name)()
+        _instances[name] = backend
+    return backend
 
 
 def available():
@@ -84,14 +105,14 @@ def _offers():
         return "none"
     parts = []
     for name in names:
-        parts.append("%s (%s)" % (name, ", ".join(_instances[name].formats)))
+        parts.append("%s (%s)" % (name, ", ".join(_instance(name).formats)))
     return ", ".join(parts)
 
 
 def get(name):
     """The backend called ``name``; KpdevError (E_NO_BACKEND) if this agent does not offer it."""
     if name in available():
-        return _instances[name]
+        return _instance(name)
     why = ""
     if name in _reasons:
         why = "it does not load: %s; " % _reasons[name]
@@ -112,10 +133,10 @@ def for_format(fmt, prefer=None):
     offered = available()
     if names:
         if prefer is not None and prefer in names and prefer in offered:
-            return _instances[prefer]
+            return _instance(prefer)
         for name in names:
             if name in offered:
-                return _instances[name]
+                return _instance(name)
     from kpdev.protocol.formats import EXTENSIONS
 
     known = names is not None or fmt in EXTENSIONS.values()

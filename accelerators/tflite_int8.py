@@ -13,7 +13,6 @@ viper code where the port has the native emitter.
 """
 
 import gc
-import sys
 
 from kpdev.accelerators.base import Backend, LoadedModel
 from kpdev.protocol.errors import DeviceError
@@ -157,13 +156,14 @@ class TFLiteInt8Backend(Backend):
         else:
             raise DeviceError("model source must be a path or bytes", _E_MODEL_LOAD)
         from kpdev.accelerators.int8 import loader
+        from kpdev.accelerators.int8.interp import forget
 
         try:
             interp = loader.load(src, kernels, weights)
             model = TFLiteInt8Model(interp, weights)
         except MemoryError:
             src.close()
-            _forget(loader.LOAD_ONLY)
+            forget(loader.LOAD_ONLY)
             raise DeviceError(
                 "not enough memory to load the model (%d bytes of heap free); "
                 "deploy with weights=file or a smaller model" % _free_heap(),
@@ -171,21 +171,7 @@ class TFLiteInt8Backend(Backend):
             )
         except BaseException:
             src.close()
-            _forget(loader.LOAD_ONLY)
+            forget(loader.LOAD_ONLY)
             raise
-        _forget(loader.LOAD_ONLY)
+        forget(loader.LOAD_ONLY)
         return model
-
-
-def _forget(names):
-    # On MicroPython, drop the loading code from sys.modules and its package so that the
-    # collector frees it: only the interpreter's run-time code stays in RAM with the model.
-    if sys.implementation.name != "micropython":
-        return
-    for name in names:
-        sys.modules.pop(name, None)
-        dot = name.rfind(".")
-        package = sys.modules.get(name[:dot])
-        if package is not None and hasattr(package, name[dot + 1 :]):
-            delattr(package, name[dot + 1 :])
-    gc.collect()

@@ -138,6 +138,84 @@ class Source:
         return struct.unpack(fmt, self.read(pos, n))[0]
 
 
+class Table:
+    """One flatbuffer table at ``pos``: read its fields by number."""
+
+    def __init__(self, src, pos):
+        self.src = src
+        self.pos = pos
+        vt = pos - src.unpack("<i", pos, 4)
+        self._vt = vt
+        self._vlen = src.unpack("<H", vt, 2)
+
+    def _field(self, i):
+        slot = 4 + 2 * i
+        if slot + 2 > self._vlen:
+            return 0
+        off = self.src.unpack("<H", self._vt + slot, 2)
+        return self.pos + off if off else 0
+
+    def has(self, i):
+        return self._field(i) != 0
+
+    def scalar(self, i, fmt, size, default=0):
+        p = self._field(i)
+        return self.src.unpack(fmt, p, size) if p else default
+
+    def i8(self, i, default=0):
+        return self.scalar(i, "<b", 1, default)
+
+    def u8(self, i, default=0):
+        return self.scalar(i, "<B", 1, default)
+
+    def i32(self, i, default=0):
+        return self.scalar(i, "<i", 4, default)
+
+    def u32(self, i, default=0):
+        return self.scalar(i, "<I", 4, default)
+
+    def f32(self, i, default=0.0):
+        return self.scalar(i, "<f", 4, default)
+
+    def _target(self, i):
+        p = self._field(i)
+        if not p:
+            return 0
+        return p + self.src.unpack("<I", p, 4)
+
+    def table(self, i):
+        p = self._target(i)
+        return Table(self.src, p) if p else None
+
+    def vector(self, i):
+        """(position of the first element, length) of a vector field, or (0, 0)."""
+        p = self._target(i)
+        if not p:
+            return 0, 0
+        return p + 4, self.src.unpack("<I", p, 4)
+
+    def ints(self, i, fmt="<i", size=4):
+        start, n = self.vector(i)
+        if not n:
+            return []
+        raw = self.src.read(start, n * size)
+        return list(struct.unpack("<%d%s" % (n, fmt[1]), raw))
+
+    def tables(self, i):
+        start, n = self.vector(i)
+        out = []
+        for k in range(n):
+            p = start + 4 * k
+            out.append(Table(self.src, p + self.src.unpack("<I", p, 4)))
+        return out
+
+    def string(self, i):
+        start, n = self.vector(i)
+        if not n:
+            return ""
+        return str(bytes(self.src.read(start, n)), "utf-8")
+
+
 class TensorInfo:
     """A tensor of the graph: shape, dtype, quantization and where constant data lives."""
 
@@ -241,6 +319,24 @@ class Interpreter:
         self.arena = None
         self.buf = None
         self.steps = None
+
+
+def forget(names):
+    """On MicroPython, drop modules from sys.modules and their package so the collector can
+    free their code (loading code, once a model is loaded)."""
+    import sys
+
+    if sys.implementation.name != "micropython":
+        return
+    for name in names:
+        sys.modules.pop(name, None)
+        dot = name.rfind(".")
+        package = sys.modules.get(name[:dot])
+        if package is not None and hasattr(package, name[dot + 1 :]):
+            delattr(package, name[dot + 1 :])
+    import gc
+
+    gc.collect()
 
 
 def supported():

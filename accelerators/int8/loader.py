@@ -6,7 +6,14 @@ the prepare-time arithmetic and the kernels' prepare helpers once the model is r
 
 import sys
 
-from kpdev.accelerators.int8.interp import KERNELS, Interpreter, op_name, select_loops, supported
+from kpdev.accelerators.int8.interp import (
+    KERNELS,
+    Interpreter,
+    forget,
+    op_name,
+    select_loops,
+    supported,
+)
 from kpdev.protocol.errors import DeviceError
 
 try:
@@ -76,18 +83,23 @@ def load(src, kernels="auto", weights="ram"):
         raise
     except Exception as e:  # ValueError, IndexError, struct.error on CPython, ...
         raise DeviceError("corrupt TFLite model: %s" % e, _E_MODEL_LOAD)
-    if model.subgraphs != 1:
+    # The parser is not needed any more: free it before the kernels' prepare code loads.
+    tensors = model.tensors
+    ops = model.ops
+    inputs = model.inputs
+    outputs = model.outputs
+    subgraphs = model.subgraphs
+    del model
+    forget(("kpdev.accelerators.int8.reader",))
+    if subgraphs != 1:
         raise DeviceError(
             "the model has %d subgraphs; only single-subgraph models run on tflite_int8"
-            % model.subgraphs,
+            % subgraphs,
             _E_MODEL_LOAD,
         )
     stream = weights == "file" and src.data is None
-    interp = Interpreter(
-        src, select_loops(kernels), model.tensors, model.inputs, model.outputs, stream
-    )
+    interp = Interpreter(src, select_loops(kernels), tensors, inputs, outputs, stream)
     stream_size = 0
-    tensors = model.tensors
     for i in range(len(tensors)):
         t = tensors[i]
         if t.const is not None:
@@ -100,7 +112,7 @@ def load(src, kernels="auto", weights="ram"):
                 interp.buf[i] = b
             elif size > stream_size:
                 stream_size = size
-    for op in model.ops:
+    for op in ops:
         name = KERNELS.get(op.code)
         if name is None:
             raise DeviceError(
@@ -123,7 +135,7 @@ def load(src, kernels="auto", weights="ram"):
         interp.ops[op.code] = interp.ops.get(op.code, 0) + 1
     if stream_size:
         interp.scratch = bytearray(stream_size)
-    _plan(interp, model)
+    _plan(interp, ops, inputs, outputs)
     return interp
 
 
@@ -137,13 +149,12 @@ def _check_dtype(op, t):
         )
 
 
-def _plan(interp, model):
-    ops = model.ops
-    tensors = model.tensors
+def _plan(interp, ops, inputs, outputs):
+    tensors = interp.tensors
     end = len(ops)
     first = {}
     last = {}
-    for i in model.inputs:
+    for i in inputs:
         first[i] = 0
     for k in range(len(ops)):
         op = ops[k]
@@ -155,9 +166,9 @@ def _plan(interp, model):
                 if i not in first:
                     first[i] = 0
                 last[i] = k
-    for i in model.outputs:
+    for i in outputs:
         last[i] = end
-    for i in model.inputs:
+    for i in inputs:
         if i not in last:
             last[i] = 0
     ids = [i for i in first if tensors[i].const is None]
