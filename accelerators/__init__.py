@@ -23,11 +23,14 @@ _E_BAD_REQUEST = const(5)
 _E_NO_BACKEND = const(17)
 
 
-# Backend name -> (module, class, runtime it needs or None).  A backend for another runtime is
-# never imported: on a microcontroller, loading its module alone could exhaust the heap.
+# Backend name -> (module, class, runtime it needs or None[, version, free heap it needs]).
+# A version in the table marks a pure-Python backend that works on every runtime: it is
+# offered without being imported, so probing costs a small board no RAM; on MicroPython it is
+# not even imported unless the heap has the room it needs to load a model (bytes).  A backend
+# for another runtime is never imported: on a microcontroller, loading its module alone could exhaust the heap.
 BACKENDS = {
     "tflite_micro": ("kpdev.accelerators.tflite_micro", "TFLiteMicroBackend", "cpython"),
-    "tflite_int8": ("kpdev.accelerators.tflite_int8", "TFLiteInt8Backend", None),
+    "tflite_int8": ("kpdev.accelerators.tflite_int8", "TFLiteInt8Backend", None, "1.0", 45056),
 }
 
 # Model format -> backend names, most preferred first.
@@ -39,6 +42,8 @@ _RUNTIME = sys.implementation.name
 _versions = None  # name -> version of the backends that work here, once probed
 _instances = {}  # name -> Backend
 _reasons = {}  # name -> why a known backend is not offered
+_short = []  # backends whose code did not fit in the heap when probed
+_E_MODEL_LOAD = const(23)
 
 
 def _import(module_name):
@@ -57,13 +62,20 @@ def _probe():
     versions = {}
     before = set(sys.modules) if _RUNTIME == "micropython" else None
     for name in BACKENDS:
-        module_name, class_name, runtime = BACKENDS[name]
+        entry = BACKENDS[name]
+        module_name, class_name, runtime = entry[:3]
+        if len(entry) > 3:
+            versions[name] = entry[3]
+            continue
         if runtime and runtime != _RUNTIME:
             _reasons[name] = "it needs %s" % runtime
             continue
         try:
             backend = getattr(_import(module_name), class_name)()
             version = backend.version()
+        except MemoryError:
+            _short.append(name)
+            continue
         except Exception as e:  # ImportError and any failure of the constructor alike
             _reasons[name] = "%s: %s" % (type(e).__name__, e)
             continue
@@ -73,20 +85,46 @@ def _probe():
     if before is not None:
         # A microcontroller keeps no backend code in RAM just for having probed it: the
         # modules are imported again when a model loads (see _instance).
-        _instances.clear()
-        for module_name in list(sys.modules):
-            if module_name not in before and module_name.startswith("kpdev.accelerators."):
-                sys.modules.pop(module_name)
-                dot = module_name.rfind(".")
-                package = sys.modules.get(module_name[:dot])
-                if package is not None and hasattr(package, module_name[dot + 1 :]):
-                    delattr(package, module_name[dot + 1 :])
+        release(before)
+
+
+def release(keep=None):
+    """On MicroPython, forget backend instances and the backend modules imported since
+    ``keep`` (a set of module names; default: every kpdev.accelerators submodule), so the
+    collector frees their code.  The agent calls it when no model is loaded."""
+    if _RUNTIME != "micropython":
+        return
+    _instances.clear()
+    for module_name in list(sys.modules):
+        if keep is not None and module_name in keep:
+            continue
+        if (
+            module_name.startswith("kpdev.accelerators.")
+            and module_name != "kpdev.accelerators.base"
+        ):
+            sys.modules.pop(module_name)
+            dot = module_name.rfind(".")
+            package = sys.modules.get(module_name[:dot])
+            if package is not None and hasattr(package, module_name[dot + 1 :]):
+                delattr(package, module_name[dot + 1 :])
 
 
 def _instance(name):
     backend = _instances.get(name)
     if backend is None:
-        module_name, class_name, runtime = BACKENDS[name]
+        entry = BACKENDS[name]
+        if len(entry) > 4 and _RUNTIME == "micropython":
+            import gc
+
+            gc.collect()
+            free = gc.mem_free()
+            if free < entry[4]:
+                raise KpdevError(
+                    "not enough memory to load a model with %s: it needs about %d KB of free "
+                    "heap, this board has %d KB" % (name, entry[4] // 1024, free // 1024),
+                    _E_MODEL_LOAD,
+                )
+        module_name, class_name = entry[:2]
         backend = getattr(_import(module_name), class_name)()
         _instances[name] = backend
     return backend
@@ -105,7 +143,8 @@ def _offers():
         return "none"
     parts = []
     for name in names:
-        parts.append("%s (%s)" % (name, ", ".join(_instance(name).formats)))
+        formats = [fmt for fmt in FORMATS if name in FORMATS[fmt]]
+        parts.append("%s (%s)" % (name, ", ".join(formats)))
     return ", ".join(parts)
 
 
@@ -137,6 +176,11 @@ def for_format(fmt, prefer=None):
         for name in names:
             if name in offered:
                 return _instance(name)
+    for name in names or ():
+        if name in _short:
+            raise KpdevError(
+                "not enough memory to load the %s backend on this board" % name, _E_MODEL_LOAD
+            )
     from kpdev.protocol.formats import EXTENSIONS
 
     known = names is not None or fmt in EXTENSIONS.values()

@@ -28,14 +28,37 @@ except ImportError:
 _E_MODEL_LOAD = const(23)
 _E_NO_MODEL = const(16)
 
+# The registry offers this backend without importing it, with this version (keep them equal).
 VERSION = "1.0"
+# Free heap a load needs on MicroPython beside the model file itself: the interpreter's code
+# while it loads (about 40 KB measured on the unix port, docs/benchmarks.md) and headroom.
+# The registry checks the same figure before it imports this module (accelerators/__init__).
+_NEED_HEAP = const(40 * 1024)
+# What loader.LOAD_ONLY lists, for dropping after a failure before loader imported.
+_LOAD_ONLY = (
+    "kpdev.accelerators.int8.loader",
+    "kpdev.accelerators.int8.reader",
+    "kpdev.accelerators.int8.kcommon",
+    "kpdev.accelerators.int8.fixedpoint",
+    "kpdev.accelerators.int8.opnames",
+)
 
 
 def _free_heap():
     try:
+        gc.collect()
         return gc.mem_free()
     except AttributeError:  # CPython
         return 1 << 30
+
+
+def _file_size(path):
+    try:
+        import os
+
+        return os.stat(path)[6]
+    except (OSError, ImportError):
+        return 0
 
 
 def _scale_value(bits):
@@ -130,6 +153,28 @@ class TFLiteInt8Backend(Backend):
         return VERSION
 
     def load(self, source, meta=None):
+        need = _NEED_HEAP + (_file_size(source) if isinstance(source, str) else 0)
+        free = _free_heap()
+        if free < need:
+            # Refuse before importing anything: an attempt that runs out of memory half-way
+            # leaves names interned for good and could starve the agent itself.
+            raise DeviceError(
+                "not enough memory to load the model: tflite_int8 needs about %d KB of free "
+                "heap, this board has %d KB" % (need // 1024, free // 1024),
+                _E_MODEL_LOAD,
+            )
+        try:
+            return self._load(source, meta)
+        except MemoryError:
+            from kpdev.accelerators.int8 import interp
+
+            interp.forget(_LOAD_ONLY)
+            raise DeviceError(
+                "not enough memory to load the model (%d bytes of heap free)" % _free_heap(),
+                _E_MODEL_LOAD,
+            )
+
+    def _load(self, source, meta):
         from kpdev.accelerators.int8.interp import Source
 
         meta = meta or {}
@@ -161,14 +206,6 @@ class TFLiteInt8Backend(Backend):
         try:
             interp = loader.load(src, kernels, weights)
             model = TFLiteInt8Model(interp, weights)
-        except MemoryError:
-            src.close()
-            forget(loader.LOAD_ONLY)
-            raise DeviceError(
-                "not enough memory to load the model (%d bytes of heap free); "
-                "deploy with weights=file or a smaller model" % _free_heap(),
-                _E_MODEL_LOAD,
-            )
         except BaseException:
             src.close()
             forget(loader.LOAD_ONLY)

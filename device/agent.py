@@ -66,6 +66,7 @@ _E_TOO_LARGE = const(2)
 _E_MALFORMED = const(3)
 _E_BAD_REQUEST = const(5)
 _E_INTERNAL = const(32)
+_E_MODEL_LOAD = const(23)
 
 _IDLE_RESYNC_MS = const(1000)  # a partial frame this stale is given up on
 # Two Ctrl-C, sent alone outside any frame, end the agent loop: the console goes back
@@ -344,14 +345,33 @@ class Agent:
         if item and item[0] == entry["sha256"]:
             return name, item[1]
         self.unload(name)
-        backend = accelerators.for_format(entry["format"], entry["meta"].get("backend"))
         while len(self._loaded) >= _MAX_LOADED:
             self.unload(next(iter(self._loaded)))
         sysinfo.collect()
-        loaded = backend.load(self.store.path(name), entry["meta"])
+        try:
+            backend = accelerators.for_format(entry["format"], entry["meta"].get("backend"))
+            loaded = backend.load(self.store.path(name), entry["meta"])
+        except MemoryError:
+            self._release()
+            raise DeviceError(
+                "not enough memory to load %s (%d bytes of heap free after the attempt)"
+                % (name, sysinfo.memory().get("heap_free", 0)),
+                _E_MODEL_LOAD,
+            )
+        except Exception:
+            self._release()
+            raise
         loaded.backend_name = backend.name
         self._loaded[name] = (entry["sha256"], loaded)
         return name, loaded
+
+    def _release(self):
+        # A failed load: with no model loaded, no backend code need stay in RAM.
+        from kpdev import accelerators
+
+        if not self._loaded:
+            accelerators.release()
+        sysinfo.collect()
 
     def run(self, name, inputs):
         """Run one inference; returns (name, outputs, microseconds)."""

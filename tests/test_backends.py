@@ -80,7 +80,8 @@ def test_for_format_without_backend_names_runtime_and_offer():
         accelerators.for_format("vmfb")
     assert e.value.code == E_NO_BACKEND
     assert (
-        str(e.value) == "no backend for vmfb on cpython (this agent offers: tflite_micro (tflite))"
+        str(e.value) == "no backend for vmfb on cpython "
+        "(this agent offers: tflite_int8 (tflite), tflite_micro (tflite))"
     )
 
 
@@ -110,8 +111,9 @@ def test_format_of_unknown_extension(filename):
 MICROPYTHON_PROBE = """
 import kpdev.accelerators as a
 print(repr(a.available()))
+print(a.for_format("tflite").name)
 try:
-    a.for_format("tflite")
+    a.for_format("vmfb")
     print("no error")
 except Exception as e:
     print(e.code)
@@ -119,7 +121,7 @@ except Exception as e:
 """
 
 
-def test_registry_under_micropython_offers_nothing(tmp_path):
+def test_registry_under_micropython_offers_the_int8_interpreter(tmp_path):
     from kpdev.host.micropython import MicroPythonNotFound, micropython_binary, stage_lib
 
     try:
@@ -138,9 +140,10 @@ def test_registry_under_micropython_offers_nothing(tmp_path):
     )
     assert out.returncode == 0, out.stderr + out.stdout
     lines = out.stdout.splitlines()
-    assert lines[0] == "{}"
-    assert int(lines[1]) == E_NO_BACKEND
-    assert lines[2] == "no backend for tflite on micropython (this agent offers: none)"
+    assert lines[0] == "{'tflite_int8': '1.0'}"
+    assert lines[1] == "tflite_int8"
+    assert int(lines[2]) == E_NO_BACKEND
+    assert lines[3] == "no backend for vmfb on micropython (this agent offers: tflite_int8 (tflite))"
 
 
 # --- tflite_micro backend -------------------------------------------------------------------

@@ -112,14 +112,15 @@ def test_models_persist_across_commands_like_flash():
     assert "keep" not in names
 
 
-def test_infer_on_micropython_says_there_is_no_tflite_backend(tmp_path):
+def test_infer_on_a_board_without_the_memory_says_so_in_one_line(tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((1, 16), np.int8))
-    up = cli_json("deploy", MODEL, "--name", "dense", "--board", "sim-mcu")
-    assert up["load_error"]["code"] == 17
-    r = kpdev("infer", "--board", "sim-mcu", "-m", "dense", "-i", tmp_path / "x.npy")
+    r = kpdev("deploy", MODEL, "--name", "dense", "--board", "sim-mcu-64k", "--json")
+    up = json.loads(r.stdout)
+    assert up["load_error"]["code"] == 23
+    r = kpdev("infer", "--board", "sim-mcu-64k", "-m", "dense", "-i", tmp_path / "x.npy")
     assert r.returncode == 3
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "no backend for tflite on micropython" in lines[0], r.stderr
+    assert len(lines) == 1 and "not enough memory to load" in lines[0], r.stderr
     assert "Traceback" not in r.stderr and r.stdout == ""
 
 
