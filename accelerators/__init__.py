@@ -27,7 +27,8 @@ _E_NO_BACKEND = const(17)
 # A version in the table marks a pure-Python backend that works on every runtime: it is
 # offered without being imported, so probing costs a small board no RAM; on MicroPython it is
 # not even imported unless the heap has the room it needs to load a model (bytes).  A backend
-# for another runtime is never imported: on a microcontroller, loading its module alone could exhaust the heap.
+# for another runtime is never imported: on a microcontroller, loading its module alone could
+# exhaust the heap.
 BACKENDS = {
     "tflite_micro": ("kpdev.accelerators.tflite_micro", "TFLiteMicroBackend", "cpython"),
     "tflite_int8": ("kpdev.accelerators.tflite_int8", "TFLiteInt8Backend", None, "1.0", 45056),
