@@ -7,10 +7,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import DATA
 
 from kpdev.host.opmodels import UNSUPPORTED
-
-from conftest import DATA
 
 tflite_micro = pytest.importorskip("tflite_micro")
 from tflite_micro import runtime  # noqa: E402
