@@ -176,7 +176,7 @@ def _prepare_softmax(op, inp, out):
     exps = array("i", [0] * 256)
     summands = array("i", [0] * 256)
     for d in range(256):
-        if -d > diff_min:
+        if -d >= diff_min:
             # MultiplyByQuantizedMultiplierGreaterThanOne
             scaled = srdhm(wrap32(-d << shift), mult)
             e = exp_on_negative_values(scaled, _SOFTMAX_INT_BITS)
