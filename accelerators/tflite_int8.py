@@ -153,7 +153,9 @@ class TFLiteInt8Backend(Backend):
         return VERSION
 
     def load(self, source, meta=None):
-        need = _NEED_HEAP + (_file_size(source) if isinstance(source, str) else 0)
+        need = _NEED_HEAP
+        if isinstance(source, str) and (meta or {}).get("weights") == "ram":
+            need += _file_size(source)  # "auto" streams the weights when they do not fit
         free = _free_heap()
         if free < need:
             # Refuse before importing anything: an attempt that runs out of memory half-way

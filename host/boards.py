@@ -13,6 +13,11 @@ import yaml
 from kpdev.host.errors import BoardError
 
 RUNTIMES = ("micropython", "linux")
+# mpy-cross's -march names: the native-code architectures a MicroPython board can run.
+MPY_MARCHES = (
+    "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp",
+    "xtensa", "xtensawin", "rv32imc", "rv64imc",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,7 @@ class Board:
     simulated: bool = False
     sim: dict[str, Any] = field(default_factory=dict)
     agent: dict[str, Any] = field(default_factory=dict)
+    mpy_march: str | None = None  # mpy-cross -march for the board's CPU (MicroPython boards)
 
     @property
     def quota(self) -> int:
@@ -74,6 +80,9 @@ def _board(bid: str, raw: dict[str, Any]) -> Board:
         runtime = raw["runtime"]
         if runtime not in RUNTIMES:
             raise BoardError(f"board {bid}: runtime must be one of {', '.join(RUNTIMES)}")
+        march = raw.get("mpy_march")
+        if march is not None and march not in MPY_MARCHES:
+            raise BoardError(f"board {bid}: mpy_march must be one of {', '.join(MPY_MARCHES)}")
         return Board(
             id=bid,
             name=str(raw["name"]),
@@ -86,6 +95,7 @@ def _board(bid: str, raw: dict[str, Any]) -> Board:
             simulated=bool(raw.get("simulated", False)),
             sim=dict(raw.get("sim") or {}),
             agent=dict(raw.get("agent") or {}),
+            mpy_march=march,
         )
     except (KeyError, TypeError, ValueError) as e:
         raise BoardError(f"board {bid} in {catalog_path()} is incomplete: {e}") from None

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from kpdev import __version__
 from kpdev.host.boards import get_board, load_boards
+from kpdev.host.cli_agent import agent_app
 from kpdev.host.errors import AuthError, BoardError, LinkError, UsageError
 from kpdev.host.render import human_bytes, jsonable, named_errors
 from kpdev.host.session import open_session, parse_key, resolve_board
@@ -43,6 +44,7 @@ model_app = typer.Typer(
     help="Inspect and manage the models stored on a device.", no_args_is_help=True
 )
 app.add_typer(model_app, name="model")
+app.add_typer(agent_app, name="agent")
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -106,7 +108,8 @@ def _progress(enabled: bool) -> Progress:
         DownloadColumn(),
         TransferSpeedColumn(),
         console=err,
-        disable=not enabled,
+        # Not into a pipe or a log: there a failing command must leave one line on stderr.
+        disable=not enabled or not err.is_terminal,
         transient=False,
     )
 
@@ -366,16 +369,21 @@ def deploy(
     with session(board, port, key, timeout) as c, _progress(not json_) as bar:
         task = bar.add_task(f"upload {name}", total=len(data))
         t0 = time.perf_counter()
+        # Stored without activating first: a model the device cannot load (an operator its
+        # backend lacks, too little memory) must not replace the active one.
         result = c.upload(
             name,
             data,
             fmt,
             meta,
-            activate=activate,
+            activate=False,
             progress=lambda done, total: bar.update(task, completed=done),
         )
         seconds = time.perf_counter() - t0
         detail = c.model_info(name)
+        if activate and not detail.get("load_error"):
+            c.activate(name)
+            result["active"] = True
     result.update(
         {
             "board": c.device.get("board"),
@@ -385,6 +393,14 @@ def deploy(
             "load_error": detail.get("load_error"),
         }
     )
+    if result["load_error"]:
+        if json_:
+            emit(result)
+        raise DeviceError(
+            f"{name} is stored on {result['board']} but cannot run there: "
+            f"{result['load_error']['msg']} (the active model is unchanged)",
+            result["load_error"]["code"],
+        )
     if json_:
         emit(result)
         return
@@ -394,9 +410,7 @@ def deploy(
         f"{result['sha256'][:12]}…{resumed}) to {result['board']} in {seconds:.2f} s"
         + (" [green]active[/green]" if result.get("active") else "")
     )
-    if result["load_error"]:
-        err.print(f"[yellow]warning:[/yellow] stored, but {result['load_error']['msg']}")
-    elif result["io"]:
+    if result["io"]:
         _print_io(result["backend"], result["io"])
 
 

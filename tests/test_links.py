@@ -17,7 +17,6 @@ from kpdev.host.client import Client
 from kpdev.host.errors import LinkTimeout
 from kpdev.host.transport import open_url
 from kpdev.protocol import ops
-from kpdev.protocol.errors import DeviceError
 from kpdev.protocol.framing import FrameWriter
 
 DENSE = read_data("dense_int8.tflite")
@@ -32,12 +31,8 @@ def exercise(client, micropython):
     done = client.upload("dense", DENSE, "tflite")
     assert done["size"] == len(DENSE) and done["active"] is True
     x = np.arange(-8, 8, dtype=np.int8).reshape(1, 16)
-    if micropython:
-        with pytest.raises(DeviceError) as e:
-            client.infer(x)
-        assert e.value.code == ops.E_NO_BACKEND
-    else:
-        assert np.array_equal(client.infer(x)[0][0], reference(DENSE, x))
+    # Every board runs it (tflite_int8 on MicroPython, tflite_micro on CPython): same bytes.
+    assert np.array_equal(client.infer(x)[0][0], reference(DENSE, x))
     client.link.write(bytes(range(0x00, 0xA5)))  # garbage
     bad = bytearray(client.writer.pack(ops.PING, 0x6000, cbor2.dumps({"data": b"abc"})))
     bad[-2] ^= 0xFF
