@@ -89,6 +89,19 @@ def _probe():
         release(before)
 
 
+def forget_modules(names):
+    """On MicroPython, drop modules from sys.modules and from their package, so the collector
+    frees their code once nothing else refers to it (CPython keeps every module)."""
+    if _RUNTIME != "micropython":
+        return
+    for module_name in names:
+        sys.modules.pop(module_name, None)
+        dot = module_name.rfind(".")
+        package = sys.modules.get(module_name[:dot])
+        if package is not None and hasattr(package, module_name[dot + 1 :]):
+            delattr(package, module_name[dot + 1 :])
+
+
 def release(keep=None):
     """On MicroPython, forget backend instances and the backend modules imported since
     ``keep`` (a set of module names; default: every kpdev.accelerators submodule), so the
@@ -96,18 +109,15 @@ def release(keep=None):
     if _RUNTIME != "micropython":
         return
     _instances.clear()
-    for module_name in list(sys.modules):
-        if keep is not None and module_name in keep:
-            continue
-        if (
-            module_name.startswith("kpdev.accelerators.")
-            and module_name != "kpdev.accelerators.base"
-        ):
-            sys.modules.pop(module_name)
-            dot = module_name.rfind(".")
-            package = sys.modules.get(module_name[:dot])
-            if package is not None and hasattr(package, module_name[dot + 1 :]):
-                delattr(package, module_name[dot + 1 :])
+    forget_modules(
+        [
+            m
+            for m in sys.modules
+            if m.startswith("kpdev.accelerators.")
+            and m != "kpdev.accelerators.base"
+            and (keep is None or m not in keep)
+        ]
+    )
 
 
 def _instance(name):

@@ -14,6 +14,7 @@ viper code where the port has the native emitter.
 
 import gc
 
+from kpdev.accelerators import BACKENDS, forget_modules
 from kpdev.accelerators.base import Backend, LoadedModel
 from kpdev.protocol.errors import DeviceError
 
@@ -28,14 +29,8 @@ except ImportError:
 _E_MODEL_LOAD = const(23)
 _E_NO_MODEL = const(16)
 
-# The registry offers this backend without importing it, with this version (keep them equal).
-VERSION = "1.0"
-# Free heap a load needs on MicroPython beside the model file itself: the interpreter's code
-# while it loads (about 40 KB measured on the unix port, docs/benchmarks.md) and headroom.
-# The registry checks the same figure before it imports this module (accelerators/__init__).
-_NEED_HEAP = const(40 * 1024)
-# What loader.LOAD_ONLY lists, for dropping after a failure before loader imported.
-_LOAD_ONLY = (
+# Modules only loading needs: dropped again on MicroPython once a model is loaded (or failed).
+LOAD_ONLY = (
     "kpdev.accelerators.int8.loader",
     "kpdev.accelerators.int8.reader",
     "kpdev.accelerators.int8.kcommon",
@@ -148,12 +143,13 @@ class TFLiteInt8Backend(Backend):
     formats = ("tflite",)
 
     def version(self):
-        # No kernel import here: the registry asks every backend at HELLO, and on a small
-        # board the interpreter's code must only be in RAM while a model is loaded.
-        return VERSION
+        # The registry's table holds the version (it offers this backend without importing it).
+        return BACKENDS[self.name][3]
 
     def load(self, source, meta=None):
-        need = _NEED_HEAP
+        # The free heap a load needs (about 40 KB measured on the unix port, plus headroom):
+        # the registry's figure, which it also checks before importing this module.
+        need = BACKENDS[self.name][4]
         if isinstance(source, str) and (meta or {}).get("weights") == "ram":
             need += _file_size(source)  # "auto" streams the weights when they do not fit
         free = _free_heap()
@@ -168,9 +164,7 @@ class TFLiteInt8Backend(Backend):
         try:
             return self._load(source, meta)
         except MemoryError:
-            from kpdev.accelerators.int8 import interp
-
-            interp.forget(_LOAD_ONLY)
+            forget_modules(LOAD_ONLY)
             raise DeviceError(
                 "not enough memory to load the model (%d bytes of heap free)" % _free_heap(),
                 _E_MODEL_LOAD,
@@ -203,14 +197,14 @@ class TFLiteInt8Backend(Backend):
         else:
             raise DeviceError("model source must be a path or bytes", _E_MODEL_LOAD)
         from kpdev.accelerators.int8 import loader
-        from kpdev.accelerators.int8.interp import forget
 
         try:
             interp = loader.load(src, kernels, weights)
             model = TFLiteInt8Model(interp, weights)
         except BaseException:
             src.close()
-            forget(loader.LOAD_ONLY)
             raise
-        forget(loader.LOAD_ONLY)
+        finally:
+            forget_modules(LOAD_ONLY)
+            gc.collect()
         return model

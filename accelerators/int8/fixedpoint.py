@@ -8,12 +8,10 @@ with ``|m|`` a 53-bit significand (or 0), and every operation rounds to nearest-
 does.  Results are therefore bit-identical to TFLM on every port.
 
 Prepare-time only: a small board drops this module once a model is loaded.  The per-element
-primitives kernels use while running live in fxp.py (re-exported here for prepare code).
+primitives kernels use while running live in fxp.py.
 """
 
 import struct
-
-from kpdev.accelerators.int8.fxp import mbqm, rdbpot, round_half_away_float, srdhm, wrap32  # noqa: F401
 
 # ---------------------------------------------------------------------------------------------
 # Exact float32 / double arithmetic at prepare time

@@ -321,24 +321,6 @@ class Interpreter:
         self.steps = None
 
 
-def forget(names):
-    """On MicroPython, drop modules from sys.modules and their package so the collector can
-    free their code (loading code, once a model is loaded)."""
-    import sys
-
-    if sys.implementation.name != "micropython":
-        return
-    for name in names:
-        sys.modules.pop(name, None)
-        dot = name.rfind(".")
-        package = sys.modules.get(name[:dot])
-        if package is not None and hasattr(package, name[dot + 1 :]):
-            delattr(package, name[dot + 1 :])
-    import gc
-
-    gc.collect()
-
-
 def supported():
     """Names of the operators tflite_int8 runs."""
     return [op_name(code) for code in sorted(KERNELS)]

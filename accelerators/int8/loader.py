@@ -1,15 +1,16 @@
 """Load a TFLite model into an ``interp.Interpreter``: parse, prepare every operator, plan.
 
 Device code, needed only while a model loads: a small board drops this module, the reader,
-the prepare-time arithmetic and the kernels' prepare helpers once the model is ready.
+the prepare-time arithmetic and the kernels' prepare helpers once the model is ready
+(tflite_int8.LOAD_ONLY).
 """
 
 import sys
 
+from kpdev.accelerators import forget_modules
 from kpdev.accelerators.int8.interp import (
     KERNELS,
     Interpreter,
-    forget,
     op_name,
     select_loops,
     supported,
@@ -29,14 +30,6 @@ _E_MODEL_LOAD = const(23)
 _ALIGN = const(16)
 # Constants up to this size are held in RAM even when weights stay in the file.
 _SMALL_CONST = const(512)
-# Modules only loading needs (dropped afterwards on MicroPython, see tflite_int8.py).
-LOAD_ONLY = (
-    "kpdev.accelerators.int8.loader",
-    "kpdev.accelerators.int8.reader",
-    "kpdev.accelerators.int8.kcommon",
-    "kpdev.accelerators.int8.fixedpoint",
-    "kpdev.accelerators.int8.opnames",
-)
 
 
 def _module(name):
@@ -90,7 +83,7 @@ def load(src, kernels="auto", weights="ram"):
     outputs = model.outputs
     subgraphs = model.subgraphs
     del model
-    forget(("kpdev.accelerators.int8.reader",))
+    forget_modules(("kpdev.accelerators.int8.reader",))
     if subgraphs != 1:
         raise DeviceError(
             "the model has %d subgraphs; only single-subgraph models run on tflite_int8"
