@@ -31,12 +31,17 @@ _E_NO_BACKEND = const(17)
 # exhaust the heap.
 BACKENDS = {
     "tflite_micro": ("kpdev.accelerators.tflite_micro", "TFLiteMicroBackend", "cpython"),
+    "litert": ("kpdev.accelerators.litert", "LiteRTBackend", "cpython"),
+    "iree": ("kpdev.accelerators.iree", "IREEBackend", "cpython"),
+    "akida": ("kpdev.accelerators.akida", "AkidaBackend", "cpython"),
     "tflite_int8": ("kpdev.accelerators.tflite_int8", "TFLiteInt8Backend", None, "1.0", 45056),
 }
 
 # Model format -> backend names, most preferred first.
 FORMATS = {
-    "tflite": ("tflite_micro", "tflite_int8"),
+    "tflite": ("tflite_micro", "tflite_int8", "litert"),
+    "vmfb": ("iree",),
+    "fbz": ("akida",),
 }
 
 _RUNTIME = sys.implementation.name

@@ -9,6 +9,7 @@ from kpdev.protocol.ops import (
     E_BAD_DTYPE,
     E_BAD_REQUEST,
     E_BAD_SHAPE,
+    E_BAD_VALUE,
     E_BUSY,
     E_CHECKSUM,
     E_INFER,
@@ -102,6 +103,7 @@ ERROR_NAMES = {
     E_UPLOAD_STATE: "UPLOAD_STATE",
     E_MODEL_LOAD: "MODEL_LOAD",
     E_INFER: "INFER",
+    E_BAD_VALUE: "BAD_VALUE",
     E_INTERNAL: "INTERNAL",
 }
 
