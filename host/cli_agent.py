@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 from rich.table import Table
 
-from kpdev.host import agent_build
+from kpdev.host import agent_build, romfs
 from kpdev.host.boards import Board, get_board
 from kpdev.host.errors import LinkError, UsageError
 from kpdev.host.render import human_bytes, jsonable
@@ -105,6 +105,16 @@ def build(
     ],
     source: SourceOpt = False,
     key: KeyOpt = None,
+    romfs_: Annotated[
+        bool,
+        typer.Option(
+            "--romfs",
+            help="Also pack lib/ into OUT/agent.romfs, a ROMFS image for boards with a ROMFS "
+            "partition (MicroPython 1.25+): the agent's code then runs from flash and leaves "
+            "about a third more heap free. Write it with: mpremote connect PORT romfs deploy "
+            "OUT/agent.romfs, then copy main.py.",
+        ),
+    ] = False,
     json_: JsonOpt = False,
 ) -> None:
     """Lay out a MicroPython board's files: lib/kpdev/... and main.py.
@@ -112,8 +122,11 @@ def build(
     The tree is what goes on the board's flash: `kpdev agent install` copies
     it, or `mpremote connect PORT cp -r lib main.py :`. Only the backends the
     board can run go in; main.py starts the agent on the USB serial at boot.
+    With --romfs, lib/ is also packed into a ROMFS image.
     """
     b = get_board(board)
+    if romfs_ and source:
+        raise UsageError("--romfs packs compiled .mpy files: drop --source")
     tree = agent_build.build_tree(b, str(out_dir), source=source, key=parse_key(key))
     data = {
         "board": b.id,
@@ -123,12 +136,23 @@ def build(
         "files": _files(tree),
         "bytes": tree.size,
     }
+    if romfs_:
+        image = romfs.write_image(str(out_dir / "lib"), str(out_dir / "agent.romfs"))
+        data["romfs"] = {"path": image, "bytes": os.path.getsize(image)}
     if json_:
         _emit(data)
         return
     out.print(
         f"{b.id}: {len(tree.files)} files, {human_bytes(tree.size)} ({_kind(tree)}) in {out_dir}"
     )
+    if romfs_:
+        out.print(f"ROMFS image: {data['romfs']['path']} ({human_bytes(data['romfs']['bytes'])})")
+        err.print(
+            f"write it with: mpremote connect PORT romfs deploy {data['romfs']['path']} "
+            f"+ cp {out_dir / 'main.py'} :main.py",
+            style="dim",
+        )
+        return
     err.print(
         f"put them on the board with: kpdev agent install --board {b.id} --port PORT",
         style="dim",

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from kpdev.host import romfs
 from kpdev.host.boards import Board
 from kpdev.host.errors import BoardError
 from kpdev.host.micropython import micropython_binary, stage_lib
@@ -53,9 +54,15 @@ def agent_command(board: Board, link: str = "stdio") -> tuple[list[str], dict[st
             args += ["--" + opt.replace("_", "-"), str(board.agent[opt])]
     env = dict(os.environ)
     if board.runtime == "micropython":
+        heap = board.sim.get("heapsize", "256K")
+        if board.sim.get("romfs") and romfs.available():
+            # The agent's code in a ROMFS image outside the heap, as in a board's flash.
+            lib = stage_lib(str(home() / "lib"))
+            image = romfs.write_image(lib, str(home() / "agent-x64.romfs"))
+            env["MICROPYPATH"] = ".frozen"
+            return romfs.command(image, heap, args[2:]), env
         lib = stage_lib(str(home() / "lib"))
         env["MICROPYPATH"] = f"{lib}:.frozen"
-        heap = board.sim.get("heapsize", "256K")
         return [micropython_binary(), "-X", f"heapsize={heap}", *args], env
     return [sys.executable, *args], env
 
