@@ -72,24 +72,26 @@ def test_for_format_tflite_gives_tflite_micro():
     assert b.name == "tflite_micro" and "tflite" in b.formats
     assert accelerators.for_format("tflite", prefer="tflite_micro") is b
     # A preference this agent cannot honour falls back to the table's order.
-    assert accelerators.for_format("tflite", prefer="litert") is b
+    # A preference that cannot load the format falls back to the table's order.
+    assert accelerators.for_format("tflite", prefer="iree") is b
+    assert accelerators.for_format("tflite", prefer="no_such_backend") is b
 
 
 def test_for_format_without_backend_names_runtime_and_offer():
     with pytest.raises(KpdevError) as e:
-        accelerators.for_format("vmfb")
+        accelerators.for_format("onnx")
     assert e.value.code == E_NO_BACKEND
-    assert (
-        str(e.value) == "no backend for vmfb on cpython "
-        "(this agent offers: tflite_int8 (tflite), tflite_micro (tflite))"
+    assert str(e.value).startswith(
+        "no backend for onnx on cpython (unknown model format; this agent offers: "
     )
+    assert "tflite_int8 (tflite), tflite_micro (tflite)" in str(e.value)
 
 
 def test_get_unknown_backend():
     with pytest.raises(KpdevError) as e:
-        accelerators.get("akida")
+        accelerators.get("tensorrt")
     assert e.value.code == E_NO_BACKEND
-    assert str(e.value).startswith("no backend 'akida' on cpython (")
+    assert str(e.value).startswith("no backend 'tensorrt' on cpython (unknown backend; ")
     assert "tflite_micro" in str(e.value)
 
 
