@@ -529,14 +529,23 @@ def _load_input(path: Path) -> np.ndarray:
         raise UsageError(f"cannot read {path} as a .npy array: {e}") from None
 
 
+def _fits(shape: tuple[int, ...], want: tuple[int, ...]) -> bool:
+    """Whether an array of ``shape`` fits a spec shape, where -1 takes any size."""
+    return len(shape) == len(want) and all(w in (-1, s) for s, w in zip(shape, want, strict=True))
+
+
 def _batch_of(x: np.ndarray, shape: list[int]) -> list[np.ndarray] | None:
-    """The inputs in ``x`` for a model input of ``shape``; None when x is one input."""
+    """The inputs in ``x`` for a model input of ``shape``; None when x is one input.
+
+    A dimension of -1 (a dynamic batch, as Akida and IREE models declare) takes any size, so
+    an [N, ...] array goes to such a model as one input.
+    """
     want = tuple(shape)
-    if x.shape == want:
+    if _fits(x.shape, want):
         return None
-    if x.shape[1:] == want:
+    if _fits(x.shape[1:], want):
         return list(x)
-    if want and want[0] == 1 and x.shape[1:] == want[1:]:
+    if want and want[0] == 1 and _fits(x.shape[1:], want[1:]):
         return [row[None, ...] for row in x]
     raise UsageError(
         f"input of shape {list(x.shape)} does not fit the model's input {list(want)} "
