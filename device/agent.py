@@ -9,6 +9,7 @@ a request needs them (``_GROUPS``)::
     kpdev.device.op_upload  MODEL_BEGIN, MODEL_CHUNK, MODEL_COMMIT, MODEL_ABORT
     kpdev.device.op_models  MODEL_LIST, MODEL_INFO, MODEL_ACTIVATE, MODEL_DELETE
     kpdev.device.op_infer   INFER, INFER_BATCH
+    kpdev.device.op_power   POWER_ENABLE, POWER_READ, POWER_FLOOR, CLOCK_GET, CLOCK_SET
 
 RAM: MicroPython keeps imported code (even precompiled .mpy) in the heap, and a small board has
 too little heap to hold every handler at once.  So on MicroPython the groups are overlays: loading
@@ -60,6 +61,11 @@ _MODEL_ACTIVATE = const(0x16)
 _MODEL_DELETE = const(0x17)
 _INFER = const(0x20)
 _INFER_BATCH = const(0x21)
+_POWER_ENABLE = const(0x40)
+_POWER_READ = const(0x41)
+_POWER_FLOOR = const(0x42)
+_CLOCK_GET = const(0x48)
+_CLOCK_SET = const(0x49)
 _LOG = const(0x70)
 _ERROR = const(0x7F)
 _E_TOO_LARGE = const(2)
@@ -101,6 +107,11 @@ _GROUPS = {
     _MODEL_DELETE: "op_models",
     _INFER: "op_infer",
     _INFER_BATCH: "op_infer",
+    _POWER_ENABLE: "op_power",
+    _POWER_READ: "op_power",
+    _POWER_FLOOR: "op_power",
+    _CLOCK_GET: "op_power",
+    _CLOCK_SET: "op_power",
 }
 
 
@@ -152,6 +163,7 @@ class Agent:
         max_payload=None,
         window=None,
         key=None,
+        power=None,
     ):
         self.state = state
         self.board = board
@@ -160,6 +172,10 @@ class Agent:
         self.max_payload = max_payload or DEFAULT_AGENT_MAX_PAYLOAD
         self.window = window or DEFAULT_WINDOW
         self.key = key
+        self.power_config = power or {}  # the board's power settings (kpdev.device.power)
+        self.power = None  # its power meter, opened by the first POWER request
+        # Called (agent, model, µs) after each inference while power is measured.
+        self.on_inference = None
         self.peer_max = DEFAULT_MAX_PAYLOAD  # the largest reply the host takes (HELLO sets it)
         self.parser = None
         self.after_reply = None  # called once the current reply is out (REBOOT)
@@ -380,6 +396,8 @@ class Agent:
         outputs = loaded.run(inputs)
         us = sysinfo.ticks_diff(sysinfo.ticks_us(), t0)
         self.stats.inference(name, us)
+        if self.on_inference is not None:
+            self.on_inference(self, name, us)
         return name, outputs, us
 
     def info(self):

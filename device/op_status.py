@@ -60,9 +60,10 @@ def hello(agent, body):
 
 
 def stats(agent, body):
-    """STATS: counters, latencies, link errors, memory and uptime; ``reset`` zeroes them."""
+    """STATS: counters, latencies and energy, link errors, memory and uptime; ``reset`` zeroes
+    them."""
     reset = bool(body.get("reset"))
-    out = agent.stats.summary()
+    out = agent.stats.summary(agent.power_config)
     p = agent.parser
     if p is not None:
         out["link"] = {

@@ -47,7 +47,9 @@ def frame_error(code):
 
 def unknown_operation(op):
     """The DeviceError for an operation code that has no handler."""
-    # Reserved ranges get their own code, so a host can tell "not yet" from "never".
+    # Reserved ranges get their own code, so a host can tell "not yet" from "never".  The POWER
+    # operations the agent has (POWER_ENABLE ... CLOCK_SET) are in its table and never get here:
+    # only the range's unused codes do.
     if _LEARN_FIRST <= op <= _LEARN_LAST:
         group = "LEARN"
     elif _POWER_FIRST <= op <= _POWER_LAST:
@@ -57,5 +59,6 @@ def unknown_operation(op):
     else:
         return DeviceError("unknown operation 0x%02x" % op, _E_UNKNOWN_OP)
     return DeviceError(
-        "%s operations are reserved for a later protocol revision" % group, _E_NOT_IMPLEMENTED
+        "%s operation 0x%02x is reserved for a later protocol revision" % (group, op),
+        _E_NOT_IMPLEMENTED,
     )

@@ -27,9 +27,20 @@ options:
     --window N         requests the host may have in flight
     --key HEX          pre-shared key; frames must be authenticated (or env KPDEV_KEY)
     --insecure         allow TCP on a non-loopback address without a key
+    --power JSON       the board's power settings, e.g. {"source":"estimate","idle_mw":60,
+                       "active_mw":120} (see boards.yml)
 """
 _FLAGS = ("--insecure",)
-_OPTIONS = ("--link", "--state", "--board", "--quota", "--max-payload", "--window", "--key")
+_OPTIONS = (
+    "--link",
+    "--state",
+    "--board",
+    "--quota",
+    "--max-payload",
+    "--window",
+    "--key",
+    "--power",
+)
 
 
 def parse_args(argv):
@@ -72,6 +83,16 @@ def start(argv):
                 "refusing to listen on %s without a key: set --key or KPDEV_KEY, "
                 "or pass --insecure" % host
             )
+    power = opts.get("--power")
+    if power:
+        import json
+
+        try:
+            power = json.loads(power)
+        except ValueError:
+            power = None
+        if not isinstance(power, dict):
+            raise KpdevError("--power takes a JSON object: the board's power settings")
     agent = Agent(
         opts["--state"],
         board=opts["--board"],
@@ -79,6 +100,7 @@ def start(argv):
         max_payload=int(opts["--max-payload"]) if "--max-payload" in opts else None,
         window=int(opts["--window"]) if "--window" in opts else None,
         key=key,
+        power=power,
     )
     link = open_link(spec)
     if hasattr(link, "port") and spec.startswith("tcp://"):

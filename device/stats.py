@@ -1,4 +1,4 @@
-"""Counters and latency figures the STATS operation reports."""
+"""Counters, latency and energy figures the STATS operation reports."""
 
 
 class Stats:
@@ -15,6 +15,7 @@ class Stats:
         self.bytes_out = 0
         self.errors = {}
         self.models = {}
+        self.energies = {}  # model -> [µJ, inferences, µs] measured by the power source
 
     def error(self, code):
         """Count one ERROR frame sent with ``code``."""
@@ -29,11 +30,47 @@ class Stats:
             lat = self.models[model] = Latency()
         lat.add(us)
 
-    def summary(self):
-        """Plain dict for the wire (the agent adds link, heap and uptime figures)."""
+    def energy(self, model, uj, us):
+        """Record the measured energy (µJ) of one inference of ``model`` that took ``us``."""
+        e = self.energies.get(model)
+        if e is None:
+            self.energies[model] = [uj, 1, us]
+        else:
+            e[0] += uj
+            e[1] += 1
+            e[2] += us
+
+    def summary(self, power=None):
+        """Plain dict for the wire (the agent adds link, heap and uptime figures).
+
+        ``power``, the board's power settings, labels each model's energy per inference: an
+        estimate (idle_mw/active_mw model) is active_mw x the mean latency of every inference;
+        a sensor's is the measured mean over the inferences run while power was measured.
+        """
+        source = power.get("source") if power else None
         models = {}
         for name in self.models:
-            models[name] = self.models[name].summary()
+            lat = self.models[name]
+            m = lat.summary()
+            e = self.energies.get(name)
+            if source == "estimate" and lat.count:
+                mw = power.get("active_mw") or 0
+                m["energy"] = {
+                    "mj": mw * lat.total / lat.count / 1000000,
+                    "mw": mw,
+                    "count": lat.count,
+                    "source": source,
+                    "estimated": True,
+                }
+            elif source and e:
+                m["energy"] = {
+                    "mj": e[0] / e[1] / 1000,
+                    "mw": e[0] * 1000 / e[2] if e[2] else None,
+                    "count": e[1],
+                    "source": source,
+                    "estimated": False,
+                }
+            models[name] = m
         return {
             "frames_in": self.frames_in,
             "frames_out": self.frames_out,

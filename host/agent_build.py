@@ -14,6 +14,7 @@ filesystem (``/`` on rp2 and esp32, ``/flash`` on stm32): ``lib`` there is on ``
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -106,6 +107,10 @@ class AgentTree:
         return out
 
 
+# Device modules that only work on CPython (they import a vendor SDK): kept off MicroPython boards.
+_CPYTHON_DEVICE_MODULES = ("kpdev.device.power_akida",)
+
+
 def board_modules(runtime: str) -> Callable[[str], bool]:
     """Which device modules go on a board of ``runtime``: all but other runtimes' backends.
 
@@ -121,6 +126,8 @@ def board_modules(runtime: str) -> Callable[[str], bool]:
         for entry in accelerators.BACKENDS.values()
         if entry[2] is not None and entry[2] != runtime
     ]
+    if runtime == "micropython":
+        foreign += list(_CPYTHON_DEVICE_MODULES)
 
     def include(rel: str) -> bool:
         name = "kpdev." + rel[:-3].replace("/", ".")
@@ -138,6 +145,8 @@ def agent_args(board: Board, key: bytes | None = None) -> list[str]:
     for opt in ("max_payload", "window"):
         if opt in board.agent:
             args += ["--" + opt.replace("_", "-"), str(board.agent[opt])]
+    if board.power:
+        args += ["--power", json.dumps(board.power, separators=(",", ":"))]
     if key:
         args += ["--key", key.hex()]
     return args

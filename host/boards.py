@@ -18,6 +18,14 @@ MPY_MARCHES = (
     "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp",
     "xtensa", "xtensawin", "rv32imc", "rv64imc",
 )  # fmt: skip
+# Power sources the agent has (device/power.py SOURCES), and the settings each one needs.
+POWER_SOURCES = {
+    "estimate": ("idle_mw", "active_mw"),
+    "sysfs": (),
+    "ina219": (),
+    "ina226": (),
+    "akida": (),
+}
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,7 @@ class Board:
     sim: dict[str, Any] = field(default_factory=dict)
     agent: dict[str, Any] = field(default_factory=dict)
     mpy_march: str | None = None  # mpy-cross -march for the board's CPU (MicroPython boards)
+    power: dict[str, Any] = field(default_factory=dict)  # the agent's power source settings
 
     @property
     def quota(self) -> int:
@@ -75,6 +84,19 @@ def catalog_path() -> str:
     return str(resources.files("kpdev").joinpath("boards.yml"))
 
 
+def _power(bid: str, raw: Any) -> dict[str, Any]:
+    # The board's power settings, checked here so that a typo fails before an agent starts.
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or raw.get("source") not in POWER_SOURCES:
+        raise BoardError(f"board {bid}: power needs a source, one of {', '.join(POWER_SOURCES)}")
+    for key in POWER_SOURCES[raw["source"]]:
+        value = raw.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise BoardError(f"board {bid}: power source {raw['source']} needs {key} (mW)")
+    return dict(raw)
+
+
 def _board(bid: str, raw: dict[str, Any]) -> Board:
     try:
         runtime = raw["runtime"]
@@ -96,6 +118,7 @@ def _board(bid: str, raw: dict[str, Any]) -> Board:
             sim=dict(raw.get("sim") or {}),
             agent=dict(raw.get("agent") or {}),
             mpy_march=march,
+            power=_power(bid, raw.get("power")),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise BoardError(f"board {bid} in {catalog_path()} is incomplete: {e}") from None

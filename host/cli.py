@@ -22,6 +22,7 @@ from rich.table import Table
 from kpdev import __version__
 from kpdev.host.boards import get_board, load_boards
 from kpdev.host.cli_agent import agent_app
+from kpdev.host.cli_power import clock, power_app
 from kpdev.host.errors import AuthError, BoardError, LinkError, UsageError
 from kpdev.host.render import human_bytes, jsonable, named_errors
 from kpdev.host.session import open_session, parse_key, resolve_board
@@ -45,6 +46,8 @@ model_app = typer.Typer(
 )
 app.add_typer(model_app, name="model")
 app.add_typer(agent_app, name="agent")
+app.add_typer(power_app, name="power")
+app.command()(clock)
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -321,6 +324,24 @@ def ping(
         )
 
 
+def _load_options(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings -> dict; values that read as int or float become numbers."""
+    meta: dict[str, Any] = {}
+    for item in items:
+        k, sep, v = item.partition("=")
+        if not sep or not k.strip():
+            raise UsageError(f"--option {item!r}: write it as KEY=VALUE, e.g. driver=local-task")
+        value: Any = v
+        for kind in (int, float):
+            try:
+                value = kind(v)
+                break
+            except ValueError:
+                continue
+        meta[k.strip()] = value
+    return meta
+
+
 @app.command()
 def deploy(
     model_file: Annotated[
@@ -339,6 +360,17 @@ def deploy(
             "the agent's first choice for the format.",
         ),
     ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option",
+            "-O",
+            help="Load option KEY=VALUE for the backend, repeatable, e.g. iree: driver=local-task,"
+            " function=main; litert: threads=2; akida: virtual=AKD1000, output=forward; "
+            "tflite_int8: kernels=plain, weights=file. A VALUE that reads as a number is one.",
+            show_default=False,
+        ),
+    ] = None,
     activate: Annotated[
         bool, typer.Option("--activate/--no-activate", help="Make it the active model.")
     ] = True,
@@ -348,7 +380,10 @@ def deploy(
     timeout: TimeoutOpt = 30.0,
     json_: JsonOpt = False,
 ) -> None:
-    """Upload a model to the device (resuming an interrupted upload) and activate it."""
+    """Upload a model to the device (resuming an interrupted upload) and activate it.
+
+    The device stores the load options with the model and uses them whenever it loads it.
+    """
     try:
         data = model_file.read_bytes()
     except OSError as e:
@@ -365,7 +400,9 @@ def deploy(
             f"{model_file.name} is {human_bytes(len(data))} but {b.id} stores at most "
             f"{human_bytes(b.quota)}"
         )
-    meta = {"backend": backend} if backend else {}
+    meta = _load_options(option or [])
+    if backend:
+        meta["backend"] = backend
     with session(board, port, key, timeout) as c, _progress(not json_) as bar:
         task = bar.add_task(f"upload {name}", total=len(data))
         t0 = time.perf_counter()
@@ -652,16 +689,29 @@ def _print_stats(data: dict) -> None:
     t.add_row("uptime", f"{data.get('uptime_ms', 0) / 1000:.1f} s")
     out.print(t)
     if data.get("models"):
-        lt = Table(title="inference latency (µs)")
-        for col in ("model", "count", "min", "mean", "p50", "p99", "max"):
-            lt.add_column(col, justify="right" if col != "model" else "left")
+        energy = any(m.get("energy") for m in data["models"].values())
+        lt = Table(title="inference latency (µs)" + (" and energy" if energy else ""))
+        cols = ["model", "count", "min", "mean", "p50", "p99", "max"]
+        if energy:
+            cols += ["mJ/inference", "energy"]
+        for col in cols:
+            lt.add_column(col, justify="left" if col in ("model", "energy") else "right")
         for name, m in data["models"].items():
-            lt.add_row(
-                name,
-                str(m["count"]),
-                *(str(m[k]) for k in ("min_us", "mean_us", "p50_us", "p99_us", "max_us")),
-            )
+            row = [name, str(m["count"])]
+            row += [str(m[k]) for k in ("min_us", "mean_us", "p50_us", "p99_us", "max_us")]
+            if energy:
+                row += _energy_cells(m.get("energy"))
+            lt.add_row(*row)
         out.print(lt)
+
+
+def _energy_cells(e: dict | None) -> list[str]:
+    # Energy per inference, and whether it was measured or estimated from the power model.
+    if not e:
+        return ["-", "-"]
+    if e.get("estimated"):
+        return [f"≈{e['mj']:.4g}", "estimated"]
+    return [f"{e['mj']:.4g}", f"{e['source']} ({e['count']})"]
 
 
 @app.command()

@@ -259,12 +259,49 @@ class Client:
         for reply in self.pipeline(requests(), window):
             yield [from_wire(t) for t in reply["y"]], int(reply["t"])
 
+    def power_enable(self, on: bool = True) -> dict[str, Any]:
+        """Switch power measurement on (or off); the source and whether it measures."""
+        return self.request(ops.POWER_ENABLE, {"on": on})
+
+    def power_disable(self) -> dict[str, Any]:
+        """Switch power measurement off."""
+        return self.power_enable(False)
+
+    def power_read(self) -> dict[str, Any]:
+        """Power events since the last read, as maps, with the count the device dropped."""
+        reply = self.request(ops.POWER_READ)
+        reply["events"] = [power_event(e) for e in reply.get("events") or []]
+        if reply.get("rails"):
+            reply["rails"] = {
+                rail: dict(zip(POWER_EVENT_FIELDS[1:], v, strict=False))
+                for rail, v in reply["rails"].items()
+            }
+        return reply
+
+    def power_floor(self) -> dict[str, Any]:
+        """Floor (idle) power in mW, and what it is based on."""
+        return self.request(ops.POWER_FLOOR)
+
+    def clock(self, mode: str | None = None) -> dict[str, Any]:
+        """The clock or performance mode; ``mode`` switches to it first."""
+        if mode is None:
+            return self.request(ops.CLOCK_GET)
+        return self.request(ops.CLOCK_SET, {"mode": mode})
+
     def close(self) -> None:
         """Close the link."""
         try:
             self.link.close()
         except (OSError, LinkError):
             pass
+
+
+POWER_EVENT_FIELDS = ("ts_ms", "voltage_uv", "current_ma", "power_mw")
+
+
+def power_event(event) -> dict[str, Any]:
+    """A POWER_READ event ([ts_ms, voltage_uv, current_ma, power_mw]) as a map."""
+    return dict(zip(POWER_EVENT_FIELDS, event, strict=False))
 
 
 def _wire_inputs(inputs):

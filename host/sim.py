@@ -6,6 +6,7 @@ so models deployed by one command are there for the next.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -52,6 +53,8 @@ def agent_command(board: Board, link: str = "stdio") -> tuple[list[str], dict[st
     for opt in ("max_payload", "window"):
         if opt in board.agent:
             args += ["--" + opt.replace("_", "-"), str(board.agent[opt])]
+    if board.power:
+        args += ["--power", json.dumps(board.power, separators=(",", ":"))]
     env = dict(os.environ)
     if board.runtime == "micropython":
         heap = board.sim.get("heapsize", "256K")

@@ -4,6 +4,8 @@ Kept out of ops.py so a device does not hold these tables in RAM.
 """
 
 from kpdev.protocol.ops import (
+    CLOCK_GET,
+    CLOCK_SET,
     E_AUTH,
     E_BAD_CRC,
     E_BAD_DTYPE,
@@ -19,6 +21,7 @@ from kpdev.protocol.ops import (
     E_NO_BACKEND,
     E_NO_MODEL,
     E_NOT_IMPLEMENTED,
+    E_POWER,
     E_REPLAY,
     E_STORAGE_FULL,
     E_TOO_LARGE,
@@ -41,8 +44,11 @@ from kpdev.protocol.ops import (
     MODEL_INFO,
     MODEL_LIST,
     PING,
+    POWER_ENABLE,
     POWER_FIRST,
+    POWER_FLOOR,
     POWER_LAST,
+    POWER_READ,
     PROFILE_FIRST,
     PROFILE_LAST,
     REBOOT,
@@ -65,6 +71,11 @@ OP_NAMES = {
     MODEL_DELETE: "MODEL_DELETE",
     INFER: "INFER",
     INFER_BATCH: "INFER_BATCH",
+    POWER_ENABLE: "POWER_ENABLE",
+    POWER_READ: "POWER_READ",
+    POWER_FLOOR: "POWER_FLOOR",
+    CLOCK_GET: "CLOCK_GET",
+    CLOCK_SET: "CLOCK_SET",
     LOG: "LOG",
     ERROR: "ERROR",
 }
@@ -104,6 +115,7 @@ ERROR_NAMES = {
     E_MODEL_LOAD: "MODEL_LOAD",
     E_INFER: "INFER",
     E_BAD_VALUE: "BAD_VALUE",
+    E_POWER: "POWER",
     E_INTERNAL: "INTERNAL",
 }
 

@@ -35,7 +35,14 @@ MODEL_DELETE = const(0x17)
 INFER = const(0x20)
 INFER_BATCH = const(0x21)
 
-# Reserved ranges, filled in by later protocol revisions.
+# Power measurement (0x40-0x47) and clock (0x48-0x4F); the codes not named here stay reserved.
+POWER_ENABLE = const(0x40)
+POWER_READ = const(0x41)
+POWER_FLOOR = const(0x42)
+CLOCK_GET = const(0x48)
+CLOCK_SET = const(0x49)
+
+# Reserved ranges, filled in by later protocol revisions (POWER: its codes not named above).
 LEARN_FIRST = const(0x30)
 LEARN_LAST = const(0x3F)
 POWER_FIRST = const(0x40)
@@ -66,4 +73,5 @@ E_UPLOAD_STATE = const(22)
 E_MODEL_LOAD = const(23)
 E_INFER = const(24)
 E_BAD_VALUE = const(25)
+E_POWER = const(26)
 E_INTERNAL = const(32)

@@ -27,6 +27,7 @@ from kpdev.host.cli import app
 from kpdev.host.client import Client
 from kpdev.host.errors import AuthError
 from kpdev.host.transport import PipeLink, open_url
+from kpdev.protocol import ops
 
 KEY = bytes(range(32))
 runner = CliRunner()
@@ -100,9 +101,13 @@ def test_build_lays_out_compiled_device_code_and_main(sim_tree):
         present = f + ".mpy" in lib or f + "/__init__.mpy" in lib
         assert present == (runtime in (None, "micropython")), module
     assert not any("tflite_micro" in p for p in lib)
+    assert not any("power_akida" in p for p in lib), "a CPython-only power source on a board"
+    assert "lib/kpdev/device/power_ina.mpy" in lib
     assert report["march"] == "x64" and report["bytes"] == sum(f["size"] for f in report["files"])
     main = (out / "main.py").read_text()
     assert "'--board', 'sim-mcu'" in main and "'--quota', '1048576'" in main
+    # The board's power settings from the catalog, as the simulated board gets them.
+    assert '\'--power\', \'{"source":"estimate"' in main
     assert "'--max-payload', '2048'" in main and "--key" not in main.split("ARGS =")[1]
 
 
@@ -148,6 +153,7 @@ def test_the_tree_boots_the_agent_like_a_board(sim_tree, micropython, tmp_path, 
         assert info["storage"]["quota"] == 1024 * 1024 and info["max_payload"] == 2048
         assert not info["auth"]
         assert client.ping(b"x") >= 0
+        assert client.request(ops.POWER_FLOOR)["estimated"] is True  # main.py passed --power
         assert (root / "kpdev-state").is_dir()  # its models live on the board's flash
         # Two Ctrl-C alone end the agent: main.py returns and the board's REPL would follow.
         proc.stdin.write(b"\x03\x03")

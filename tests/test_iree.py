@@ -462,3 +462,40 @@ def test_info_model_details_and_stats_of_a_batch_on_one_agent(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_deploy_options_choose_the_function_and_driver(tmp_path):
+    board = ["--board", "sim-linux"]
+    up = cli_json(
+        "deploy",
+        INT_ARITH,
+        "--name",
+        "dbl",
+        "-O",
+        "function=double",
+        "-O",
+        "driver=local-task",
+        *board,
+    )
+    assert up["load_error"] is None
+    spec = up["io"]["inputs"]
+    assert len(spec) == 1 and spec[0]["dtype"] == "int32" and spec[0]["shape"] == [4]
+    details = cli_json("model", "info", "dbl", *board)["details"]
+    assert details["function"] == "double" and details["driver"] == "local-task"
+    x = np.array([1, -2, 3, 2**30], np.int32)
+    np.save(tmp_path / "x.npy", x)
+    res = cli_json("infer", "-m", "dbl", "-i", tmp_path / "x.npy", *board)
+    assert np.array(res["outputs"][0], np.int32).tolist() == (x + x).tolist()
+
+
+def test_a_malformed_deploy_option_is_one_line_and_uploads_nothing():
+    result = subprocess.run(
+        ["kpdev", "deploy", MLP, "-O", "driver", "--name", "bad", "--board", "sim-linux"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "KEY=VALUE" in result.stderr
+    names = [m["name"] for m in cli_json("models", "--board", "sim-linux")["models"]]
+    assert "bad" not in names
