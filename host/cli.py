@@ -15,13 +15,13 @@ from typing import Annotated, Any
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
 from kpdev import __version__
 from kpdev.host.boards import get_board, load_boards
 from kpdev.host.cli_agent import agent_app
+from kpdev.host.cli_options import BoardOpt, JsonOpt, KeyOpt, PortOpt, TimeoutOpt, err, out
 from kpdev.host.cli_power import clock, power_app
 from kpdev.host.errors import AuthError, BoardError, LinkError, UsageError
 from kpdev.host.render import human_bytes, jsonable, named_errors
@@ -48,45 +48,6 @@ app.add_typer(model_app, name="model")
 app.add_typer(agent_app, name="agent")
 app.add_typer(power_app, name="power")
 app.command()(clock)
-
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
-
-BoardOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--board",
-        "-b",
-        help="Board from the catalog (see `kpdev boards`); default $KPDEV_BOARD or sim-mcu.",
-        envvar="KPDEV_BOARD",
-        show_default=False,
-    ),
-]
-PortOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--port",
-        "-p",
-        help="Device link: /dev/ttyACM0, /dev/pts/N, socket://HOST:PORT or rfc2217://HOST:PORT.",
-        show_default=False,
-    ),
-]
-KeyOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--key",
-        help="Pre-shared key (hex) to authenticate frames; default $KPDEV_KEY.",
-        envvar="KPDEV_KEY",
-        show_default=False,
-        show_envvar=False,
-    ),
-]
-JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print machine-readable JSON on stdout, nothing else.")
-]
-TimeoutOpt = Annotated[
-    float, typer.Option("--timeout", help="Seconds to wait for each device reply.", min=0.1)
-]
 
 
 def emit(data: Any) -> None:

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 from rich.table import Table
 
 from kpdev.host import agent_build, romfs
 from kpdev.host.boards import Board, get_board
+from kpdev.host.cli_options import JsonOpt, err, out
 from kpdev.host.errors import LinkError, UsageError
 from kpdev.host.render import human_bytes, jsonable
 from kpdev.host.session import parse_key
@@ -27,11 +27,7 @@ agent_app = typer.Typer(
     no_args_is_help=True,
 )
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
-
-# The same options as the other commands'.  They are spelled out again here because host/cli.py
-# imports this module to register it, so this module cannot import them from there.
+# Board, port and key say what they mean for installing, so they differ from host/cli_options.
 BoardOpt = Annotated[
     str,
     typer.Option(
@@ -70,9 +66,6 @@ SourceOpt = Annotated[
         help="Use the .py sources instead of .mpy compiled with mpy-cross (more RAM on the "
         "board: it compiles them at import).",
     ),
-]
-JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print machine-readable JSON on stdout, nothing else.")
 ]
 
 

@@ -10,10 +10,11 @@ from contextlib import nullcontext
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console, Group
+from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
+from kpdev.host.cli_options import BoardOpt, JsonOpt, KeyOpt, PortOpt, TimeoutOpt, err, out
 from kpdev.host.client import Client
 from kpdev.host.errors import LinkError
 from kpdev.host.render import jsonable
@@ -26,47 +27,6 @@ power_app = typer.Typer(
     "duration when it is off). Every power command takes --json.",
     invoke_without_command=True,
 )
-
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
-
-# The same options as the other commands'.  They are spelled out again here because host/cli.py
-# imports this module to register it, so this module cannot import them from there.
-BoardOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--board",
-        "-b",
-        help="Board from the catalog (see `kpdev boards`); default $KPDEV_BOARD or sim-mcu.",
-        envvar="KPDEV_BOARD",
-        show_default=False,
-    ),
-]
-PortOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--port",
-        "-p",
-        help="Device link: /dev/ttyACM0, /dev/pts/N, socket://HOST:PORT or rfc2217://HOST:PORT.",
-        show_default=False,
-    ),
-]
-KeyOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--key",
-        help="Pre-shared key (hex) to authenticate frames; default $KPDEV_KEY.",
-        envvar="KPDEV_KEY",
-        show_default=False,
-        show_envvar=False,
-    ),
-]
-JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print machine-readable JSON on stdout, nothing else.")
-]
-TimeoutOpt = Annotated[
-    float, typer.Option("--timeout", help="Seconds to wait for each device reply.", min=0.1)
-]
 
 
 def _emit(data: Any, lines: bool = False) -> None:

@@ -2,12 +2,14 @@
 
 import hashlib
 import itertools
+import json
 import os
 import re
 import select
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -346,3 +348,24 @@ class FdLink:
 
     def close(self):
         pass
+
+
+def serve_sim(*args):
+    """Start ``kpdev sim ARGS --json`` and return (process, port from its JSON document)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kpdev.host.cli", "sim", *args, "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith("}"):
+            return proc, json.loads("".join(lines))["port"]
+    proc.kill()
+    raise AssertionError("kpdev sim printed no port: " + "".join(lines) + proc.stderr.read())

@@ -8,11 +8,10 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 import pytest
-from conftest import DATA, assert_serving
+from conftest import DATA, assert_serving, serve_sim
 from typer.testing import CliRunner
 
 akida = pytest.importorskip("akida")
@@ -484,28 +483,6 @@ def cli_json(*args):
     return json.loads(result.stdout)
 
 
-def serve_sim_linux():
-    """``kpdev sim sim-linux`` on a loopback TCP port: (process, port URL)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kpdev.host.cli", "sim", "sim-linux"]
-        + ["--listen", "tcp://127.0.0.1:0", "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines = []
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if line.startswith("}"):
-            return proc, json.loads("".join(lines))["port"]
-    proc.kill()
-    raise AssertionError("kpdev sim printed no port: " + "".join(lines) + proc.stderr.read())
-
-
 def test_cli_deploy_infer_stats_on_sim_linux(tmp_path):
     up = kpdev("deploy", FC, "--board", "sim-linux", "--json")
     assert up.returncode == 0, up.stderr
@@ -515,7 +492,7 @@ def test_cli_deploy_infer_stats_on_sim_linux(tmp_path):
     assert deployed["io"]["inputs"][0]["bits"] == 4
 
     # The deployed model stays on the board's flash; one agent serves the rest of the test.
-    proc, port = serve_sim_linux()
+    proc, port = serve_sim("sim-linux", "--listen", "tcp://127.0.0.1:0")
     try:
         x = model_input(FC, 5)
         np.save(tmp_path / "x.npy", x)

@@ -5,11 +5,10 @@ import os
 import re
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
-from conftest import DATA, read_data
+from conftest import DATA, read_data, serve_sim
 from typer.testing import CliRunner
 
 from kpdev.host.cli import app
@@ -164,31 +163,10 @@ def test_debug_variable_shows_the_traceback():
     assert r.returncode != 0 and "Traceback" in r.stderr
 
 
-def _serve(*args):
-    """Start ``kpdev sim ... --json`` and return (process, port from its first line)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kpdev.host.cli", "sim", *args, "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines = []
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if line.startswith("}"):
-            return proc, json.loads("".join(lines))["port"]
-    proc.kill()
-    raise AssertionError("kpdev sim printed no port: " + "".join(lines) + proc.stderr.read())
-
-
 @pytest.mark.parametrize("board", ["sim-linux", "sim-mcu"])
 @pytest.mark.parametrize("listen", ["pty", "tcp://127.0.0.1:0"])
 def test_sim_serves_a_board_that_commands_reach_by_port(board, listen):
-    proc, port = _serve(board, "--listen", listen)
+    proc, port = serve_sim(board, "--listen", listen)
     try:
         if listen == "pty":
             assert re.match(r"/dev/pts/\d+$", port)
@@ -210,7 +188,7 @@ def test_sim_serves_a_board_that_commands_reach_by_port(board, listen):
 
 def test_authenticated_sim_refuses_a_client_without_the_key():
     key = "11" * 32
-    proc, port = _serve("sim-linux", "--listen", "tcp://127.0.0.1:0", "--key", key)
+    proc, port = serve_sim("sim-linux", "--listen", "tcp://127.0.0.1:0", "--key", key)
     try:
         assert cli_json("info", "--port", port, "--key", key)["auth"] is True
         r = kpdev("info", "--port", port, "--timeout", "3")

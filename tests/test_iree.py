@@ -5,12 +5,10 @@ import importlib.metadata
 import importlib.util
 import json
 import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
-from conftest import DATA
+from conftest import DATA, serve_sim
 from typer.testing import CliRunner
 
 from kpdev import accelerators
@@ -404,30 +402,8 @@ def test_deploy_and_infer_on_sim_linux_give_the_runtimes_bytes(tmp_path, backend
     assert got.tobytes() == Direct(MLP)(x)[0].tobytes()
 
 
-def _serve_sim_linux():
-    """``kpdev sim sim-linux`` on a loopback TCP port: one agent for several commands."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kpdev.host.cli", "sim", "sim-linux"]
-        + ["--listen", "tcp://127.0.0.1:0", "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines = []
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if line.startswith("}"):
-            return proc, json.loads("".join(lines))["port"]
-    proc.kill()
-    raise AssertionError("kpdev sim printed no port: " + "".join(lines) + proc.stderr.read())
-
-
 def test_info_model_details_and_stats_of_a_batch_on_one_agent(tmp_path):
-    proc, port = _serve_sim_linux()
+    proc, port = serve_sim("sim-linux", "--listen", "tcp://127.0.0.1:0")
     try:
         info = cli_json("info", "--port", port)
         assert info["backends"]["iree"] == importlib.metadata.version("iree-base-runtime")
