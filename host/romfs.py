@@ -39,11 +39,9 @@ BOOT = (
 
 def available() -> bool:
     """Whether simulated boards can run from a ROMFS image here."""
-    try:
-        import micropython_run  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    import importlib.util
+
+    return importlib.util.find_spec("micropython_run") is not None
 
 
 def build_image(lib: str) -> bytes:
