@@ -30,6 +30,7 @@ import tempfile
 import time
 
 from kpdev.accelerators.base import Backend, LoadedModel
+from kpdev.accelerators.ndarray import array_of, tensor_of
 from kpdev.protocol.errors import DeviceError
 from kpdev.protocol.ops import E_BAD_SHAPE, E_BAD_VALUE, E_INFER, E_MODEL_LOAD, E_NO_MODEL
 
@@ -310,20 +311,17 @@ class AkidaModel(LoadedModel):
 
     def run(self, inputs):
         """Run one batch through the model; returns its output as one ``Tensor``."""
-        from kpdev.protocol.tensors import Tensor
-
         if self._model is None:
             raise DeviceError("model is closed", E_NO_MODEL)
         self.check_inputs(inputs)
         t = inputs[0]
-        x = np.frombuffer(t.data, dtype=self._spec["inputs"][0]["dtype"]).reshape(t.shape)
+        x = array_of(t)
         try:
             y = getattr(self._model, self._output)(x)
         except Exception as e:  # ValueError, RuntimeError: whatever akida objects to
             raise DeviceError("akida %s failed: %s" % (self._output, e), E_INFER)
         self._runs += 1
-        y = np.ascontiguousarray(y, dtype=y.dtype.newbyteorder("<"))
-        return [Tensor(y.dtype.name, y.shape, y.tobytes())]
+        return [tensor_of(np.ascontiguousarray(y))]
 
     def close(self):
         """Drop the model (and with it its device mapping)."""

@@ -20,6 +20,7 @@ import iree.runtime as ireert
 import numpy as np
 
 from kpdev.accelerators.base import Backend, LoadedModel, read_source
+from kpdev.accelerators.ndarray import array_of, tensor_of
 from kpdev.protocol.errors import DeviceError
 from kpdev.protocol.ops import E_INFER, E_MODEL_LOAD, E_NO_MODEL
 
@@ -254,15 +255,13 @@ class IREEModel(LoadedModel):
 
     def run(self, inputs):
         """Call the function on a list of ``Tensor``; returns its results as ``Tensor``."""
-        from kpdev.protocol.tensors import Tensor
-
         if self._invoker is None:
             raise DeviceError("model is closed", E_NO_MODEL)
         self.check_inputs(inputs)
         args = []
         for t, scalar in zip(inputs, self._in_scalar, strict=True):
-            a = np.frombuffer(t.data, dtype=np.dtype(t.dtype).newbyteorder("<"))
-            args.append(a[0].item() if scalar else a.reshape(t.shape))
+            a = array_of(t)
+            args.append(a.reshape(-1)[0].item() if scalar else a)
         try:
             results = self._invoker(*args)
             if results is None:
@@ -287,8 +286,7 @@ class IREEModel(LoadedModel):
                             % (spec["name"], a.dtype, dtype)
                         )
                     a = a.view(dtype)
-                a = a.astype(dtype.newbyteorder("<"), copy=False)
-                outputs.append(Tensor(spec["dtype"], a.shape, a.tobytes()))
+                outputs.append(tensor_of(a, spec["dtype"]))
         except (RuntimeError, ValueError, TypeError) as e:
             raise DeviceError("iree inference failed: %s" % _message(e), E_INFER)
         return outputs

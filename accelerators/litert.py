@@ -14,6 +14,7 @@ import numpy as np
 from ai_edge_litert import interpreter as litert_interpreter
 
 from kpdev.accelerators.base import Backend, LoadedModel, read_source
+from kpdev.accelerators.ndarray import array_of, tensor_of
 from kpdev.protocol.errors import DeviceError
 from kpdev.protocol.ops import E_INFER, E_MODEL_LOAD, E_NO_MODEL
 from kpdev.protocol.tensors import DTYPES
@@ -110,22 +111,17 @@ class LiteRTModel(LoadedModel):
 
     def run(self, inputs):
         """Run one inference on a list of ``Tensor``; returns the outputs as ``Tensor``."""
-        from kpdev.protocol.tensors import Tensor
-
         if self._interpreter is None:
             raise DeviceError("model is closed", E_NO_MODEL)
         self.check_inputs(inputs)
         interp = self._interpreter
         try:
             for index, t in zip(self._inputs, inputs, strict=True):
-                dtype = np.dtype(t.dtype).newbyteorder("<")
-                interp.set_tensor(index, np.frombuffer(t.data, dtype=dtype).reshape(t.shape))
+                interp.set_tensor(index, array_of(t))
             interp.invoke()
             outputs = []
             for index, spec in zip(self._outputs, self._spec["outputs"], strict=True):
-                out = interp.get_tensor(index)
-                data = out.astype(out.dtype.newbyteorder("<"), copy=False).tobytes()
-                outputs.append(Tensor(spec["dtype"], out.shape, data))
+                outputs.append(tensor_of(interp.get_tensor(index), spec["dtype"]))
         except (RuntimeError, ValueError, IndexError) as e:
             raise DeviceError("litert inference failed: %s" % e, E_INFER)
         return outputs

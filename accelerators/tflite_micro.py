@@ -16,6 +16,7 @@ from tflite_micro import runtime
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
 from kpdev.accelerators.base import Backend, LoadedModel, read_source
+from kpdev.accelerators.ndarray import array_of, tensor_of
 from kpdev.protocol.errors import DeviceError
 from kpdev.protocol.ops import E_INFER, E_MODEL_LOAD, E_NO_MODEL
 
@@ -146,22 +147,17 @@ class TFLiteMicroModel(LoadedModel):
 
     def run(self, inputs):
         """Run one inference on a list of ``Tensor``; returns the outputs as ``Tensor``."""
-        from kpdev.protocol.tensors import Tensor
-
         if self._interpreter is None:
             raise DeviceError("model is closed", E_NO_MODEL)
         self.check_inputs(inputs)
         interp = self._interpreter
         try:
             for i, t in enumerate(inputs):
-                dtype = np.dtype(t.dtype).newbyteorder("<")
-                interp.set_input(np.frombuffer(t.data, dtype=dtype).reshape(t.shape), i)
+                interp.set_input(array_of(t), i)
             interp.invoke()
             outputs = []
             for i, spec in enumerate(self._spec["outputs"]):
-                out = interp.get_output(i)
-                data = out.astype(out.dtype.newbyteorder("<"), copy=False).tobytes()
-                outputs.append(Tensor(spec["dtype"], out.shape, data))
+                outputs.append(tensor_of(interp.get_output(i), spec["dtype"]))
         except (RuntimeError, ValueError, IndexError) as e:
             raise DeviceError("tflite_micro inference failed: %s" % e, E_INFER)
         return outputs

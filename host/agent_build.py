@@ -107,8 +107,8 @@ class AgentTree:
         return out
 
 
-# Device modules that only work on CPython (they import a vendor SDK): kept off MicroPython boards.
-_CPYTHON_DEVICE_MODULES = ("kpdev.device.power_akida",)
+# Device modules that only work on CPython (numpy, a vendor SDK): kept off MicroPython boards.
+_CPYTHON_DEVICE_MODULES = ("kpdev.device.power_akida", "kpdev.accelerators.ndarray")
 
 
 def board_modules(runtime: str) -> Callable[[str], bool]:

@@ -623,7 +623,7 @@ def stats(
     timeout: TimeoutOpt = 10.0,
     json_: JsonOpt = False,
 ) -> None:
-    """Show the agent's counters: frames, errors, inference latency, memory, uptime."""
+    """Show the agent's counters: frames, errors, inference latency and energy, memory, uptime."""
     with session(board, port, key, timeout) as c:
         data = c.stats(reset)
     if json_:
