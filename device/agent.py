@@ -10,6 +10,8 @@ a request needs them (``_GROUPS``)::
     kpdev.device.op_models  MODEL_LIST, MODEL_INFO, MODEL_ACTIVATE, MODEL_DELETE
     kpdev.device.op_infer   INFER, INFER_BATCH
     kpdev.device.op_power   POWER_ENABLE, POWER_READ, POWER_FLOOR, CLOCK_GET, CLOCK_SET
+    kpdev.device.op_pack    PACK_SET, PACK_GET, PACK_CLEAR, CLASSIFY, STREAM_START,
+                            STREAM_PUSH, STREAM_STOP, PROFILE_RUN
 
 RAM: MicroPython keeps imported code (even precompiled .mpy) in the heap, and a small board has
 too little heap to hold every handler at once.  So on MicroPython the groups are overlays: loading
@@ -66,6 +68,14 @@ _POWER_READ = const(0x41)
 _POWER_FLOOR = const(0x42)
 _CLOCK_GET = const(0x48)
 _CLOCK_SET = const(0x49)
+_PROFILE_RUN = const(0x50)
+_PACK_SET = const(0x60)
+_PACK_GET = const(0x61)
+_PACK_CLEAR = const(0x62)
+_CLASSIFY = const(0x63)
+_STREAM_START = const(0x64)
+_STREAM_PUSH = const(0x65)
+_STREAM_STOP = const(0x66)
 _LOG = const(0x70)
 _ERROR = const(0x7F)
 _E_TOO_LARGE = const(2)
@@ -112,6 +122,14 @@ _GROUPS = {
     _POWER_FLOOR: "op_power",
     _CLOCK_GET: "op_power",
     _CLOCK_SET: "op_power",
+    _PROFILE_RUN: "op_pack",
+    _PACK_SET: "op_pack",
+    _PACK_GET: "op_pack",
+    _PACK_CLEAR: "op_pack",
+    _CLASSIFY: "op_pack",
+    _STREAM_START: "op_pack",
+    _STREAM_PUSH: "op_pack",
+    _STREAM_STOP: "op_pack",
 }
 
 
@@ -174,6 +192,7 @@ class Agent:
         self.key = key
         self.power_config = power or {}  # the board's power settings (kpdev.device.power)
         self.power = None  # its power meter, opened by the first POWER request
+        self.pack = None  # the Knowledge Pack (kpdev.device.packrun), loaded when first needed
         # Called (agent, model, µs) after each inference while power is measured.
         self.on_inference = None
         self.peer_max = DEFAULT_MAX_PAYLOAD  # the largest reply the host takes (HELLO sets it)
@@ -324,8 +343,12 @@ class Agent:
             sys.stderr.write("kpdev-agent %s: %s\n" % (level, message))
         except Exception:
             pass
+        self.event(_LOG, {"lvl": level, "msg": message})
+
+    def event(self, op, body):
+        """Send an unsolicited event frame to the host, when one is connected."""
         if self._link is not None and self._writer is not None:
-            self._send(_LOG, 0, cbor.dumps({"lvl": level, "msg": message}), _FLAG_EVENT)
+            self._send(op, 0, cbor.dumps(body), _FLAG_EVENT)
 
     def _log_exception(self, e):
         try:

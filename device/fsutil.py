@@ -86,3 +86,31 @@ def statvfs_free(path):
         return st[0] * st[4]
     except (AttributeError, OSError):
         return None
+
+
+def write_atomic(path, text):
+    """Replace the file ``path`` with ``text``: whole or not at all.
+
+    The text goes to ``path.tmp``, is flushed to storage, then renamed over ``path``; a crash
+    before the rename leaves the old file as it was (``read_atomic`` ignores a stray ``.tmp``
+    unless the rename had already removed the target).
+    """
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+        fsync_file(f)
+    replace(tmp, path)
+
+
+def read_atomic(path):
+    """The text ``write_atomic`` last completed at ``path``, or None when there is none."""
+    tmp = path + ".tmp"
+    if exists(path):
+        remove(tmp)  # a save that did not reach its rename: the old file stands
+        with open(path) as f:
+            return f.read()
+    if exists(tmp):  # a FAT rename removed the target first, then stopped: finish it
+        replace(tmp, path)
+        with open(path) as f:
+            return f.read()
+    return None

@@ -22,6 +22,8 @@ _POWER_FIRST = const(0x40)
 _POWER_LAST = const(0x4F)
 _PROFILE_FIRST = const(0x50)
 _PROFILE_LAST = const(0x5F)
+_PACK_FIRST = const(0x60)
+_PACK_LAST = const(0x6F)
 _E_BAD_CRC = const(1)
 _E_TOO_LARGE = const(2)
 _E_UNKNOWN_OP = const(4)
@@ -56,6 +58,8 @@ def unknown_operation(op):
         group = "POWER"
     elif _PROFILE_FIRST <= op <= _PROFILE_LAST:
         group = "PROFILE"
+    elif _PACK_FIRST <= op <= _PACK_LAST:
+        group = "PACK"
     else:
         return DeviceError("unknown operation 0x%02x" % op, _E_UNKNOWN_OP)
     return DeviceError(

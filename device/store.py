@@ -62,24 +62,16 @@ class ModelStore:
 
     # -- index ---------------------------------------------------------------------------
     def _load_index(self):
-        tmp = self._index_path + ".tmp"
-        for path in (self._index_path, tmp):
-            try:
-                with open(path) as f:
-                    index = json.load(f)
-                if path == tmp:  # only left by a replace() that removed the target first
-                    fsutil.replace(tmp, self._index_path)
-                return index
-            except (OSError, ValueError):
-                continue
+        try:
+            text = fsutil.read_atomic(self._index_path)
+            if text is not None:
+                return json.loads(text)
+        except (OSError, ValueError):
+            pass
         return {"models": {}, "active": None}
 
     def _save_index(self):
-        tmp = self._index_path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(self._index, f)
-            fsutil.fsync_file(f)
-        fsutil.replace(tmp, self._index_path)
+        fsutil.write_atomic(self._index_path, json.dumps(self._index))
 
     # -- queries -------------------------------------------------------------------------
     def names(self):

@@ -259,6 +259,69 @@ class Client:
         for reply in self.pipeline(requests(), window):
             yield [from_wire(t) for t in reply["y"]], int(reply["t"])
 
+    # -- Knowledge Packs -----------------------------------------------------------------
+    def pack_set(self, pack: dict[str, Any]) -> dict[str, Any]:
+        """Make ``pack`` (``kpdev.host.pack.device_pack``) the device's pack, atomically."""
+        return self.request(ops.PACK_SET, {"pack": pack})
+
+    def pack_get(self) -> dict[str, Any] | None:
+        """The device's pack (name, version, models, window), or None."""
+        return self.request(ops.PACK_GET)["pack"]
+
+    def pack_clear(self) -> None:
+        """Forget the device's pack; its models stay stored."""
+        self.request(ops.PACK_CLEAR)
+
+    def classify(self, x: np.ndarray, features: bool = False) -> dict[str, Any]:
+        """One raw window (or model input) through the device's pack -> its result map.
+
+        ``features`` adds ``"x"``: the model input the device's pipeline made, as an array.
+        """
+        body = {"x": to_wire(np.asarray(x)), "features": features}
+        result = self.request(ops.CLASSIFY, body)["r"][0]
+        if "x" in result:
+            result["x"] = from_wire(result["x"])
+        return result
+
+    def classify_many(
+        self, xs: Iterable[np.ndarray], batch: int = 1, window: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Many windows, ``batch`` to a frame, pipelined within the device's window.
+
+        Yields one result map per window, in order.
+        """
+
+        def requests():
+            group = []
+            for x in xs:
+                group.append(to_wire(np.asarray(x)))
+                if len(group) == batch:
+                    yield ops.CLASSIFY, {"xs": group}
+                    group = []
+            if group:
+                yield ops.CLASSIFY, {"xs": group}
+
+        for reply in self.pipeline(requests(), window):
+            yield from reply["r"]
+
+    def stream_start(self) -> dict[str, Any]:
+        """Start a stream of raw samples: the window size, stride and axes the device cuts."""
+        return self.request(ops.STREAM_START)
+
+    def stream_push(self, samples: np.ndarray) -> dict[str, Any]:
+        """Push raw samples [n, axes]; each window completed arrives as a CLASS_EVENT first."""
+        return self.request(ops.STREAM_PUSH, {"x": to_wire(np.asarray(samples))})
+
+    def stream_stop(self) -> dict[str, Any]:
+        """End the stream; the number of windows it classified."""
+        return self.request(ops.STREAM_STOP)
+
+    def profile(self, x: np.ndarray, runs: int = 10) -> dict[str, Any]:
+        """Mean µs of each pipeline stage and model of the device's pack over ``runs`` runs."""
+        return self.request(
+            ops.PROFILE_RUN, {"x": to_wire(np.asarray(x)), "n": runs}, timeout=self.timeout + runs
+        )
+
     def power_enable(self, on: bool = True) -> dict[str, Any]:
         """Switch power measurement on (or off); the source and whether it measures."""
         return self.request(ops.POWER_ENABLE, {"on": on})

@@ -130,6 +130,49 @@ class _Graph:
         return bytes(model.build())
 
 
+def mlp_int8(
+    layers: Sequence[tuple[np.ndarray, np.ndarray]],
+    calibration: np.ndarray,
+    input_quant: tuple[float, int] = (INPUT_SCALE, INPUT_ZERO_POINT),
+    softmax: bool = True,
+    float_io: bool = False,
+    description: str = "kpdev.host.modelgen.mlp_int8",
+) -> bytes:
+    """An int8 MLP from float weights: FULLY_CONNECTED+RELU per hidden layer, FULLY_CONNECTED,
+    then SOFTMAX.
+
+    ``layers`` are (w [out, in], b [out]) pairs; ``calibration`` [n, in] float inputs (the
+    dequantized values the model will see) set each activation's quantization.  The input is
+    int8 [1, in] quantized with ``input_quant``; the output int8 [1, out] of probabilities
+    (scale 1/256, zero point -128), or the logits when ``softmax`` is False.  With ``float_io``
+    the model takes and returns float32 through QUANTIZE and DEQUANTIZE.
+    """
+    inputs = layers[0][0].shape[1]
+    outputs = layers[-1][0].shape[0]
+    g = _Graph()
+    x = g.tensor("input", (1, inputs), "int8", input_quant)
+    first = x
+    x_scale = input_quant[0]
+    act = np.asarray(calibration, dtype=np.float32)
+    for i, (w, b) in enumerate(layers):
+        last = i == len(layers) - 1
+        act = act @ w.T + b
+        if not last:
+            act = np.maximum(act, 0.0)
+        quant = _activation_quant(act, relu=not last)
+        name = "logits" if last else "dense_%d" % i
+        w32 = np.asarray(w, dtype=np.float32)
+        b32 = np.asarray(b, dtype=np.float32)
+        x = g.fully_connected(name, x, x_scale, w32, b32, relu=not last, out_quant=quant)
+        x_scale = quant[0]
+    if softmax:
+        x = g.softmax(x, (1, outputs))
+    if float_io:
+        first = g.float_input(first, (1, inputs))
+        x = g.float_output(x, (1, outputs))
+    return g.build([first], [x], description)
+
+
 def dense_int8(
     inputs: int = 16,
     hidden: int | Sequence[int] = 32,
@@ -138,22 +181,15 @@ def dense_int8(
     float_io: bool = False,
     softmax: bool = True,
 ) -> bytes:
-    """An int8 MLP: FULLY_CONNECTED+RELU per hidden layer, FULLY_CONNECTED, then SOFTMAX.
+    """An int8 MLP with seeded random weights (``mlp_int8``), for tests and benchmarks.
 
     ``hidden`` is one width or a sequence of widths.  The input is int8 [1, inputs] with scale
-    1/128 (floats in [-1, 1)); the output int8 [1, outputs] of probabilities (scale 1/256, zero
-    point -128), or the logits when ``softmax`` is False.  With ``float_io`` the model takes and
-    returns float32 through QUANTIZE and DEQUANTIZE.
+    1/128 (floats in [-1, 1)), calibrated on seeded random inputs so that outputs vary.
     """
     widths = [hidden] if isinstance(hidden, int) else list(hidden)
     rng = np.random.default_rng(seed)
     calib = rng.uniform(-1.0, 1.0, (_CALIBRATION_SAMPLES, inputs)).astype(np.float32)
-
-    g = _Graph()
-    x = g.tensor("input", (1, inputs), "int8", (INPUT_SCALE, INPUT_ZERO_POINT))
-    first = x
-    x_scale = INPUT_SCALE
-    act = calib
+    layers = []
     layer_sizes = [inputs] + widths + [outputs]
     for i in range(len(layer_sizes) - 1):
         fan_in, fan_out = layer_sizes[i], layer_sizes[i + 1]
@@ -163,20 +199,9 @@ def dense_int8(
         std = np.sqrt((6.0 if last else 2.0) / fan_in)
         w = rng.normal(0.0, std, (fan_out, fan_in)).astype(np.float32)
         b = rng.normal(0.0, 0.1, (fan_out,)).astype(np.float32)
-        act = act @ w.T + b
-        if not last:
-            act = np.maximum(act, 0.0)
-        quant = _activation_quant(act, relu=not last)
-        name = "logits" if last else "dense_%d" % i
-        x = g.fully_connected(name, x, x_scale, w, b, relu=not last, out_quant=quant)
-        x_scale = quant[0]
-    if softmax:
-        x = g.softmax(x, (1, outputs))
-    if float_io:
-        first = g.float_input(first, (1, inputs))
-        x = g.float_output(x, (1, outputs))
+        layers.append((w, b))
     desc = "kpdev.host.modelgen.dense_int8(%d, %r, %d, seed=%d)" % (inputs, widths, outputs, seed)
-    return g.build([first], [x], desc)
+    return mlp_int8(layers, calib, softmax=softmax, float_io=float_io, description=desc)
 
 
 def dense_int8_large(

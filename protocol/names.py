@@ -4,6 +4,8 @@ Kept out of ops.py so a device does not hold these tables in RAM.
 """
 
 from kpdev.protocol.ops import (
+    CLASS_EVENT,
+    CLASSIFY,
     CLOCK_GET,
     CLOCK_SET,
     E_AUTH,
@@ -43,6 +45,11 @@ from kpdev.protocol.ops import (
     MODEL_DELETE,
     MODEL_INFO,
     MODEL_LIST,
+    PACK_CLEAR,
+    PACK_FIRST,
+    PACK_GET,
+    PACK_LAST,
+    PACK_SET,
     PING,
     POWER_ENABLE,
     POWER_FIRST,
@@ -51,8 +58,12 @@ from kpdev.protocol.ops import (
     POWER_READ,
     PROFILE_FIRST,
     PROFILE_LAST,
+    PROFILE_RUN,
     REBOOT,
     STATS,
+    STREAM_PUSH,
+    STREAM_START,
+    STREAM_STOP,
 )
 
 OP_NAMES = {
@@ -76,6 +87,15 @@ OP_NAMES = {
     POWER_FLOOR: "POWER_FLOOR",
     CLOCK_GET: "CLOCK_GET",
     CLOCK_SET: "CLOCK_SET",
+    PROFILE_RUN: "PROFILE_RUN",
+    PACK_SET: "PACK_SET",
+    PACK_GET: "PACK_GET",
+    PACK_CLEAR: "PACK_CLEAR",
+    CLASSIFY: "CLASSIFY",
+    STREAM_START: "STREAM_START",
+    STREAM_PUSH: "STREAM_PUSH",
+    STREAM_STOP: "STREAM_STOP",
+    CLASS_EVENT: "CLASS_EVENT",
     LOG: "LOG",
     ERROR: "ERROR",
 }
@@ -92,6 +112,8 @@ def op_name(op):
         return "POWER(reserved)"
     if PROFILE_FIRST <= op <= PROFILE_LAST:
         return "PROFILE(reserved)"
+    if PACK_FIRST <= op <= PACK_LAST:
+        return "PACK(reserved)"
     return "0x%02x" % op
 
 

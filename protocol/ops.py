@@ -42,13 +42,30 @@ POWER_FLOOR = const(0x42)
 CLOCK_GET = const(0x48)
 CLOCK_SET = const(0x49)
 
-# Reserved ranges, filled in by later protocol revisions (POWER: its codes not named above).
+# Knowledge Packs on the device (0x60-0x6F): the pack (pipeline + model graph), classification
+# of raw windows, streaming of raw samples with a CLASS_EVENT per window.
+PACK_SET = const(0x60)
+PACK_GET = const(0x61)
+PACK_CLEAR = const(0x62)
+CLASSIFY = const(0x63)
+STREAM_START = const(0x64)
+STREAM_PUSH = const(0x65)
+STREAM_STOP = const(0x66)
+CLASS_EVENT = const(0x67)  # unsolicited event: one classified window of a stream
+
+# Per-stage timing of the active pack (0x50-0x5F; the codes not named here stay reserved).
+PROFILE_RUN = const(0x50)
+
+# Reserved ranges, filled in by later protocol revisions (POWER, PROFILE, PACK: their codes not
+# named above).
 LEARN_FIRST = const(0x30)
 LEARN_LAST = const(0x3F)
 POWER_FIRST = const(0x40)
 POWER_LAST = const(0x4F)
 PROFILE_FIRST = const(0x50)
 PROFILE_LAST = const(0x5F)
+PACK_FIRST = const(0x60)
+PACK_LAST = const(0x6F)
 
 LOG = const(0x70)  # unsolicited event: {"lvl": str, "msg": str}
 ERROR = const(0x7F)  # response op of every failure: {"code": int, "msg": str}
