@@ -1,0 +1,635 @@
+"""The feature pipeline on the host: numpy twin of ``kpdev.device.pipeline`` (docs/packs.md).
+
+Training, evaluation and pack building need the model inputs the device will make of a window.
+The functions here compute them for many windows at once, with the device's arithmetic: sums run
+left to right (``np.add.accumulate``, not numpy's pairwise ``sum``), the mean is computed before
+any deviation from it, squares are ``x * x``.  The doubles then match the device's bit for bit,
+so quantized inputs are the same bytes.
+
+Shapes: a window is ``(size, n_axes)``, a batch of windows ``(n, size, n_axes)``, features are
+``(n_features,)`` or ``(n, n_features)``.  A spec's ``output.shape`` (``out_shape``) includes the
+model's batch dimension: ``transform`` returns ``out_shape``; ``transform_batch`` returns
+``(n, *out_shape[1:])`` when ``out_shape[0] == 1`` (as in every model input), else
+``(n, *out_shape)``: see ``batch_shape``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from kpdev.host.errors import UsageError
+
+# gen -> (its parameter or None, needs windows of 2 samples or more)
+GENERATORS: dict[str, tuple[str | None, bool]] = {
+    "mean": (None, False),
+    "std": (None, False),
+    "min": (None, False),
+    "max": (None, False),
+    "rms": (None, False),
+    "energy": (None, False),
+    "zero_crossing_rate": (None, True),
+    "mean_crossing_rate": (None, True),
+    "sigma_crossing_rate": ("k", True),
+    "threshold_crossing_rate": ("threshold", True),
+    "threshold_offset_crossing_rate": ("threshold", True),
+    "mean_difference": (None, True),
+    "raw": (None, False),
+}
+# The raw sample dtypes a window may hold (64-bit integers do not convert to double alike on
+# every runtime).
+INPUT_DTYPES = ("int8", "uint8", "int16", "uint16", "int32", "uint32", "float32", "float64")
+OUTPUT_RANGES = {"int8": (-128, 127), "uint8": (0, 255)}
+SPEC_KEYS = (
+    "axes",
+    "input_dtype",
+    "input_scale",
+    "rate_hz",
+    "window",
+    "features",
+    "scale",
+    "output",
+)
+OUTPUT_KEYS = ("dtype", "scale", "zero_point", "shape")
+DEFAULT_K = 1.0  # sigma_crossing_rate without k: one standard deviation
+
+
+@dataclass(frozen=True)
+class _Entry:
+    gen: str
+    axes: tuple[int, ...]
+    param: float | None
+
+
+@dataclass(frozen=True)
+class _Spec:
+    axes: list[str]
+    input_dtype: str
+    size: int
+    stride: int
+    entries: list[_Entry]
+    n_features: int
+    offsets: np.ndarray | None  # scaled = (f - offsets) / divisors
+    divisors: np.ndarray | None
+    out_dtype: str
+    out_scale: float | None
+    zero_point: int | None
+    out_shape: tuple[int, ...]
+
+
+def _bad(message: str) -> UsageError:
+    return UsageError("pipeline: " + message)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v))
+
+
+def _is_list(v: Any) -> bool:
+    return isinstance(v, (list, tuple))
+
+
+def _parse_axes(spec: dict) -> list[str]:
+    axes = spec.get("axes")
+    if not _is_list(axes) or not axes:
+        raise _bad('axes must be a non-empty list of axis names, e.g. ["accel_x", "accel_y"]')
+    for i, a in enumerate(axes):
+        if not isinstance(a, str) or not a:
+            raise _bad("axes[%d] is %r; axis names are non-empty strings" % (i, a))
+        if a in axes[:i]:
+            raise _bad("axis %r is listed twice in axes" % (a,))
+    return list(axes)
+
+
+def _parse_window(spec: dict) -> tuple[int, int]:
+    w = spec.get("window")
+    if not isinstance(w, dict):
+        raise _bad('window must be {"size": samples, "stride": samples}, not %r' % (w,))
+    for key in w:
+        if key not in ("size", "stride"):
+            raise _bad("window has an unknown key %r; it takes size and stride" % (key,))
+    size, stride = w.get("size"), w.get("stride")
+    if not _is_int(size) or size < 1:
+        raise _bad("window size is %r; it must be a positive integer (samples)" % (size,))
+    if not _is_int(stride) or stride < 1:
+        raise _bad("window stride is %r; it must be a positive integer (samples)" % (stride,))
+    return size, stride
+
+
+def _entry_axes(entry: dict, index: int, names: list[str]) -> tuple[int, ...]:
+    sel = entry.get("axes")
+    if sel is None:
+        return tuple(range(len(names)))
+    if not _is_list(sel) or not sel:
+        raise _bad("features[%d] axes must be a non-empty list of axis indexes or names" % index)
+    out: list[int] = []
+    for a in sel:
+        if _is_int(a):
+            if not 0 <= a < len(names):
+                raise _bad(
+                    "features[%d] names axis %d; the spec has axes 0..%d (%s)"
+                    % (index, a, len(names) - 1, ", ".join(names))
+                )
+            j = a
+        elif isinstance(a, str):
+            if a not in names:
+                raise _bad(
+                    "features[%d] names axis %r; the spec's axes are %s"
+                    % (index, a, ", ".join(names))
+                )
+            j = names.index(a)
+        else:
+            raise _bad("features[%d] axes holds %r; give axis indexes or names" % (index, a))
+        if j in out:
+            raise _bad("features[%d] lists axis %s twice" % (index, names[j]))
+        out.append(j)
+    return tuple(out)
+
+
+def _parse_features(spec: dict, names: list[str], size: int) -> tuple[list[_Entry], int]:
+    feats = spec.get("features")
+    if not _is_list(feats) or not feats:
+        raise _bad('features must be a non-empty list of {"gen": name, ...} entries')
+    entries = []
+    n = 0
+    for i, entry in enumerate(feats):
+        if not isinstance(entry, dict):
+            raise _bad('features[%d] is %r; each feature is a {"gen": name, ...} map' % (i, entry))
+        gen = entry.get("gen")
+        info = GENERATORS.get(gen) if isinstance(gen, str) else None
+        if info is None:
+            raise _bad(
+                "features[%d] has gen %r; known generators: %s"
+                % (i, gen, ", ".join(sorted(GENERATORS)))
+            )
+        pname, needs_two = info
+        for key in entry:
+            if key not in ("gen", "axes", pname):
+                takes = "gen, axes" + (", " + pname if pname else "")
+                raise _bad(
+                    "features[%d] (%s) has an unknown key %r; it takes %s" % (i, gen, key, takes)
+                )
+        param = None
+        if pname is not None:
+            param = entry.get(pname)
+            if param is None and pname == "k":
+                param = DEFAULT_K
+            if not _is_number(param):
+                raise _bad(
+                    "features[%d] (%s) needs a finite number %s, not %r" % (i, gen, pname, param)
+                )
+            param = float(param)
+        if needs_two and size < 2:
+            raise _bad(
+                "features[%d] (%s) needs windows of at least 2 samples, not %d" % (i, gen, size)
+            )
+        axes = _entry_axes(entry, i, names)
+        entries.append(_Entry(gen, axes, param))
+        n += len(axes) * (size if gen == "raw" else 1)
+    return entries, n
+
+
+def _vector(scale: dict, key: str, n: int) -> np.ndarray:
+    v = scale.get(key)
+    if not _is_list(v) or len(v) != n:
+        got = ("%d values" % len(v)) if _is_list(v) else repr(v)
+        raise _bad("scale %s has %s; it needs one number per feature (%d)" % (key, got, n))
+    for i, x in enumerate(v):
+        if not _is_number(x):
+            raise _bad("scale %s[%d] is %r; it must be a finite number" % (key, i, x))
+    return np.array([float(x) for x in v], dtype=np.float64)
+
+
+def _parse_scale(spec: dict, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+    scale = spec.get("scale")
+    if scale is None:
+        return None
+    if not isinstance(scale, dict):
+        raise _bad("scale must be null or a map with kind standard or minmax, not %r" % (scale,))
+    kind = scale.get("kind")
+    if kind == "standard":
+        keys = ("kind", "mean", "std")
+    elif kind == "minmax":
+        keys = ("kind", "min", "max")
+    else:
+        raise _bad("scale kind is %r; it must be standard or minmax" % (kind,))
+    for key in scale:
+        if key not in keys:
+            raise _bad(
+                "scale (%s) has an unknown key %r; it takes %s" % (kind, key, ", ".join(keys))
+            )
+    a = _vector(scale, keys[1], n)
+    b = _vector(scale, keys[2], n)
+    if kind == "standard":
+        bad = np.flatnonzero(b < 0)
+        if bad.size:
+            i = int(bad[0])
+            raise _bad(
+                "scale std[%d] is %r; a standard deviation is not negative" % (i, scale["std"][i])
+            )
+        d = b
+    else:
+        bad = np.flatnonzero(b < a)
+        if bad.size:
+            i = int(bad[0])
+            raise _bad(
+                "scale max[%d] (%r) is below min[%d] (%r)"
+                % (i, scale["max"][i], i, scale["min"][i])
+            )
+        d = b - a
+    return a, np.where(d == 0.0, 1.0, d)
+
+
+def _parse_output(spec: dict, n: int) -> tuple[str, float | None, int | None, tuple[int, ...]]:
+    out = spec.get("output")
+    if out is None:
+        out = {}
+    if not isinstance(out, dict):
+        raise _bad('output must be a map {"dtype": ..., "shape": [...]}, not %r' % (out,))
+    for key in out:
+        if key not in OUTPUT_KEYS:
+            raise _bad("output has an unknown key %r; it takes %s" % (key, ", ".join(OUTPUT_KEYS)))
+    dtype = out.get("dtype", "float32")
+    scale = out.get("scale")
+    zp = out.get("zero_point")
+    if dtype == "float32":
+        if scale is not None or zp is not None:
+            raise _bad("a float32 output is not quantized; leave out scale and zero_point")
+    elif dtype in OUTPUT_RANGES:
+        lo, hi = OUTPUT_RANGES[dtype]
+        if not _is_number(scale) or scale <= 0:
+            raise _bad(
+                "output scale is %r; an %s output needs a finite scale > 0" % (scale, dtype)
+            )
+        if zp is None:
+            zp = 0
+        if not _is_int(zp) or not lo <= zp <= hi:
+            raise _bad(
+                "output zero_point is %r; %s needs an integer in %d..%d" % (zp, dtype, lo, hi)
+            )
+        scale = float(scale)
+    else:
+        raise _bad("output dtype is %r; it must be float32, int8 or uint8" % (dtype,))
+    shape = out.get("shape")
+    if shape is None:
+        return dtype, scale, zp, (1, n)
+    if not _is_list(shape) or not shape:
+        raise _bad("output shape is %r; give a list of dimensions, e.g. [1, %d]" % (shape, n))
+    for d in shape:
+        if not _is_int(d) or d < 1:
+            raise _bad("output shape %r has a dimension %r; dimensions are positive" % (shape, d))
+    count = int(np.prod(shape))
+    if count != n:
+        raise _bad("output shape %r holds %d values; the features give %d" % (shape, count, n))
+    return dtype, scale, zp, tuple(shape)
+
+
+def _parse(spec: Any) -> _Spec:
+    if not isinstance(spec, dict):
+        raise _bad("the spec must be a map, not %r" % (spec,))
+    for key in spec:
+        if key not in SPEC_KEYS:
+            raise _bad("unknown key %r in the spec; it takes %s" % (key, ", ".join(SPEC_KEYS)))
+    axes = _parse_axes(spec)
+    dtype = spec.get("input_dtype", "float32")
+    if dtype not in INPUT_DTYPES:
+        raise _bad(
+            "input_dtype is %r; raw samples must be one of %s"
+            % (dtype, ", ".join(sorted(INPUT_DTYPES)))
+        )
+    for key in ("rate_hz", "input_scale"):  # informational: what a count or a sample means
+        v = spec.get(key)
+        if v is not None and (not _is_number(v) or v <= 0):
+            raise _bad("%s is %r; it must be a positive number (or left out)" % (key, v))
+    size, stride = _parse_window(spec)
+    entries, n = _parse_features(spec, axes, size)
+    scale = _parse_scale(spec, n)
+    out_dtype, out_scale, zp, shape = _parse_output(spec, n)
+    return _Spec(
+        axes=axes,
+        input_dtype=dtype,
+        size=size,
+        stride=stride,
+        entries=entries,
+        n_features=n,
+        offsets=None if scale is None else scale[0],
+        divisors=None if scale is None else scale[1],
+        out_dtype=out_dtype,
+        out_scale=out_scale,
+        zero_point=zp,
+        out_shape=shape,
+    )
+
+
+def check_spec(spec: Any) -> None:
+    """Raise ``UsageError`` (one line saying what is wrong) unless ``spec`` is a valid pipeline."""
+    _parse(spec)
+
+
+def load_spec(path: str | Path) -> dict:
+    """Read a pipeline spec from a YAML or JSON file and check it."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise UsageError("cannot read pipeline spec %s: %s" % (path, e.strerror or e))
+    try:
+        spec = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError("pipeline spec %s is not valid YAML/JSON: %s" % (path, first))
+    try:
+        check_spec(spec)
+    except UsageError as e:
+        raise UsageError("%s: %s" % (path, e))
+    return spec
+
+
+def n_features(spec: dict) -> int:
+    """How many values the features of ``spec`` give."""
+    return _parse(spec).n_features
+
+
+def out_shape(spec: dict) -> tuple[int, ...]:
+    """The model input shape ``spec`` makes (``output.shape``, default ``(1, n_features)``)."""
+    return _parse(spec).out_shape
+
+
+def batch_shape(spec: dict, n: int) -> tuple[int, ...]:
+    """Shape of ``transform_batch`` for ``n`` windows: the leading 1 of out_shape becomes n."""
+    shape = _parse(spec).out_shape
+    return (n, *shape[1:]) if shape[0] == 1 else (n, *shape)
+
+
+def feature_names(spec: dict) -> list[str]:
+    """One name per feature value, in order: ``mean(accel_x)``, ``raw(accel_x)[0]``, ..."""
+    s = _parse(spec)
+    names = []
+    for e in s.entries:
+        pname = GENERATORS[e.gen][0]
+        extra = ", %s=%r" % (pname, e.param) if pname else ""
+        for j in e.axes:
+            base = "%s(%s%s)" % (e.gen, s.axes[j], extra)
+            if e.gen == "raw":
+                names.extend("%s[%d]" % (base, i) for i in range(s.size))
+            else:
+                names.append(base)
+    return names
+
+
+def _windows(s: _Spec, windows: Any) -> np.ndarray:
+    # (n, size, n_axes) of the input dtype -> (n, n_axes, size) float64, checked.
+    w = np.asarray(windows)
+    if w.ndim != 3 or w.shape[1:] != (s.size, len(s.axes)):
+        raise _bad(
+            "windows have shape %s; the pipeline expects (n, %d, %d): windows x samples x axes"
+            % (tuple(w.shape), s.size, len(s.axes))
+        )
+    if w.dtype.kind not in "biuf":
+        raise _bad("windows hold %s; the pipeline expects numbers" % w.dtype)
+    if w.dtype != np.dtype(s.input_dtype):
+        # What the device would receive: the samples as input_dtype.  Integers must fit.
+        with np.errstate(all="ignore"):
+            cast = w.astype(s.input_dtype)
+        if np.dtype(s.input_dtype).kind in "iu" and not np.array_equal(cast, w):
+            raise _bad(
+                "windows hold %s values that are not exact %s samples" % (w.dtype, s.input_dtype)
+            )
+        w = cast
+    x = np.ascontiguousarray(np.swapaxes(w, 1, 2), dtype=np.float64)
+    if w.dtype.kind == "f":
+        bad = np.argwhere(~np.isfinite(x))
+        if bad.size:
+            k, j, i = (int(v) for v in bad[0])
+            raise _bad(
+                "window %d sample %d of axis %s is %r; samples must be finite"
+                % (k, i, s.axes[j], float(x[k, j, i]))
+            )
+    return x
+
+
+def _seqsum(x: np.ndarray) -> np.ndarray:
+    # Left-to-right sum over the last axis from 0.0, as the device's loop adds (bit for bit).
+    return 0.0 + np.add.accumulate(x, axis=-1)[..., -1]
+
+
+def _crossings(x: np.ndarray, level: np.ndarray | float) -> np.ndarray:
+    # a < L <= b or a >= L > b is exactly a change of (sample >= L) between neighbours.
+    above = x >= (level[..., None] if isinstance(level, np.ndarray) else level)
+    return np.count_nonzero(above[..., 1:] != above[..., :-1], axis=-1)
+
+
+def _features(s: _Spec, x: np.ndarray) -> np.ndarray:
+    n_win, _, size = x.shape
+    cache: dict[str, np.ndarray] = {}
+
+    def mean() -> np.ndarray:
+        if "mean" not in cache:
+            cache["mean"] = _seqsum(x) / size
+        return cache["mean"]
+
+    def std() -> np.ndarray:
+        if "std" not in cache:
+            d = x - mean()[..., None]
+            cache["std"] = np.sqrt(_seqsum(d * d) / size)
+        return cache["std"]
+
+    def energy() -> np.ndarray:
+        if "energy" not in cache:
+            cache["energy"] = _seqsum(x * x) / size
+        return cache["energy"]
+
+    parts = []
+    for e in s.entries:
+        ax = list(e.axes)
+        g = e.gen
+        if g == "raw":
+            parts.append(x[:, ax, :].reshape(n_win, -1))
+            continue
+        if g == "mean":
+            v = mean()
+        elif g == "std":
+            v = std()
+        elif g == "min":
+            v = x.min(axis=-1)
+        elif g == "max":
+            v = x.max(axis=-1)
+        elif g == "rms":
+            v = np.sqrt(energy())
+        elif g == "energy":
+            v = energy()
+        elif g == "zero_crossing_rate":
+            v = _crossings(x, 0.0) / (size - 1)
+        elif g == "mean_crossing_rate":
+            v = _crossings(x, mean()) / (size - 1)
+        elif g == "sigma_crossing_rate":
+            v = _crossings(x, mean() + e.param * std()) / (size - 1)
+        elif g == "threshold_crossing_rate":
+            v = _crossings(x, e.param) / (size - 1)
+        elif g == "threshold_offset_crossing_rate":
+            m = mean()
+            v = (_crossings(x, m + e.param) + _crossings(x, m - e.param)) / (size - 1)
+        elif g == "mean_difference":
+            # sum(x[i] - x[i-1]) telescopes to x[n-1] - x[0]: the definition's exact value.
+            v = (x[..., -1] - x[..., 0]) / (size - 1)
+        else:  # pragma: no cover - _parse knows every generator
+            raise AssertionError(g)
+        parts.append(v[:, ax].astype(np.float64))
+    return np.concatenate(parts, axis=1)
+
+
+def features_batch(spec: dict, windows: Any) -> np.ndarray:
+    """Windows ``(n, size, n_axes)`` -> raw feature values ``(n, n_features)``, float64."""
+    s = _parse(spec)
+    return _features(s, _windows(s, windows))
+
+
+def features(spec: dict, window: Any) -> np.ndarray:
+    """One window ``(size, n_axes)`` -> its raw feature values ``(n_features,)``, float64."""
+    return features_batch(spec, np.asarray(window)[None])[0]
+
+
+def _feature_matrix(s: _Spec, values: Any, what: str) -> np.ndarray:
+    f = np.asarray(values, dtype=np.float64)
+    if f.ndim == 1:
+        f = f[None]
+    if f.ndim != 2 or f.shape[1] != s.n_features:
+        raise _bad(
+            "%s have shape %s; the pipeline gives %d features a window"
+            % (what, tuple(np.shape(values)), s.n_features)
+        )
+    return f
+
+
+def apply_scale(spec: dict, values: Any) -> np.ndarray:
+    """Raw features ``(n, n_features)`` -> scaled as the spec's ``scale`` says (a copy)."""
+    s = _parse(spec)
+    f = _feature_matrix(s, values, "features")
+    if s.offsets is None:
+        return f.copy()
+    return (f - s.offsets) / s.divisors
+
+
+def quantize(spec: dict, scaled: Any) -> np.ndarray:
+    """Scaled features ``(n, n_features)`` -> the output dtype (round half away from zero)."""
+    s = _parse(spec)
+    f = _feature_matrix(s, scaled, "scaled features")
+    if s.out_dtype == "float32":
+        with np.errstate(over="ignore"):
+            return f.astype(np.float32)
+    lo, hi = OUTPUT_RANGES[s.out_dtype]
+    t = f / s.out_scale
+    r = np.sign(t) * np.floor(np.abs(t) + 0.5)
+    return np.clip(r + s.zero_point, lo, hi).astype(s.out_dtype)
+
+
+def transform_batch(spec: dict, windows: Any) -> np.ndarray:
+    """Windows ``(n, size, n_axes)`` -> model inputs, shaped ``batch_shape(spec, n)``."""
+    s = _parse(spec)
+    f = _features(s, _windows(s, windows))
+    out = quantize(spec, apply_scale(spec, f))
+    return out.reshape(batch_shape(spec, f.shape[0]))
+
+
+def transform(spec: dict, window: Any) -> np.ndarray:
+    """One window ``(size, n_axes)`` -> the model input the device makes, shaped ``out_shape``."""
+    s = _parse(spec)
+    return transform_batch(spec, np.asarray(window)[None]).reshape(s.out_shape)
+
+
+def segment(signal: Any, size: int, stride: int) -> np.ndarray:
+    """Signal ``(T, n_axes)`` -> windows ``(n, size, n_axes)`` starting at 0, stride, 2 * stride...
+
+    The windows the device's ``Segmenter`` cuts from the same samples; a tail shorter than
+    ``size`` makes no window.
+    """
+    x = np.asarray(signal)
+    if x.ndim != 2:
+        raise UsageError("segment: signal has shape %s; give (samples, axes)" % (x.shape,))
+    if not _is_int(size) or size < 1 or not _is_int(stride) or stride < 1:
+        raise UsageError(
+            "segment: size %r and stride %r must be positive integers" % (size, stride)
+        )
+    if x.shape[0] < size:
+        return np.empty((0, size, x.shape[1]), dtype=x.dtype)
+    view = np.lib.stride_tricks.sliding_window_view(x, size, axis=0)[::stride]
+    return np.ascontiguousarray(np.swapaxes(view, 1, 2))
+
+
+def _training_features(s: _Spec, data: Any) -> np.ndarray:
+    a = np.asarray(data)
+    if a.ndim == 3:
+        return _features(s, _windows(s, a))
+    return _feature_matrix(s, a, "features")
+
+
+def fit_scale(spec: dict, windows_or_features: Any, kind: str = "standard") -> dict:
+    """The ``scale`` entry fitted on training data (windows ``(n, size, axes)`` or raw features).
+
+    ``standard``: each feature's mean and population standard deviation; ``minmax``: its
+    smallest and largest value.  The spec's own ``scale`` is not used.
+    """
+    s = _parse(spec)
+    f = _training_features(s, windows_or_features)
+    if f.shape[0] == 0:
+        raise UsageError("fit_scale: no training data")
+    if kind == "standard":
+        return {"kind": "standard", "mean": f.mean(0).tolist(), "std": f.std(0).tolist()}
+    if kind == "minmax":
+        return {"kind": "minmax", "min": f.min(0).tolist(), "max": f.max(0).tolist()}
+    raise UsageError("fit_scale: kind is %r; it must be standard or minmax" % (kind,))
+
+
+def fit_output(spec: dict, scaled_features: Any, dtype: str = "int8") -> dict:
+    """The ``output`` entry for ``dtype``: a scale and zero point covering the scaled features.
+
+    The range covered always includes 0 (so 0.0 is exactly a quantized value).  Raw windows
+    ``(n, size, axes)`` are accepted too and go through the spec's features and scale.
+    """
+    s = _parse(spec)
+    a = np.asarray(scaled_features)
+    if a.ndim == 3:
+        f = apply_scale(spec, _features(s, _windows(s, a)))
+    else:
+        f = _feature_matrix(s, a, "scaled features")
+    shape = list(s.out_shape)
+    if dtype == "float32":
+        return {"dtype": "float32", "shape": shape}
+    if dtype not in OUTPUT_RANGES:
+        raise UsageError("fit_output: dtype is %r; it must be float32, int8 or uint8" % (dtype,))
+    if f.size == 0:
+        raise UsageError("fit_output: no training data")
+    qmin, qmax = OUTPUT_RANGES[dtype]
+    lo = min(float(f.min()), 0.0)
+    hi = max(float(f.max()), 0.0)
+    scale = (hi - lo) / (qmax - qmin) if hi > lo else 1.0
+    z = qmin - lo / scale
+    zero_point = int(np.clip(np.sign(z) * np.floor(abs(z) + 0.5), qmin, qmax))
+    return {"dtype": dtype, "scale": scale, "zero_point": zero_point, "shape": shape}
+
+
+def raw_input(spec: dict, x: Any) -> np.ndarray:
+    """Recorded samples (windows or a signal) as the sensor delivers them: ``input_dtype``.
+
+    An integer sensor reports counts: float recordings become ``round(x / input_scale)``
+    (``input_scale`` from the spec, default 1), clipped to the dtype's range.  Float inputs are
+    cast; integer data of the right dtype passes as it is.
+    """
+    x = np.asarray(x)
+    dtype = np.dtype(spec.get("input_dtype") or "float32")
+    if dtype.kind in "iu" and x.dtype.kind == "f":
+        info = np.iinfo(dtype)
+        counts = np.round(x / float(spec.get("input_scale") or 1.0))
+        return np.clip(counts, info.min, info.max).astype(dtype)
+    if dtype.kind == "f":
+        return x.astype(dtype, copy=False)
+    return x  # integers: transform refuses values the dtype cannot hold
