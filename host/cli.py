@@ -21,7 +21,10 @@ from rich.table import Table
 from kpdev import __version__
 from kpdev.host.boards import get_board, load_boards
 from kpdev.host.cli_agent import agent_app
+from kpdev.host.cli_eval import deploy_pack, profile, recognize, report
+from kpdev.host.cli_eval import eval_ as eval_command
 from kpdev.host.cli_options import BoardOpt, JsonOpt, KeyOpt, PortOpt, TimeoutOpt, err, out
+from kpdev.host.cli_pack import pack_app
 from kpdev.host.cli_power import clock, power_app
 from kpdev.host.errors import AuthError, BoardError, LinkError, UsageError
 from kpdev.host.render import human_bytes, jsonable, named_errors
@@ -47,7 +50,12 @@ model_app = typer.Typer(
 app.add_typer(model_app, name="model")
 app.add_typer(agent_app, name="agent")
 app.add_typer(power_app, name="power")
+app.add_typer(pack_app, name="pack")
 app.command()(clock)
+app.command(name="eval")(eval_command)
+app.command()(recognize)
+app.command()(profile)
+app.command()(report)
 
 
 def emit(data: Any) -> None:
@@ -307,7 +315,10 @@ def _load_options(items: list[str]) -> dict[str, Any]:
 def deploy(
     model_file: Annotated[
         Path,
-        typer.Argument(help=f"Model file ({', '.join(EXTENSIONS)}).", show_default=False),
+        typer.Argument(
+            help=f"Knowledge Pack (.kp) or model file ({', '.join(EXTENSIONS)}).",
+            show_default=False,
+        ),
     ],
     name: Annotated[
         str | None,
@@ -335,16 +346,44 @@ def deploy(
     activate: Annotated[
         bool, typer.Option("--activate/--no-activate", help="Make it the active model.")
     ] = True,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Pack: only check that it fits the board (storage, RAM, backends); send nothing.",
+        ),
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Pack: activate even when a model's test vectors differ on the device."
+        ),
+    ] = False,
     board: BoardOpt = None,
     port: PortOpt = None,
     key: KeyOpt = None,
     timeout: TimeoutOpt = 30.0,
     json_: JsonOpt = False,
 ) -> None:
-    """Upload a model to the device (resuming an interrupted upload) and activate it.
+    """Upload a Knowledge Pack or a model to the device and activate it.
 
-    The device stores the load options with the model and uses them whenever it loads it.
+    A pack (.kp) is checked against the board before anything is sent (storage and RAM from
+    boards.yml, the agent's backends); its models are uploaded (resuming an interrupted upload)
+    and checked with the pack's test vectors, then the pack is switched in atomically and its
+    pipeline checked too: one line per vector, match or mismatch (bit-exact for integer models).
+
+    A model file is uploaded under --name; the device stores the load options with it and uses
+    them whenever it loads it.
     """
+    if model_file.suffix == ".kp":
+        if name or backend or option:
+            raise UsageError(
+                "--name, --backend and --option apply to model files; a pack names its models"
+            )
+        deploy_pack(model_file, board, port, key, timeout, json_, dry_run, force)
+        return
+    if dry_run or force:
+        raise UsageError("--dry-run and --force apply to Knowledge Packs (.kp)")
     try:
         data = model_file.read_bytes()
     except OSError as e:

@@ -1,0 +1,665 @@
+"""``kpdev deploy PACK``, ``kpdev eval``, ``kpdev recognize``, ``kpdev profile``, ``kpdev report``:
+Knowledge Packs on the device, measured."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from kpdev import __version__
+from kpdev.host.cli_options import BoardOpt, JsonOpt, KeyOpt, PortOpt, TimeoutOpt, err, out
+from kpdev.host.client import Client
+from kpdev.host.errors import UsageError
+from kpdev.host.render import human_bytes, jsonable
+from kpdev.host.session import open_session, resolve_board
+from kpdev.protocol import ops
+from kpdev.protocol.errors import DeviceError
+from kpdev.protocol.formats import EXTENSIONS, format_of
+
+DatasetOpt = Annotated[
+    str,
+    typer.Option(
+        "--dataset",
+        "-d",
+        help="Dataset: a .npz (x, y[, classes, axes, fold]), a UEA/UCR .ts file (its TRAIN/TEST "
+        "sibling gives the split), a CSV recording or a folder of them, a folder of WAV folders "
+        "(one per class), or sklearn:digits.",
+        show_default=False,
+    ),
+]
+WindowOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--window",
+        help="SIZE,STRIDE in samples to cut recordings (CSV, WAV) into windows; default: the "
+        "pack pipeline's window.",
+        show_default=False,
+    ),
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the train/test split.")]
+FractionOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--test-fraction",
+        help="Share of the dataset held out for testing (stratified); default: the dataset's "
+        "own split when it has one (UEA TRAIN/TEST, an npz fold), else 0.25.",
+        min=0.01,
+        max=0.99,
+        show_default=False,
+    ),
+]
+
+
+def emit(data: Any) -> None:
+    """One JSON document on stdout."""
+    sys.stdout.write(json.dumps(jsonable(data), indent=2) + "\n")
+
+
+def _log_event(op: int, body: Any) -> None:
+    if isinstance(body, dict) and "msg" in body:
+        err.print(f"[dim]device {body.get('lvl', 'log')}: {body['msg']}[/dim]")
+
+
+@contextmanager
+def _bar(enabled: bool, what: str, total: int | None = None):
+    """A Rich progress bar on stderr (not for --json or a pipe); yields progress(done, total)."""
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not enabled or not err.is_terminal,
+    )
+    with bar:
+        task = bar.add_task(what, total=total)
+
+        def progress(done: int, n: int) -> None:
+            bar.update(task, completed=done, total=n)
+
+        yield progress
+
+
+def _window(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        size, stride = (int(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"--window {text!r}: write it as SIZE,STRIDE in samples, e.g. 100,50")
+    if size < 1 or stride < 1:
+        raise UsageError(f"--window {text!r}: size and stride must be at least 1")
+    return size, stride
+
+
+def _read_pack(path: Path):
+    from kpdev.host.pack import read_pack
+
+    return read_pack(path)
+
+
+# -- deploy PACK ---------------------------------------------------------------------------
+def deploy_pack(
+    path: Path, board, port, key, timeout: float, json_: bool, dry_run: bool, force: bool
+) -> None:
+    """``kpdev deploy PACK.kp``: check, upload (resuming), verify, activate; report vectors."""
+    from kpdev.host.deploy import deploy_pack as run
+
+    pack = _read_pack(path)
+    b = resolve_board(board, port)
+    with open_session(board, port, key, timeout=timeout, on_event=_log_event) as c:
+        with _bar(not json_ and not dry_run, f"upload {pack.name}") as progress:
+            try:
+                plan = run(c, pack, b, dry_run=dry_run, force=force, progress=progress)
+            except DeviceError:
+                raise
+    if json_:
+        emit(plan)
+        return
+    if dry_run:
+        out.print(
+            f"[bold]{pack.name}[/bold] {pack.manifest['version']} fits {plan['board']}: "
+            f"{human_bytes(plan['model_bytes'])} of models, "
+            f"{human_bytes(plan['ram_bytes']) if plan['ram_bytes'] else 'unknown'} of RAM planned "
+            "(dry run: nothing sent)"
+        )
+        return
+    out.print(
+        f"deployed [bold]{pack.name}[/bold] {pack.manifest['version']} to {plan['board']}: "
+        f"{len(plan['models'])} model(s), {human_bytes(plan['model_bytes'])}"
+        + (" [green]active[/green]" if plan["active"] else "")
+    )
+    _print_vectors(plan.get("vectors") or [])
+    bad = [v for v in plan.get("vectors") or [] if not v["match"]]
+    if bad:
+        raise DeviceError(
+            f"{len(bad)} of {len(plan['vectors'])} test vector checks differ on "
+            f"{plan['board']} (the pack is active: --force was given or the pipeline differs)",
+            ops.E_INFER,
+        )
+
+
+def _print_vectors(vectors: list[dict]) -> None:
+    if not vectors:
+        return
+    t = Table(title="test vectors on the device", title_justify="left")
+    for col in ("vector", "check", "result", "detail"):
+        t.add_column(col)
+    for v in vectors:
+        detail = ""
+        if v.get("max_diff") is not None:
+            detail = f"max |diff| {v['max_diff']:g}"
+        elif v.get("class") is not None:
+            detail = f"class {v['class']}" + (f" (label {v['label']})" if v.get("label") else "")
+        t.add_row(
+            str(v["vector"]),
+            v["check"],
+            "[green]match[/green]" if v["match"] else "[red]MISMATCH[/red]",
+            detail,
+        )
+    out.print(t)
+
+
+# -- eval ----------------------------------------------------------------------------------
+def _test_split(dataset_spec: str, window, test_fraction, seed, pipeline):
+    from kpdev.host.datasets import load_dataset
+
+    if window is None and pipeline:
+        window = (pipeline["window"]["size"], pipeline["window"]["stride"])
+    try:
+        ds = load_dataset(dataset_spec, window=window)
+    except UsageError as e:
+        if window is None and "window" in str(e):
+            raise UsageError(f"{e} (or evaluate a pack whose pipeline gives the window)")
+        raise
+    _, test = ds.split(test_fraction, seed)
+    return ds, test
+
+
+def _check_windows(x: np.ndarray, pipeline: dict, what: str) -> None:
+    want = (pipeline["window"]["size"], len(pipeline["axes"]))
+    if x.ndim != 3 or tuple(x.shape[1:]) != want:
+        raise UsageError(
+            f"{what} holds samples of shape {list(x.shape[1:])} but the pack's pipeline takes "
+            f"windows of {want[0]} samples x {want[1]} axes ({', '.join(pipeline['axes'])})"
+        )
+
+
+def _versions(c: Client) -> dict[str, Any]:
+    return {
+        "kpdev": __version__,
+        "agent": c.device.get("agent"),
+        "runtime": c.device.get("runtime"),
+        "runtime_version": c.device.get("runtime_version"),
+        "backends": c.device.get("backends"),
+    }
+
+
+def _board_info(c: Client, b) -> dict[str, Any]:
+    return {
+        "name": c.device.get("board"),
+        "catalog": b.name if b else None,
+        "runtime": c.device.get("runtime"),
+        "platform": c.device.get("platform"),
+    }
+
+
+def eval_(
+    target: Annotated[
+        Path,
+        typer.Argument(
+            help="A Knowledge Pack (.kp), deployed first when the device does not hold it, or a "
+            f"model file ({', '.join(EXTENSIONS)}) uploaded as is.",
+            show_default=False,
+        ),
+    ],
+    dataset: DatasetOpt,
+    window: WindowOpt = None,
+    test_fraction: FractionOpt = None,
+    seed: SeedOpt = 0,
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", help="Evaluate at most this many test samples.", min=1),
+    ] = None,
+    batch: Annotated[
+        int | None,
+        typer.Option(
+            "--batch",
+            help="Samples per request; default: as many as the device's payload limit takes.",
+            min=1,
+        ),
+    ] = None,
+    requests: Annotated[
+        int | None,
+        typer.Option(
+            "--in-flight",
+            help="Requests in flight (pipelining); default: the device's window.",
+            min=1,
+        ),
+    ] = None,
+    out_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Measurements JSON to write; default kpdev-eval-NAME-BOARD.json here.",
+            show_default=False,
+        ),
+    ] = None,
+    board: BoardOpt = None,
+    port: PortOpt = None,
+    key: KeyOpt = None,
+    timeout: TimeoutOpt = 30.0,
+    json_: JsonOpt = False,
+) -> None:
+    """Evaluate a pack or model on the device against a dataset's test split.
+
+    Streams the test samples through the device (batched and pipelined), then reports accuracy,
+    per-class precision/recall/F1, the confusion matrix, on-device latency (mean/p50/p99), link
+    bytes and, where the board reports it, energy per inference; writes a measurements file that
+    `kpdev report` turns into a report.
+    """
+    from kpdev.host.deploy import deploy_pack as run_deploy
+    from kpdev.host.evaluate import evaluate
+    from kpdev.host.metrics import measurements, write_measurements
+
+    win = _window(window)
+    b = resolve_board(board, port)
+    is_pack = target.suffix == ".kp"
+    pack = _read_pack(target) if is_pack else None
+    pipeline = pack.manifest.get("pipeline") if pack else None
+    ds, test = _test_split(dataset, win, test_fraction, seed, pipeline)
+    if limit:
+        test = test.subset(np.arange(min(limit, len(test))))
+    if pipeline:
+        _check_windows(test.x, pipeline, dataset)
+    labels = [test.classes[int(i)] for i in test.y]
+    with open_session(board, port, key, timeout=timeout, on_event=_log_event) as c:
+        if pack is not None:
+            plan = run_deploy(c, pack, b)
+            classes = list(pack.root()["classes"])
+            for m in pack.models:  # leaves' classes are the pack's answers
+                classes += [x for x in m["classes"] if x not in classes]
+            stored = [m["name"] for m in plan["models"]]
+            model = None
+            name = pack.name
+        else:
+            try:
+                data = target.read_bytes()
+            except OSError as e:
+                raise UsageError(f"cannot read {target}: {e.strerror}") from None
+            fmt = format_of(target.name)
+            if fmt is None:
+                raise UsageError(
+                    f"{target.name}: not a pack (.kp) or a model ({', '.join(EXTENSIONS)})"
+                )
+            model = name = target.stem
+            c.upload(model, data, fmt, {}, activate=False)
+            classes = list(ds.classes)
+            stored = [model]
+        with _bar(not json_, f"eval {name} on {c.device.get('board')}", len(test)) as progress:
+            results = evaluate(
+                c,
+                test.x,
+                labels,
+                classes=classes,
+                pipeline=pipeline,
+                model=model,
+                stored_models=stored,
+                batch=batch,
+                window=requests,
+                progress=progress,
+            )
+        doc = measurements(
+            "eval",
+            board=_board_info(c, b),
+            versions=_versions(c),
+            results=results,
+            pack=(
+                {"name": pack.name, "version": pack.manifest["version"], "path": str(target)}
+                if pack
+                else None
+            ),
+            model=None if pack else {"name": model, "path": str(target)},
+            dataset=dict(test.summary(), seed=seed, test_fraction=test_fraction, split="test"),
+            inputs={"dataset": dataset, "window": win, "batch": batch, "in_flight": requests},
+        )
+    path = out_file or Path(f"kpdev-eval-{name}-{doc['board']['name']}.json")
+    write_measurements(doc, path)
+    if json_:
+        emit(dict(doc, path=str(path)))
+        return
+    print_results(doc, out)
+    out.print(f"measurements written to {path}")
+
+
+def print_results(doc: dict, console) -> None:
+    """The tables of an eval measurements document."""
+    r = doc["results"]
+    cl = r["classification"]
+    lat = r["latency_us"]
+    what = (doc.get("pack") or doc.get("model") or {}).get("name")
+    console.print(
+        f"[bold]{what}[/bold] on {doc['board']['name']}: accuracy [bold]{cl['accuracy']:.3f}"
+        f"[/bold] ({cl['n']} samples), macro F1 {cl['macro_f1']:.3f}"
+    )
+    t = Table(title="per class", title_justify="left")
+    for col in ("class", "precision", "recall", "F1", "support"):
+        t.add_column(col, justify="left" if col == "class" else "right")
+    for label, m in cl["per_class"].items():
+        t.add_row(
+            label,
+            f"{m['precision']:.3f}",
+            f"{m['recall']:.3f}",
+            f"{m['f1']:.3f}",
+            str(m["support"]),
+        )
+    console.print(t)
+    cm = Table(title="confusion (rows: true, columns: predicted)", title_justify="left")
+    cm.add_column("")
+    for label in cl["classes"]:
+        cm.add_column(label[:10], justify="right")
+    for label, row in zip(cl["classes"], cl["confusion"], strict=True):
+        cm.add_row(label, *[str(v) for v in row])
+    console.print(cm)
+    link = r["link"]
+    energy = r.get("energy")
+    e_text = "not reported"
+    if energy:
+        e_text = f"{energy['uj_per_inference']:.1f} µJ" + (
+            " (estimated)" if energy.get("estimated") else ""
+        )
+    console.print(
+        f"on-device latency µs: mean {lat['mean']:.0f}, p50 {lat['p50']:.0f}, p99 {lat['p99']:.0f}"
+        f" · link {link['per_inference']:.0f} B/sample (batch {link['batch']}, "
+        f"{link['window']} in flight) · energy/inference {e_text} · {r['wall_s']:.1f} s"
+    )
+
+
+# -- recognize -----------------------------------------------------------------------------
+def recognize(
+    pack_path: Annotated[
+        Path, typer.Argument(help="The Knowledge Pack (.kp) to run.", show_default=False)
+    ],
+    signal: Annotated[
+        Path,
+        typer.Option(
+            "--signal",
+            "-s",
+            help="A raw recording: CSV (one column per axis, optional label column) or .npz "
+            "(signal [T, axes], optional labels, classes).",
+            show_default=False,
+        ),
+    ],
+    platform: Annotated[
+        str,
+        typer.Option(
+            "--platform",
+            help="device: stream the samples to the device, which cuts windows and sends a "
+            "class per window; host: the same pipeline and models emulated on the host.",
+        ),
+    ] = "device",
+    label_column: Annotated[
+        str, typer.Option("--label-column", help="CSV column holding per-sample labels.")
+    ] = "label",
+    board: BoardOpt = None,
+    port: PortOpt = None,
+    key: KeyOpt = None,
+    timeout: TimeoutOpt = 30.0,
+    json_: JsonOpt = False,
+) -> None:
+    """Run a raw recording through a pack's pipeline and models; print the class of each window.
+
+    With labels in the recording, each window's true class is the majority label of its samples
+    and a confusion matrix follows.
+    """
+    from kpdev.host import features
+    from kpdev.host.datasets import load_signal
+    from kpdev.host.metrics import classification
+
+    if platform not in ("device", "host"):
+        raise UsageError(f"--platform {platform!r}: use device or host")
+    pack = _read_pack(pack_path)
+    pipeline = pack.manifest.get("pipeline")
+    if not pipeline:
+        raise UsageError(f"{pack_path}: the pack has no pipeline, so it cannot take a recording")
+    sig = load_signal(str(signal), label_column=label_column)
+    if sig.x.ndim != 2 or sig.x.shape[1] != len(pipeline["axes"]):
+        raise UsageError(
+            f"{signal}: {sig.x.shape[1] if sig.x.ndim == 2 else '?'} axes, the pack's pipeline "
+            f"takes {len(pipeline['axes'])} ({', '.join(pipeline['axes'])})"
+        )
+    size, stride = pipeline["window"]["size"], pipeline["window"]["stride"]
+    samples = features.raw_input(pipeline, sig.x)
+    starts = list(range(0, len(samples) - size + 1, stride))
+    if not starts:
+        raise UsageError(f"{signal}: {len(samples)} samples, fewer than one window of {size}")
+    results: list[dict] = []
+    board_name = "host"
+    if platform == "host":
+        from kpdev.host.emulate import HostPack
+
+        host = HostPack(pack)
+        try:
+            for w in features.segment(samples, size, stride):
+                results.append(host.classify(w))
+        finally:
+            host.close()
+    else:
+        from kpdev.host.deploy import deploy_pack as run_deploy
+
+        events: list[dict] = []
+
+        def on_event(op: int, body: Any) -> None:
+            if op == ops.CLASS_EVENT:
+                events.append(body)
+            else:
+                _log_event(op, body)
+
+        b = resolve_board(board, port)
+        with open_session(board, port, key, timeout=timeout, on_event=on_event) as c:
+            run_deploy(c, pack, b)
+            board_name = c.device.get("board")
+            c.stream_start()
+            per = max(1, (c.max_payload - 96) // (samples.itemsize * samples.shape[1]))
+            with _bar(not json_, f"recognize on {board_name}", len(samples)) as progress:
+                for at in range(0, len(samples), per):
+                    c.stream_push(samples[at : at + per])
+                    progress(min(len(samples), at + per), len(samples))
+            c.stream_stop()
+        results = sorted(events, key=lambda e: e["w"])
+    truth = None
+    if sig.labels is not None and sig.classes:
+        truth = []
+        for s in starts[: len(results)]:
+            counts = np.bincount(sig.labels[s : s + size], minlength=len(sig.classes))
+            truth.append(sig.classes[int(np.argmax(counts))])
+    rows = []
+    for i, r in enumerate(results):
+        rows.append(
+            {
+                "window": i,
+                "start": starts[i] if i < len(starts) else None,
+                "class": r["l"],
+                "score": r["s"],
+                "us": r["tf"] + r["tm"],
+                "path": r["p"],
+                "label": truth[i] if truth else None,
+            }
+        )
+    report = None
+    if truth:
+        names = list(dict.fromkeys(list(sig.classes) + [r["class"] for r in rows]))
+        report = classification(
+            [names.index(t) for t in truth], [names.index(r["class"]) for r in rows], names
+        )
+    doc = {
+        "pack": pack.name,
+        "platform": platform,
+        "board": board_name,
+        "signal": str(signal),
+        "windows": rows,
+        "classification": report,
+    }
+    if json_:
+        emit(doc)
+        return
+    t = Table(title=f"{pack.name} on {board_name}: {len(rows)} windows", title_justify="left")
+    for col in ("window", "start", "class", "score", "µs") + (("label",) if truth else ()):
+        t.add_column(col, justify="right" if col in ("window", "start", "score", "µs") else "left")
+    for r in rows:
+        cells = [
+            str(r["window"]),
+            str(r["start"]),
+            r["class"],
+            f"{r['score']:.3f}",
+            f"{r['us']:.0f}",
+        ]
+        if truth:
+            ok = r["label"] == r["class"]
+            cells.append(r["label"] if ok else f"[red]{r['label']}[/red]")
+        t.add_row(*cells)
+    out.print(t)
+    if report:
+        out.print(f"accuracy {report['accuracy']:.3f} over {report['n']} windows")
+        cm = Table(title="confusion (rows: true, columns: predicted)", title_justify="left")
+        cm.add_column("")
+        for label in report["classes"]:
+            cm.add_column(label[:10], justify="right")
+        for label, row in zip(report["classes"], report["confusion"], strict=True):
+            cm.add_row(label, *[str(v) for v in row])
+        out.print(cm)
+
+
+# -- profile -------------------------------------------------------------------------------
+def profile(
+    pack_path: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A Knowledge Pack (.kp) to deploy and profile; default: the device's pack.",
+            show_default=False,
+        ),
+    ] = None,
+    runs: Annotated[int, typer.Option("--runs", "-n", help="Runs to average.", min=1)] = 20,
+    out_file: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Also write the profile JSON here.", show_default=False),
+    ] = None,
+    board: BoardOpt = None,
+    port: PortOpt = None,
+    key: KeyOpt = None,
+    timeout: TimeoutOpt = 60.0,
+    json_: JsonOpt = False,
+) -> None:
+    """Time each stage on the device: every feature generator, scaling, each model.
+
+    Runs the pack's first test vector (its raw window) RUNS times on the device and prints the
+    mean microseconds of each stage (MicroPython and CPython expose no cycle counter here, so
+    times are in µs).
+    """
+    from kpdev.host.deploy import deploy_pack as run_deploy
+
+    pack = _read_pack(pack_path) if pack_path else None
+    b = resolve_board(board, port)
+    with open_session(board, port, key, timeout=timeout, on_event=_log_event) as c:
+        if pack is not None:
+            run_deploy(c, pack, b)
+            vectors = pack.vectors()
+            if not vectors:
+                raise UsageError(f"{pack_path}: the pack has no test vectors to profile with")
+            v = vectors[0]
+            x = v["window"] if v["window"] is not None else v["inputs"][0]
+        else:
+            info = c.pack_get()
+            if info is None:
+                raise UsageError(
+                    "the device has no Knowledge Pack: kpdev profile PACK.kp deploys one"
+                )
+            if not info.get("window"):
+                raise UsageError("give the pack file: its test vectors hold the input to profile")
+            x = np.zeros((info["window"][0], info["axes"]), dtype=np.float32)
+        result = c.profile(x, runs)
+        name = pack.name if pack else c.pack_get()["name"]
+        doc = {
+            "pack": name,
+            "board": c.device.get("board"),
+            "runtime": c.device.get("runtime"),
+            "runs": result["runs"],
+            "unit": result.get("unit", "us"),
+            "stages": [dict(s, cycles=None) for s in result["stages"]],
+            "total_us": result["total_us"],
+        }
+    if out_file:
+        out_file.write_text(json.dumps(jsonable(doc), indent=2) + "\n")
+    if json_:
+        emit(doc)
+        return
+    t = Table(
+        title=f"{name} on {doc['board']} ({doc['runtime']}), mean of {doc['runs']} runs",
+        title_justify="left",
+    )
+    for col in ("stage", "µs", "share"):
+        t.add_column(col, justify="left" if col == "stage" else "right")
+    for s in doc["stages"]:
+        share = s["us"] / doc["total_us"] * 100 if doc["total_us"] else 0
+        t.add_row(s["name"], f"{s['us']:.1f}", f"{share:.1f} %")
+    t.add_row("[bold]total[/bold]", f"[bold]{doc['total_us']:.1f}[/bold]", "")
+    out.print(t)
+
+
+# -- report --------------------------------------------------------------------------------
+def report(
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Measurements files (from kpdev eval); several are compared side by side.",
+            show_default=False,
+        ),
+    ],
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Directory for report.md, report.html, figures.")
+    ] = Path("kpdev-report"),
+    profile_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--profile",
+            help="A profile JSON (kpdev profile --out) to include.",
+            show_default=False,
+        ),
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Write a Markdown and an HTML report with figures from measurements files.
+
+    Per run: accuracy, per-class scores, confusion matrix, latency histogram; for several runs,
+    a comparison table and chart.
+    """
+    from kpdev.host.metrics import read_measurements
+    from kpdev.host.report import write_report
+
+    docs = [read_measurements(f) for f in files]
+    if profile_file:
+        try:
+            prof = json.loads(profile_file.read_text())
+        except (OSError, ValueError) as e:
+            raise UsageError(f"cannot read profile {profile_file}: {e}")
+        docs[0]["results"]["profile"] = prof
+    made = write_report(docs, out_dir)
+    if json_:
+        emit(made)
+        return
+    out.print(
+        f"report written: {made['markdown']} and {made['html']} ({len(made['figures'])} figures)"
+    )
+
+
+Progress_ = Callable[[int, int], None]
