@@ -118,6 +118,7 @@ class PackRunner:
             "models": [m["id"] for m in self.spec["models"]],
             "window": [p.size, p.stride] if p else None,
             "axes": p.n_axes if p else None,
+            "dtype": p.input_dtype if p else None,
             "features": p.n_features if p else None,
         }
 

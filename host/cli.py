@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,6 +20,7 @@ from rich.table import Table
 from kpdev import __version__
 from kpdev.host.boards import get_board, load_boards
 from kpdev.host.cli_agent import agent_app
+from kpdev.host.cli_demo import demo
 from kpdev.host.cli_eval import deploy_pack, profile, recognize, report
 from kpdev.host.cli_eval import eval_ as eval_command
 from kpdev.host.cli_options import BoardOpt, JsonOpt, KeyOpt, PortOpt, TimeoutOpt, err, out
@@ -56,6 +56,7 @@ app.command(name="eval")(eval_command)
 app.command()(recognize)
 app.command()(profile)
 app.command()(report)
+app.command()(demo)
 
 
 def emit(data: Any) -> None:
@@ -778,65 +779,6 @@ def repl(
         emit({"board": b.id if b else None, "port": port, "exit_code": code})
     if code:
         raise typer.Exit(code)
-
-
-@app.command()
-def demo(
-    board: Annotated[
-        str, typer.Option("--board", "-b", help="Simulated board to run the demo on.")
-    ] = "sim-linux",
-    json_: JsonOpt = False,
-) -> None:
-    """Build a small int8 model, deploy it to a simulated board, run it and show the stats."""
-    from kpdev.host.modelgen import dense_int8
-
-    b = get_board(board)
-    if not b.simulated:
-        raise UsageError("the demo runs on a simulated board: try --board sim-linux")
-    model = dense_int8(inputs=16, hidden=32, outputs=4, seed=0)
-    rng = np.random.default_rng(0)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "demo_dense_int8.tflite"
-        path.write_bytes(model)
-        with session(board, None, None, 30.0) as c:
-            if not json_:
-                err.print(
-                    f"[bold]{b.name}[/bold]: agent {c.device['agent']} on "
-                    f"{c.device['runtime']} {c.device['runtime_version']}"
-                )
-            with _progress(not json_) as bar:
-                task = bar.add_task("upload demo", total=len(model))
-                up = c.upload(
-                    "demo", model, "tflite", progress=lambda d, t: bar.update(task, completed=d)
-                )
-            detail = c.model_info("demo")
-            if detail.get("load_error"):
-                e = detail["load_error"]
-                raise DeviceError(f"cannot run the demo model: {e['msg']}", e["code"])
-            spec = detail["io"]["inputs"][0]
-            xs = [rng.integers(-128, 128, size=spec["shape"], dtype=np.int8) for _ in range(8)]
-            results = list(c.infer_many(xs, "demo"))
-            st = c.stats()
-    data = {
-        "board": board,
-        "model": {"name": "demo", "size": up["size"], "sha256": up["sha256"]},
-        "io": detail["io"],
-        "predictions": [
-            {"class": int(np.argmax(y[0])), "scores": y[0], "device_us": us} for y, us in results
-        ],
-        "stats": st,
-    }
-    if json_:
-        emit(data)
-        return
-    _print_io(detail.get("backend"), detail["io"])
-    table = Table(title="predictions on random inputs")
-    for col in ("#", "class", "scores", "device µs"):
-        table.add_column(col)
-    for i, p in enumerate(data["predictions"]):
-        table.add_row(str(i), str(p["class"]), str(p["scores"].tolist()), str(p["device_us"]))
-    out.print(table)
-    _print_stats(st)
 
 
 def _version(value: bool) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -64,13 +63,13 @@ def emit(data: Any) -> None:
     sys.stdout.write(json.dumps(jsonable(data), indent=2) + "\n")
 
 
-def _log_event(op: int, body: Any) -> None:
+def log_event(op: int, body: Any) -> None:
     if isinstance(body, dict) and "msg" in body:
         err.print(f"[dim]device {body.get('lvl', 'log')}: {body['msg']}[/dim]")
 
 
 @contextmanager
-def _bar(enabled: bool, what: str, total: int | None = None):
+def progress_bar(enabled: bool, what: str, total: int | None = None):
     """A Rich progress bar on stderr (not for --json or a pipe); yields progress(done, total)."""
     bar = Progress(
         TextColumn("[bold]{task.description}"),
@@ -116,8 +115,8 @@ def deploy_pack(
 
     pack = _read_pack(path)
     b = resolve_board(board, port)
-    with open_session(board, port, key, timeout=timeout, on_event=_log_event) as c:
-        with _bar(not json_ and not dry_run, f"upload {pack.name}") as progress:
+    with open_session(board, port, key, timeout=timeout, on_event=log_event) as c:
+        with progress_bar(not json_ and not dry_run, f"upload {pack.name}") as progress:
             try:
                 plan = run(c, pack, b, dry_run=dry_run, force=force, progress=progress)
             except DeviceError:
@@ -138,7 +137,7 @@ def deploy_pack(
         f"{len(plan['models'])} model(s), {human_bytes(plan['model_bytes'])}"
         + (" [green]active[/green]" if plan["active"] else "")
     )
-    _print_vectors(plan.get("vectors") or [])
+    print_vectors(plan.get("vectors") or [])
     bad = [v for v in plan.get("vectors") or [] if not v["match"]]
     if bad:
         raise DeviceError(
@@ -148,7 +147,7 @@ def deploy_pack(
         )
 
 
-def _print_vectors(vectors: list[dict]) -> None:
+def print_vectors(vectors: list[dict]) -> None:
     if not vectors:
         return
     t = Table(title="test vectors on the device", title_justify="left")
@@ -194,7 +193,7 @@ def _check_windows(x: np.ndarray, pipeline: dict, what: str) -> None:
         )
 
 
-def _versions(c: Client) -> dict[str, Any]:
+def versions_of(c: Client) -> dict[str, Any]:
     return {
         "kpdev": __version__,
         "agent": c.device.get("agent"),
@@ -204,7 +203,7 @@ def _versions(c: Client) -> dict[str, Any]:
     }
 
 
-def _board_info(c: Client, b) -> dict[str, Any]:
+def board_info(c: Client, b) -> dict[str, Any]:
     return {
         "name": c.device.get("board"),
         "catalog": b.name if b else None,
@@ -283,7 +282,7 @@ def eval_(
     if pipeline:
         _check_windows(test.x, pipeline, dataset)
     labels = [test.classes[int(i)] for i in test.y]
-    with open_session(board, port, key, timeout=timeout, on_event=_log_event) as c:
+    with open_session(board, port, key, timeout=timeout, on_event=log_event) as c:
         if pack is not None:
             plan = run_deploy(c, pack, b)
             classes = list(pack.root()["classes"])
@@ -306,7 +305,9 @@ def eval_(
             c.upload(model, data, fmt, {}, activate=False)
             classes = list(ds.classes)
             stored = [model]
-        with _bar(not json_, f"eval {name} on {c.device.get('board')}", len(test)) as progress:
+        with progress_bar(
+            not json_, f"eval {name} on {c.device.get('board')}", len(test)
+        ) as progress:
             results = evaluate(
                 c,
                 test.x,
@@ -321,8 +322,8 @@ def eval_(
             )
         doc = measurements(
             "eval",
-            board=_board_info(c, b),
-            versions=_versions(c),
+            board=board_info(c, b),
+            versions=versions_of(c),
             results=results,
             pack=(
                 {"name": pack.name, "version": pack.manifest["version"], "path": str(target)}
@@ -422,98 +423,36 @@ def recognize(
     With labels in the recording, each window's true class is the majority label of its samples
     and a confusion matrix follows.
     """
-    from kpdev.host import features
     from kpdev.host.datasets import load_signal
-    from kpdev.host.metrics import classification
+    from kpdev.host.recognize import recognize as run
 
     if platform not in ("device", "host"):
         raise UsageError(f"--platform {platform!r}: use device or host")
     pack = _read_pack(pack_path)
-    pipeline = pack.manifest.get("pipeline")
-    if not pipeline:
-        raise UsageError(f"{pack_path}: the pack has no pipeline, so it cannot take a recording")
     sig = load_signal(str(signal), label_column=label_column)
-    if sig.x.ndim != 2 or sig.x.shape[1] != len(pipeline["axes"]):
-        raise UsageError(
-            f"{signal}: {sig.x.shape[1] if sig.x.ndim == 2 else '?'} axes, the pack's pipeline "
-            f"takes {len(pipeline['axes'])} ({', '.join(pipeline['axes'])})"
-        )
-    size, stride = pipeline["window"]["size"], pipeline["window"]["stride"]
-    samples = features.raw_input(pipeline, sig.x)
-    starts = list(range(0, len(samples) - size + 1, stride))
-    if not starts:
-        raise UsageError(f"{signal}: {len(samples)} samples, fewer than one window of {size}")
-    results: list[dict] = []
-    board_name = "host"
     if platform == "host":
-        from kpdev.host.emulate import HostPack
-
-        host = HostPack(pack)
-        try:
-            for w in features.segment(samples, size, stride):
-                results.append(host.classify(w))
-        finally:
-            host.close()
+        doc = run(pack, sig, None)
     else:
         from kpdev.host.deploy import deploy_pack as run_deploy
 
-        events: list[dict] = []
-
-        def on_event(op: int, body: Any) -> None:
-            if op == ops.CLASS_EVENT:
-                events.append(body)
-            else:
-                _log_event(op, body)
-
         b = resolve_board(board, port)
-        with open_session(board, port, key, timeout=timeout, on_event=on_event) as c:
+        with open_session(board, port, key, timeout=timeout, on_event=log_event) as c:
             run_deploy(c, pack, b)
-            board_name = c.device.get("board")
-            c.stream_start()
-            per = max(1, (c.max_payload - 96) // (samples.itemsize * samples.shape[1]))
-            with _bar(not json_, f"recognize on {board_name}", len(samples)) as progress:
-                for at in range(0, len(samples), per):
-                    c.stream_push(samples[at : at + per])
-                    progress(min(len(samples), at + per), len(samples))
-            c.stream_stop()
-        results = sorted(events, key=lambda e: e["w"])
-    truth = None
-    if sig.labels is not None and sig.classes:
-        truth = []
-        for s in starts[: len(results)]:
-            counts = np.bincount(sig.labels[s : s + size], minlength=len(sig.classes))
-            truth.append(sig.classes[int(np.argmax(counts))])
-    rows = []
-    for i, r in enumerate(results):
-        rows.append(
-            {
-                "window": i,
-                "start": starts[i] if i < len(starts) else None,
-                "class": r["l"],
-                "score": r["s"],
-                "us": r["tf"] + r["tm"],
-                "path": r["p"],
-                "label": truth[i] if truth else None,
-            }
-        )
-    report = None
-    if truth:
-        names = list(dict.fromkeys(list(sig.classes) + [r["class"] for r in rows]))
-        report = classification(
-            [names.index(t) for t in truth], [names.index(r["class"]) for r in rows], names
-        )
-    doc = {
-        "pack": pack.name,
-        "platform": platform,
-        "board": board_name,
-        "signal": str(signal),
-        "windows": rows,
-        "classification": report,
-    }
+            with progress_bar(not json_, f"recognize on {c.device.get('board')}") as progress:
+                doc = run(pack, sig, c, progress)
+    doc["signal"] = str(signal)
     if json_:
         emit(doc)
         return
-    t = Table(title=f"{pack.name} on {board_name}: {len(rows)} windows", title_justify="left")
+    print_windows(doc)
+
+
+def print_windows(doc: dict) -> None:
+    """The per-window table (and confusion) of a recognition."""
+    rows = doc["windows"]
+    truth = any(r["label"] for r in rows)
+    report = doc["classification"]
+    t = Table(title=f"{doc['pack']} on {doc['board']}: {len(rows)} windows", title_justify="left")
     for col in ("window", "start", "class", "score", "µs") + (("label",) if truth else ()):
         t.add_column(col, justify="right" if col in ("window", "start", "score", "µs") else "left")
     for r in rows:
@@ -567,44 +506,26 @@ def profile(
     times are in µs).
     """
     from kpdev.host.deploy import deploy_pack as run_deploy
+    from kpdev.host.evaluate import profile_pack
 
     pack = _read_pack(pack_path) if pack_path else None
     b = resolve_board(board, port)
-    with open_session(board, port, key, timeout=timeout, on_event=_log_event) as c:
+    with open_session(board, port, key, timeout=timeout, on_event=log_event) as c:
         if pack is not None:
             run_deploy(c, pack, b)
-            vectors = pack.vectors()
-            if not vectors:
-                raise UsageError(f"{pack_path}: the pack has no test vectors to profile with")
-            v = vectors[0]
-            x = v["window"] if v["window"] is not None else v["inputs"][0]
-        else:
-            info = c.pack_get()
-            if info is None:
-                raise UsageError(
-                    "the device has no Knowledge Pack: kpdev profile PACK.kp deploys one"
-                )
-            if not info.get("window"):
-                raise UsageError("give the pack file: its test vectors hold the input to profile")
-            x = np.zeros((info["window"][0], info["axes"]), dtype=np.float32)
-        result = c.profile(x, runs)
-        name = pack.name if pack else c.pack_get()["name"]
-        doc = {
-            "pack": name,
-            "board": c.device.get("board"),
-            "runtime": c.device.get("runtime"),
-            "runs": result["runs"],
-            "unit": result.get("unit", "us"),
-            "stages": [dict(s, cycles=None) for s in result["stages"]],
-            "total_us": result["total_us"],
-        }
+        doc = profile_pack(c, pack, runs)
     if out_file:
         out_file.write_text(json.dumps(jsonable(doc), indent=2) + "\n")
     if json_:
         emit(doc)
         return
+    print_profile(doc)
+
+
+def print_profile(doc: dict) -> None:
+    """The per-stage table of a profile."""
     t = Table(
-        title=f"{name} on {doc['board']} ({doc['runtime']}), mean of {doc['runs']} runs",
+        title=f"{doc['pack']} on {doc['board']} ({doc['runtime']}), mean of {doc['runs']} runs",
         title_justify="left",
     )
     for col in ("stage", "µs", "share"):
@@ -660,6 +581,3 @@ def report(
     out.print(
         f"report written: {made['markdown']} and {made['html']} ({len(made['figures'])} figures)"
     )
-
-
-Progress_ = Callable[[int, int], None]

@@ -122,3 +122,35 @@ def evaluate(
         "energy": _energy(stats, stored_models or ([model] if model else []), n),
         "wall_s": wall,
     }
+
+
+def profile_pack(client: Client, pack: Any | None, runs: int) -> dict[str, Any]:
+    """Per-stage device time of the device's pack, averaged over ``runs`` runs.
+
+    The input is ``pack``'s first test vector (its raw window) when the pack file is given,
+    else a window of zeros of the device pack's input dtype.
+    """
+    info = client.pack_get()
+    if info is None:
+        raise UsageError("the device has no Knowledge Pack: kpdev deploy PACK.kp first")
+    if pack is not None:
+        vectors = pack.vectors()
+        if not vectors:
+            raise UsageError(f"{pack.path}: the pack has no test vectors to profile with")
+        v = vectors[0]
+        x = v["window"] if v["window"] is not None else v["inputs"][0]
+    elif info.get("window"):
+        x = np.zeros((info["window"][0], info["axes"]), dtype=info.get("dtype") or "float32")
+    else:
+        raise UsageError("give the pack file: its test vectors hold the input to profile")
+    result = client.profile(x, runs)
+    return {
+        "pack": info["name"],
+        "version": info["version"],
+        "board": client.device.get("board"),
+        "runtime": client.device.get("runtime"),
+        "runs": result["runs"],
+        "unit": result.get("unit", "us"),
+        "stages": [dict(s, cycles=None) for s in result["stages"]],
+        "total_us": result["total_us"],
+    }

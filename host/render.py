@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from kpdev.protocol.names import error_name
@@ -20,9 +21,11 @@ def human_bytes(n: int | None) -> str:
 
 
 def jsonable(obj: Any) -> Any:
-    """Device data with bytes as hex and int map keys as strings, ready for json.dumps."""
+    """Device data with bytes as hex, int map keys and paths as strings, ready for json.dumps."""
     if isinstance(obj, (bytes, bytearray)):
         return obj.hex()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
     if isinstance(obj, dict):
         return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -213,20 +214,35 @@ def test_repl_has_the_agent_and_the_boards_files(board):
     assert "inrepl" in r.stdout and "True" in r.stdout
 
 
-def test_demo_deploys_infers_and_reports_stats():
-    data = cli_json("demo")
-    assert data["board"] == "sim-linux" and len(data["predictions"]) == 8
-    assert data["stats"]["models"]["demo"]["count"] == 8
-    assert all(0 <= p["class"] < 4 for p in data["predictions"])
+def test_demo_runs_the_whole_job_and_leaves_a_report(tmp_path):
+    # The README's first command, as a user runs it: a fresh directory, the default board.
+    r = kpdev("demo", "--out", tmp_path / "demo", "--json", timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    data = json.loads(r.stdout)
+    assert data["board"] == "sim-mcu" and data["vectors_match"]
+    # The device (MicroPython, kpdev's int8 kernels) gives the host reference's answers.
+    assert data["accuracy"] == data["host_accuracy"] >= 0.9
+    assert data["latency_us"]["p50"] > 0
+    assert data["recognized"]["n"] == 8 and data["recognized"]["accuracy"] >= 0.75
+    html = Path(data["report"]["html"])
+    assert html.exists() and "data:image/png;base64," in html.read_text()
+    figures = [Path(f) for f in data["report"]["figures"]]
+    assert len(figures) >= 3 and all(f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in figures)
+    assert (tmp_path / "demo" / "basicmotions.kp").exists()
 
 
 def test_every_command_offers_json():
     r = cli("--help")
     commands = re.findall(r"│ (\w+)\s{2,}", r.stdout)
     assert {"boards", "sim", "info", "deploy", "infer", "stats", "repl", "demo"} <= set(commands)
+    assert {"pack", "eval", "recognize", "profile", "report"} <= set(commands)
     for command in commands:
         if command == "model":
             for sub in ("info", "activate", "delete"):
                 assert "--json" in cli("model", sub, "--help").stdout
+            continue
+        if command == "pack":
+            for sub in ("build", "inspect"):
+                assert "--json" in cli("pack", sub, "--help").stdout
             continue
         assert "--json" in cli(command, "--help").stdout, command
