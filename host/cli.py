@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -23,11 +22,21 @@ from kpdev.host.cli_agent import agent_app
 from kpdev.host.cli_demo import demo
 from kpdev.host.cli_eval import deploy_pack, profile, recognize, report
 from kpdev.host.cli_eval import eval_ as eval_command
-from kpdev.host.cli_options import BoardOpt, JsonOpt, KeyOpt, PortOpt, TimeoutOpt, err, out
+from kpdev.host.cli_options import (
+    BoardOpt,
+    JsonOpt,
+    KeyOpt,
+    PortOpt,
+    TimeoutOpt,
+    emit,
+    err,
+    log_event,
+    out,
+)
 from kpdev.host.cli_pack import pack_app
 from kpdev.host.cli_power import clock, power_app
 from kpdev.host.errors import AuthError, BoardError, LinkError, UsageError
-from kpdev.host.render import human_bytes, jsonable, named_errors
+from kpdev.host.render import human_bytes, named_errors
 from kpdev.host.session import open_session, parse_key, resolve_board
 from kpdev.host.transport import open_url
 from kpdev.protocol.errors import DeviceError, KpdevError, ProtocolError
@@ -59,19 +68,9 @@ app.command()(report)
 app.command()(demo)
 
 
-def emit(data: Any) -> None:
-    """One JSON document on stdout."""
-    sys.stdout.write(json.dumps(jsonable(data), indent=2, sort_keys=False) + "\n")
-
-
-def _log_event(op: int, body: Any) -> None:
-    if isinstance(body, dict) and "msg" in body:
-        err.print(f"[dim]device {body.get('lvl', 'log')}: {body['msg']}[/dim]")
-
-
 def session(board, port, key, timeout=10.0):
     """A connected client; simulated boards start and stop with it."""
-    return open_session(board, port, key, timeout=timeout, on_event=_log_event)
+    return open_session(board, port, key, timeout=timeout, on_event=log_event)
 
 
 def _progress(enabled: bool) -> Progress:

@@ -15,16 +15,13 @@ import typer
 
 from kpdev.host.cli_eval import (
     board_info,
-    emit,
-    log_event,
     print_profile,
     print_results,
     print_vectors,
     print_windows,
-    progress_bar,
     versions_of,
 )
-from kpdev.host.cli_options import JsonOpt, err, out
+from kpdev.host.cli_options import JsonOpt, emit, err, log_event, out, progress_bar
 from kpdev.host.errors import UsageError
 from kpdev.host.render import jsonable
 

@@ -4,18 +4,26 @@ Knowledge Packs on the device, measured."""
 from __future__ import annotations
 
 import json
-import sys
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from kpdev import __version__
-from kpdev.host.cli_options import BoardOpt, JsonOpt, KeyOpt, PortOpt, TimeoutOpt, err, out
+from kpdev.host.cli_options import (
+    BoardOpt,
+    JsonOpt,
+    KeyOpt,
+    PortOpt,
+    TimeoutOpt,
+    emit,
+    log_event,
+    out,
+    parse_window,
+    progress_bar,
+)
 from kpdev.host.client import Client
 from kpdev.host.errors import UsageError
 from kpdev.host.render import human_bytes, jsonable
@@ -56,48 +64,6 @@ FractionOpt = Annotated[
         show_default=False,
     ),
 ]
-
-
-def emit(data: Any) -> None:
-    """One JSON document on stdout."""
-    sys.stdout.write(json.dumps(jsonable(data), indent=2) + "\n")
-
-
-def log_event(op: int, body: Any) -> None:
-    if isinstance(body, dict) and "msg" in body:
-        err.print(f"[dim]device {body.get('lvl', 'log')}: {body['msg']}[/dim]")
-
-
-@contextmanager
-def progress_bar(enabled: bool, what: str, total: int | None = None):
-    """A Rich progress bar on stderr (not for --json or a pipe); yields progress(done, total)."""
-    bar = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        disable=not enabled or not err.is_terminal,
-    )
-    with bar:
-        task = bar.add_task(what, total=total)
-
-        def progress(done: int, n: int) -> None:
-            bar.update(task, completed=done, total=n)
-
-        yield progress
-
-
-def _window(text: str | None) -> tuple[int, int] | None:
-    if not text:
-        return None
-    try:
-        size, stride = (int(v) for v in text.split(","))
-    except ValueError:
-        raise UsageError(f"--window {text!r}: write it as SIZE,STRIDE in samples, e.g. 100,50")
-    if size < 1 or stride < 1:
-        raise UsageError(f"--window {text!r}: size and stride must be at least 1")
-    return size, stride
 
 
 def _read_pack(path: Path):
@@ -270,8 +236,9 @@ def eval_(
     from kpdev.host.deploy import deploy_pack as run_deploy
     from kpdev.host.evaluate import evaluate
     from kpdev.host.metrics import measurements, write_measurements
+    from kpdev.host.pack_build import dataset_inputs
 
-    win = _window(window)
+    win = parse_window(window)
     b = resolve_board(board, port)
     is_pack = target.suffix == ".kp"
     pack = _read_pack(target) if is_pack else None
@@ -281,13 +248,22 @@ def eval_(
         test = test.subset(np.arange(min(limit, len(test))))
     if pipeline:
         _check_windows(test.x, pipeline, dataset)
+    xs = test.x
+    if pack is not None and not pipeline and len(pack.root()["inputs"]) == 1:
+        # Without a pipeline the samples are the model input: shape (and quantize) them as
+        # kpdev pack build did for the pack's own accuracy.
+        xs = dataset_inputs(xs, pack.root()["inputs"][0], f"dataset {dataset}")
     labels = [test.classes[int(i)] for i in test.y]
     with open_session(board, port, key, timeout=timeout, on_event=log_event) as c:
         if pack is not None:
             plan = run_deploy(c, pack, b)
-            classes = list(pack.root()["classes"])
-            for m in pack.models:  # leaves' classes are the pack's answers
-                classes += [x for x in m["classes"] if x not in classes]
+            # The pack's answers: classes no model routes on (a router's classes are not).
+            classes = list(ds.classes)
+            for m in pack.models:
+                results = m.get("results") or {}
+                for i, label in enumerate(m["classes"]):
+                    if str(i) not in results and label not in classes:
+                        classes.append(label)
             stored = [m["name"] for m in plan["models"]]
             model = None
             name = pack.name
@@ -303,6 +279,9 @@ def eval_(
                 )
             model = name = target.stem
             c.upload(model, data, fmt, {}, activate=False)
+            ins = (c.model_info(model).get("io") or {}).get("inputs") or []
+            if len(ins) == 1:
+                xs = dataset_inputs(xs, ins[0], f"dataset {dataset}")
             classes = list(ds.classes)
             stored = [model]
         with progress_bar(
@@ -310,7 +289,7 @@ def eval_(
         ) as progress:
             results = evaluate(
                 c,
-                test.x,
+                xs,
                 labels,
                 classes=classes,
                 pipeline=pipeline,
@@ -576,7 +555,7 @@ def report(
         docs[0]["results"]["profile"] = prof
     made = write_report(docs, out_dir)
     if json_:
-        emit(made)
+        emit({k: [str(f) for f in v] if isinstance(v, list) else str(v) for k, v in made.items()})
         return
     out.print(
         f"report written: {made['markdown']} and {made['html']} ({len(made['figures'])} figures)"

@@ -5,10 +5,18 @@ Only the CLI uses Rich: these consoles are the one place output goes.
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from kpdev.host.errors import UsageError
+from kpdev.host.render import jsonable
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -48,3 +56,51 @@ JsonOpt = Annotated[
 TimeoutOpt = Annotated[
     float, typer.Option("--timeout", help="Seconds to wait for each device reply.", min=0.1)
 ]
+
+
+def emit(data: Any) -> None:
+    """One JSON document on stdout (the whole of stdout under --json)."""
+    sys.stdout.write(json.dumps(jsonable(data), indent=2) + "\n")
+
+
+def log_event(op: int, body: Any) -> None:
+    """A device LOG event, dimmed on stderr."""
+    if isinstance(body, dict) and "msg" in body:
+        err.print(f"[dim]device {body.get('lvl', 'log')}: {body['msg']}[/dim]")
+
+
+def count_progress(enabled: bool) -> Progress:
+    """A Rich progress bar counting items, on stderr; off for --json and when not a terminal
+    (into a pipe or a log a failing command must leave one line on stderr)."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not enabled or not err.is_terminal,
+    )
+
+
+@contextmanager
+def progress_bar(enabled: bool, what: str, total: int | None = None) -> Iterator[Callable]:
+    """A ``count_progress`` bar with one task; yields the ``progress(done, total)`` callback."""
+    with count_progress(enabled) as bar:
+        task = bar.add_task(what, total=total)
+
+        def progress(done: int, n: int) -> None:
+            bar.update(task, completed=done, total=n)
+
+        yield progress
+
+
+def parse_window(text: str | None) -> tuple[int, int] | None:
+    """``--window SIZE,STRIDE`` -> (size, stride); UsageError saying how to write it."""
+    if text is None:
+        return None
+    size, sep, stride = text.partition(",")
+    if not sep or not size.strip().isdigit() or not stride.strip().isdigit():
+        raise UsageError(f"--window {text!r}: write it as SIZE,STRIDE in samples, e.g. 100,50")
+    if int(size) < 1 or int(stride) < 1:
+        raise UsageError(f"--window {text!r}: size and stride must be at least 1")
+    return int(size), int(stride)

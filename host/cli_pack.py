@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import re
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kpdev.host.cli_options import JsonOpt, err, out
+from kpdev.host.cli_options import JsonOpt, count_progress, emit, err, out, parse_window
 from kpdev.host.errors import UsageError
 from kpdev.host.pack import NAME_RE, Pack, read_pack
-from kpdev.host.render import human_bytes, jsonable
+from kpdev.host.render import human_bytes
 
 pack_app = typer.Typer(
     help="Knowledge Packs (.kp): one or more models with their class labels, the feature "
@@ -27,22 +24,6 @@ pack_app = typer.Typer(
 )
 
 _SPLIT = re.compile(r"[,\n]")
-
-
-def _emit(data: Any) -> None:
-    sys.stdout.write(json.dumps(jsonable(data), indent=2) + "\n")
-
-
-def _progress(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        # Not into a pipe or a log: there a failing command must leave one line on stderr.
-        disable=not enabled or not err.is_terminal,
-    )
 
 
 # -- option parsing ------------------------------------------------------------------------
@@ -195,15 +176,6 @@ def _options(items: list[str], ids: list[str]) -> dict[str, dict[str, Any]]:
             raise UsageError(f"--option {item!r}: no model {mid!r} (models: {', '.join(ids)})")
         found[mid][key] = _number(value)
     return found
-
-
-def _window(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    size, sep, stride = text.partition(",")
-    if not sep or not size.strip().isdigit() or not stride.strip().isdigit():
-        raise UsageError(f"--window {text!r}: write it as SIZE,STRIDE in samples, e.g. 100,50")
-    return int(size), int(stride)
 
 
 # -- build ---------------------------------------------------------------------------------
@@ -414,14 +386,14 @@ def build(
     spec = load_spec(pipeline) if pipeline is not None else None
     data = None
     if dataset is not None:
-        cut = _window(window)
+        cut = parse_window(window)
         if cut is None and spec is not None:
             cut = (spec["window"]["size"], spec["window"]["stride"])
         data = load_dataset(dataset, window=cut)
     elif window is not None or test_fraction is not None:
         option = "--window" if window is not None else "--test-fraction"
         raise UsageError(f"{option} applies to the --dataset: give a dataset too")
-    with _progress(not json_) as bar:
+    with count_progress(not json_) as bar:
         task = bar.add_task("host accuracy", total=None, visible=data is not None)
         manifest = build_pack(
             out_path,
@@ -438,7 +410,7 @@ def build(
         )
     pack = read_pack(out_path)
     if json_:
-        _emit(pack.summary())
+        emit(pack.summary())
         return
     m = manifest
     size = human_bytes(out_path.stat().st_size)
@@ -649,7 +621,7 @@ def inspect(
     """
     pack = read_pack(pack_path)
     if json_:
-        _emit(pack.summary())
+        emit(pack.summary())
         return
     m = pack.manifest
     out.print(_header(pack))

@@ -48,6 +48,14 @@ def _would_fit(pack: Pack) -> str:
     return f"boards that would take it: {', '.join(names)}" if names else "no catalog board fits"
 
 
+def _load_meta(spec: dict[str, Any]) -> dict[str, Any]:
+    """The upload meta of a pack model: its load options and, when it names one, its backend."""
+    meta = dict(spec.get("options") or {})
+    if spec.get("backend"):
+        meta["backend"] = spec["backend"]
+    return meta
+
+
 def check_pack(pack: Pack, board: Board | None, info: dict[str, Any]) -> dict[str, Any]:
     """Refuse (UsageError, one line) a pack the board cannot hold or run; else the plan.
 
@@ -97,7 +105,11 @@ def check_pack(pack: Pack, board: Board | None, info: dict[str, Any]) -> dict[st
                 "name": name,
                 "bytes": len(pack.model_bytes(x["id"])),
                 "format": x["format"],
-                "stored": bool(have and have["sha256"] == x["sha256"]),
+                "stored": bool(
+                    have
+                    and have["sha256"] == x["sha256"]
+                    and (have.get("meta") or {}) == _load_meta(x)
+                ),
             }
         )
     return {"board": where, "model_bytes": total, "ram_bytes": ram, "models": plan}
@@ -108,15 +120,16 @@ def upload_models(
 ) -> None:
     """Store every model of the pack under its store name, not activated; uploads resume.
 
+    Models the plan marks ``stored`` (the same bytes and meta already there) are not sent again.
     ``progress(done, total)`` counts bytes over all models.
     """
     total = sum(p["bytes"] for p in plan["models"])
     base = 0
     for p in plan["models"]:
-        spec = pack.model(p["id"])
-        meta = dict(spec.get("options") or {})
-        if spec.get("backend"):
-            meta["backend"] = spec["backend"]
+        if p["stored"]:
+            base += p["bytes"]
+            continue
+        meta = _load_meta(pack.model(p["id"]))
         data = pack.model_bytes(p["id"])
 
         def step(done, _total, base=base):

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import numbers
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from kpdev.host.atomic import write_atomic
 from kpdev.host.errors import UsageError
 from kpdev.host.render import jsonable
 
@@ -180,21 +180,7 @@ def write_measurements(doc: dict, path: str | os.PathLike) -> Path:
         text = json.dumps(jsonable(doc), indent=2, allow_nan=False) + "\n"
     except ValueError:
         raise UsageError(f"{path}: measurements hold NaN or infinity, which JSON cannot carry")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+    return write_atomic(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def read_measurements(path: str | os.PathLike) -> dict:

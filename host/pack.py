@@ -15,7 +15,6 @@ import io
 import json
 import os
 import re
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from kpdev.host.atomic import write_atomic
 from kpdev.host.errors import UsageError
 from kpdev.protocol.formats import EXTENSIONS
 
@@ -510,24 +510,14 @@ def write_pack(path: str | os.PathLike, manifest: dict, files: dict[str, bytes])
         text = json.dumps(manifest, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     except (TypeError, ValueError) as e:
         raise UsageError(f"{path}: the manifest cannot be written as JSON ({e})")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
-                for name, data in [(MANIFEST, text.encode("utf-8"))] + sorted(files.items()):
-                    info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
-                    info.compress_type = zipfile.ZIP_DEFLATED
-                    info.external_attr = 0o644 << 16
-                    info.create_system = 3  # unix, whatever the building machine
-                    zf.writestr(info, data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+
+    def write(f) -> None:
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+            for name, data in [(MANIFEST, text.encode("utf-8"))] + sorted(files.items()):
+                info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.external_attr = 0o644 << 16
+                info.create_system = 3  # unix, whatever the building machine
+                zf.writestr(info, data)
+
+    return write_atomic(path, write)

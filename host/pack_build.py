@@ -285,6 +285,13 @@ def _dataset_inputs(x: np.ndarray, spec: dict[str, Any], where: str) -> np.ndarr
     )
 
 
+def dataset_inputs(x: np.ndarray, spec: dict[str, Any], where: str) -> np.ndarray:
+    """Dataset samples ``[n, ...]`` as ``n`` model inputs, each shaped, typed and quantized as
+    the input tensor ``spec`` (a manifest or device io entry) takes it; UsageError if they
+    cannot be."""
+    return _dataset_inputs(x, spec, where).reshape([len(x)] + concrete_shape(spec["shape"]))
+
+
 def _random_inputs(spec: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
     shape = concrete_shape(spec["shape"])
     dtype = np.dtype(spec["dtype"])
