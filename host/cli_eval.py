@@ -83,10 +83,7 @@ def deploy_pack(
     b = resolve_board(board, port)
     with open_session(board, port, key, timeout=timeout, on_event=log_event) as c:
         with progress_bar(not json_ and not dry_run, f"upload {pack.name}") as progress:
-            try:
-                plan = run(c, pack, b, dry_run=dry_run, force=force, progress=progress)
-            except DeviceError:
-                raise
+            plan = run(c, pack, b, dry_run=dry_run, force=force, progress=progress)
     if json_:
         emit(plan)
         return

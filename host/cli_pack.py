@@ -331,23 +331,27 @@ def build(
 ) -> None:
     """Build a Knowledge Pack from models, class labels, a pipeline and a dataset.
 
-    Every model is loaded in the host reference runtime (the device's own Linux backends) to
-    read its inputs and outputs, and checked: one label per output value, the pipeline making
-    the root model's input, every model taking that same input. Test vectors and each model's
-    outputs for them go into the pack; with --dataset, so does the accuracy of the whole pack
-    (root, then routed children) on the test split, and the cost (bytes, arena, RAM, host
-    time).
+    Every model is loaded in the host reference runtime (the device's own
+    Linux backends) to read its inputs and outputs, and checked: one label
+    per output value, the pipeline making the root model's input, every
+    model taking that same input. Test vectors and each model's outputs for
+    them go into the pack; with --dataset, so does the accuracy of the whole
+    pack (root, then routed children) on the test split, and the cost
+    (bytes, arena, RAM, host time).
 
     Examples:
 
       kpdev pack build hand.kp -m model.tflite -c rock,paper,scissors
 
-      kpdev pack build motions.kp -m main=mlp.tflite --classes-file classes.txt \\
-        --pipeline pipeline.yml --dataset host/demo/basicmotions.npz
+      kpdev pack build motions.kp -m main=mlp.tflite \\
+        --classes-file classes.txt --pipeline pipeline.yml \\
+        --dataset host/demo/basicmotions.npz
 
-      kpdev pack build tree.kp -m main=router.tflite -m calm=calm.tflite \\
-        -m vigorous=vigorous.tflite -c main=calm,vigorous -c calm=Standing,Walking \\
-        -c vigorous=Running,Badminton --route main:calm=calm --route main:vigorous=vigorous \\
+      kpdev pack build tree.kp -m main=router.tflite \\
+        -m calm=calm.tflite -m vigorous=vigorous.tflite \\
+        -c main=calm,vigorous -c calm=Standing,Walking \\
+        -c vigorous=Running,Badminton \\
+        --route main:calm=calm --route main:vigorous=vigorous \\
         --pipeline pipeline.yml --dataset data.npz
     """
     from kpdev.host.datasets import load_dataset

@@ -45,7 +45,10 @@ def _fits(pack: Pack, board: Board) -> bool:
 
 def _would_fit(pack: Pack) -> str:
     names = [b.id for b in load_boards().values() if _fits(pack, b)]
-    return f"boards that would take it: {', '.join(names)}" if names else "no catalog board fits"
+    if not names:
+        return "no catalog board fits"
+    more = f" and {len(names) - 6} more (kpdev boards)" if len(names) > 6 else ""
+    return f"boards that would take it: {', '.join(names[:6])}{more}"
 
 
 def _load_meta(spec: dict[str, Any]) -> dict[str, Any]:

@@ -190,8 +190,11 @@ def read_pack(path: str | os.PathLike) -> Pack:
         raise UsageError(f"{label}: no such file")
     except IsADirectoryError:
         raise UsageError(f"{label} is a directory, not a Knowledge Pack")
-    except zipfile.BadZipFile as e:
-        raise UsageError(f"{label} is not a Knowledge Pack (not a zip file: {e}); {_REBUILD}")
+    except zipfile.BadZipFile:
+        raise UsageError(
+            f"{label} is not a Knowledge Pack (not a whole zip file: truncated, or another kind "
+            f"of file); {_REBUILD}"
+        )
     except OSError as e:
         raise UsageError(f"{label}: cannot read ({e.strerror or e})")
     with zf:

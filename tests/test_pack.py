@@ -351,8 +351,8 @@ def test_refuses_a_file_that_is_not_a_zip(tmp_path):
     with pytest.raises(UsageError) as e:
         read_pack(path)
     assert one_line(e) == (
-        f"{path} is not a Knowledge Pack (not a zip file: File is not a zip file); "
-        "rebuild it with kpdev pack build"
+        f"{path} is not a Knowledge Pack (not a whole zip file: truncated, or another kind of "
+        "file); rebuild it with kpdev pack build"
     )
 
 
@@ -362,7 +362,7 @@ def test_refuses_a_truncated_pack(tree_pack, tmp_path):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(UsageError) as e:
         read_pack(path)
-    assert "is not a Knowledge Pack (not a zip file" in one_line(e)
+    assert "is not a Knowledge Pack (not a whole zip file: truncated" in one_line(e)
 
 
 def test_refuses_a_model_whose_bytes_changed(tree_pack, tmp_path):

@@ -235,7 +235,7 @@ def _vmfb(work, flat):
 @pytest.mark.parametrize(
     "make, board, words",
     [
-        (_not_a_zip, "sim-mcu", ["x.kp", "not a Knowledge Pack", "not a zip"]),
+        (_not_a_zip, "sim-mcu", ["x.kp", "not a Knowledge Pack", "not a whole zip file"]),
         (_truncated, "sim-mcu", ["half.kp", "not a Knowledge Pack"]),
         (_altered_model, "sim-mcu", ["altered.kp", "model 'main'", "sha256 mismatch"]),
         (
