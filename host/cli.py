@@ -40,7 +40,7 @@ from kpdev.host.render import human_bytes, named_errors
 from kpdev.host.session import open_session, parse_key, resolve_board
 from kpdev.host.transport import open_url
 from kpdev.protocol.errors import DeviceError, KpdevError, ProtocolError
-from kpdev.protocol.formats import EXTENSIONS, format_of
+from kpdev.protocol.formats import EXTENSIONS
 
 app = typer.Typer(
     name="kpdev",
@@ -384,15 +384,9 @@ def deploy(
         return
     if dry_run or force:
         raise UsageError("--dry-run and --force apply to Knowledge Packs (.kp)")
-    try:
-        data = model_file.read_bytes()
-    except OSError as e:
-        raise UsageError(f"cannot read {model_file}: {e.strerror}") from None
-    fmt = format_of(model_file.name)
-    if fmt is None:
-        raise UsageError(
-            f"{model_file.name}: unknown model format; use one of {', '.join(EXTENSIONS)}"
-        )
+    from kpdev.host.deploy import read_model_file
+
+    data, fmt = read_model_file(model_file)
     name = name or model_file.stem
     b = resolve_board(board, port)
     if b is not None and len(data) > b.quota:

@@ -30,7 +30,7 @@ from kpdev.host.render import human_bytes, jsonable
 from kpdev.host.session import open_session, resolve_board
 from kpdev.protocol import ops
 from kpdev.protocol.errors import DeviceError
-from kpdev.protocol.formats import EXTENSIONS, format_of
+from kpdev.protocol.formats import EXTENSIONS
 
 DatasetOpt = Annotated[
     str,
@@ -231,6 +231,7 @@ def eval_(
     `kpdev report` turns into a report.
     """
     from kpdev.host.deploy import deploy_pack as run_deploy
+    from kpdev.host.deploy import read_model_file
     from kpdev.host.evaluate import evaluate
     from kpdev.host.metrics import measurements, write_measurements
     from kpdev.host.pack_build import dataset_inputs
@@ -265,15 +266,7 @@ def eval_(
             model = None
             name = pack.name
         else:
-            try:
-                data = target.read_bytes()
-            except OSError as e:
-                raise UsageError(f"cannot read {target}: {e.strerror}") from None
-            fmt = format_of(target.name)
-            if fmt is None:
-                raise UsageError(
-                    f"{target.name}: not a pack (.kp) or a model ({', '.join(EXTENSIONS)})"
-                )
+            data, fmt = read_model_file(target)
             model = name = target.stem
             c.upload(model, data, fmt, {}, activate=False)
             ins = (c.model_info(model).get("io") or {}).get("inputs") or []

@@ -11,6 +11,7 @@ device.  A refusal at any step leaves the previous pack active.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,9 +23,24 @@ from kpdev.host.pack import Pack, device_pack
 from kpdev.host.render import human_bytes
 from kpdev.protocol import ops
 from kpdev.protocol.errors import DeviceError
+from kpdev.protocol.formats import EXTENSIONS, format_of
 
 # What a board's runtime can run, by model format, when its agent has the runtimes installed.
 _RUNTIME_FORMATS = {"micropython": ("tflite",), "linux": ("tflite", "vmfb", "fbz")}
+
+
+def read_model_file(path: Path) -> tuple[bytes, str]:
+    """The bytes and format of a model file; UsageError naming the problem."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}") from None
+    fmt = format_of(path.name)
+    if fmt is None:
+        raise UsageError(
+            f"{path.name}: not a model file; use one of {', '.join(EXTENSIONS)} (or a .kp pack)"
+        )
+    return data, fmt
 
 
 def store_name(pack: Pack, model_id: str) -> str:

@@ -131,7 +131,7 @@ def test_infer_on_a_board_without_the_memory_says_so_in_one_line(tmp_path):
         (
             ["deploy", DATA.parent.parent / "pyproject.toml", "-b", "sim-linux"],
             2,
-            "unknown model format",
+            "not a model file",
         ),
         (["info", "--board", "no-such-board"], 2, "unknown board 'no-such-board'"),
         (["info", "--port", "/dev/does-not-exist"], 4, "cannot open /dev/does-not-exist"),
