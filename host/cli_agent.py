@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,9 +13,9 @@ from rich.table import Table
 
 from kpdev.host import agent_build, romfs
 from kpdev.host.boards import Board, get_board
-from kpdev.host.cli_options import JsonOpt, err, out
+from kpdev.host.cli_options import JsonOpt, emit, err, out
 from kpdev.host.errors import LinkError, UsageError
-from kpdev.host.render import human_bytes, jsonable
+from kpdev.host.render import human_bytes
 from kpdev.host.session import parse_key
 
 agent_app = typer.Typer(
@@ -67,10 +65,6 @@ SourceOpt = Annotated[
         "board: it compiles them at import).",
     ),
 ]
-
-
-def _emit(data: Any) -> None:
-    sys.stdout.write(json.dumps(jsonable(data), indent=2) + "\n")
 
 
 def _files(tree: agent_build.AgentTree) -> list[dict[str, Any]]:
@@ -133,7 +127,7 @@ def build(
         image = romfs.write_image(str(out_dir / "lib"), str(out_dir / "agent.romfs"))
         data["romfs"] = {"path": image, "bytes": os.path.getsize(image)}
     if json_:
-        _emit(data)
+        emit(data)
         return
     out.print(
         f"{b.id}: {len(tree.files)} files, {human_bytes(tree.size)} ({_kind(tree)}) in {out_dir}"
@@ -250,7 +244,7 @@ def install(
         "agent": info,
     }
     if json_:
-        _emit(data)
+        emit(data)
         return
     _print_agent(info, port)
 
@@ -264,7 +258,7 @@ def _dry_run(b: Board, port: str | None, tree: agent_build.AgentTree, json_: boo
         "bytes": tree.size,
     }
     if json_:
-        _emit(data)
+        emit(data)
         return
     table = Table(title=f"would copy to {port or b.id} ({_kind(tree)})")
     table.add_column("file on the board")
@@ -329,6 +323,6 @@ def stop(
             f"mpremote connect {port} repl"
         )
     if json_:
-        _emit({"port": port, "stopped": True})
+        emit({"port": port, "stopped": True})
         return
     out.print(f"the REPL has {port} until the next reset")

@@ -14,7 +14,15 @@ from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
-from kpdev.host.cli_options import BoardOpt, JsonOpt, KeyOpt, PortOpt, TimeoutOpt, err, out
+from kpdev.host.cli_options import (
+    BoardOpt,
+    JsonOpt,
+    KeyOpt,
+    PortOpt,
+    TimeoutOpt,
+    log_event,
+    out,
+)
 from kpdev.host.client import Client
 from kpdev.host.errors import LinkError
 from kpdev.host.render import jsonable
@@ -36,13 +44,8 @@ def _emit(data: Any, lines: bool = False) -> None:
     sys.stdout.flush()
 
 
-def _log_event(op: int, body: Any) -> None:
-    if isinstance(body, dict) and "msg" in body:
-        err.print(f"[dim]device {body.get('lvl', 'log')}: {body['msg']}[/dim]")
-
-
 def _session(board, port, key, timeout):
-    return open_session(board, port, key, timeout=timeout, on_event=_log_event)
+    return open_session(board, port, key, timeout=timeout, on_event=log_event)
 
 
 def readings(c: Client, polls: int | None, interval: float) -> Iterator[dict[str, Any]]:
