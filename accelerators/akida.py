@@ -19,6 +19,12 @@ potentials, uint8, int8 or int32) otherwise.
 - ``"virtual"``: a virtual device name (``"AKD1000"``, ``"TwoNodesIPv2"``, ... see
   ``VIRTUAL_DEVICES``); ``info()`` then reports how a copy of the model maps onto it.
 
+Edge learning: when the model's last layer was compiled for learning (``akida.Model.compile``
+with ``AkidaUnsupervised``, as ``kpdev.host.learn_models`` builds them), ``learning()`` reports
+its settings, ``fit`` teaches it labelled samples, ``predict_classes`` reads classes off it,
+``add_classes`` grows it and ``to_bytes`` gives the model with what it learned, as an ``.fbz``
+file that ``load`` takes back.
+
 A corrupt ``.fbz`` can crash akida's parser (a segmentation fault, not an exception), so a
 forked child process loads each model and runs it once before the agent's own process does.
 """
@@ -32,7 +38,14 @@ import time
 from kpdev.accelerators.base import Backend, LoadedModel
 from kpdev.accelerators.ndarray import array_of, tensor_of
 from kpdev.protocol.errors import DeviceError
-from kpdev.protocol.ops import E_BAD_SHAPE, E_BAD_VALUE, E_INFER, E_MODEL_LOAD, E_NO_MODEL
+from kpdev.protocol.ops import (
+    E_BAD_SHAPE,
+    E_BAD_VALUE,
+    E_INFER,
+    E_LEARN,
+    E_MODEL_LOAD,
+    E_NO_MODEL,
+)
 
 akida = None  # the akida package, imported by AkidaBackend()
 np = None
@@ -51,6 +64,9 @@ VIRTUAL_DEVICES = (
 OUTPUTS = ("auto", "predict", "forward")
 # How long the child process may take to load and run a model once before it counts as hung.
 CHECK_TIMEOUT = 60.0
+# add_classes refuses to grow the learning layer beyond this many neurons: each one holds a
+# weight per input, and a request for millions of classes would exhaust the agent's memory.
+MAX_LEARNING_UNITS = 65536
 NOT_IN_SOFTWARE = "not available in the software engine"
 
 
@@ -82,6 +98,35 @@ def _plain(value):
     if isinstance(name, str):
         return name
     return str(value)
+
+
+def _setting(value):
+    return round(float(value), 6)
+
+
+def _fbz_bytes(model):
+    """``model`` as the bytes of an ``.fbz`` file.
+
+    ``Model.to_buffer()`` gives the bare flatbuffer, which akida cannot load back from a file:
+    only ``save()`` writes the file format, so it writes to an in-memory file where Linux has
+    them.
+    """
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("kpdev-akida.fbz")
+        try:
+            model.save("/proc/self/fd/%d" % fd)
+            with os.fdopen(os.dup(fd), "rb") as f:
+                return f.read()
+        finally:
+            os.close(fd)
+    fd, path = tempfile.mkstemp(suffix=".fbz", prefix="kpdev-akida-")
+    os.close(fd)
+    try:
+        model.save(path)
+        with open(path, "rb") as f:
+            return f.read()
+    finally:
+        os.unlink(path)
 
 
 def _signal_name(number):
@@ -323,6 +368,141 @@ class AkidaModel(LoadedModel):
         self._runs += 1
         return [tensor_of(np.ascontiguousarray(y))]
 
+    def _open(self):
+        if self._model is None:
+            raise DeviceError("model is closed", E_NO_MODEL)
+        return self._model
+
+    def _learner(self):
+        """The akida model and its learning settings; E_LEARN when it has none."""
+        model = self._open()
+        optimizer = model.learning
+        if optimizer is None:
+            raise DeviceError(
+                "the model cannot learn: its last layer (%s) is not compiled for learning "
+                "(akida.Model.compile with AkidaUnsupervised)" % (model.layers[-1].name or "?"),
+                E_LEARN,
+            )
+        return model, optimizer
+
+    def learning(self):
+        """The learning layer's settings as plain data, or None when the model cannot learn.
+
+        ``{"num_classes", "neurons_per_class", "units", "num_weights", "learning_competition",
+        "initial_plasticity", "min_plasticity", "plasticity_decay"}``: ``units`` is the number
+        of neurons of the last layer, ``neurons_per_class`` of them for each class.
+        """
+        model = self._open()
+        optimizer = model.learning
+        if optimizer is None:
+            return None
+        num_classes = int(optimizer.num_classes)  # akida reports its counts as floats
+        units = int(model.layers[-1].output_dims[-1])
+        return {
+            "num_classes": num_classes,
+            "neurons_per_class": units // num_classes,
+            "units": units,
+            "num_weights": int(optimizer.num_weights),
+            # float32 inside akida: rounded so that 0.1 reads back as 0.1
+            "learning_competition": _setting(optimizer.learning_competition),
+            "initial_plasticity": _setting(optimizer.initial_plasticity),
+            "min_plasticity": _setting(optimizer.min_plasticity),
+            "plasticity_decay": _setting(optimizer.plasticity_decay),
+        }
+
+    def fit(self, inputs, labels):
+        """Teach the learning layer a batch: ``inputs`` as ``run`` takes them, ``labels`` a list
+        of one class index (an int in 0..num_classes-1) per sample.
+
+        akida discards a sample whose label is out of range without a word; this refuses the
+        whole batch instead (E_BAD_VALUE) and learns nothing from it.
+        """
+        model, optimizer = self._learner()
+        self.check_inputs(inputs)
+        t = inputs[0]
+        n = int(t.shape[0])
+        if not isinstance(labels, (list, tuple)):
+            raise DeviceError(
+                "labels must be a list of class indices, not %s" % type(labels).__name__,
+                E_BAD_VALUE,
+            )
+        if len(labels) != n:
+            raise DeviceError(
+                "got %d label%s for a batch of %d input%s: give one label per input"
+                % (len(labels), "" if len(labels) == 1 else "s", n, "" if n == 1 else "s"),
+                E_BAD_VALUE,
+            )
+        num_classes = int(optimizer.num_classes)
+        for i, label in enumerate(labels):
+            if isinstance(label, bool) or not isinstance(label, int):
+                raise DeviceError(
+                    "label %d is %r; labels are class indices, ints in 0..%d"
+                    % (i, label, num_classes - 1),
+                    E_BAD_VALUE,
+                )
+            if not 0 <= label < num_classes:
+                raise DeviceError(
+                    "label %d is %d; the model has %d classes, 0..%d"
+                    % (i, label, num_classes, num_classes - 1),
+                    E_BAD_VALUE,
+                )
+        try:
+            model.fit(array_of(t), np.array(labels, np.int32))
+        except Exception as e:  # ValueError, RuntimeError: whatever akida objects to
+            raise DeviceError("akida fit failed: %s" % e, E_LEARN)
+
+    def predict_classes(self, inputs):
+        """The class of each input and the potential that chose it: ``[(class, potential)]``.
+
+        The class is that of the learning layer's neuron with the highest potential (its index
+        // neurons_per_class; the lowest index wins a tie), whatever ``run`` outputs.
+        """
+        model, optimizer = self._learner()
+        self.check_inputs(inputs)
+        t = inputs[0]
+        try:
+            y = model.forward(array_of(t))
+        except Exception as e:
+            raise DeviceError("akida forward failed: %s" % e, E_INFER)
+        units = int(y.shape[-1])
+        per_class = units // int(optimizer.num_classes)
+        # A layer with spatial outputs: each neuron's highest potential over the positions.
+        potentials = y.reshape(y.shape[0], -1, units).max(axis=1)
+        neurons = np.argmax(potentials, axis=1)
+        return [(int(k) // per_class, int(potentials[i, k])) for i, k in enumerate(neurons)]
+
+    def add_classes(self, n):
+        """Add ``n`` classes (``n`` * neurons_per_class neurons) to the learning layer, keeping
+        what it learned; the new classes take the next indices."""
+        model, optimizer = self._learner()
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise DeviceError(
+                "the number of classes to add is %r; it must be an int >= 1" % (n,), E_BAD_VALUE
+            )
+        units = int(model.layers[-1].output_dims[-1])
+        per_class = units // int(optimizer.num_classes)
+        if units + n * per_class > MAX_LEARNING_UNITS:
+            raise DeviceError(
+                "adding %d classes of %d neurons to the %d the layer has would exceed the %d "
+                "neurons a learning layer may have here"
+                % (n, per_class, units, MAX_LEARNING_UNITS),
+                E_BAD_VALUE,
+            )
+        try:
+            model.add_classes(n)
+        except Exception as e:
+            raise DeviceError("akida add_classes failed: %s" % e, E_LEARN)
+        # The output grew: the spec says so, and a virtual mapping report is out of date.
+        self._spec["outputs"][0]["shape"] = [-1] + [int(d) for d in model.output_shape]
+        self._report = None
+
+    def to_bytes(self):
+        """The model as an ``.fbz`` file: its weights as learned so far and its learning
+        settings, so that a model loaded from it classifies as this one does and goes on
+        learning.  akida (2.19) does not save how far each neuron's plasticity has decayed:
+        the loaded model goes on learning at ``initial_plasticity``."""
+        return _fbz_bytes(self._open())
+
     def close(self):
         """Drop the model (and with it its device mapping)."""
         self._model = None
@@ -341,6 +521,7 @@ class AkidaModel(LoadedModel):
             "input_bits": self._spec["inputs"][0]["bits"],
             "layers": [_layer_summary(layer) for layer in model.layers],
             "sequences": _sequences(model),
+            "learning": self.learning(),
         }
         macs = int(model.macs)
         out["macs"] = macs if macs else "not reported by akida for this model"
