@@ -12,6 +12,8 @@ a request needs them (``_GROUPS``)::
     kpdev.device.op_power   POWER_ENABLE, POWER_READ, POWER_FLOOR, CLOCK_GET, CLOCK_SET
     kpdev.device.op_pack    PACK_SET, PACK_GET, PACK_CLEAR, CLASSIFY, STREAM_START,
                             STREAM_PUSH, STREAM_STOP, PROFILE_RUN
+    kpdev.device.op_learn   LEARN_INFO, LEARN, LEARN_ENABLE, LEARN_ADD_CLASSES, LEARN_RESET,
+                            LEARN_SAVE, LEARN_EXPORT
 
 RAM: MicroPython keeps imported code (even precompiled .mpy) in the heap, and a small board has
 too little heap to hold every handler at once.  So on MicroPython the groups are overlays: loading
@@ -76,6 +78,13 @@ _CLASSIFY = const(0x63)
 _STREAM_START = const(0x64)
 _STREAM_PUSH = const(0x65)
 _STREAM_STOP = const(0x66)
+_LEARN_INFO = const(0x30)
+_LEARN = const(0x31)
+_LEARN_ENABLE = const(0x32)
+_LEARN_ADD_CLASSES = const(0x33)
+_LEARN_RESET = const(0x34)
+_LEARN_SAVE = const(0x35)
+_LEARN_EXPORT = const(0x36)
 _LOG = const(0x70)
 _ERROR = const(0x7F)
 _E_TOO_LARGE = const(2)
@@ -130,6 +139,13 @@ _GROUPS = {
     _STREAM_START: "op_pack",
     _STREAM_PUSH: "op_pack",
     _STREAM_STOP: "op_pack",
+    _LEARN_INFO: "op_learn",
+    _LEARN: "op_learn",
+    _LEARN_ENABLE: "op_learn",
+    _LEARN_ADD_CLASSES: "op_learn",
+    _LEARN_RESET: "op_learn",
+    _LEARN_SAVE: "op_learn",
+    _LEARN_EXPORT: "op_learn",
 }
 
 

@@ -89,28 +89,40 @@ def statvfs_free(path):
 
 
 def write_atomic(path, text):
-    """Replace the file ``path`` with ``text``: whole or not at all.
+    """Replace the file ``path`` with ``text`` (str, or bytes for a binary file): whole or not
+    at all.
 
     The text goes to ``path.tmp``, is flushed to storage, then renamed over ``path``; a crash
     before the rename leaves the old file as it was (``read_atomic`` ignores a stray ``.tmp``
-    unless the rename had already removed the target).
+    unless the rename had already removed the target).  A failed write (storage full) removes
+    the ``.tmp`` and raises: the old file stands.
     """
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-        fsync_file(f)
+    mode = "w" if isinstance(text, str) else "wb"
+    try:
+        f = open(tmp, mode)
+        try:
+            f.write(text)
+            fsync_file(f)
+        finally:
+            f.close()
+    except OSError:
+        remove(tmp)
+        raise
     replace(tmp, path)
 
 
-def read_atomic(path):
-    """The text ``write_atomic`` last completed at ``path``, or None when there is none."""
+def read_atomic(path, binary=False):
+    """The text (bytes when ``binary``) ``write_atomic`` last completed at ``path``, or None
+    when there is none."""
     tmp = path + ".tmp"
+    mode = "rb" if binary else "r"
     if exists(path):
         remove(tmp)  # a save that did not reach its rename: the old file stands
-        with open(path) as f:
+        with open(path, mode) as f:
             return f.read()
     if exists(tmp):  # a FAT rename removed the target first, then stopped: finish it
         replace(tmp, path)
-        with open(path) as f:
+        with open(path, mode) as f:
             return f.read()
     return None

@@ -48,10 +48,20 @@ def _need(cond, message, code=_E_BAD_VALUE):
 def _check(spec):
     # The shape of a pack description; model presence is checked against the store separately.
     _need(isinstance(spec, dict), "pack must be a map", _E_BAD_REQUEST)
-    for key in ("name", "version", "root"):
+    for key in ("name", "version"):
         _need(isinstance(spec.get(key), str), "pack needs a string %r" % key, _E_BAD_REQUEST)
+    _need(
+        isinstance(spec.get("root"), str) or (spec.get("root") is None and not spec.get("models")),
+        "pack needs a string 'root'",
+        _E_BAD_REQUEST,
+    )
+    learning = spec.get("learning")
     models = spec.get("models")
-    _need(isinstance(models, list) and models, "pack needs a list of models", _E_BAD_REQUEST)
+    _need(
+        isinstance(models, list) and (models or learning is not None),
+        "pack needs a list of models (or a learner)",
+        _E_BAD_REQUEST,
+    )
     ids = {}
     for m in models:
         _need(isinstance(m, dict), "each pack model must be a map", _E_BAD_REQUEST)
@@ -70,7 +80,11 @@ def _check(spec):
         m["results"] = results
         m["output"] = m.get("output") or 0
         ids[m["id"]] = m
-    _need(spec["root"] in ids, "pack root %r is not one of its models" % spec["root"])
+    _need(not ids or spec["root"] in ids, "pack root %r is not one of its models" % spec["root"])
+    if learning is not None:
+        from kpdev.device.learnrun import check_spec
+
+        check_spec(learning, ids)
     for m in models:
         for k in m["results"]:
             child = m["results"][k]
@@ -107,6 +121,7 @@ class PackRunner:
             self.pipeline = Pipeline(spec["pipeline"])
         self.segmenter = None
         self.window_index = 0
+        self.learn = None  # the learning session (kpdev.device.learnrun), made on first use
 
     def describe(self):
         """What PACK_GET and PACK_SET report."""
@@ -120,6 +135,7 @@ class PackRunner:
             "axes": p.n_axes if p else None,
             "dtype": p.input_dtype if p else None,
             "features": p.n_features if p else None,
+            "learner": (self.spec.get("learning") or {}).get("learner"),
         }
 
     def classify(self, agent, x, timings=None, with_input=False):
@@ -135,6 +151,8 @@ class PackRunner:
             t0 = sysinfo.ticks_us()
             x = self.pipeline.transform(x, timings)
             tf = sysinfo.ticks_diff(sysinfo.ticks_us(), t0)
+        if self.spec.get("learning") is not None:
+            return self._learned(agent, x, tf, timings, with_input)
         mid = self.root
         path = []
         tm = 0
@@ -154,6 +172,24 @@ class PackRunner:
         classes = m["classes"]
         label = classes[c] if c < len(classes) else str(c)
         out = {"c": c, "l": label, "s": score, "m": mid, "p": path, "tf": tf, "tm": tm}
+        if with_input:
+            from kpdev.protocol.tensors import encode_tensor
+
+            out["x"] = encode_tensor(x)
+        return out
+
+    def _learned(self, agent, x, tf, timings, with_input):
+        # A learning pack: the learner answers (class -1, label None before it learned any).
+        from kpdev.device.learnrun import session
+
+        c, score, us = session(agent).classify(agent, x)
+        if timings is not None:
+            timings.append(("learner", us))
+        labels = self.learn.adapter.labels()
+        label = labels[c] if 0 <= c < len(labels) else None
+        out = {"c": c, "l": label, "s": score, "m": "learner", "p": [["learner", c]]}
+        out["tf"] = tf
+        out["tm"] = us
         if with_input:
             from kpdev.protocol.tensors import encode_tensor
 
@@ -206,6 +242,15 @@ def load(agent):
 def install(agent, spec):
     """Check ``spec`` against the store, save it atomically and make it the agent's pack."""
     runner = PackRunner(agent, spec)
+    old = agent.pack
+    if old is not None and old.learn is not None and old.spec == runner.spec:
+        runner.learn = old.learn  # the same pack again: what it learned and not saved stays
+    elif spec.get("learning") is not None:
+        # The learner is set up now, so a pack whose learner cannot start is refused before
+        # it replaces the active one.
+        from kpdev.device.learnrun import LearnSession
+
+        runner.learn = LearnSession(agent, runner)
     fsutil.write_atomic(_path(agent), json.dumps(spec))
     agent.pack = runner
     return runner

@@ -53,11 +53,22 @@ STREAM_PUSH = const(0x65)
 STREAM_STOP = const(0x66)
 CLASS_EVENT = const(0x67)  # unsolicited event: one classified window of a stream
 
+# Edge learning on the device (0x30-0x3F): the active pack's learner learns labelled samples,
+# keeps them across restarts and hands its learned state back.
+LEARN_INFO = const(0x30)
+LEARN = const(0x31)
+LEARN_ENABLE = const(0x32)
+LEARN_ADD_CLASSES = const(0x33)
+LEARN_RESET = const(0x34)
+LEARN_SAVE = const(0x35)
+LEARN_EXPORT = const(0x36)
+LEARN_LOAD = const(0x37)
+
 # Per-stage timing of the active pack (0x50-0x5F; the codes not named here stay reserved).
 PROFILE_RUN = const(0x50)
 
-# Reserved ranges, filled in by later protocol revisions (POWER, PROFILE, PACK: their codes not
-# named above).
+# Reserved ranges, filled in by later protocol revisions (LEARN, POWER, PROFILE, PACK: their
+# codes not named above).
 LEARN_FIRST = const(0x30)
 LEARN_LAST = const(0x3F)
 POWER_FIRST = const(0x40)
@@ -91,4 +102,5 @@ E_MODEL_LOAD = const(23)
 E_INFER = const(24)
 E_BAD_VALUE = const(25)
 E_POWER = const(26)
+E_LEARN = const(27)
 E_INTERNAL = const(32)

@@ -317,7 +317,7 @@ def bad_requests(dut):
         ("unknown op LOG", ops.LOG, b"", 4),
         ("unknown op ERROR", ops.ERROR, b"", 4),
         ("unknown op 0xff", 0xFF, b"", 4),
-        ("reserved LEARN", ops.LEARN_FIRST, b"", 9),
+        ("reserved LEARN", ops.LEARN_LOAD + 1, b"", 9),
         ("reserved LEARN last", ops.LEARN_LAST, b"\xa0", 9),
         ("reserved POWER", ops.POWER_FIRST + 3, b"", 9),
         ("reserved PROFILE", ops.PROFILE_LAST, b"", 9),

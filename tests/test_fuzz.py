@@ -176,7 +176,7 @@ def random_op(rng):
     if r < 0.75:
         return rng.choice(KNOWN_OPS)
     if r < 0.85:
-        return rng.choice([0x30, 0x3A, 0x45, 0x5F])
+        return rng.choice([0x3B, 0x3A, 0x45, 0x5F])
     return rng.randrange(256)
 
 
