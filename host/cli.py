@@ -22,6 +22,7 @@ from kpdev.host.cli_agent import agent_app
 from kpdev.host.cli_demo import demo
 from kpdev.host.cli_eval import deploy_pack, profile, recognize, report
 from kpdev.host.cli_eval import eval_ as eval_command
+from kpdev.host.cli_learn import learn_app
 from kpdev.host.cli_options import (
     BoardOpt,
     JsonOpt,
@@ -60,6 +61,7 @@ app.add_typer(model_app, name="model")
 app.add_typer(agent_app, name="agent")
 app.add_typer(power_app, name="power")
 app.add_typer(pack_app, name="pack")
+app.add_typer(learn_app, name="learn")
 app.command()(clock)
 app.command(name="eval")(eval_command)
 app.command()(recognize)

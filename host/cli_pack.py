@@ -185,16 +185,17 @@ def build(
         Path, typer.Argument(metavar="OUT.kp", help="Pack file to write.", show_default=False)
     ],
     model: Annotated[
-        list[str],
+        list[str] | None,
         typer.Option(
             "--model",
             "-m",
             metavar="ID=PATH",
             help="A model file (.tflite, .vmfb or .fbz) and the id that names it in the pack "
-            "(1-16 of A-Z a-z 0-9 _ -). Repeatable. A single model may be a bare PATH (id main).",
+            "(1-16 of A-Z a-z 0-9 _ -). Repeatable. A single model may be a bare PATH (id main). "
+            "Not with --learner.",
             show_default=False,
         ),
-    ],
+    ] = None,
     classes: Annotated[
         list[str] | None,
         typer.Option(
@@ -327,6 +328,40 @@ def build(
             show_default=False,
         ),
     ] = None,
+    learner: Annotated[
+        str | None,
+        typer.Option(
+            "--learner",
+            metavar="memory|akida",
+            help="Build a pack whose classifier is a learner the device trains (kpdev learn) "
+            "instead of models: memory (few-shot nearest neighbours over the pipeline's "
+            "output, any board) or akida (akida's own edge learning; the pipeline's output "
+            "needs a thermometer encoding). Needs --pipeline and --dataset; --classes gives "
+            "the classes it starts with (default: the dataset's).",
+            show_default=False,
+        ),
+    ] = None,
+    learner_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--learner-option",
+            "-L",
+            metavar="KEY=VALUE",
+            help="A learner setting: memory per_class (16), k (1), metric (l1|l2), mode "
+            "(knn|prototype); akida neurons_per_class, num_weights, learning_competition; "
+            "either max_classes (32). Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    learn_shots: Annotated[
+        int,
+        typer.Option(
+            "--learn-shots",
+            help="With --learner: teach it this many training samples per class on the host "
+            "before writing the pack (0: it starts knowing its classes by name only).",
+            min=0,
+        ),
+    ] = 0,
     json_: JsonOpt = False,
 ) -> None:
     """Build a Knowledge Pack from models, class labels, a pipeline and a dataset.
@@ -358,7 +393,29 @@ def build(
     from kpdev.host.features import load_spec
     from kpdev.host.pack_build import ModelSpec, build_pack
 
-    paths = _models(model)
+    if learner is not None:
+        _build_learner(
+            out_path,
+            learner,
+            learner_option or [],
+            learn_shots,
+            model=model,
+            classes=classes,
+            pipeline=pipeline,
+            dataset=dataset,
+            window=window,
+            test_fraction=test_fraction,
+            seed=seed,
+            vectors=vectors,
+            name=name,
+            version=version,
+            description=description,
+            json_=json_,
+        )
+        return
+    if learner_option or learn_shots:
+        raise UsageError("--learner-option and --learn-shots go with --learner memory|akida")
+    paths = _models(model or [])
     ids = list(paths)
     pack_name = name if name is not None else out_path.stem
     if name is None and not NAME_RE.fullmatch(pack_name):
@@ -448,7 +505,32 @@ def _header(pack: Pack) -> Table:
     table.add_row("schema", str(m["schema"]))
     if m.get("description"):
         table.add_row("description", m["description"])
-    table.add_row("root model", pack.root()["id"])
+    root = pack.root()
+    table.add_row("root model", root["id"] if root else "none: the learner classifies")
+    learning = pack.learning
+    if learning is not None:
+        encoding = (learning["input"] or {}).get("encoding")
+        table.add_row(
+            "learner",
+            f"{learning['learner']} over {learning['input']['dtype']} "
+            f"{learning['input']['shape']}"
+            + (f", {encoding['kind']} encoded ({encoding['levels']} levels)" if encoding else "")
+            + f"; classes {', '.join(learning['classes'])} (at most {learning['max_classes']})",
+        )
+        options = learning.get("options") or {}
+        if options:
+            table.add_row("learner options", ", ".join(f"{k}={v}" for k, v in options.items()))
+        learned = learning.get("learned")
+        if learned:
+            table.add_row(
+                "learned",
+                f"on {learned.get('board')} in session {learned.get('session')}: "
+                f"{learned.get('samples')} samples, exported {learned.get('exported')} from "
+                f"{learned['from']['name']} {learned['from']['version']}",
+            )
+        elif learning.get("pretrained"):
+            p = learning["pretrained"]
+            table.add_row("pretrained", f"{p['shots']} shots/class of {p['dataset']} (host)")
     table.add_row("test vectors", str(len(m["test_vectors"])))
     return table
 
@@ -607,6 +689,77 @@ def _cost_table(cost: dict[str, Any]) -> Table:
         "",
     )
     return table
+
+
+def _build_learner(
+    out_path: Path,
+    learner: str,
+    settings: list[str],
+    learn_shots: int,
+    *,
+    model: list[str] | None,
+    classes: list[str] | None,
+    pipeline: Path | None,
+    dataset: str | None,
+    window: str | None,
+    test_fraction: float | None,
+    seed: int,
+    vectors: int,
+    name: str | None,
+    version: str,
+    description: str,
+    json_: bool,
+) -> None:
+    from kpdev.host.datasets import load_dataset
+    from kpdev.host.features import load_spec
+    from kpdev.host.learn_pack import build_learning_pack
+
+    if model:
+        raise UsageError("--learner builds its own classifier: leave out --model")
+    if pipeline is None or dataset is None:
+        raise UsageError("--learner needs --pipeline (what it learns from) and --dataset")
+    options = {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--learner-option {item!r}: write it as KEY=VALUE, e.g. k=3")
+        options[key.strip()] = _number(value.strip())
+    labels = None
+    if classes:
+        labels = [x.strip() for text in classes for x in _SPLIT.split(text) if x.strip()]
+    pack_name = name if name is not None else out_path.stem
+    spec = load_spec(pipeline)
+    cut = parse_window(window) or (spec["window"]["size"], spec["window"]["stride"])
+    data = load_dataset(dataset, window=cut)
+    build_learning_pack(
+        out_path,
+        learner=learner,
+        pipeline=spec,
+        dataset=data,
+        name=pack_name,
+        version=version,
+        description=description,
+        classes=labels,
+        learn_shots=learn_shots,
+        options=options,
+        test_fraction=test_fraction,
+        seed=seed,
+        n_vectors=vectors,
+    )
+    pack = read_pack(out_path)
+    if json_:
+        emit(pack.summary())
+        return
+    lrn = pack.learning
+    metrics = pack.manifest.get("metrics") or {}
+    acc = metrics.get("accuracy")
+    out.print(
+        f"wrote [bold]{out_path}[/bold]: {pack.name} {pack.manifest['version']}, a "
+        f"{lrn['learner']} learner over {lrn['input']['shape']} {lrn['input']['dtype']}, "
+        f"classes {', '.join(lrn['classes'])}"
+        + (f"; taught {learn_shots} shots/class, host accuracy {acc:.3f}" if acc else "")
+        + f"; {human_bytes(out_path.stat().st_size)}"
+    )
 
 
 @pack_app.command()

@@ -322,6 +322,74 @@ class Client:
             ops.PROFILE_RUN, {"x": to_wire(np.asarray(x)), "n": runs}, timeout=self.timeout + runs
         )
 
+    # -- edge learning (LEARN_*: the active pack's learner) ----------------------------------
+    def learn_info(self) -> dict[str, Any]:
+        """The learner of the device's pack: kind, labels, samples, saved or not."""
+        return self.request(ops.LEARN_INFO)
+
+    def learn(
+        self, xs: Iterable[np.ndarray], ys: Iterable[int], session: str | None = None
+    ) -> dict[str, Any]:
+        """Teach one batch of raw windows (or model inputs) with their class indices.
+
+        Returns ``p``, the classes the device predicted for them before learning them.
+        """
+        body: dict[str, Any] = {
+            "xs": [to_wire(np.asarray(x)) for x in xs],
+            "ys": [_label(y) for y in ys],
+        }
+        if session is not None:
+            body["session"] = session
+        return self.request(ops.LEARN, body)
+
+    def learn_many(
+        self,
+        xs: list[np.ndarray],
+        ys: list[int],
+        batch: int = 1,
+        session: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Teach many samples, ``batch`` to a frame, one request at a time (learning is
+        order-dependent).  Yields each batch's reply."""
+        for i in range(0, len(xs), batch):
+            yield self.learn(xs[i : i + batch], ys[i : i + batch], session)
+
+    def learn_enable(self, on: bool = True) -> dict[str, Any]:
+        """Switch the device's learning on or off (classifying goes on either way)."""
+        return self.request(ops.LEARN_ENABLE, {"on": on})
+
+    def learn_add_classes(self, labels: list[str]) -> dict[str, Any]:
+        """Add classes to the device's learner; their indices and all labels."""
+        return self.request(ops.LEARN_ADD_CLASSES, {"labels": list(labels)})
+
+    def learn_reset(self) -> dict[str, Any]:
+        """Forget what the device learned (and saved): back to the pack's own state."""
+        return self.request(ops.LEARN_RESET)
+
+    def learn_save(self) -> dict[str, Any]:
+        """Save the learner's state on the device, atomically; its size and sha256."""
+        return self.request(ops.LEARN_SAVE)
+
+    def learn_export(self, progress: Progress | None = None) -> bytes:
+        """The learner's state as the device saves it, read in chunks and checked."""
+        size = max(256, (self.max_payload - _CHUNK_OVERHEAD) // 2)
+        data = b""
+        total = None
+        digest = None
+        while total is None or len(data) < total:
+            reply = self.request(ops.LEARN_EXPORT, {"offset": len(data), "size": size})
+            if total is not None and (reply["total"] != total or reply["sha256"] != digest):
+                raise ProtocolError("the learner state changed while it was being exported")
+            total, digest = reply["total"], reply["sha256"]
+            if not reply["data"] and len(data) < total:
+                raise ProtocolError("the device sent an empty export chunk")
+            data += reply["data"]
+            if progress:
+                progress(len(data), total)
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise ProtocolError("the exported learner state does not match its sha256")
+        return data
+
     def power_enable(self, on: bool = True) -> dict[str, Any]:
         """Switch power measurement on (or off); the source and whether it measures."""
         return self.request(ops.POWER_ENABLE, {"on": on})
@@ -371,3 +439,10 @@ def _wire_inputs(inputs):
     if isinstance(inputs, (list, tuple)):
         return [to_wire(np.asarray(a)) for a in inputs]
     return to_wire(np.asarray(inputs))
+
+
+def _label(y: Any) -> Any:
+    # numpy integers as plain ints; anything else goes as it is, for the device to judge.
+    if isinstance(y, np.integer):
+        return int(y)
+    return y

@@ -19,7 +19,7 @@ import numpy as np
 from kpdev.host.boards import Board, load_boards
 from kpdev.host.client import Client
 from kpdev.host.errors import UsageError
-from kpdev.host.pack import Pack, device_pack
+from kpdev.host.pack import Pack, device_pack, state_store_name
 from kpdev.host.render import human_bytes
 from kpdev.protocol import ops
 from kpdev.protocol.errors import DeviceError
@@ -85,6 +85,7 @@ def check_pack(pack: Pack, board: Board | None, info: dict[str, Any]) -> dict[st
     where = board.id if board else info.get("board", "the device")
     cost = m.get("cost") or {}
     total = sum(len(pack.model_bytes(x["id"])) for x in m["models"])
+    total += len(pack.learner_state() or b"")
     ram = cost.get("ram_bytes")
     problems = []
     quota = board.quota if board else int(info.get("storage", {}).get("quota") or 0)
@@ -161,6 +162,18 @@ def upload_models(
         progress(total, total)
 
 
+def _upload_state(client: Client, pack: Pack, info: dict[str, Any]) -> None:
+    # A memory learner's starting state is stored like a model (format kpl), unless it is there.
+    state = pack.learner_state()
+    if state is None:
+        return
+    name = state_store_name(pack)
+    digest = pack.learning["state"]["sha256"]
+    if any(d["name"] == name and d["sha256"] == digest for d in info.get("models", [])):
+        return
+    client.upload(name, state, "kpl", {}, activate=False)
+
+
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
     a = np.asarray(a)
     b = np.asarray(b)
@@ -230,6 +243,7 @@ def deploy_pack(
     if dry_run:
         return plan
     upload_models(client, pack, plan, progress)
+    _upload_state(client, pack, info)
     vectors = check_vectors(client, pack, "models")
     bad = [r for r in vectors if not r["match"]]
     if bad and not force:

@@ -3,8 +3,9 @@
 ``HostPack.classify`` answers what the device's CLASSIFY answers, computed on the host: the
 pipeline of ``kpdev.host.features`` (the same definitions as ``kpdev.device.pipeline``), then the
 root model and the children its ``results`` route to, each in the host reference runtime
-(``kpdev.host.reference``).  ``kpdev recognize --platform host`` and the metrics of
-``kpdev pack build`` use it.
+(``kpdev.host.reference``); or, for a pack with a learner, the learner
+(``kpdev.host.reference.ReferenceLearner``).  ``kpdev recognize --platform host`` and the
+metrics of ``kpdev pack build`` use it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 
 from kpdev.host import features
 from kpdev.host.pack import Pack
-from kpdev.host.reference import load_reference
+from kpdev.host.reference import ReferenceLearner, load_reference
 
 _MAX_DEPTH = 8  # as the device: the longest parent -> child chain followed
 
@@ -38,11 +39,12 @@ class HostPack:
         self.pack = pack
         self.pipeline = pack.manifest.get("pipeline")
         self.models = {}
+        self.learner = ReferenceLearner(pack) if pack.learning is not None else None
         for m in pack.models:
             self.models[m["id"]] = load_reference(
                 m["format"], pack.model_bytes(m["id"]), m.get("backend"), m.get("options") or {}
             )
-        self.root = pack.root()["id"]
+        self.root = (pack.root() or {}).get("id")
 
     def model_input(self, x: np.ndarray) -> np.ndarray:
         """The model input for one raw window (``x`` itself when the pack has no pipeline)."""
@@ -53,6 +55,19 @@ class HostPack:
         t0 = time.perf_counter_ns()
         x = self.model_input(x)
         tf = (time.perf_counter_ns() - t0) / 1000
+        if self.learner is not None:
+            t0 = time.perf_counter_ns()
+            c, label = self.learner.classify(x)
+            tm = (time.perf_counter_ns() - t0) / 1000
+            return {
+                "c": c,
+                "l": label,
+                "s": None,
+                "m": "learner",
+                "p": [["learner", c]],
+                "tf": tf,
+                "tm": tm,
+            }
         mid = self.root
         path = []
         tm = 0.0
@@ -76,3 +91,5 @@ class HostPack:
         """Release the reference runtimes."""
         for ref in self.models.values():
             ref.close()
+        if self.learner is not None:
+            self.learner.close()

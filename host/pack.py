@@ -72,9 +72,30 @@ class Pack:
         known = ", ".join(m["id"] for m in self.models)
         raise UsageError(f"{self.path}: no model {model_id!r} in the pack (it has: {known})")
 
-    def root(self) -> dict[str, Any]:
-        """The one model without a parent."""
-        return next(m for m in self.models if m.get("parent") is None)
+    def root(self) -> dict[str, Any] | None:
+        """The one model without a parent (None for a pack that is a pipeline and a learner)."""
+        return next((m for m in self.models if m.get("parent") is None), None)
+
+    @property
+    def learning(self) -> dict[str, Any] | None:
+        """The manifest's ``learning`` section (None for a pack without a learner)."""
+        return self.manifest.get("learning")
+
+    def learner_state(self) -> bytes | None:
+        """The memory learner's starting state (``learning.state``), when the pack has one."""
+        state = (self.learning or {}).get("state")
+        return self.files[state["file"]] if state else None
+
+    def classes(self) -> list[str]:
+        """The labels the pack answers with: its learner's, else its final models'."""
+        if self.learning is not None:
+            return list(self.learning["classes"])
+        labels: list[str] = []
+        for m in self.models:
+            for i, label in enumerate(m["classes"]):
+                if str(i) not in (m.get("results") or {}) and label not in labels:
+                    labels.append(label)
+        return labels
 
     def children(self, model_id: str) -> list[dict[str, Any]]:
         """The models whose parent is ``model_id``."""
@@ -121,7 +142,7 @@ class Pack:
             "created": m.get("created"),
             "description": m.get("description", ""),
             "kpdev": m.get("kpdev"),
-            "root": self.root()["id"],
+            "root": (self.root() or {}).get("id"),
             "models": [
                 {
                     key: model.get(key)
@@ -145,6 +166,7 @@ class Pack:
                 for model in self.models
             ],
             "pipeline": m.get("pipeline"),
+            "learning": m.get("learning"),
             "test_vectors": len(m["test_vectors"]),
             "metrics": m.get("metrics"),
             "cost": m.get("cost"),
@@ -161,11 +183,11 @@ def device_pack(pack: Pack, store_names: dict[str, str]) -> dict[str, Any]:
     missing = [m["id"] for m in pack.models if m["id"] not in store_names]
     if missing:
         raise UsageError(f"{pack.path}: no stored model name for {', '.join(missing)}")
-    return {
+    out = {
         "name": pack.name,
         "version": pack.manifest["version"],
         "pipeline": pack.manifest.get("pipeline"),
-        "root": pack.root()["id"],
+        "root": (pack.root() or {}).get("id"),
         "models": [
             {
                 "id": m["id"],
@@ -178,6 +200,29 @@ def device_pack(pack: Pack, store_names: dict[str, str]) -> dict[str, Any]:
             for m in pack.models
         ],
     }
+    learning = pack.learning
+    if learning is not None:
+        options = learning.get("options") or {}
+        state = learning.get("state")
+        out["learning"] = {
+            "learner": learning["learner"],
+            "classes": list(learning["classes"]),
+            "max_classes": learning["max_classes"],
+            "model": learning.get("model"),
+            "output": learning.get("output") or 0,
+            "per_class": options.get("per_class"),
+            "k": options.get("k"),
+            "metric": options.get("metric"),
+            "mode": options.get("mode"),
+            "state": state_store_name(pack) if state else None,
+            "state_sha256": state["sha256"] if state else None,
+        }
+    return out
+
+
+def state_store_name(pack: Pack) -> str:
+    """The name a pack's learner state is stored under on the device (no model id has a dot)."""
+    return f"{pack.name}.state.kpl"
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -285,6 +330,16 @@ def _check_models_files(label: str, manifest: dict, files: dict[str, bytes]) -> 
             raise UsageError(
                 f"{label}: test vector file {entry} is missing from the pack; {_REBUILD}"
             )
+    state = (manifest.get("learning") or {}).get("state")
+    if state is not None:
+        data = files.get(state["file"])
+        if data is None:
+            raise UsageError(f"{label}: learner state {state['file']} is missing; {_REBUILD}")
+        if len(data) != state["bytes"] or hashlib.sha256(data).hexdigest() != state["sha256"]:
+            raise UsageError(
+                f"{label}: learner state {state['file']} does not match its size and sha256 "
+                "(file altered or corrupt); rebuild the pack"
+            )
 
 
 # -- the manifest's checks -----------------------------------------------------------------
@@ -379,7 +434,7 @@ def _check_manifest(label: str, manifest: Any) -> None:
             text = str(e)
             raise c.fail(text if text.startswith("pipeline: ") else f"pipeline: {text}")
     models = c.field(manifest, "models", (list,), "top level")
-    c.need(bool(models), "lists no models")
+    c.need(bool(models) or manifest.get("learning") is not None, "lists no models")
     ids: dict[str, dict] = {}
     for n, m in enumerate(models):
         where = f"models[{n}]"
@@ -434,7 +489,9 @@ def _check_manifest(label: str, manifest: Any) -> None:
                 f"{where}: results key {key!r} is not a class index 0..{len(classes) - 1}",
             )
             c.need(isinstance(results[key], str), f"{where}: results[{key!r}] is not a model id")
-    _check_graph(c, ids)
+    if ids:
+        _check_graph(c, ids)
+    _check_learning(c, manifest, ids)
     vectors = c.field(manifest, "test_vectors", (list,), "top level")
     for n, v in enumerate(vectors):
         where = f"test_vectors[{n}]"
@@ -452,6 +509,61 @@ def _check_manifest(label: str, manifest: Any) -> None:
         c.field(v, "label", (str, None), where, required=False)
     c.field(manifest, "metrics", (dict, None), "top level", required=False)
     c.field(manifest, "cost", (dict, None), "top level", required=False)
+
+
+LEARNERS = ("memory", "akida")
+STATE_FILE = "learning/state.bin"
+_MEMORY_OPTIONS = {"per_class": (1, 4096), "k": (1, 64)}
+_CHOICES = {"metric": ("l1", "l2"), "mode": ("knn", "prototype")}
+
+
+def _check_learning(c: _Checker, manifest: dict, ids: dict[str, dict]) -> None:
+    learning = c.field(manifest, "learning", (dict, None), "top level", required=False)
+    if learning is None:
+        return
+    where = "learning"
+    kind = c.field(learning, "learner", (str,), where)
+    c.need(kind in LEARNERS, f"{where}: learner {kind!r} is not one of {', '.join(LEARNERS)}")
+    classes = c.field(learning, "classes", (list,), where)
+    c.need(
+        all(isinstance(x, str) and x for x in classes),
+        f"{where}: classes must be a list of labels",
+    )
+    c.need(len(set(classes)) == len(classes), f"{where}: a class label appears twice")
+    most = c.field(learning, "max_classes", (int,), where)
+    c.need(len(classes) <= most <= 255, f"{where}: max_classes must be {len(classes)}..255")
+    mid = c.field(learning, "model", (str, None), where, required=False)
+    c.need(mid is None or mid in ids, f"{where}: model {mid!r} is not a model of the pack")
+    c.need(kind != "akida" or mid is not None, f"{where}: an akida learner names its model")
+    c.need(
+        mid is not None or manifest.get("pipeline") is not None,
+        f"{where}: a memory learner learns a pipeline's output or a model's; the pack has neither",
+    )
+    c.field(learning, "output", (int,), where, required=False)
+    options = c.field(learning, "options", (dict,), where, required=False) or {}
+    if kind == "memory":
+        for key, (low, high) in _MEMORY_OPTIONS.items():
+            value = options.get(key)
+            c.need(
+                _is_int(value) and low <= value <= high,
+                f"{where}: options.{key} must be an int {low}..{high}",
+            )
+        for key, allowed in _CHOICES.items():
+            c.need(
+                options.get(key) in allowed,
+                f"{where}: options.{key} must be one of {', '.join(allowed)}",
+            )
+    c.field(learning, "input", (dict,), where)
+    state = c.field(learning, "state", (dict, None), where, required=False)
+    if state is not None:
+        c.need(kind == "memory", f"{where}: only a memory learner has a state file")
+        c.need(state.get("file") == STATE_FILE, f"{where}: state.file must be {STATE_FILE}")
+        c.need(
+            isinstance(state.get("sha256"), str) and bool(_SHA_RE.fullmatch(state["sha256"])),
+            f"{where}: state.sha256 is not 64 lowercase hex digits",
+        )
+        c.need(_is_int(state.get("bytes")), f"{where}: state.bytes must be an int")
+    c.field(learning, "learned", (dict, None), where, required=False)
 
 
 def _check_graph(c: _Checker, ids: dict[str, dict]) -> None:
@@ -499,6 +611,13 @@ def check_pack(label: str, manifest: dict, files: dict[str, bytes]) -> None:
 
 
 # -- writing -------------------------------------------------------------------------------
+def npy_bytes(a: np.ndarray) -> bytes:
+    """An array as the bytes of a ``.npy`` file (test vectors)."""
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
+    return buf.getvalue()
+
+
 def write_pack(path: str | os.PathLike, manifest: dict, files: dict[str, bytes]) -> Path:
     """Check, then write a pack atomically: a temporary file beside ``path``, fsync, rename.
 

@@ -121,3 +121,122 @@ def load_reference(
             hint = f" (a fuller runtime is not installed: {_install_hint(missing)})"
         raise UsageError(f"{engine.name} cannot load the model: {e}{hint}")
     return ReferenceModel(engine, loaded)
+
+
+class ReferenceLearner:
+    """A pack's learner (``learning``) run in-process by the device's own code.
+
+    The memory learner is ``kpdev.accelerators.learner.MemoryLearner`` started from the pack's
+    state (or empty); the akida learner is the pack's Akida model in akida's software engine.
+    ``classify`` takes the learner's input (the pipeline's output, or the model input of a
+    pack without a pipeline), as the device's CLASSIFY does after its pipeline.
+    """
+
+    def __init__(self, pack: Any):
+        learning = pack.learning
+        self.kind = learning["learner"]
+        self.labels = list(learning["classes"])
+        self._pack = pack
+        self._models: dict[str, ReferenceModel] = {}
+        self._embed = learning.get("model") if self.kind == "memory" else None
+        self._output = learning.get("output") or 0
+        if self.kind == "akida":
+            entry = pack.model(learning["model"])
+            try:
+                backend = accelerators.get("akida")
+                self._akida = backend.load(pack.model_bytes(entry["id"]), {"output": "forward"})
+            except KpdevError as e:
+                raise UsageError(
+                    f"akida cannot load the learner model: {e}; pip install 'kpdev[akida]'"
+                )
+            return
+        from kpdev.accelerators.learner import MemoryLearner
+
+        state = pack.learner_state()
+        if state is not None:
+            self._memory = MemoryLearner.from_bytes(state)
+            return
+        if self._embed is not None:
+            out = self.model(self._embed).io_spec()["outputs"][self._output]
+            dtype, shape = out["dtype"], concrete_shape(out["shape"])
+        else:
+            from kpdev.host import features
+
+            spec = pack.manifest["pipeline"]
+            dtype = spec["output"]["dtype"] if spec.get("output") else "float32"
+            shape = list(features.out_shape(spec))
+        options = learning.get("options") or {}
+        self._memory = MemoryLearner(
+            int(np.prod(shape[1:])),
+            dtype,
+            options["per_class"],
+            options["k"],
+            options["metric"],
+            options["mode"],
+            learning["max_classes"],
+            list(self.labels),
+        )
+
+    def model(self, model_id: str) -> ReferenceModel:
+        """The pack model ``model_id`` in the host reference runtime (loaded once)."""
+        if model_id not in self._models:
+            entry = self._pack.model(model_id)
+            self._models[model_id] = load_reference(
+                entry["format"],
+                self._pack.model_bytes(model_id),
+                entry.get("backend"),
+                entry.get("options"),
+            )
+        return self._models[model_id]
+
+    def model_outputs(self, model_id: str, x: np.ndarray) -> list[np.ndarray]:
+        """The outputs of pack model ``model_id`` for model input ``x`` (the learned Akida
+        model for the akida learner's)."""
+        if self.kind == "akida" and model_id == self._pack.learning["model"]:
+            tensors = self._akida.run([tensor_of(np.ascontiguousarray(x))])
+            return [np.array(array_of(t)) for t in tensors]
+        return self.model(model_id).run([x])
+
+    def output_specs(self) -> list[dict[str, Any]]:
+        """The akida learner model's output tensors (they grow with added classes)."""
+        return [dict(t) for t in self._akida.io_spec()["outputs"]]
+
+    def classify(self, x: np.ndarray) -> tuple[int, str | None]:
+        """(class index, label) the learner gives model input ``x``; (-1, None) when it has
+        learned nothing."""
+        t = tensor_of(np.ascontiguousarray(x))
+        try:
+            if self.kind == "akida":
+                c = self._akida.predict_classes([t])[0][0]
+            else:
+                if self._embed is not None:
+                    y = self.model(self._embed).run([x])[self._output]
+                    t = tensor_of(np.ascontiguousarray(y))
+                c = self._memory.predict(t)[0]
+        except KpdevError as e:
+            raise UsageError(f"the {self.kind} learner refuses the input: {e}")
+        labels = self._memory.labels if self.kind == "memory" else self.labels
+        return c, (labels[c] if 0 <= c < len(labels) else None)
+
+    def learn(self, xs: list[np.ndarray], ys: list[int]) -> bytes:
+        """Teach the learner model inputs ``xs`` with class indices ``ys`` (as the device's
+        LEARN does); its state after: the memory learner's bytes, or the Akida model file."""
+        try:
+            if self.kind == "akida":
+                batch = np.concatenate([np.asarray(x) for x in xs])
+                self._akida.fit([tensor_of(np.ascontiguousarray(batch))], [int(y) for y in ys])
+                return self._akida.to_bytes()
+            for x, y in zip(xs, ys, strict=True):
+                if self._embed is not None:
+                    x = self.model(self._embed).run([x])[self._output]
+                self._memory.learn(tensor_of(np.ascontiguousarray(x)), int(y))
+            return self._memory.to_bytes()
+        except KpdevError as e:
+            raise UsageError(f"the {self.kind} learner refuses a sample: {e}")
+
+    def close(self) -> None:
+        """Release the engines."""
+        for m in self._models.values():
+            m.close()
+        if self.kind == "akida":
+            self._akida.close()

@@ -149,7 +149,17 @@ def reference(model, x):
 class AgentProcess:
     """One agent process for a simulated board, on the command line kpdev itself uses."""
 
-    def __init__(self, board_id, state, link="stdio", key=None, args=(), stdin=None, stdout=None):
+    def __init__(
+        self,
+        board_id,
+        state,
+        link="stdio",
+        key=None,
+        args=(),
+        stdin=None,
+        stdout=None,
+        preexec_fn=None,
+    ):
         self.board = get_board(board_id)
         self.state = Path(state)
         self.link_spec = link
@@ -166,7 +176,13 @@ class AgentProcess:
             if stdout is None:
                 stdout = subprocess.PIPE if link == "stdio" else log
             self.proc = subprocess.Popen(
-                argv, stdin=stdin, stdout=stdout, stderr=log, env=env, bufsize=0
+                argv,
+                stdin=stdin,
+                stdout=stdout,
+                stderr=log,
+                env=env,
+                bufsize=0,
+                preexec_fn=preexec_fn,  # limits of the agent's process (tests of failing writes)
             )
 
     @property
