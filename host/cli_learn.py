@@ -293,7 +293,8 @@ def _print_info(info: dict[str, Any]) -> None:
     saved = "saved" if info["saved"] and not info["dirty"] else "not saved"
     if info["saved"] and info["dirty"]:
         saved = "changed since the last save"
-    out.print(f"  state: {saved}; started from the {info['restored']}; session {info['session']}")
+    start = "its saved state" if info["restored"] == "saved" else "the pack"
+    out.print(f"  state: {saved}; started from {start}; last session {info['session'] or '-'}")
     if info.get("ignored"):
         out.print(f"  [yellow]{info['ignored']}[/yellow]")
 

@@ -678,6 +678,10 @@ def _cost_table(cost: dict[str, Any]) -> Table:
             "-",
             "-",
         )
+    if cost.get("learner_memory_bytes"):
+        table.add_row(
+            "learner memory (at most)", "-", human_bytes(cost["learner_memory_bytes"]), "-", "-"
+        )
     table.add_section()
     table.add_row("models stored", human_bytes(cost.get("model_bytes")), "", "", "")
     ram = cost.get("ram_bytes")
@@ -753,12 +757,12 @@ def _build_learner(
     lrn = pack.learning
     metrics = pack.manifest.get("metrics") or {}
     acc = metrics.get("accuracy")
+    article = "an" if lrn["learner"] == "akida" else "a"
+    taught = f"; taught {learn_shots} shots/class, host accuracy {acc:.3f}" if acc else ""
     out.print(
-        f"wrote [bold]{out_path}[/bold]: {pack.name} {pack.manifest['version']}, a "
+        f"wrote [bold]{out_path}[/bold]: {pack.name} {pack.manifest['version']}, {article} "
         f"{lrn['learner']} learner over {lrn['input']['shape']} {lrn['input']['dtype']}, "
-        f"classes {', '.join(lrn['classes'])}"
-        + (f"; taught {learn_shots} shots/class, host accuracy {acc:.3f}" if acc else "")
-        + f"; {human_bytes(out_path.stat().st_size)}"
+        f"classes {', '.join(lrn['classes'])}{taught}; {human_bytes(out_path.stat().st_size)}"
     )
 
 
@@ -782,9 +786,10 @@ def inspect(
         return
     m = pack.manifest
     out.print(_header(pack))
-    out.print(_models_table(pack))
-    out.print(_tensors_table(pack))
-    out.print(_classes_table(pack))
+    if pack.models:
+        out.print(_models_table(pack))
+        out.print(_tensors_table(pack))
+        out.print(_classes_table(pack))
     if m.get("pipeline"):
         out.print(_pipeline_table(m["pipeline"]))
     else:
@@ -793,6 +798,10 @@ def inspect(
         for table in _metrics_tables(m["metrics"]):
             out.print(table)
     else:
-        out.print("metrics: none (built without a dataset)")
+        out.print(
+            "metrics: none (a learner's accuracy: kpdev learn, kpdev eval)"
+            if pack.learning
+            else "metrics: none (built without a dataset)"
+        )
     if m.get("cost"):
         out.print(_cost_table(m["cost"]))

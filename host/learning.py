@@ -310,8 +310,9 @@ def plot_curve(log: dict[str, Any], path: Path) -> Path:
     ax.plot(shots, [row["accuracy"] for row in rows], "o-", lw=2, color="black", label="all")
     for label in log["scored"]:
         values = [row["per_class"].get(label) for row in rows]
-        style = "s--" if label in log["new_classes"] else ".:"
-        ax.plot(shots, values, style, lw=1, label=label)
+        new = label in log["new_classes"]
+        name = label + (" (new)" if new else "")
+        ax.plot(shots, values, "s--" if new else ".:", lw=1, label=name)
     ax.set_xlabel("shots per class learned on the device")
     ax.set_ylabel("held-out accuracy")
     ax.set_ylim(-0.02, 1.02)

@@ -8,6 +8,9 @@ What it makes (deterministic: the same data and seed give the same bytes):
   (1 count = 0.002 of the recorded unit, so the largest reading, about 35, fits), windows of
   100 samples (10 s at 10 Hz), 8 features per axis, standardised with the training set's mean
   and std, quantized to int8.
+- ``basicmotions_binary.yml``: the same features and scaling with a binary output, an 8-level
+  thermometer of each standardised feature over -1.5..1.5 (384 bits): the input of the Akida
+  learner (``kpdev pack build --learner akida``), whose learning layer takes 1-bit input.
 - ``basicmotions_mlp.tflite``: one int8 MLP (48 -> 16 -> 4) over the four activities.
 - ``basicmotions_router.tflite`` (calm: Standing or Walking / vigorous: Running or Badminton),
   ``basicmotions_calm.tflite`` and ``basicmotions_vigorous.tflite``: the same task as a parent
@@ -125,6 +128,20 @@ def main() -> int:
         + yaml.safe_dump(spec, sort_keys=False)
     )
     print(f"{out.name}: {f.shape[1]} features; test fold of {len(test)} kept for evaluation")
+    binary = dict(spec)
+    levels = 8
+    binary["output"] = {
+        "dtype": "uint8",
+        "shape": [1, 1, 1, f.shape[1] * levels],
+        "encoding": {"kind": "thermometer", "levels": levels, "low": -1.5, "high": 1.5},
+    }
+    out = HERE / "basicmotions_binary.yml"
+    out.write_text(
+        "# Made by host/demo/train.py: basicmotions_pipeline.yml with an 8-level thermometer\n"
+        "# output (binary input for the Akida learner).\n"
+        + yaml.safe_dump(binary, sort_keys=False)
+    )
+    print(f"{out.name}: {f.shape[1] * levels} bits")
     return 0
 
 
