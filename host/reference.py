@@ -154,7 +154,10 @@ class ReferenceLearner:
 
         state = pack.learner_state()
         if state is not None:
-            self._memory = MemoryLearner.from_bytes(state)
+            try:
+                self._memory = MemoryLearner.from_bytes(state)
+            except KpdevError as e:
+                raise UsageError(f"{pack.path}: its learner state does not load: {e}")
             return
         if self._embed is not None:
             out = self.model(self._embed).io_spec()["outputs"][self._output]
@@ -166,16 +169,19 @@ class ReferenceLearner:
             dtype = spec["output"]["dtype"] if spec.get("output") else "float32"
             shape = list(features.out_shape(spec))
         options = learning.get("options") or {}
-        self._memory = MemoryLearner(
-            int(np.prod(shape[1:])),
-            dtype,
-            options["per_class"],
-            options["k"],
-            options["metric"],
-            options["mode"],
-            learning["max_classes"],
-            list(self.labels),
-        )
+        try:
+            self._memory = MemoryLearner(
+                int(np.prod(shape[1:])),
+                dtype,
+                options["per_class"],
+                options["k"],
+                options["metric"],
+                options["mode"],
+                learning["max_classes"],
+                list(self.labels),
+            )
+        except KpdevError as e:
+            raise UsageError(f"memory learner settings: {e}")
 
     def model(self, model_id: str) -> ReferenceModel:
         """The pack model ``model_id`` in the host reference runtime (loaded once)."""
