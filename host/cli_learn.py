@@ -165,20 +165,25 @@ def run(
     timeout: TimeoutOpt = 30.0,
     json_: JsonOpt = False,
 ) -> None:
-    """Run an edge-learning session: teach the device few shots, score it after each round.
+    """Run an edge-learning session: teach the device few shots, score each round.
 
-    Deploys the pack first when the device runs another one. Round 0 scores the learner as it
-    starts; each round then sends --shots new labelled samples per class (drawn with --seed from
-    the dataset's train side), which the device learns one batch at a time, predicting each
-    before it learns it; then the device classifies the held-out side. The live table shows
-    the curve; the session log (JSON) and the plot go to --out. Learning stays in the device's
-    RAM until `kpdev learn save` (or --save).
+    Deploys the pack first when the device runs another one.
+    Round 0 scores the learner as it starts; each round then
+    sends --shots new labelled samples per class (drawn with
+    --seed from the dataset's train side), which the device
+    learns one batch at a time, predicting each before it
+    learns it; then the device classifies the held-out side.
+    The live table shows the curve; the session log (JSON) and
+    the plot go to --out. What was learned stays in the device's
+    RAM until `kpdev learn save` or --save (the default on a
+    simulated board started for this command).
 
     Examples:
 
-      kpdev learn motions-learn.kp --board sim-mcu -d host/demo/basicmotions.npz --shots 5
+      kpdev learn learn.kp -b sim-mcu -d host/demo/basicmotions.npz -k 5
 
-      kpdev learn two.kp -b sim-linux -d data.npz --new-classes Running,Badminton -k 3 -r 3
+      kpdev learn two.kp -b sim-linux -d data.npz \\
+        --new-classes Running,Badminton -k 3 -r 3
     """
     from kpdev.host.datasets import load_dataset
     from kpdev.host.deploy import deploy_pack
@@ -324,8 +329,10 @@ def save_(
     timeout: TimeoutOpt = 30.0,
     json_: JsonOpt = False,
 ) -> None:
-    """Save what the device learned, atomically: it survives reboots (a torn save keeps the
-    previous one)."""
+    """Save what the device learned: it survives reboots.
+
+    The save is atomic: one cut short keeps the previous save.
+    """
     with open_session(board, port, key, timeout=timeout, on_event=log_event) as c:
         result = c.learn_save()
     if json_:
@@ -424,12 +431,14 @@ def export(
     timeout: TimeoutOpt = 30.0,
     json_: JsonOpt = False,
 ) -> None:
-    """Read the device's learned state back and write it as a new version of its pack.
+    """Read the device's learned state back into a new pack version.
 
-    The new pack holds what the device learned (the memory learner's samples, or the Akida
-    model with its learned weights) and records in its manifest (learning.learned) that it was
-    learned on this board and in which session. It predicts as the device does, on the host
-    (kpdev recognize --platform host) and on any board it is deployed to.
+    The new pack holds what the device learned (the memory
+    learner's samples, or the Akida model with its learned
+    weights) and records in its manifest (learning.learned) that
+    it was learned on this board and in which session. It
+    predicts as the device does: on the host (kpdev recognize
+    --platform host) and on any board it is deployed to.
     """
     from kpdev.host.learning import export_pack
     from kpdev.host.pack import read_pack

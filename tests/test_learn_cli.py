@@ -49,7 +49,10 @@ def test_a_session_on_sim_mcu_then_export_and_deploy_on_sim_linux(tmp_path):
     learned = read_pack(exported)
     assert learned.learning["learned"]["samples"] == 32
     # The learned pack on another board, freshly deployed, scores what the session scored.
-    ev = cli_json("eval", exported, "--board", "sim-linux", "-d", DATASET, "--seed", "3")
+    ev = cli_json(
+        "eval", exported, "--board", "sim-linux", "-d", DATASET, "--seed", "3",
+        "-o", tmp_path / "eval.json",
+    )  # fmt: skip
     assert ev["results"]["classification"]["accuracy"] == log["rows"][-1]["accuracy"]
     # reset: back to the pack's own (empty) learner, saved state gone.
     reset = cli_json("learn", "reset", "--board", "sim-mcu")
