@@ -245,4 +245,8 @@ def test_every_command_offers_json():
             for sub in ("build", "inspect"):
                 assert "--json" in cli("pack", sub, "--help").stdout
             continue
+        if command == "learn":
+            for sub in ("run", "info", "save", "reset", "enable", "disable", "export"):
+                assert "--json" in cli("learn", sub, "--help").stdout, sub
+            continue
         assert "--json" in cli(command, "--help").stdout, command
