@@ -428,8 +428,8 @@ def print_windows(doc: dict) -> None:
         cells = [
             str(r["window"]),
             str(r["start"]),
-            r["class"],
-            f"{r['score']:.3f}",
+            str(r["class"]),
+            "-" if r["score"] is None else f"{r['score']:.3f}",
             f"{r['us']:.0f}",
         ]
         if truth:

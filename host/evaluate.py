@@ -22,6 +22,7 @@ from kpdev.host.metrics import classification, latency
 from kpdev.protocol.errors import DeviceError
 
 Progress = Callable[[int, int], None]
+NO_CLASS = "(none)"  # the predicted label of a window a learner could not classify yet
 
 
 def frame_batch(client: Client, sample: np.ndarray, wanted: int | None) -> int:
@@ -78,7 +79,8 @@ def evaluate(
     t0 = time.perf_counter()
     if model is None:
         for i, r in enumerate(client.classify_many(xs, batch=size, window=window)):
-            predicted.append(r["l"])
+            # A learner that has learned nothing answers no class (label None).
+            predicted.append(r["l"] if r["l"] is not None else NO_CLASS)
             times.append(float(r["tf"] + r["tm"]))
             if progress and (i % 8 == 7 or i == n - 1):
                 progress(i + 1, n)

@@ -26,6 +26,7 @@ from kpdev import __version__
 from kpdev.host import features
 from kpdev.host.datasets import Dataset
 from kpdev.host.errors import UsageError
+from kpdev.host.evaluate import NO_CLASS
 from kpdev.host.metrics import classification, utc_now
 from kpdev.host.pack import (
     LEARNERS,
@@ -206,8 +207,8 @@ def build_learning_pack(
     manifest["test_vectors"] = entries
     if learn_shots:
         truth = [test.classes[int(c)] for c in test.y]
-        names = labels + ["(none)"]
-        scores = classification(truth, [p or "(none)" for p in predicted], names)
+        names = labels + [NO_CLASS]
+        scores = classification(truth, [p or NO_CLASS for p in predicted], names)
         manifest["metrics"] = {
             "dataset": {
                 "name": dataset.name,

@@ -27,6 +27,10 @@ def test_a_session_on_sim_mcu_then_export_and_deploy_on_sim_linux(tmp_path):
     summary = build(pack, "--learner", "memory", "-L", "per_class=8", "-L", "k=1")
     assert summary["learning"]["learner"] == "memory" and summary["models"] == []
     assert summary["learning"]["options"]["per_class"] == 8
+    # Before it learned anything the learner answers no class: scored, not a crash.
+    ev0 = cli_json("eval", pack, "-b", "sim-linux", "-d", DATASET, "-o", tmp_path / "e0.json")
+    assert ev0["results"]["classification"]["accuracy"] == 0.0
+    assert set(ev0["results"]["predicted"]) == {"(none)"}
     out = tmp_path / "session"
     result = cli_json(
         "learn", pack, "--board", "sim-mcu", "-d", DATASET, "--shots", "4", "--rounds", "2",
@@ -54,6 +58,12 @@ def test_a_session_on_sim_mcu_then_export_and_deploy_on_sim_linux(tmp_path):
         "-o", tmp_path / "eval.json",
     )  # fmt: skip
     assert ev["results"]["classification"]["accuracy"] == log["rows"][-1]["accuracy"]
+    # The stream of a recording: the learned pack on a device and on the host agree.
+    walk = DEMO / "basicmotions_walk.npz"
+    device = cli_json("recognize", exported, "--board", "sim-linux", "--signal", walk)
+    host = cli_json("recognize", exported, "--platform", "host", "--signal", walk)
+    assert [w["class"] for w in device["windows"]] == [w["class"] for w in host["windows"]]
+    assert {w["class"] for w in host["windows"]} <= set(learned.learning["classes"])
     # reset: back to the pack's own (empty) learner, saved state gone.
     reset = cli_json("learn", "reset", "--board", "sim-mcu")
     assert reset["samples"] == 0 and not reset["saved"]
