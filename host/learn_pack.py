@@ -89,7 +89,7 @@ def build_learning_pack(
 ) -> dict[str, Any]:
     """Build the learner pack ``out`` and return its manifest; UsageError when the parts do
     not fit (a learner the pipeline cannot feed, classes the dataset lacks, too few shots)."""
-    from kpdev.host.pack_build import _as_window, _pipeline_cost
+    from kpdev.host.pack_build import pipeline_cost
     from kpdev.host.reference import ReferenceLearner
 
     if learner not in LEARNERS:
@@ -168,7 +168,7 @@ def build_learning_pack(
     try:
         if learn_shots:
             idx = _shots(train, labels, learn_shots, seed)
-            xs = features.transform_batch(pipeline, _as_window(pipeline, train.x[idx]))
+            xs = features.transform_batch(pipeline, features.raw_input(pipeline, train.x[idx]))
             ys = [labels.index(train.classes[int(train.y[i])]) for i in idx]
             state = ref.learn([x.reshape(shape) for x in xs], ys)
             learning["pretrained"] = {"shots": learn_shots, "seed": seed, "dataset": dataset.name}
@@ -182,7 +182,7 @@ def build_learning_pack(
             else:
                 models[0] = _akida_entry(state, labels)
                 files[models[0]["file"]] = state
-        windows = _as_window(pipeline, test.x)
+        windows = features.raw_input(pipeline, test.x)
         inputs = features.transform_batch(pipeline, windows)
         predicted = [ref.classify(x.reshape(shape))[1] for x in inputs]
         rng = np.random.default_rng(seed)
@@ -223,14 +223,14 @@ def build_learning_pack(
         }
     itemsize = np.dtype(dtype).itemsize
     memory = opts["per_class"] * n * itemsize * max_classes if learner == "memory" else None
-    pipeline_cost = _pipeline_cost(pipeline)
+    cost = pipeline_cost(pipeline)
     model_bytes = sum(len(files[m["file"]]) for m in models)
     manifest["cost"] = {
         "model_bytes": model_bytes + (learning["state"] or {}).get("bytes", 0),
-        "ram_bytes": pipeline_cost["window_bytes"] + pipeline_cost["buffer_bytes"] + (memory or 0),
+        "ram_bytes": cost["window_bytes"] + cost["buffer_bytes"] + (memory or 0),
         "learner_memory_bytes": memory,
         "models": {m["id"]: {"bytes": m["bytes"], "backend": "akida"} for m in models},
-        "pipeline": pipeline_cost,
+        "pipeline": cost,
     }
     write_pack(out, manifest, files)
     return manifest

@@ -202,35 +202,36 @@ def run_session(
     total = sum(len(r) for r in plan["rounds"]) + len(test) * (rounds + 1)
     done = 0
 
-    def step(n: int) -> None:
+    def report(n: int) -> None:
         nonlocal done
-        done += n
+        done = n
         if progress:
             progress(done, total)
 
-    def scored_step(d: int, _t: int, base: list[int] = [0]) -> None:  # noqa: B006
-        step(d - base[0])
-        base[0] = d if d < len(test) else 0
+    def score() -> dict[str, Any]:
+        # The device classifies the held-out side; progress goes on from where it stands.
+        start = done
+        result = _score(client, pack, test, plan["scored"], lambda d, _t: report(start + d))
+        report(start + len(test))
+        return result
 
     rows = []
     row = {"round": 0, "shots_per_class": 0, "samples": 0, "learn_s": 0.0}
-    row.update(_score(client, pack, test, plan["scored"], scored_step))
+    row.update(score())
     rows.append(row)
     if on_round:
         on_round(row)
     taught = 0
     for r, idx in enumerate(plan["rounds"], start=1):
         xs = features.raw_input(pipeline, train.x[idx]) if pipeline else train.x[idx]
-        ys = []
-        for i in idx:
-            ys.append(index[train.classes[train.y[i]]])
+        ys = [index[train.classes[train.y[i]]] for i in idx]
         size = frame_batch(client, np.asarray(xs[0]), None)
         before: list[int] = []
         t0 = time.perf_counter()
         for at in range(0, len(ys), size):
             reply = client.learn(list(xs[at : at + size]), ys[at : at + size], session)
             before += reply["p"]
-            step(len(reply["p"]))
+            report(done + len(reply["p"]))
         learn_s = time.perf_counter() - t0
         taught += len(ys)
         row = {
@@ -243,7 +244,7 @@ def run_session(
                 np.mean([b == y for b, y in zip(before, ys, strict=True)])
             ),
         }
-        row.update(_score(client, pack, test, plan["scored"], scored_step))
+        row.update(score())
         rows.append(row)
         if on_round:
             on_round(row)

@@ -383,7 +383,8 @@ def _plain_specs(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: t[k] for k in keys if k in t} for t in specs]
 
 
-def _pipeline_cost(pipeline: dict) -> dict[str, int]:
+def pipeline_cost(pipeline: dict) -> dict[str, int]:
+    """The pipeline's part of a pack's cost: window bytes, feature count, buffer bytes."""
     size = pipeline["window"]["size"]
     n_axes = len(pipeline["axes"])
     n = features.n_features(pipeline)
@@ -586,13 +587,13 @@ def _build(
             "host_us": _host_us(m.ref, inputs),
             "backend": m.ref.backend,
         }
-    pipeline_cost = _pipeline_cost(pipeline) if pipeline is not None else None
+    p_cost = pipeline_cost(pipeline) if pipeline is not None else None
     arenas = [c["arena_bytes"] for c in cost_models.values()]
     ram = None
     if all(a is not None for a in arenas):
         ram = max(arenas)
-        if pipeline_cost is not None:
-            ram += pipeline_cost["window_bytes"] + pipeline_cost["buffer_bytes"]
+        if p_cost is not None:
+            ram += p_cost["window_bytes"] + p_cost["buffer_bytes"]
     manifest = {
         "schema": SCHEMA,
         "name": name,
@@ -608,7 +609,7 @@ def _build(
             "model_bytes": sum(len(m.data) for m in models.values()),
             "ram_bytes": ram,
             "models": cost_models,
-            "pipeline": pipeline_cost,
+            "pipeline": p_cost,
         },
     }
     return manifest, files
