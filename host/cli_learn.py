@@ -1,7 +1,7 @@
 """``kpdev learn``: edge-learning sessions on the device, and its learned state kept or exported.
 
-``kpdev learn PACK ...`` runs a session (the ``run`` command, named or not); ``kpdev learn
-info|save|reset|enable|disable|export`` work on what the device's learner holds.
+``kpdev learn run PACK ...`` runs a session; ``kpdev learn info|save|reset|enable|disable|export``
+work on what the device's learner holds.
 """
 
 from __future__ import annotations
@@ -11,12 +11,10 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Group
 from rich.live import Live
 from rich.table import Table
-from typer.core import TyperGroup
 
 from kpdev.host.cli_eval import DatasetOpt, FractionOpt, SeedOpt, WindowOpt
 from kpdev.host.cli_options import (
@@ -37,18 +35,8 @@ from kpdev.host.errors import UsageError
 from kpdev.host.render import human_bytes
 from kpdev.host.session import open_session, resolve_board
 
-
-class _RunByDefault(TyperGroup):
-    # `kpdev learn PACK ...` is `kpdev learn run PACK ...`: a first word that is no command.
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and not args[0].startswith("-") and args[0] not in self.commands:
-            args = ["run", *args]
-        return super().parse_args(ctx, args)
-
-
 learn_app = typer.Typer(
-    cls=_RunByDefault,
-    help="Edge learning on the device: `kpdev learn PACK --dataset D --shots K` teaches the "
+    help="Edge learning on the device: `kpdev learn run PACK --dataset D --shots K` teaches the "
     "pack's learner K labelled samples per class over the link, scores it on held-out data "
     "after each round and writes a session log and a learning curve; `save` keeps what it "
     "learned across reboots, `reset` forgets it, `export` writes it into a new pack version. "
@@ -180,9 +168,9 @@ def run(
 
     Examples:
 
-      kpdev learn learn.kp -b sim-mcu -d host/demo/basicmotions.npz -k 5
+      kpdev learn run learn.kp -b sim-mcu -d host/demo/basicmotions.npz -k 5
 
-      kpdev learn two.kp -b sim-linux -d data.npz \\
+      kpdev learn run two.kp -b sim-linux -d data.npz \\
         --new-classes Running,Badminton -k 3 -r 3
     """
     from kpdev.host.datasets import load_dataset

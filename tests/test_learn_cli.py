@@ -33,7 +33,7 @@ def test_a_session_on_sim_mcu_then_export_and_deploy_on_sim_linux(tmp_path):
     assert set(ev0["results"]["predicted"]) == {"(none)"}
     out = tmp_path / "session"
     result = cli_json(
-        "learn", pack, "--board", "sim-mcu", "-d", DATASET, "--shots", "4", "--rounds", "2",
+        "learn", "run", pack, "--board", "sim-mcu", "-d", DATASET, "--shots", "4", "--rounds", "2",
         "--seed", "3", "--out", out,
     )  # fmt: skip
     log = result["log"]
@@ -80,7 +80,7 @@ def test_class_incremental_session_with_akida_on_sim_linux(tmp_path):
     assert manifest["learning"]["input"]["encoding"]["kind"] == "thermometer"
     assert manifest["models"][0]["format"] == "fbz"
     result = cli_json(
-        "learn", pack, "--board", "sim-linux", "-d", DATASET, "--new-classes",
+        "learn", "run", pack, "--board", "sim-linux", "-d", DATASET, "--new-classes",
         "Running,Badminton", "--shots", "5", "--out", tmp_path / "s",
     )  # fmt: skip
     log = result["log"]
@@ -99,13 +99,13 @@ def test_class_incremental_session_with_akida_on_sim_linux(tmp_path):
 def test_bad_requests_are_one_line_errors(tmp_path):
     pack = tmp_path / "two.kp"
     build(pack, "--learner", "memory", "--classes", "Standing,Walking")
-    r = kpdev("learn", pack, "-b", "sim-linux", "-d", DATASET, "--new-classes", "Walking")
+    r = kpdev("learn", "run", pack, "-b", "sim-linux", "-d", DATASET, "--new-classes", "Walking")
     assert "knows 'Walking' already" in one_line_error(r, 2)
-    r = kpdev("learn", pack, "-b", "sim-linux", "-d", DATASET, "--classes", "Running")
+    r = kpdev("learn", "run", pack, "-b", "sim-linux", "-d", DATASET, "--classes", "Running")
     assert "does not know 'Running'" in one_line_error(r, 2)
-    r = kpdev("learn", pack, "-b", "sim-linux", "-d", DATASET, "--new-classes", "Jumping")
+    r = kpdev("learn", "run", pack, "-b", "sim-linux", "-d", DATASET, "--new-classes", "Jumping")
     assert "'Jumping' is not in" in one_line_error(r, 2)
-    r = kpdev("learn", pack, "-b", "sim-linux", "-d", DATASET, "--shots", "30")
+    r = kpdev("learn", "run", pack, "-b", "sim-linux", "-d", DATASET, "--shots", "30")
     assert "needs 30" in one_line_error(r, 2)
     r = kpdev("learn", DEMO / "nope.kp", "-b", "sim-linux", "-d", DATASET)
     assert "no such file" in one_line_error(r, 2)
