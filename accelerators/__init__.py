@@ -1,8 +1,10 @@
 """Which inference backends this agent offers, looked up by name or by model format.
 
 Device code: runs on MicroPython and CPython alike.  Backends are found through two tables and
-imported lazily by module name; a backend whose module does not import here (numpy missing on
-MicroPython, no driver for an accelerator) or whose constructor raises is simply not offered.
+imported lazily by module name.  On CPython a backend is offered when its runtime's distribution
+is installed, found without importing it (so HELLO answers at once); its runtime is imported
+when a model first needs it, and one that then fails to load is refused with E_NO_BACKEND and
+no longer offered.  On MicroPython a backend for another runtime is never imported.
 """
 
 import sys
@@ -35,6 +37,16 @@ BACKENDS = {
     "iree": ("kpdev.accelerators.iree", "IREEBackend", "cpython"),
     "akida": ("kpdev.accelerators.akida", "AkidaBackend", "cpython"),
     "tflite_int8": ("kpdev.accelerators.tflite_int8", "TFLiteInt8Backend", None, "1.0", 45056),
+}
+
+# On CPython, backend name -> (module its runtime imports as, distribution that installs it):
+# a backend is offered when its runtime is installed, found without importing it, so an agent
+# answers HELLO at once; the runtime is imported when a model first needs it.
+RUNTIME_PACKAGES = {
+    "tflite_micro": ("tflite_micro", "tflite-micro"),
+    "litert": ("ai_edge_litert", "ai-edge-litert"),
+    "iree": ("iree.runtime", "iree-base-runtime"),
+    "akida": ("akida", "akida"),
 }
 
 # Model format -> backend names, most preferred first.
@@ -76,6 +88,11 @@ def _probe():
         if runtime and runtime != _RUNTIME:
             _reasons[name] = "it needs %s" % runtime
             continue
+        if name in RUNTIME_PACKAGES:
+            version = _installed_version(name)
+            if version is not None:
+                versions[name] = version
+            continue
         try:
             backend = getattr(_import(module_name), class_name)()
             version = backend.version()
@@ -92,6 +109,26 @@ def _probe():
         # A microcontroller keeps no backend code in RAM just for having probed it: the
         # modules are imported again when a model loads (see _instance).
         release(before)
+
+
+def _installed_version(name):
+    # CPython only: the version of the distribution that installs a backend's runtime, or None
+    # (with the reason noted) when it is not installed.
+    import importlib.metadata
+    import importlib.util
+
+    module, dist = RUNTIME_PACKAGES[name]
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        _reasons[name] = "ImportError: No module named %r" % module
+        return None
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def forget_modules(names):
@@ -141,7 +178,20 @@ def _instance(name):
                     _E_MODEL_LOAD,
                 )
         module_name, class_name = entry[:2]
-        backend = getattr(_import(module_name), class_name)()
+        try:
+            backend = getattr(_import(module_name), class_name)()
+        except KpdevError:
+            raise
+        except MemoryError:
+            raise
+        except Exception as e:  # an installed runtime that does not import or start here
+            _reasons[name] = "%s: %s" % (type(e).__name__, e)
+            if _versions is not None:
+                _versions.pop(name, None)
+            raise KpdevError(
+                "backend %s does not load on %s: %s: %s" % (name, _RUNTIME, type(e).__name__, e),
+                _E_NO_BACKEND,
+            )
         _instances[name] = backend
     return backend
 

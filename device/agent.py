@@ -198,8 +198,10 @@ class Agent:
         window=None,
         key=None,
         power=None,
+        exit_on_reboot=False,
     ):
         self.state = state
+        self.exit_on_reboot = exit_on_reboot  # REBOOT ends the process (status 75)
         self.board = board
         self.store = ModelStore(state + "/models", quota, _IO_CHUNK)
         self.stats = Stats()

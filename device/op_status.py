@@ -23,6 +23,7 @@ _INFO = const(0x02)
 _STATS = const(0x04)
 _REBOOT = const(0x05)
 _PROTOCOL_VERSION = const(1)
+_EXIT_REBOOT = const(75)  # the exit status that asks whoever started the agent to start it again
 
 
 def info(agent, body):
@@ -85,7 +86,11 @@ def stats(agent, body):
 
 
 def _reboot(agent):
-    # A hard reset on a board; a fresh agent state on unix and Linux.
+    # A hard reset on a board; on unix and Linux, a process restart when something restarts it
+    # (a background simulated board: its server starts a new agent), else a fresh agent state.
+    if agent.exit_on_reboot:
+        agent.close()
+        sys.exit(_EXIT_REBOOT)
     try:
         import machine
 

@@ -27,10 +27,12 @@ options:
     --window N         requests the host may have in flight
     --key HEX          pre-shared key; frames must be authenticated (or env KPDEV_KEY)
     --insecure         allow TCP on a non-loopback address without a key
+    --exit-on-reboot   REBOOT ends the process with status 75 (for a supervisor that
+                       starts it again, as a board's reset does)
     --power JSON       the board's power settings, e.g. {"source":"estimate","idle_mw":60,
                        "active_mw":120} (see boards.yml)
 """
-_FLAGS = ("--insecure",)
+_FLAGS = ("--insecure", "--exit-on-reboot")
 _OPTIONS = (
     "--link",
     "--state",
@@ -101,6 +103,7 @@ def start(argv):
         window=int(opts["--window"]) if "--window" in opts else None,
         key=key,
         power=power,
+        exit_on_reboot=bool(opts.get("--exit-on-reboot")),
     )
     link = open_link(spec)
     if hasattr(link, "port") and spec.startswith("tcp://"):

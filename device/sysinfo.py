@@ -12,7 +12,17 @@ if MICROPYTHON:
     # The board's own tick functions, bound rather than wrapped: no code of ours to hold in RAM.
     ticks_us = time.ticks_us  # microsecond tick counter (wraps; use ticks_diff)
     ticks_diff = time.ticks_diff  # a - b for tick values
-    uptime_ms = time.ticks_ms  # ms since the runtime started (wraps on boards after ~12 days)
+    if sys.platform in ("linux", "darwin"):
+        # The unix port's ticks count from the host's boot, not from this process's start.
+        _T0 = time.ticks_ms()
+
+        def uptime_ms():
+            """Milliseconds since the agent started (the unix port's ticks start at boot)."""
+            return time.ticks_diff(time.ticks_ms(), _T0)
+
+    else:
+        # ms since the board started (wraps after ~12 days)
+        uptime_ms = time.ticks_ms
 
     # High-water marks of the heap in bytes (see memory()).  ``micropython.mem_peak()`` cannot
     # stand in: on the unix port it counts every byte ever allocated, 31 MB within minutes.

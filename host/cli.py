@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -36,9 +34,10 @@ from kpdev.host.cli_options import (
 )
 from kpdev.host.cli_pack import pack_app
 from kpdev.host.cli_power import clock, power_app
+from kpdev.host.cli_sim import sim
 from kpdev.host.errors import AuthError, BoardError, LinkError, UsageError
 from kpdev.host.render import human_bytes, named_errors
-from kpdev.host.session import open_session, parse_key, resolve_board
+from kpdev.host.session import open_session, resolve_board
 from kpdev.host.transport import open_url
 from kpdev.protocol.errors import DeviceError, KpdevError, ProtocolError
 from kpdev.protocol.formats import EXTENSIONS
@@ -47,8 +46,9 @@ app = typer.Typer(
     name="kpdev",
     help="Put ML models on small devices and measure them there.\n\n"
     "Every device command runs against a board from the catalog (--board) or a port "
-    "(--port). A simulated board given with --board and no --port is started for the "
-    "command's duration, so everything works with no hardware.",
+    "(--port). A simulated board given with --board and no --port starts in the background "
+    "on first use and keeps running like a plugged-in board (kpdev sim list|stop), so "
+    "everything works with no hardware.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -68,6 +68,7 @@ app.command()(recognize)
 app.command()(profile)
 app.command()(report)
 app.command()(demo)
+app.command()(sim)
 
 
 def session(board, port, key, timeout=10.0):
@@ -125,109 +126,6 @@ def boards(json_: JsonOpt = False) -> None:
             b.describe_link(),
         )
     out.print(table)
-
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-@app.command()
-def sim(
-    board: Annotated[str, typer.Argument(help="Simulated board to serve, e.g. sim-mcu.")],
-    listen: Annotated[
-        str,
-        typer.Option(
-            "--listen",
-            help="Where to serve: pty (prints the /dev/pts path) or tcp://HOST:PORT "
-            "(port 0 picks a free one).",
-        ),
-    ] = "pty",
-    key: KeyOpt = None,
-    insecure: Annotated[
-        bool,
-        typer.Option("--insecure", help="Allow TCP beyond loopback without a key."),
-    ] = False,
-    json_: JsonOpt = False,
-) -> None:
-    """Serve a simulated board until interrupted, on a pty or a TCP port.
-
-    Connect to it like to a real board: `kpdev info --port /dev/pts/N` or
-    `kpdev info --port socket://127.0.0.1:PORT`.
-    """
-    from kpdev.device.links import is_loopback
-    from kpdev.host.sim import SimBoard, agent_command
-
-    b = get_board(board)
-    if not b.simulated:
-        raise UsageError(f"{board} is a real board; `kpdev sim` serves simulated ones only")
-    keyb = parse_key(key)
-    sim_board = SimBoard(b, keyb)
-    slave_fd = None
-    if listen == "pty":
-        import tty
-
-        master_fd, slave_fd = os.openpty()
-        tty.setraw(slave_fd)
-        url = os.ttyname(slave_fd)
-        proc = sim_board.start(stdin=master_fd, stdout=master_fd)
-        os.close(master_fd)
-    elif listen.startswith("tcp://"):
-        host, _, port_text = listen[6:].rpartition(":")
-        host = host.strip("[]")
-        if not host or not port_text.isdigit():
-            raise UsageError(f"bad --listen {listen!r}: use tcp://HOST:PORT or pty")
-        if not is_loopback(host) and not keyb and not insecure:
-            raise UsageError(
-                f"refusing to listen on {host} without a key: pass --key (or set KPDEV_KEY), "
-                "or --insecure to allow anyone on the network"
-            )
-        port = int(port_text) or _free_port(host)
-        link = f"tcp://{host}:{port}"
-        argv, env = agent_command(b, link)
-        if insecure:
-            argv.append("--insecure")
-        if keyb:
-            env["KPDEV_KEY"] = keyb.hex()
-        else:
-            env.pop("KPDEV_KEY", None)
-        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        sim_board.proc = proc
-        url = f"socket://{'[' + host + ']' if ':' in host else host}:{port}"
-        # The agent says when it listens; until then a client would be refused.
-        line = proc.stderr.readline().decode(errors="replace").strip()
-        if proc.poll() is not None or "listening" not in line:
-            raise BoardError(f"simulated {board} did not start: {line or 'no output'}")
-    else:
-        raise UsageError(f"bad --listen {listen!r}: use pty or tcp://HOST:PORT")
-
-    def _stop(signum, frame):  # `kill` of this process stops the board too
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGHUP, _stop)
-    if json_:
-        emit({"board": board, "port": url, "pid": proc.pid})
-    else:
-        err.print(f"[bold]{b.name}[/bold] serving on [cyan]{url}[/cyan]  (Ctrl-C to stop)")
-        out.print(url)
-    sys.stdout.flush()
-    try:
-        code = proc.wait()
-        if code:
-            raise BoardError(f"simulated {board} exited with code {code}: {sim_board.log_tail()}")
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        if slave_fd is not None:
-            os.close(slave_fd)
 
 
 # -- device commands -----------------------------------------------------------------------
@@ -736,14 +634,22 @@ def repl(
     agent importable (`from kpdev.device import repl`) and the board's own files. For a
     MicroPython board on a port: stops the agent loop (Ctrl-C) and hands the port to mpremote.
     """
+    from kpdev.host import simserver
     from kpdev.host.micropython import micropython_binary, stage_lib
-    from kpdev.host.sim import home, state_dir
+    from kpdev.host.sim import StateLock, home, state_dir
 
     b = resolve_board(board, port)
     if port:
+        baud = int((b.link.get("baud") if b else None) or 115200)
+        served = _simulated_behind(port, baud)
+        if served is not None:
+            raise UsageError(
+                f"{port} serves the simulated board {served} (kpdev sim): it has no REPL "
+                f"there; use kpdev repl --board {served}"
+            )
         # Two Ctrl-C bytes outside any frame make the agent loop give the port back to the
         # board's REPL; mpremote takes it from there.
-        link = open_url(port, int((b.link.get("baud") if b else None) or 115200))
+        link = open_url(port, baud)
         try:
             link.write(b"\x03\x03")
         finally:
@@ -755,6 +661,13 @@ def repl(
     else:
         if not b.simulated:
             raise UsageError(f"{b.id} is a real board: pass --port with its serial port")
+        # As on a board, the REPL takes the agent's place: the background agent stops (its
+        # RAM is lost) and starts again at the next command.
+        if simserver.stop(b) and not json_:
+            err.print(f"[dim]stopped the running agent of {b.id} for the REPL[/dim]")
+        lock = StateLock(b)
+        if not lock.acquire():
+            raise BoardError(f"{b.id} is in use by process {lock.holder()}: try again later")
         state = state_dir(b)
         env = dict(os.environ, KPDEV_STATE=str(state), KPDEV_BOARD=b.id, KPDEV_QUOTA=str(b.quota))
         hint = (
@@ -769,11 +682,35 @@ def repl(
             argv = [sys.executable, "-i", "-c", hint]
         if not json_:
             err.print(f"[bold]{b.name}[/bold] REPL; files in {state}. Ctrl-D to leave.")
-        code = subprocess.run(argv, env=env, cwd=state, check=False).returncode
+        try:
+            code = subprocess.run(argv, env=env, cwd=state, check=False).returncode
+        finally:
+            lock.release()
     if json_:
         emit({"board": b.id if b else None, "port": port, "exit_code": code})
     if code:
         raise typer.Exit(code)
+
+
+def _simulated_behind(port: str, baud: int) -> str | None:
+    """The simulated board an agent on ``port`` says it is, or None (no agent, or a real one)."""
+    from kpdev.host.client import Client
+
+    try:
+        link = open_url(port, baud)
+    except LinkError:
+        return None
+    client = Client(link, None, timeout=2.0)
+    try:
+        name = client.hello().get("board")
+    except KpdevError:
+        return None
+    finally:
+        client.close()
+    try:
+        return name if get_board(name).simulated else None
+    except BoardError:
+        return None
 
 
 def _version(value: bool) -> None:

@@ -139,14 +139,13 @@ def run(
         ),
     ] = None,
     save: Annotated[
-        bool | None,
+        bool,
         typer.Option(
             "--save/--no-save",
-            help="Save the learned state on the device at the end; default: only on a "
-            "simulated board started for this command (its RAM ends with the command).",
-            show_default=False,
+            help="Save the learned state on the device at the end (kept across reboots); "
+            "without it, what was learned stays in the device's RAM, as on any board.",
         ),
-    ] = None,
+    ] = False,
     board: BoardOpt = None,
     port: PortOpt = None,
     key: KeyOpt = None,
@@ -163,8 +162,8 @@ def run(
     learns it; then the device classifies the held-out side.
     The live table shows the curve; the session log (JSON) and
     the plot go to --out. What was learned stays in the device's
-    RAM until `kpdev learn save` or --save (the default on a
-    simulated board started for this command).
+    RAM until `kpdev learn save` or --save, on a simulated
+    board as on a real one.
 
     Examples:
 
@@ -235,8 +234,6 @@ def run(
                 on_round=on_round,
                 progress=progress,
             )
-        if save is None:
-            save = port is None and b is not None and b.simulated
         if save:
             log["saved"] = c.learn_save()
     folder = out_dir or Path("kpdev-learn") / session

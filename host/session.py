@@ -8,8 +8,8 @@ from contextlib import contextmanager
 
 from kpdev.host.boards import Board, get_board
 from kpdev.host.client import Client
-from kpdev.host.errors import LinkError, UsageError
-from kpdev.host.sim import SimBoard
+from kpdev.host.errors import UsageError
+from kpdev.host.simserver import SimLink, ensure_running
 from kpdev.host.transport import open_url
 
 DEFAULT_BOARD = "sim-mcu"
@@ -46,28 +46,30 @@ def open_session(
     key: str | None = None,
     timeout: float = 10.0,
     on_event=None,
+    on_wait=None,
 ) -> Iterator[Client]:
-    """A connected client (after HELLO); a simulated board lives as long as the block."""
+    """A connected client (after HELLO).
+
+    A simulated board named without a port is reached through its background server, started
+    on first use; ``on_wait(holder)`` is called when another program has the board for now.
+    """
     b = resolve_board(board, port)
     keyb = parse_key(key)
-    sim = None
     if port:
         link = open_url(port, int((b.link.get("baud") if b else None) or 115200))
     elif b.simulated:
-        sim = SimBoard(b, keyb)
-        link = sim.link()
+        link = open_sim(b, keyb, timeout, on_wait)
     else:
         link = open_url(b.default_url(), int(b.link.get("baud", 115200)))
     client = Client(link, keyb, timeout=timeout, on_event=on_event)
     try:
-        try:
-            client.hello()
-        except LinkError:
-            if sim:
-                sim.check_alive()
-            raise
+        client.hello()
         yield client
     finally:
         client.close()
-        if sim:
-            sim.stop()
+
+
+def open_sim(board: Board, key: bytes | None, timeout: float = 10.0, on_wait=None) -> SimLink:
+    """A link to a simulated board's background agent, started when it is not running."""
+    ensure_running(board, key)
+    return SimLink(board, wait=max(timeout, 10.0), on_wait=on_wait)

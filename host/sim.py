@@ -6,6 +6,8 @@ so models deployed by one command are there for the next.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import subprocess
@@ -70,18 +72,82 @@ def agent_command(board: Board, link: str = "stdio") -> tuple[list[str], dict[st
     return [sys.executable, *args], env
 
 
-class SimBoard:
-    """A simulated board's agent process, serving on its stdio."""
+class StateLock:
+    """An exclusive lock on a board's state directory, held while its agent may run."""
 
-    def __init__(self, board: Board, key: bytes | None = None):
+    def __init__(self, board: Board):
+        self.path = state_dir(board) / ".lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        """Take the lock; False when another process holds it."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                return False
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return True
+
+    def holder(self) -> str:
+        """The pid written by whoever holds the lock, or '?'."""
+        try:
+            return self.path.read_text().strip() or "?"
+        except OSError:
+            return "?"
+
+    def release(self) -> None:
+        """Let go of the lock."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class SimBoard:
+    """A simulated board's agent process, serving on its stdio.
+
+    It holds the board's state lock while it runs (``lock=False``: the caller holds it), so no
+    second agent starts on the same state directory.
+    """
+
+    def __init__(
+        self,
+        board: Board,
+        key: bytes | None = None,
+        extra_args: list[str] | None = None,
+        lock: bool = True,
+    ):
         self.board = board
         self.key = key
+        self.extra_args = list(extra_args or [])
         self.proc: subprocess.Popen | None = None
         self.log_path = state_dir(board) / "agent.log"
+        self._lock = StateLock(board) if lock else None
+        self._log = None
 
     def start(self, stdin=subprocess.PIPE, stdout=subprocess.PIPE) -> subprocess.Popen:
         """Start the agent process; its stderr goes to the board's agent.log."""
+        if self._lock is not None and not self._lock.acquire():
+            raise BoardError(
+                f"{self.board.id} is already running (process {self._lock.holder()} holds "
+                f"{state_dir(self.board)}): use it with --board {self.board.id}, or stop it with "
+                f"`kpdev sim stop {self.board.id}`"
+            )
+        try:
+            return self._start(stdin, stdout)
+        except BaseException:
+            if self._lock is not None:
+                self._lock.release()
+            raise
+
+    def _start(self, stdin, stdout) -> subprocess.Popen:
         argv, env = agent_command(self.board)
+        argv += self.extra_args
         if self.key:
             env["KPDEV_KEY"] = self.key.hex()
         else:
@@ -115,6 +181,8 @@ class SimBoard:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the agent: close its stdin, then terminate if it lingers."""
         if self.proc is None:
+            if self._lock is not None:
+                self._lock.release()
             return
         for f in (self.proc.stdin, self.proc.stdout):
             if f:
@@ -132,5 +200,8 @@ class SimBoard:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self._log.close()
+        if self._log is not None:
+            self._log.close()
         self.proc = None
+        if self._lock is not None:
+            self._lock.release()

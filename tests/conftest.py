@@ -16,6 +16,7 @@ from pathlib import Path
 import cbor2
 import pytest
 
+from kpdev.host import simserver
 from kpdev.host.boards import get_board
 from kpdev.host.client import Client
 from kpdev.host.errors import LinkError
@@ -59,9 +60,21 @@ def kpdev_home(kpdev_homes, request):
     (home / "lib").symlink_to(kpdev_homes / "lib")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("KPDEV_HOME", str(home))
+        # Background simulated boards stop by themselves should a test run die before the
+        # teardown below stops them.
+        mp.setenv("KPDEV_SIM_IDLE", "300")
         for name in ("KPDEV_KEY", "KPDEV_BOARD", "KPDEV_STATE"):
             mp.delenv(name, raising=False)
-        yield home
+        try:
+            yield home
+        finally:
+            stop_sim_boards()
+
+
+def stop_sim_boards():
+    """Stop the background simulated boards of the current $KPDEV_HOME."""
+    for data in simserver.running_boards():
+        simserver.stop(get_board(data["board"]))
 
 
 @pytest.fixture(scope="session")

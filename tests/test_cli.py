@@ -189,6 +189,12 @@ def test_sim_serves_a_board_that_commands_reach_by_port(board, listen):
 
 def test_authenticated_sim_refuses_a_client_without_the_key():
     key = "11" * 32
+    # A running board keeps the key it started with: serving it with another one is refused.
+    cli("info", "--board", "sim-linux")
+    r = kpdev("sim", "sim-linux", "--listen", "tcp://127.0.0.1:0", "--key", key)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "running without a key" in r.stderr and "kpdev sim stop" in r.stderr
+    cli("sim", "stop", "sim-linux")
     proc, port = serve_sim("sim-linux", "--listen", "tcp://127.0.0.1:0", "--key", key)
     try:
         assert cli_json("info", "--port", port, "--key", key)["auth"] is True
@@ -199,6 +205,7 @@ def test_authenticated_sim_refuses_a_client_without_the_key():
     finally:
         proc.terminate()
         proc.wait(10)
+        cli("sim", "stop", "sim-linux")  # the next test's board has no key
 
 
 @pytest.mark.parametrize("board", ["sim-mcu", "sim-linux"])

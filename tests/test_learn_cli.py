@@ -31,19 +31,28 @@ def test_a_session_on_sim_mcu_then_export_and_deploy_on_sim_linux(tmp_path):
     ev0 = cli_json("eval", pack, "-b", "sim-linux", "-d", DATASET, "-o", tmp_path / "e0.json")
     assert ev0["results"]["classification"]["accuracy"] == 0.0
     assert set(ev0["results"]["predicted"]) == {"(none)"}
-    out = tmp_path / "session"
-    result = cli_json(
+    session = (
         "learn", "run", pack, "--board", "sim-mcu", "-d", DATASET, "--shots", "4", "--rounds", "2",
-        "--seed", "3", "--out", out,
+        "--seed", "3",
     )  # fmt: skip
-    log = result["log"]
+    # Learned in RAM only: the running board holds it from one command to the next, as a
+    # plugged-in board does, and a reboot loses it.
+    log = cli_json(*session, "--out", tmp_path / "ram")["log"]
+    assert "saved" not in log
+    info = cli_json("learn", "info", "--board", "sim-mcu")
+    assert info["samples"] == 32 and not info["saved"] and info["dirty"]
+    assert cli_json("reboot", "--board", "sim-mcu")["rebooting"] is True
+    assert cli_json("learn", "info", "--board", "sim-mcu")["samples"] == 0
+    # --save keeps it across a reboot.
+    out = tmp_path / "session"
+    log = cli_json(*session, "--save", "--out", out)["log"]
     assert [r["shots_per_class"] for r in log["rows"]] == [0, 4, 8]
     assert log["rows"][-1]["accuracy"] >= 0.9 and log["board"] == "sim-mcu"
-    assert log["saved"]["samples"] == 32  # a per-command simulated board saves at the end
+    assert log["saved"]["samples"] == 32
     written = json.loads((out / "session.json").read_text())
     assert written["session"] == log["session"] and written["curve"] == log["curve"]
     assert (out / "learning_curve.png").read_bytes().startswith(PNG)
-    # The next command's agent restores what the session saved.
+    cli_json("reboot", "--board", "sim-mcu")
     info = cli_json("learn", "info", "--board", "sim-mcu")
     assert info["restored"] == "saved" and info["samples"] == 32
     assert info["session"] == log["session"] and info["state"]["counts"] == [8, 8, 8, 8]
@@ -107,12 +116,12 @@ def test_bad_requests_are_one_line_errors(tmp_path):
     assert "'Jumping' is not in" in one_line_error(r, 2)
     r = kpdev("learn", "run", pack, "-b", "sim-linux", "-d", DATASET, "--shots", "30")
     assert "needs 30" in one_line_error(r, 2)
-    r = kpdev("learn", DEMO / "nope.kp", "-b", "sim-linux", "-d", DATASET)
+    r = kpdev("learn", "run", DEMO / "nope.kp", "-b", "sim-linux", "-d", DATASET)
     assert "no such file" in one_line_error(r, 2)
     plain = tmp_path / "plain.kp"
     cli("pack", "build", plain, "-m", DEMO / "basicmotions_mlp.tflite", "-c",
         "Standing,Running,Walking,Badminton", "--pipeline", PIPELINE)  # fmt: skip
-    r = kpdev("learn", plain, "-b", "sim-linux", "-d", DATASET)
+    r = kpdev("learn", "run", plain, "-b", "sim-linux", "-d", DATASET)
     assert "has no learner" in one_line_error(r, 2)
     r = kpdev("pack", "build", tmp_path / "x.kp", "--learner", "akida", "--pipeline", PIPELINE,
               "--dataset", DATASET)  # fmt: skip
