@@ -65,7 +65,9 @@ def main() -> int:
     old_src = _export(args.baseline, tmp)
     old_home = os.path.join(tmp, "old-home")
     new_env = dict(os.environ, KPDEV_SIM_IDLE="600")
-    old_env = dict(os.environ, KPDEV_HOME=old_home)
+    # PYTHONPATH too: the old CLI starts its agent with `python -m kpdev.device`, which must be
+    # the old agent as well, not the installed one.
+    old_env = dict(os.environ, KPDEV_HOME=old_home, PYTHONPATH=old_src)
     new_cli = [sys.executable, "-m", "kpdev.host.cli"]
     old_cli = [sys.executable, "-c", _RUN % old_src]
     # The baseline really is the old code: its kpdev comes from the exported folder.
