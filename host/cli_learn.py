@@ -174,7 +174,7 @@ def run(
     """
     from kpdev.host.datasets import load_dataset
     from kpdev.host.deploy import deploy_pack
-    from kpdev.host.learning import new_session_id, run_session, write_session
+    from kpdev.host.learning import new_session_id, plan_session, run_session, write_session
     from kpdev.host.pack import read_pack
 
     pack = read_pack(pack_path)
@@ -205,6 +205,19 @@ def run(
             pack.name,
             pack.manifest["version"],
         ]:
+            # Check the plan against the labels the learner will start from before the
+            # device's active pack is replaced: a plan the data cannot meet changes nothing.
+            plan_session(
+                pack,
+                list(pack.learning.get("classes") or []),
+                data,
+                shots=shots,
+                rounds=rounds,
+                classes=_labels(classes, "--classes"),
+                new_classes=_labels(new_classes, "--new-classes"),
+                seed=seed,
+                test_fraction=test_fraction,
+            )
             with progress_bar(not json_, f"deploy {pack.name}") as progress:
                 deploy_pack(c, pack, b, progress=progress)
         live = Live(view(), console=err, refresh_per_second=8, transient=True) if live_on else None

@@ -11,6 +11,7 @@ import pytest
 from test_pack_cli import PNG, cli, cli_json, kpdev, one_line_error
 
 from kpdev.host.pack import read_pack
+from kpdev.host.session import open_session
 
 DEMO = Path(__file__).resolve().parent.parent / "host" / "demo"
 DATASET = DEMO / "basicmotions.npz"
@@ -114,8 +115,15 @@ def test_bad_requests_are_one_line_errors(tmp_path):
     assert "does not know 'Running'" in one_line_error(r, 2)
     r = kpdev("learn", "run", pack, "-b", "sim-linux", "-d", DATASET, "--new-classes", "Jumping")
     assert "'Jumping' is not in" in one_line_error(r, 2)
+    # A plan the data cannot meet is refused before the device's active pack is replaced.
+    other = tmp_path / "other.kp"
+    cli("pack", "build", other, "-m", DEMO / "basicmotions_mlp.tflite", "--name", "other",
+        "-c", "Standing,Running,Walking,Badminton", "--pipeline", PIPELINE)  # fmt: skip
+    cli("deploy", other, "-b", "sim-linux")
     r = kpdev("learn", "run", pack, "-b", "sim-linux", "-d", DATASET, "--shots", "30")
     assert "needs 30" in one_line_error(r, 2)
+    with open_session("sim-linux") as c:
+        assert c.pack_get()["name"] == "other"
     r = kpdev("learn", "run", DEMO / "nope.kp", "-b", "sim-linux", "-d", DATASET)
     assert "no such file" in one_line_error(r, 2)
     plain = tmp_path / "plain.kp"
