@@ -140,4 +140,6 @@ def demo(
         f"{out_dir / 'basicmotions.kp'}; measurements {mpath}\n"
         f"next: kpdev pack inspect {out_dir / 'basicmotions.kp'} · kpdev eval "
         f"{out_dir / 'basicmotions.kp'} --board sim-linux --dataset {DEMO / 'basicmotions.npz'}"
+        f"\n{b.id} keeps running in the background with the pack deployed: kpdev stats --board "
+        f"{b.id} · kpdev sim stop {b.id}"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -36,7 +37,9 @@ class Client:
         self.parser = FrameParser(HOST_MAX_PAYLOAD, key)
         # Counters start from the clock so a new session never reuses an old session's values.
         self.writer = FrameWriter(key, counter=time.time_ns() // 1000)
-        self._next_rid = 0
+        # Request ids start anywhere below 0x8000: a late reply meant for an earlier client of
+        # the same agent (one that gave up on a long request) cannot pass for one of ours.
+        self._next_rid = int.from_bytes(os.urandom(2), "little") & 0x7FFF
         self._done: dict[int, Any] = {}
         self._sent: dict[int, tuple[int, bytes, int]] = {}  # rid -> (op, payload, retries)
         self.device: dict[str, Any] = {}
@@ -105,6 +108,8 @@ class Client:
             if self.on_event:
                 self.on_event(frame.op, body)
             return
+        if frame.rid not in self._sent:
+            return  # not an answer to anything we asked: a stale reply to someone else
         if frame.flags & ops.FLAG_ERROR:
             code = body.get("code", ops.E_INTERNAL) if isinstance(body, dict) else ops.E_INTERNAL
             sent = self._sent.get(frame.rid)

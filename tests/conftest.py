@@ -45,7 +45,11 @@ def kpdev_homes(tmp_path_factory):
     """Where the per-module $KPDEV_HOME directories live, with one staged MicroPython lib."""
     base = tmp_path_factory.mktemp("kpdev-homes")
     (base / "lib").mkdir()
-    return base
+    yield base
+    # A module whose teardown did not run leaves no simulated board behind either.
+    for home in sorted(base.iterdir()):
+        if (home / "run").is_dir():
+            stop_sim_boards(home)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -71,10 +75,13 @@ def kpdev_home(kpdev_homes, request):
             stop_sim_boards()
 
 
-def stop_sim_boards():
-    """Stop the background simulated boards of the current $KPDEV_HOME."""
-    for data in simserver.running_boards():
-        simserver.stop(get_board(data["board"]))
+def stop_sim_boards(home=None):
+    """Stop the background simulated boards of ``home`` (default: the current $KPDEV_HOME)."""
+    with pytest.MonkeyPatch.context() as mp:
+        if home is not None:
+            mp.setenv("KPDEV_HOME", str(home))
+        for data in simserver.running_boards():
+            simserver.stop(get_board(data["board"]))
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,13 @@
 """Host client behaviour on a damaged link: requests the device got damaged are sent again."""
 
+import cbor2
 import numpy as np
 
 from kpdev.host.boards import get_board
 from kpdev.host.client import Client
 from kpdev.host.sim import SimBoard
-from kpdev.protocol.framing import HEADER_SIZE
+from kpdev.protocol import ops
+from kpdev.protocol.framing import HEADER_SIZE, FrameParser, FrameWriter
 
 
 class DamagingLink:
@@ -63,3 +65,43 @@ def test_a_request_damaged_every_time_fails_with_the_crc_error():
         assert link.writes == 2 + 3  # HELLO, then the request and its three retries
     finally:
         sim.stop()
+
+
+class StaleReplyLink:
+    """Echoes PINGs; before the first reply, a reply meant for another client arrives."""
+
+    url = "stale"
+
+    def __init__(self, stale_rid):
+        self.stale_rid = stale_rid
+        self.pending = b""
+        self.writer = FrameWriter()
+
+    def write(self, data):
+        frame = FrameParser(1 << 16).feed(data)[0]
+        if self.stale_rid is not None:
+            stale = cbor2.dumps({"data": b"not yours"})
+            self.pending += self.writer.pack(frame.op, self.stale_rid, stale, ops.FLAG_RESPONSE)
+            self.stale_rid = None
+        self.pending += self.writer.pack(frame.op, frame.rid, frame.payload, ops.FLAG_RESPONSE)
+
+    def read(self, n):
+        data, self.pending = self.pending[:n], self.pending[n:]
+        return data
+
+    def close(self):
+        pass
+
+
+def test_a_reply_to_a_request_not_ours_is_ignored():
+    """A late reply on a shared agent (to a client that gave up) never answers our request."""
+    rids = {Client(StaleReplyLink(None))._next_rid for _ in range(20)}
+    assert all(0 <= r < 0x8000 for r in rids)
+    assert len(rids) > 10  # each client starts its request ids somewhere else
+    c = Client(StaleReplyLink(None))
+    first = c._next_rid
+    c.link = StaleReplyLink((first + 2) & 0xFFFF or 1)
+    # Our request goes out as first + 1 while a stale reply with the id of our next one comes.
+    assert c.request(ops.PING, {"data": b"one"})["data"] == b"one"
+    # The next request (that id) gets its own answer, not the stale one seen earlier.
+    assert c.request(ops.PING, {"data": b"two"})["data"] == b"two"
