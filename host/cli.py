@@ -19,6 +19,7 @@ from rich.table import Table
 from kpdev import __version__
 from kpdev.host.boards import get_board, load_boards
 from kpdev.host.cli_agent import agent_app
+from kpdev.host.cli_config import config_app
 from kpdev.host.cli_demo import demo
 from kpdev.host.cli_eval import deploy_pack, profile, recognize, report
 from kpdev.host.cli_eval import eval_ as eval_command
@@ -36,7 +37,7 @@ from kpdev.host.cli_options import (
 )
 from kpdev.host.cli_pack import pack_app
 from kpdev.host.cli_power import clock, power_app
-from kpdev.host.errors import AuthError, BoardError, LinkError, UsageError
+from kpdev.host.errors import AuthError, BoardError, ConfigError, LinkError, UsageError
 from kpdev.host.render import human_bytes, named_errors
 from kpdev.host.session import open_session, parse_key, resolve_board
 from kpdev.host.transport import open_url
@@ -51,7 +52,6 @@ app = typer.Typer(
     "command's duration, so everything works with no hardware.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 model_app = typer.Typer(
@@ -62,6 +62,7 @@ app.add_typer(agent_app, name="agent")
 app.add_typer(power_app, name="power")
 app.add_typer(pack_app, name="pack")
 app.add_typer(learn_app, name="learn")
+app.add_typer(config_app, name="config")
 app.command()(clock)
 app.command(name="eval")(eval_command)
 app.command()(recognize)
@@ -792,34 +793,75 @@ def _root(
     """Put ML models on small devices and measure them there."""
 
 
-# Each error kind: (label, exit code).  Caught once, here.
+# Each error kind: (label on stderr, code in the --json error object, exit code).  Caught once,
+# in main(); a device error's code is the device's own (protocol/ops.py E_*).
 _EXIT = (
-    (UsageError, "error", 2),
-    (BoardError, "board error", 2),
-    (AuthError, "authentication error", 5),
-    (LinkError, "link error", 4),
-    (DeviceError, "device error", 3),
-    (ProtocolError, "protocol error", 6),
-    (KpdevError, "error", 1),
+    (UsageError, "error", "usage", 2),
+    (ConfigError, "config error", "config", 2),
+    (BoardError, "board error", "board", 2),
+    (AuthError, "authentication error", "auth", 5),
+    (LinkError, "link error", "link", 4),
+    (DeviceError, "device error", None, 3),
+    (ProtocolError, "protocol error", "protocol", 6),
+    (KpdevError, "error", "error", 1),
 )
 
 
-def main() -> None:
-    """Console-script entry point: run the CLI, turning errors into one line and an exit code."""
+def _wants_json(args: list[str]) -> bool:
+    """Whether --json is among the options (those before a ``--``)."""
+    return "--json" in (args[: args.index("--")] if "--" in args else args)
+
+
+def _fail(label: str, code: Any, exit_code: int, message: str, as_json: bool, detail=None):
+    """One line on stderr and, under --json, one error object on stdout; then exit."""
+    message = " ".join(str(message).split())
+    sys.stderr.write(f"kpdev: {label}: {message}\n")
+    if as_json:
+        error: dict[str, Any] = {"code": code, "message": message, "exit": exit_code}
+        if detail is not None:
+            error["detail"] = detail
+        emit({"error": error})
+    sys.exit(exit_code)
+
+
+def _usage_message(e: Exception) -> str:
+    # Typer's bundled click errors carry format_message() and the context they arose in.
+    message = e.format_message()
+    ctx = getattr(e, "ctx", None)
+    if ctx is not None:
+        message = f"{message.rstrip('.')} (see {ctx.command_path} --help)"
+    return message
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the CLI, turning errors into one line and an exit code
+    (and, under --json, one error object on stdout)."""
+    args = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    as_json = _wants_json(args)
     try:
-        app()
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(130)
+        code = app(args=args, prog_name="kpdev", standalone_mode=False)
+    except typer.TyperException as e:  # usage errors: unknown option, missing argument, ...
+        if type(e).__name__ == "NoArgsIsHelpError":  # the help is printed already
+            sys.exit(2)
+        exit_code = int(getattr(e, "exit_code", 1))
+        kind = "usage" if exit_code == 2 else "error"
+        _fail(f"{kind} error" if kind == "usage" else kind, kind, exit_code, _usage_message(e),
+              as_json)  # fmt: skip
+    except typer.Abort:
+        _fail("error", "aborted", 1, "aborted", as_json)
     except (KpdevError, OSError) as e:
         if os.environ.get("KPDEV_DEBUG"):
             raise
-        label, code = next(
-            ((lbl, c) for kind, lbl, c in _EXIT if isinstance(e, kind)), ("error", 1)
+        label, kind, exit_code = next(
+            ((lbl, k, c) for cls, lbl, k, c in _EXIT if isinstance(e, cls)), ("error", "io", 1)
         )
+        if isinstance(e, DeviceError):
+            kind = e.code
         msg = str(e) if not isinstance(e, OSError) else f"{e.strerror or e}: {e.filename or ''}"
-        sys.stderr.write(f"kpdev: {label}: {msg}\n")
-        sys.exit(code)
+        _fail(label, kind, exit_code, msg, as_json, getattr(e, "detail", None))
+    if code == 130:  # Typer turns Ctrl-C into exit code 130
+        _fail("error", "interrupted", 130, "interrupted", as_json)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
