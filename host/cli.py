@@ -37,10 +37,12 @@ from kpdev.host.cli_options import (
 )
 from kpdev.host.cli_pack import pack_app
 from kpdev.host.cli_power import clock, power_app
+from kpdev.host.deploy import install_hint
 from kpdev.host.errors import AuthError, BoardError, ConfigError, LinkError, UsageError
-from kpdev.host.render import human_bytes, named_errors
+from kpdev.host.render import human_bytes, jsonable, named_errors
 from kpdev.host.session import open_session, parse_key, resolve_board
 from kpdev.host.transport import open_url
+from kpdev.protocol import ops
 from kpdev.protocol.errors import DeviceError, KpdevError, ProtocolError
 from kpdev.protocol.formats import EXTENSIONS
 
@@ -428,13 +430,17 @@ def deploy(
         }
     )
     if result["load_error"]:
-        if json_:
-            emit(result)
-        raise DeviceError(
+        problem = result["load_error"]
+        hint = ""
+        if problem["code"] == ops.E_NO_BACKEND:
+            hint = install_hint(b or load_boards().get(str(result["board"])), fmt, backend)
+        error = DeviceError(
             f"{name} is stored on {result['board']} but cannot run there: "
-            f"{result['load_error']['msg']} (the active model is unchanged)",
-            result["load_error"]["code"],
+            f"{problem['msg']} (the active model is unchanged){hint}",
+            problem["code"],
         )
+        error.detail = jsonable(result)  # under --json, main() puts it in the error object
+        raise error
     if json_:
         emit(result)
         return

@@ -1,0 +1,198 @@
+"""What a user of adb, mpremote, docker or gh expects of a command line: failures as one line
+(and one JSON object under --json), usage errors without a box, shell completion, tables that
+keep ids whole, results not overwritten silently, hints that say what to install."""
+
+import importlib.metadata as md
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import DATA
+
+from kpdev.host.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = DATA / "dense_int8.tflite"
+
+
+def run(capsys, *args):
+    """``kpdev ARGS`` in this process through main(): (exit code, stdout, stderr)."""
+    with pytest.raises(SystemExit) as e:
+        main([str(a) for a in args])
+    got = capsys.readouterr()
+    return e.value.code, got.out, got.err
+
+
+def kpdev(*args, env=None, timeout=120, **kw):
+    """The kpdev command as a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "kpdev.host.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        **kw,
+    )
+
+
+def one_line(stderr):
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+# -- failures: one line, and one JSON object under --json -----------------------------------
+@pytest.mark.parametrize(
+    "args, start",
+    [
+        (["deploy", MODEL, "--boardd", "x"], "No such option: --boardd"),
+        (["deploy"], "Missing argument"),
+        (["ping", "-n", "many", "-b", "sim-linux"], "Invalid value for '--count' / '-n'"),
+        (["model", "frobnicate"], "No such command 'frobnicate'"),
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_2(capsys, args, start):
+    code, out, err = run(capsys, *args)
+    assert code == 2 and out == ""
+    line = one_line(err)
+    assert line.startswith(f"kpdev: usage error: {start}"), line
+    command = " ".join(str(a) for a in args[:2] if not str(a).startswith(("-", "/")))
+    assert line.endswith(f"(see kpdev {command.split()[0]} --help)") or "kpdev model" in line
+    assert "╭" not in err and "Usage:" not in err  # no Rich box, no usage block
+
+    code, out, err = run(capsys, *args, "--json")
+    assert code == 2
+    error = json.loads(out)["error"]
+    assert error["code"] == "usage" and error["exit"] == 2 and error["message"] in err
+    assert one_line(err).startswith("kpdev: usage error:")
+
+
+@pytest.mark.parametrize(
+    "args, kind, exit_code",
+    [
+        (["info", "--board", "no-such-board"], "board", 2),
+        (["info", "--port", "/dev/does-not-exist"], "link", 4),
+        (["deploy", "/nonexistent/model.tflite", "-b", "sim-linux"], "usage", 2),
+        (["model", "activate", "ghost", "-b", "sim-linux"], 16, 3),  # E_NO_MODEL
+    ],
+)
+def test_json_failures_print_one_error_object(capsys, args, kind, exit_code):
+    code, out, err = run(capsys, *args, "--json")
+    assert code == exit_code
+    doc = json.loads(out)  # exactly one JSON document: json.loads refuses trailing data
+    assert list(doc) == ["error"]
+    assert doc["error"]["code"] == kind and doc["error"]["exit"] == exit_code
+    line = one_line(err)
+    assert line.startswith("kpdev: ") and doc["error"]["message"] in line
+    # Without --json the same failure leaves stdout empty.
+    code, out, err = run(capsys, *args)
+    assert code == exit_code and out == "" and one_line(err) == line
+
+
+def test_json_failure_as_a_subprocess_keeps_stdout_parseable():
+    r = kpdev("info", "--board", "no-such-board", "--json")
+    assert r.returncode == 2
+    assert json.loads(r.stdout) == {
+        "error": {"code": "board", "message": one_line(r.stderr)[len("kpdev: board error: ") :],
+                  "exit": 2}
+    }  # fmt: skip
+
+
+def test_no_arguments_shows_the_help(capsys):
+    code, out, _ = run(capsys)
+    assert code == 2 and "Usage: kpdev" in out and "deploy" in out
+
+
+def test_version_and_help_exit_0(capsys):
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out.startswith("kpdev ")
+    code, out, _ = run(capsys, "deploy", "--help")
+    assert code == 0 and "Usage: kpdev deploy" in out
+
+
+# -- shell completion ----------------------------------------------------------------------
+def test_typer_brings_what_shell_completion_needs():
+    # --install-completion detects the shell with shellingham: typer itself requires it, so
+    # kpdev need not declare it (test_install checks kpdev's own imports).
+    requires = [re.split(r"[\s<>=!~;\[]", r, maxsplit=1)[0].lower() for r in md.requires("typer")]
+    assert "shellingham" in requires
+
+
+def test_the_bash_completion_script(tmp_path):
+    env = dict(os.environ, _KPDEV_COMPLETE="source_bash")
+    r = subprocess.run(
+        [sys.executable, "-c", "from kpdev.host.cli import main; main()"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "_kpdev_completion()" in r.stdout and "_KPDEV_COMPLETE=complete_bash" in r.stdout
+    # --show-completion detects the shell it runs under.
+    cmd = f"{sys.executable} -m kpdev.host.cli --show-completion"
+    r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "_kpdev_completion()" in r.stdout and "complete " in r.stdout
+
+
+def test_install_completion_writes_the_users_bash_files(tmp_path):
+    env = dict(os.environ, HOME=str(tmp_path))
+    cmd = f"{sys.executable} -m kpdev.host.cli --install-completion"
+    r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    script = tmp_path / ".bash_completions" / "kpdev.sh"
+    assert "_kpdev_completion()" in script.read_text()
+    assert str(script.relative_to(tmp_path)) in (tmp_path / ".bashrc").read_text()
+    # Bash can load it, and then completes kpdev's commands.
+    probe = (
+        f"source {script}; COMP_WORDS=(kpdev dep); COMP_CWORD=1; _kpdev_completion kpdev; "
+        'echo "${COMPREPLY[@]}"'
+    )
+    kpdev_dir = tmp_path / "bin"
+    kpdev_dir.mkdir()
+    wrapper = f'#!/bin/sh\nexec {sys.executable} -m kpdev.host.cli "$@"\n'
+    (kpdev_dir / "kpdev").write_text(wrapper)
+    (kpdev_dir / "kpdev").chmod(0o755)
+    env["PATH"] = f"{kpdev_dir}:{env['PATH']}"
+    r = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "deploy" in r.stdout.split(), r.stdout
+
+
+# -- a model whose runtime is missing on a simulated board -----------------------------------
+@pytest.fixture
+def no_akida(tmp_path):
+    """An environment where ``import akida`` fails, as in an install without kpdev[akida]."""
+    stub = tmp_path / "stub" / "akida"
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'akida'\", name='akida')\n"
+    )
+    return dict(os.environ, PYTHONPATH=str(stub.parent))
+
+
+def test_deploy_names_the_extra_a_simulated_board_lacks(no_akida):
+    r = kpdev("deploy", DATA / "akida_digits_fc.fbz", "--board", "sim-linux", env=no_akida)
+    assert r.returncode == 3, r.stderr
+    line = one_line(r.stderr)
+    assert "cannot run there" in line and line.endswith("pip install 'kpdev[akida]'"), line
+
+
+def test_deploy_pack_names_the_extra_a_simulated_board_lacks(no_akida, tmp_path):
+    pytest.importorskip("akida")  # building the pack runs the model on the host
+    pack = tmp_path / "ak.kp"
+    r = kpdev("pack", "build", pack, "-m", DATA / "akida_digits_fc.fbz", "-c",
+              ",".join("0123456789"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    r = kpdev("deploy", pack, "--board", "sim-linux", env=no_akida)
+    assert r.returncode == 2, r.stderr
+    line = one_line(r.stderr)
+    assert "model main is .fbz" in line and "pip install 'kpdev[akida]'" in line, line
+
+
+def test_no_install_hint_for_a_board_pip_cannot_help(no_akida):
+    # sim-mcu runs MicroPython: no pip extra brings it an Akida runtime.
+    r = kpdev("deploy", DATA / "akida_digits_fc.fbz", "--board", "sim-mcu", env=no_akida)
+    assert r.returncode == 3 and "pip install" not in r.stderr, r.stderr
