@@ -795,8 +795,22 @@ def _root(
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
+    catalog: Annotated[
+        Path | None,
+        typer.Option(
+            "--catalog",
+            metavar="FILE",
+            help="A board catalog of your own (YAML, as boards.yml) merged over the shipped one "
+            "and boards.yml beside your config file: a new id adds a board, a known id takes "
+            "the fields given. Default: $KPDEV_CATALOG.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Put ML models on small devices and measure them there."""
+    if catalog is not None:
+        # In the environment, so that whatever this command starts reads the same catalog.
+        os.environ["KPDEV_CATALOG"] = str(catalog.expanduser().resolve())
 
 
 # Each error kind: (label on stderr, code in the --json error object, exit code).  Caught once,
