@@ -94,7 +94,12 @@ def _progress(enabled: bool) -> Progress:
 # -- catalog and simulators ----------------------------------------------------------------
 @app.command()
 def boards(json_: JsonOpt = False) -> None:
-    """List the boards in the catalog (boards.yml)."""
+    """List the boards in the catalog: the shipped boards.yml merged with your own.
+
+    Your own boards come from boards.yml beside your config file (`kpdev config path --json`)
+    and from `kpdev --catalog FILE` or $KPDEV_CATALOG: a new id adds a board, a known id
+    takes the fields given.
+    """
     catalog = load_boards()
     if json_:
         emit(
@@ -109,16 +114,22 @@ def boards(json_: JsonOpt = False) -> None:
                     "flash_kb": b.flash_kb,
                     "accelerators": list(b.accelerators),
                     "link": b.link,
+                    "usb": list(b.usb),
+                    "catalog": b.source,
                 }
                 for b in catalog.values()
             ]
         )
         return
-    table = Table(title="kpdev boards")
-    for col in ("board", "name", "runtime", "RAM", "storage", "accelerators", "link"):
-        table.add_column(col)
-    for b in catalog.values():
-        table.add_row(
+    _print_boards(list(catalog.values()), out.width)
+
+
+def _print_boards(boards: list, width: int) -> None:
+    """The catalog as a table as wide as the terminal (or $COLUMNS, or 80 into a pipe); board ids
+    are never cut: the other columns wrap, fold into one, or the table gives way to lines."""
+    idw = max(len(b.id) for b in boards)
+    cells = [
+        (
             b.id,
             b.name,
             b.runtime,
@@ -127,6 +138,38 @@ def boards(json_: JsonOpt = False) -> None:
             ", ".join(b.accelerators) or "-",
             b.describe_link(),
         )
+        for b in boards
+    ]
+    if width >= idw + 84:  # room for every column
+        table = Table(title="kpdev boards")
+        table.add_column("board", no_wrap=True, min_width=idw)
+        table.add_column("name", overflow="fold", ratio=2)
+        table.add_column("runtime", no_wrap=True)
+        table.add_column("RAM", no_wrap=True, justify="right")
+        table.add_column("storage", no_wrap=True, justify="right")
+        table.add_column("accelerators", overflow="fold", ratio=1)
+        table.add_column("link", overflow="fold", ratio=2)
+        for row in cells:
+            table.add_row(*row)
+    elif width >= idw + 20:  # the id, and the rest folded into one column
+        table = Table(title="kpdev boards")
+        table.add_column("board", no_wrap=True, min_width=idw)
+        table.add_column("details", overflow="fold")
+        for bid, name, runtime, ram, storage, acc, link in cells:
+            accel = "" if acc == "-" else f" · {acc}"
+            table.add_row(
+                bid, f"{name}\n{runtime} · RAM {ram} · storage {storage}{accel} · {link}"
+            )
+    else:  # narrower than any table: one line per board, the terminal wraps them
+        for bid, name, runtime, ram, storage, acc, link in cells:
+            accel = "" if acc == "-" else f", {acc}"
+            out.print(
+                f"{bid}  {name}; {runtime}, RAM {ram}, storage {storage}{accel}, {link}",
+                soft_wrap=True,
+                markup=False,
+                highlight=False,
+            )
+        return
     out.print(table)
 
 

@@ -196,3 +196,77 @@ def test_no_install_hint_for_a_board_pip_cannot_help(no_akida):
     # sim-mcu runs MicroPython: no pip extra brings it an Akida runtime.
     r = kpdev("deploy", DATA / "akida_digits_fc.fbz", "--board", "sim-mcu", env=no_akida)
     assert r.returncode == 3 and "pip install" not in r.stderr, r.stderr
+
+
+# -- kpdev boards keeps every id whole ---------------------------------------------------------
+LONG_ID = "bench-pico-w-with-the-long-name-2"
+
+
+@pytest.fixture
+def long_catalog(tmp_path):
+    """A catalog adding a board with a long id; the environment that uses it."""
+    mine = tmp_path / "mine.yml"
+    mine.write_text(
+        f"{LONG_ID}:\n  name: A Pico W on the bench with a name long enough to wrap anywhere\n"
+        "  runtime: micropython\n  link: {type: serial, port: /dev/ttyACM9}\n"
+        "  ram_kb: 264\n  storage_kb: 848\n"
+    )
+    env = dict(os.environ, KPDEV_CATALOG=str(mine), KPDEV_CONFIG=str(tmp_path / "c.toml"))
+    env.pop("COLUMNS", None)
+    return env
+
+
+def _ids(env):
+    r = kpdev("boards", "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    ids = [b["id"] for b in json.loads(r.stdout)]
+    assert LONG_ID in ids
+    return ids
+
+
+def _whole(ids, text):
+    # Every id appears as a whole word: not cut ("sim-mc…") and not folded over two lines.
+    for bid in ids:
+        assert re.search(rf"(?<![\w-]){re.escape(bid)}(?![\w-])", text), (bid, text)
+    assert "…" not in "".join(line.split("│")[1] for line in text.splitlines() if "│" in line)
+
+
+@pytest.mark.parametrize("columns", [20, 40, 60, 80, 120, 250])
+def test_boards_never_cuts_an_id_into_a_pipe(long_catalog, columns):
+    ids = _ids(long_catalog)
+    r = kpdev("boards", env=dict(long_catalog, COLUMNS=str(columns)))
+    assert r.returncode == 0, r.stderr
+    _whole(ids, r.stdout)
+
+
+@pytest.mark.parametrize("columns", [40, 100])
+def test_boards_never_cuts_an_id_on_a_terminal(long_catalog, columns):
+    import fcntl
+    import struct
+    import termios
+
+    ids = _ids(long_catalog)
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kpdev.host.cli", "boards"],
+        stdin=slave, stdout=slave, stderr=slave, env=dict(long_catalog, TERM="xterm"),
+    )  # fmt: skip
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed its side
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(60)
+    os.close(master)
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", b"".join(chunks).decode()).replace("\r", "")
+    assert proc.returncode == 0, text
+    # A table keeps to the terminal's width; lines too narrow for one are wrapped by it.
+    assert all(len(line) <= columns for line in text.splitlines() if "│" in line), text
+    assert ("│" in text) == (columns >= len(LONG_ID) + 20)
+    _whole(ids, text)
