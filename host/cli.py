@@ -36,6 +36,7 @@ from kpdev.host.cli_options import (
     out,
 )
 from kpdev.host.cli_pack import pack_app
+from kpdev.host.cli_ports import ports
 from kpdev.host.cli_power import clock, power_app
 from kpdev.host.deploy import install_hint
 from kpdev.host.errors import AuthError, BoardError, ConfigError, LinkError, UsageError
@@ -71,6 +72,7 @@ app.command()(recognize)
 app.command()(profile)
 app.command()(report)
 app.command()(demo)
+app.command()(ports)
 
 
 def session(board, port, key, timeout=10.0):
