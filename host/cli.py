@@ -21,6 +21,7 @@ from kpdev.host.boards import get_board, load_boards
 from kpdev.host.cli_agent import agent_app
 from kpdev.host.cli_config import config_app
 from kpdev.host.cli_demo import demo
+from kpdev.host.cli_doctor import doctor
 from kpdev.host.cli_eval import deploy_pack, profile, recognize, report
 from kpdev.host.cli_eval import eval_ as eval_command
 from kpdev.host.cli_learn import learn_app
@@ -73,6 +74,7 @@ app.command()(profile)
 app.command()(report)
 app.command()(demo)
 app.command()(ports)
+app.command()(doctor)
 
 
 def session(board, port, key, timeout=10.0):

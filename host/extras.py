@@ -12,10 +12,10 @@ FORMAT_EXTRAS = {"tflite": "tflite", "vmfb": "iree", "fbz": "akida"}
 BACKEND_EXTRAS = {"tflite_micro": "tflite", "litert": "litert", "iree": "iree", "akida": "akida"}
 # Optional distribution -> (extra, what it is for); kpdev doctor reports each.
 OPTIONAL_DISTRIBUTIONS = {
-    "akida": ("akida", "BrainChip Akida .fbz models (backend akida)"),
-    "tflite-micro": ("tflite", "TFLite Micro .tflite models on CPython (backend tflite_micro)"),
-    "ai-edge-litert": ("litert", "LiteRT .tflite models (backend litert)"),
-    "iree-base-runtime": ("iree", "IREE .vmfb modules (backend iree)"),
+    "akida": ("akida", "backend akida: BrainChip Akida .fbz models"),
+    "tflite-micro": ("tflite", "backend tflite_micro: .tflite models on CPython boards"),
+    "ai-edge-litert": ("litert", "backend litert: .tflite models on LiteRT"),
+    "iree-base-runtime": ("iree", "backend iree: IREE .vmfb modules"),
     "matplotlib": ("report", "figures in kpdev report and kpdev learn"),
     "scikit-learn": ("datasets", "the sklearn:digits dataset"),
     "mpremote": ("micropython", "kpdev agent install and kpdev repl on a board"),
