@@ -85,6 +85,10 @@ KeyOpt = Annotated[
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print machine-readable JSON on stdout, nothing else.")
 ]
+ForceOpt = Annotated[
+    bool,
+    typer.Option("--force", help="Overwrite the output file when it exists."),
+]
 TimeoutOpt = Annotated[
     float, typer.Option("--timeout", help="Seconds to wait for each device reply.", min=0.1)
 ]

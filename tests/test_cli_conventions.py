@@ -270,3 +270,84 @@ def test_boards_never_cuts_an_id_on_a_terminal(long_catalog, columns):
     assert all(len(line) <= columns for line in text.splitlines() if "│" in line), text
     assert ("│" in text) == (columns >= len(LONG_ID) + 20)
     _whole(ids, text)
+
+
+# -- kpdev repl takes no --json ---------------------------------------------------------------
+def test_repl_refuses_json_as_a_usage_error(capsys):
+    code, out, err = run(capsys, "repl", "--board", "sim-linux", "--json")
+    assert code == 2
+    assert "repl is interactive" in one_line(err)
+    assert json.loads(out)["error"]["code"] == "usage"
+
+
+# -- results are not overwritten silently ----------------------------------------------------
+@pytest.fixture(scope="module")
+def pack(tmp_path_factory):
+    """A small pack of the demo's model, pipeline and data."""
+    demo = ROOT / "host" / "demo"
+    path = tmp_path_factory.mktemp("pack") / "bm.kp"
+    r = kpdev(
+        "pack", "build", path, "-m", f"main={demo / 'basicmotions_mlp.tflite'}",
+        "-c", "Standing,Running,Walking,Badminton",
+        "--pipeline", demo / "basicmotions_pipeline.yml", "--dataset", demo / "basicmotions.npz",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return path
+
+
+def test_pack_build_refuses_to_overwrite_a_pack(pack, tmp_path):
+    out = tmp_path / "p.kp"
+    out.write_bytes(b"my precious pack")
+    args = ["pack", "build", out, "-m", MODEL, "-c", "a,b,c,d"]
+    r = kpdev(*args)
+    assert r.returncode == 2
+    line = one_line(r.stderr)
+    assert f"pack {out} exists; pass --force to overwrite it" in line
+    assert out.read_bytes() == b"my precious pack"
+    r = kpdev(*args, "--force", "--json")
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes()[:2] == b"PK"
+
+
+def test_eval_and_profile_refuse_to_overwrite_measurements(pack, tmp_path):
+    demo = ROOT / "host" / "demo"
+    run_json, prof_json = tmp_path / "run.json", tmp_path / "prof.json"
+    run_json.write_text("{}")
+    prof_json.write_text("{}")
+    board = ["--board", "sim-linux"]
+    ev = ["eval", pack, "-d", demo / "basicmotions.npz", "--limit", "4", "-o", run_json, *board]
+    pr = ["profile", pack, "-n", "2", "-o", prof_json, *board]
+    for args, path in ((ev, run_json), (pr, prof_json)):
+        r = kpdev(*args)
+        assert r.returncode == 2, r.stderr
+        assert f"{path} exists; pass --force to overwrite it" in one_line(r.stderr)
+        assert path.read_text() == "{}"  # refused before the run, file untouched
+    r = kpdev(*ev, "--force", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(run_json.read_text())["results"]["classification"]["n"] == 4
+    r = kpdev(*pr, "--force")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(prof_json.read_text())["stages"]
+
+
+def test_eval_keeps_its_default_file_too(pack, tmp_path):
+    demo = ROOT / "host" / "demo"
+    args = ["eval", pack, "-d", demo / "basicmotions.npz", "--limit", "2", "-b", "sim-linux"]
+    r = kpdev(*args, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    written = tmp_path / "kpdev-eval-bm-sim-linux.json"
+    first = written.read_text()
+    r = kpdev(*args, cwd=tmp_path)
+    assert r.returncode == 2 and "kpdev-eval-bm-sim-linux.json exists" in one_line(r.stderr)
+    assert written.read_text() == first
+
+
+# -- kpdev agent build for a simulated board --------------------------------------------------
+def test_agent_build_for_a_simulated_board_does_not_suggest_install(tmp_path):
+    r = kpdev("agent", "build", "--board", "sim-mcu", "--out", tmp_path / "tree")
+    assert r.returncode == 0, r.stderr
+    assert "agent install" not in r.stderr and "sim-mcu is simulated" in r.stderr
+    assert "kpdev sim sim-mcu --listen pty" in r.stderr
+    r = kpdev("agent", "build", "--board", "rpi-pico", "--out", tmp_path / "pico")
+    assert r.returncode == 0, r.stderr
+    assert "kpdev agent install --board rpi-pico" in r.stderr
