@@ -790,6 +790,8 @@ def repl(
     agent importable (`from kpdev.device import repl`) and the board's own files. For a
     MicroPython board on a port: stops the agent loop (Ctrl-C) and hands the port to mpremote.
     """
+    if json_:
+        raise UsageError("kpdev repl is interactive: it takes no --json")
     from kpdev.host.micropython import micropython_binary, stage_lib
     from kpdev.host.sim import home, state_dir
 
