@@ -107,12 +107,12 @@ def test_bad_requests_are_one_line_errors(tmp_path):
     assert "'Jumping' is not in" in one_line_error(r, 2)
     r = kpdev("learn", "run", pack, "-b", "sim-linux", "-d", DATASET, "--shots", "30")
     assert "needs 30" in one_line_error(r, 2)
-    r = kpdev("learn", DEMO / "nope.kp", "-b", "sim-linux", "-d", DATASET)
+    r = kpdev("learn", "run", DEMO / "nope.kp", "-b", "sim-linux", "-d", DATASET)
     assert "no such file" in one_line_error(r, 2)
     plain = tmp_path / "plain.kp"
     cli("pack", "build", plain, "-m", DEMO / "basicmotions_mlp.tflite", "-c",
         "Standing,Running,Walking,Badminton", "--pipeline", PIPELINE)  # fmt: skip
-    r = kpdev("learn", plain, "-b", "sim-linux", "-d", DATASET)
+    r = kpdev("learn", "run", plain, "-b", "sim-linux", "-d", DATASET)
     assert "has no learner" in one_line_error(r, 2)
     r = kpdev("pack", "build", tmp_path / "x.kp", "--learner", "akida", "--pipeline", PIPELINE,
               "--dataset", DATASET)  # fmt: skip
