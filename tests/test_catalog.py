@@ -3,10 +3,13 @@ $KPDEV_CATALOG) merged over the shipped catalog; a bad one is one line naming th
 
 import json
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
 from kpdev.host.boards import catalog_paths, get_board, load_boards, shipped_catalog_path
 from kpdev.host.errors import BoardError
@@ -128,3 +131,18 @@ def test_a_missing_catalog_file_is_named(user_dir, tmp_path):
     assert r.returncode == 2
     assert json.loads(r.stdout)["error"]["code"] == "board"
     assert f"board catalog {tmp_path / 'nope.yml'}: no such file" in r.stderr
+
+
+def test_the_readme_example_catalog_is_the_one_shipped_and_it_loads(user_dir, monkeypatch):
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    section = readme[readme.index("**Your own boards.**") :]
+    block = re.search(r"```yaml\n(.+?)\n```", section, re.S).group(1)
+    example = root / "docs" / "my-boards.yml"
+    assert yaml.safe_load(block) == yaml.safe_load(example.read_text())
+    shipped = load_boards()
+    monkeypatch.setenv("KPDEV_CATALOG", str(example))
+    boards = load_boards()
+    assert len(boards) == len(shipped) + 2 == 11  # as the README says
+    assert boards["sim-linux-2g"].simulated and boards["bench-pico"].usb == ("2E8A:0005",)
+    assert boards["rpi-pico"].link["port"] == "/dev/ttyACM0"
