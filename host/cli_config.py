@@ -42,7 +42,7 @@ def get(
     key: Annotated[
         str | None,
         typer.Argument(
-            metavar="[KEY]",
+            metavar="KEY",
             help=f"One of: {', '.join(config.KEYS)}; default: every setting.",
             show_default=False,
         ),

@@ -17,7 +17,7 @@ def ports(
     port: Annotated[
         list[str] | None,
         typer.Argument(
-            metavar="[PORT]...",
+            metavar="PORT",
             help="Ports to look at (a device path such as /dev/pts/3, or a socket:// URL); "
             "default: every serial port on this machine.",
             show_default=False,

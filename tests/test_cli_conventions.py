@@ -351,3 +351,13 @@ def test_agent_build_for_a_simulated_board_does_not_suggest_install(tmp_path):
     r = kpdev("agent", "build", "--board", "rpi-pico", "--out", tmp_path / "pico")
     assert r.returncode == 0, r.stderr
     assert "kpdev agent install --board rpi-pico" in r.stderr
+
+
+def test_every_new_command_offers_json_and_help(capsys):
+    for args in (["ports"], ["doctor"], ["config", "get"], ["config", "set"], ["config", "unset"],
+                 ["config", "path"]):  # fmt: skip
+        code, out, _ = run(capsys, *args, "--help")
+        assert code == 0 and "--json" in out, args
+        usage = next(line for line in out.splitlines() if "Usage:" in line)
+        summary = out.split(usage, 1)[1].strip().splitlines()[0]
+        assert len(summary) > 20, (args, summary)  # a sentence, not an empty help
