@@ -1,12 +1,43 @@
-"""Files replaced whole or not at all: written beside the target, flushed to disk, renamed."""
+"""Files replaced whole or not at all: written beside the target, flushed to disk, renamed.
+
+The file ends with the permissions a plain ``open(path, "w")`` would give it: an existing file
+keeps its mode, a new one gets ``0o666`` less the umask (``mkstemp`` alone would leave 0600).
+"""
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
+
+from kpdev.host.errors import UsageError
+
+
+def _umask() -> int:
+    # The umask can only be read by setting it; set it straight back.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def new_file_mode(path: Path) -> int:
+    """The mode ``open(path, "w")`` would leave: the existing file's, else 0o666 less the umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~_umask()
+
+
+def refuse_existing(path: str | os.PathLike, force: bool, what: str = "file") -> None:
+    """UsageError when ``path`` exists and ``force`` is not given: results are not overwritten
+    silently."""
+    if not force and os.path.lexists(path):
+        raise UsageError(
+            f"{what} {path} exists; pass --force to overwrite it, or choose another file"
+        )
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
@@ -23,6 +54,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, new_file_mode(path))
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import yaml
 
+from kpdev.host.config import user_catalog_path
 from kpdev.host.errors import BoardError
 
 RUNTIMES = ("micropython", "linux")
+# The fields a catalog entry may have; a new board needs REQUIRED_FIELDS.
+FIELDS = (
+    "name", "runtime", "link", "ram_kb", "storage_kb", "flash_kb", "accelerators", "simulated",
+    "sim", "agent", "mpy_march", "power", "usb",
+)  # fmt: skip
+REQUIRED_FIELDS = ("name", "runtime", "link", "ram_kb", "storage_kb")
+# Link types and the settings each one needs.
+LINK_FIELDS = {"serial": ("port",), "tcp": ("host", "port"), "sim": ()}
+_USB_ID = re.compile(r"^[0-9A-Fa-f]{4}:[0-9A-Fa-f]{4}$")
 # mpy-cross's -march names: the native-code architectures a MicroPython board can run.
 MPY_MARCHES = (
     "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp",
@@ -45,6 +57,8 @@ class Board:
     agent: dict[str, Any] = field(default_factory=dict)
     mpy_march: str | None = None  # mpy-cross -march for the board's CPU (MicroPython boards)
     power: dict[str, Any] = field(default_factory=dict)  # the agent's power source settings
+    usb: tuple[str, ...] = ()  # USB VID:PID (hex) the board shows up with, for kpdev ports
+    source: str = ""  # the catalog file that last set its fields
 
     @property
     def quota(self) -> int:
@@ -76,12 +90,22 @@ class Board:
         raise BoardError(f"{self.id} is simulated: it has no port to open")
 
 
-def catalog_path() -> str:
-    """The catalog in use: $KPDEV_BOARDS or the packaged boards.yml."""
-    env = os.environ.get("KPDEV_BOARDS")
+def shipped_catalog_path() -> Path:
+    """The boards.yml shipped with kpdev."""
+    return Path(str(resources.files("kpdev").joinpath("boards.yml")))
+
+
+def catalog_paths() -> list[Path]:
+    """The catalog files merged, in order: the shipped boards.yml, the user's own (boards.yml
+    beside the config file) when it exists, then $KPDEV_CATALOG (``--catalog``) when set."""
+    paths = [shipped_catalog_path()]
+    user = user_catalog_path()
+    if user.is_file():
+        paths.append(user)
+    env = os.environ.get("KPDEV_CATALOG")
     if env:
-        return env
-    return str(resources.files("kpdev").joinpath("boards.yml"))
+        paths.append(Path(env).expanduser())
+    return paths
 
 
 def _power(bid: str, raw: Any) -> dict[str, Any]:
@@ -97,7 +121,37 @@ def _power(bid: str, raw: Any) -> dict[str, Any]:
     return dict(raw)
 
 
-def _board(bid: str, raw: dict[str, Any]) -> Board:
+def _link(bid: str, raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict) or raw.get("type") not in LINK_FIELDS:
+        raise BoardError(f"board {bid}: link needs a type, one of {', '.join(LINK_FIELDS)}")
+    missing = [k for k in LINK_FIELDS[raw["type"]] if k not in raw]
+    if missing:
+        raise BoardError(f"board {bid}: a {raw['type']} link needs {', '.join(missing)}")
+    return dict(raw)
+
+
+def _usb(bid: str, raw: Any) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    ids = raw if isinstance(raw, list) else [raw]
+    if not all(isinstance(x, str) and _USB_ID.match(x) for x in ids):
+        raise BoardError(f"board {bid}: usb is a list of VID:PID in hex, e.g. [2E8A:0005]")
+    return tuple(x.upper() for x in ids)
+
+
+def _whole(bid: str, raw: dict[str, Any], key: str) -> int | None:
+    value = raw.get(key)
+    if value is None and key not in REQUIRED_FIELDS:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise BoardError(f"board {bid}: {key} must be a whole number of KB, not {value!r}")
+    return value
+
+
+def _board(bid: str, raw: dict[str, Any], source: str = "") -> Board:
+    missing = [k for k in REQUIRED_FIELDS if k not in raw]
+    if missing:
+        raise BoardError(f"board {bid} needs {', '.join(missing)}")
     try:
         runtime = raw["runtime"]
         if runtime not in RUNTIMES:
@@ -109,32 +163,84 @@ def _board(bid: str, raw: dict[str, Any]) -> Board:
             id=bid,
             name=str(raw["name"]),
             runtime=runtime,
-            link=dict(raw["link"]),
-            ram_kb=int(raw["ram_kb"]),
-            storage_kb=int(raw["storage_kb"]),
-            flash_kb=raw.get("flash_kb"),
+            link=_link(bid, raw["link"]),
+            ram_kb=_whole(bid, raw, "ram_kb"),
+            storage_kb=_whole(bid, raw, "storage_kb"),
+            flash_kb=_whole(bid, raw, "flash_kb"),
             accelerators=tuple(raw.get("accelerators") or ()),
             simulated=bool(raw.get("simulated", False)),
             sim=dict(raw.get("sim") or {}),
             agent=dict(raw.get("agent") or {}),
             mpy_march=march,
             power=_power(bid, raw.get("power")),
+            usb=_usb(bid, raw.get("usb")),
+            source=source,
         )
     except (KeyError, TypeError, ValueError) as e:
-        raise BoardError(f"board {bid} in {catalog_path()} is incomplete: {e}") from None
+        raise BoardError(f"board {bid}: a field has the wrong type ({e})") from None
 
 
-def load_boards(path: str | None = None) -> dict[str, Board]:
-    """All boards of the catalog, by id."""
-    path = path or catalog_path()
+def _read_catalog(path: Path) -> dict[str, dict[str, Any]]:
+    """One catalog file's entries, checked for shape; BoardError in one line otherwise."""
     try:
-        with open(path) as f:
-            raw = yaml.safe_load(f) or {}
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise BoardError(f"board catalog {path}: no such file") from None
     except OSError as e:
-        raise BoardError(f"cannot read board catalog {path}: {e.strerror}") from None
+        raise BoardError(f"board catalog {path}: cannot read it: {e.strerror}") from None
     except yaml.YAMLError as e:
-        raise BoardError(f"board catalog {path} is not valid YAML: {e}") from None
-    return {bid: _board(bid, entry) for bid, entry in raw.items()}
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or " ".join(str(e).split())
+        raise BoardError(f"board catalog {path}: not valid YAML{where}: {problem}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise BoardError(
+            f"board catalog {path}: expected board ids, each with its fields "
+            f"(a mapping), not a {type(raw).__name__}"
+        )
+    for bid, entry in raw.items():
+        if not isinstance(entry, dict):
+            raise BoardError(f"board catalog {path}: board {bid} must be a mapping of fields")
+        unknown = sorted(set(entry) - set(FIELDS))
+        if unknown:
+            raise BoardError(
+                f"board catalog {path}: board {bid} has unknown field(s) {', '.join(unknown)}; "
+                f"fields: {', '.join(FIELDS)}"
+            )
+    return {str(bid): entry for bid, entry in raw.items()}
+
+
+def merge_fields(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with the fields of ``over``; nested mappings are merged key by key."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_fields(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_boards(path: str | os.PathLike | None = None) -> dict[str, Board]:
+    """All boards of the catalog, by id: the files of ``catalog_paths()`` merged in order (a new
+    id adds a board, a known one takes the fields given), or only the file ``path``."""
+    paths = [Path(path)] if path else catalog_paths()
+    entries: dict[str, dict[str, Any]] = {}
+    sources: dict[str, Path] = {}
+    for p in paths:
+        for bid, entry in _read_catalog(p).items():
+            entries[bid] = merge_fields(entries.get(bid, {}), entry)
+            sources[bid] = p
+    boards = {}
+    for bid, entry in entries.items():
+        try:
+            boards[bid] = _board(bid, entry, str(sources[bid]))
+        except BoardError as e:
+            raise BoardError(f"board catalog {sources[bid]}: {e}") from None
+    return boards
 
 
 def get_board(bid: str) -> Board:

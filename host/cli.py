@@ -17,7 +17,9 @@ from rich.table import Table
 from kpdev import __version__
 from kpdev.host.boards import get_board, load_boards
 from kpdev.host.cli_agent import agent_app
+from kpdev.host.cli_config import config_app
 from kpdev.host.cli_demo import demo
+from kpdev.host.cli_doctor import doctor
 from kpdev.host.cli_eval import deploy_pack, profile, recognize, report
 from kpdev.host.cli_eval import eval_ as eval_command
 from kpdev.host.cli_learn import learn_app
@@ -33,12 +35,15 @@ from kpdev.host.cli_options import (
     out,
 )
 from kpdev.host.cli_pack import pack_app
+from kpdev.host.cli_ports import ports
 from kpdev.host.cli_power import clock, power_app
 from kpdev.host.cli_sim import sim
-from kpdev.host.errors import AuthError, BoardError, LinkError, UsageError
-from kpdev.host.render import human_bytes, named_errors
+from kpdev.host.deploy import install_hint
+from kpdev.host.errors import AuthError, BoardError, ConfigError, LinkError, UsageError
+from kpdev.host.render import human_bytes, jsonable, named_errors
 from kpdev.host.session import open_session, resolve_board
 from kpdev.host.transport import open_url
+from kpdev.protocol import ops
 from kpdev.protocol.errors import DeviceError, KpdevError, ProtocolError
 from kpdev.protocol.formats import EXTENSIONS
 
@@ -51,7 +56,6 @@ app = typer.Typer(
     "everything works with no hardware.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 model_app = typer.Typer(
@@ -62,6 +66,7 @@ app.add_typer(agent_app, name="agent")
 app.add_typer(power_app, name="power")
 app.add_typer(pack_app, name="pack")
 app.add_typer(learn_app, name="learn")
+app.add_typer(config_app, name="config")
 app.command()(clock)
 app.command(name="eval")(eval_command)
 app.command()(recognize)
@@ -69,6 +74,8 @@ app.command()(profile)
 app.command()(report)
 app.command()(demo)
 app.command()(sim)
+app.command()(ports)
+app.command()(doctor)
 
 
 def session(board, port, key, timeout=10.0):
@@ -92,7 +99,12 @@ def _progress(enabled: bool) -> Progress:
 # -- catalog and simulators ----------------------------------------------------------------
 @app.command()
 def boards(json_: JsonOpt = False) -> None:
-    """List the boards in the catalog (boards.yml)."""
+    """List the boards in the catalog: the shipped boards.yml merged with your own.
+
+    Your own boards come from boards.yml beside your config file (`kpdev config path --json`)
+    and from `kpdev --catalog FILE` or $KPDEV_CATALOG: a new id adds a board, a known id
+    takes the fields given.
+    """
     catalog = load_boards()
     if json_:
         emit(
@@ -107,16 +119,22 @@ def boards(json_: JsonOpt = False) -> None:
                     "flash_kb": b.flash_kb,
                     "accelerators": list(b.accelerators),
                     "link": b.link,
+                    "usb": list(b.usb),
+                    "catalog": b.source,
                 }
                 for b in catalog.values()
             ]
         )
         return
-    table = Table(title="kpdev boards")
-    for col in ("board", "name", "runtime", "RAM", "storage", "accelerators", "link"):
-        table.add_column(col)
-    for b in catalog.values():
-        table.add_row(
+    _print_boards(list(catalog.values()), out.width)
+
+
+def _print_boards(boards: list, width: int) -> None:
+    """The catalog as a table as wide as the terminal (or $COLUMNS, or 80 into a pipe); board ids
+    are never cut: the other columns wrap, fold into one, or the table gives way to lines."""
+    idw = max(len(b.id) for b in boards)
+    cells = [
+        (
             b.id,
             b.name,
             b.runtime,
@@ -125,6 +143,38 @@ def boards(json_: JsonOpt = False) -> None:
             ", ".join(b.accelerators) or "-",
             b.describe_link(),
         )
+        for b in boards
+    ]
+    if width >= idw + 84:  # room for every column
+        table = Table(title="kpdev boards")
+        table.add_column("board", no_wrap=True, min_width=idw)
+        table.add_column("name", overflow="fold", ratio=2)
+        table.add_column("runtime", no_wrap=True)
+        table.add_column("RAM", no_wrap=True, justify="right")
+        table.add_column("storage", no_wrap=True, justify="right")
+        table.add_column("accelerators", overflow="fold", ratio=1)
+        table.add_column("link", overflow="fold", ratio=2)
+        for row in cells:
+            table.add_row(*row)
+    elif width >= idw + 20:  # the id, and the rest folded into one column
+        table = Table(title="kpdev boards")
+        table.add_column("board", no_wrap=True, min_width=idw)
+        table.add_column("details", overflow="fold")
+        for bid, name, runtime, ram, storage, acc, link in cells:
+            accel = "" if acc == "-" else f" · {acc}"
+            table.add_row(
+                bid, f"{name}\n{runtime} · RAM {ram} · storage {storage}{accel} · {link}"
+            )
+    else:  # narrower than any table: one line per board, the terminal wraps them
+        for bid, name, runtime, ram, storage, acc, link in cells:
+            accel = "" if acc == "-" else f", {acc}"
+            out.print(
+                f"{bid}  {name}; {runtime}, RAM {ram}, storage {storage}{accel}, {link}",
+                soft_wrap=True,
+                markup=False,
+                highlight=False,
+            )
+        return
     out.print(table)
 
 
@@ -325,13 +375,17 @@ def deploy(
         }
     )
     if result["load_error"]:
-        if json_:
-            emit(result)
-        raise DeviceError(
+        problem = result["load_error"]
+        hint = ""
+        if problem["code"] == ops.E_NO_BACKEND:
+            hint = install_hint(b or load_boards().get(str(result["board"])), fmt, backend)
+        error = DeviceError(
             f"{name} is stored on {result['board']} but cannot run there: "
-            f"{result['load_error']['msg']} (the active model is unchanged)",
-            result["load_error"]["code"],
+            f"{problem['msg']} (the active model is unchanged){hint}",
+            problem["code"],
         )
+        error.detail = jsonable(result)  # under --json, main() puts it in the error object
+        raise error
     if json_:
         emit(result)
         return
@@ -634,6 +688,8 @@ def repl(
     agent importable (`from kpdev.device import repl`) and the board's own files. For a
     MicroPython board on a port: stops the agent loop (Ctrl-C) and hands the port to mpremote.
     """
+    if json_:
+        raise UsageError("kpdev repl is interactive: it takes no --json")
     from kpdev.host import simserver
     from kpdev.host.micropython import micropython_binary, stage_lib
     from kpdev.host.sim import StateLock, home, state_dir
@@ -725,38 +781,93 @@ def _root(
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
+    catalog: Annotated[
+        Path | None,
+        typer.Option(
+            "--catalog",
+            metavar="FILE",
+            help="A board catalog of your own (YAML, as boards.yml) merged over the shipped one "
+            "and boards.yml beside your config file: a new id adds a board, a known id takes "
+            "the fields given. Default: $KPDEV_CATALOG.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Put ML models on small devices and measure them there."""
+    if catalog is not None:
+        # In the environment, so that whatever this command starts reads the same catalog.
+        os.environ["KPDEV_CATALOG"] = str(catalog.expanduser().resolve())
 
 
-# Each error kind: (label, exit code).  Caught once, here.
+# Each error kind: (label on stderr, code in the --json error object, exit code).  Caught once,
+# in main(); a device error's code is the device's own (protocol/ops.py E_*).
 _EXIT = (
-    (UsageError, "error", 2),
-    (BoardError, "board error", 2),
-    (AuthError, "authentication error", 5),
-    (LinkError, "link error", 4),
-    (DeviceError, "device error", 3),
-    (ProtocolError, "protocol error", 6),
-    (KpdevError, "error", 1),
+    (UsageError, "error", "usage", 2),
+    (ConfigError, "config error", "config", 2),
+    (BoardError, "board error", "board", 2),
+    (AuthError, "authentication error", "auth", 5),
+    (LinkError, "link error", "link", 4),
+    (DeviceError, "device error", None, 3),
+    (ProtocolError, "protocol error", "protocol", 6),
+    (KpdevError, "error", "error", 1),
 )
 
 
-def main() -> None:
-    """Console-script entry point: run the CLI, turning errors into one line and an exit code."""
+def _wants_json(args: list[str]) -> bool:
+    """Whether --json is among the options (those before a ``--``)."""
+    return "--json" in (args[: args.index("--")] if "--" in args else args)
+
+
+def _fail(label: str, code: Any, exit_code: int, message: str, as_json: bool, detail=None):
+    """One line on stderr and, under --json, one error object on stdout; then exit."""
+    message = " ".join(str(message).split())
+    sys.stderr.write(f"kpdev: {label}: {message}\n")
+    if as_json:
+        error: dict[str, Any] = {"code": code, "message": message, "exit": exit_code}
+        if detail is not None:
+            error["detail"] = detail
+        emit({"error": error})
+    sys.exit(exit_code)
+
+
+def _usage_message(e: Exception) -> str:
+    # Typer's bundled click errors carry format_message() and the context they arose in.
+    message = e.format_message()
+    ctx = getattr(e, "ctx", None)
+    if ctx is not None:
+        message = f"{message.rstrip('.')} (see {ctx.command_path} --help)"
+    return message
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the CLI, turning errors into one line and an exit code
+    (and, under --json, one error object on stdout)."""
+    args = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    as_json = _wants_json(args)
     try:
-        app()
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(130)
+        code = app(args=args, prog_name="kpdev", standalone_mode=False)
+    except typer.TyperException as e:  # usage errors: unknown option, missing argument, ...
+        if type(e).__name__ == "NoArgsIsHelpError":  # the help is printed already
+            sys.exit(2)
+        exit_code = int(getattr(e, "exit_code", 1))
+        kind = "usage" if exit_code == 2 else "error"
+        _fail(f"{kind} error" if kind == "usage" else kind, kind, exit_code, _usage_message(e),
+              as_json)  # fmt: skip
+    except typer.Abort:
+        _fail("error", "aborted", 1, "aborted", as_json)
     except (KpdevError, OSError) as e:
         if os.environ.get("KPDEV_DEBUG"):
             raise
-        label, code = next(
-            ((lbl, c) for kind, lbl, c in _EXIT if isinstance(e, kind)), ("error", 1)
+        label, kind, exit_code = next(
+            ((lbl, k, c) for cls, lbl, k, c in _EXIT if isinstance(e, cls)), ("error", "io", 1)
         )
+        if isinstance(e, DeviceError):
+            kind = e.code
         msg = str(e) if not isinstance(e, OSError) else f"{e.strerror or e}: {e.filename or ''}"
-        sys.stderr.write(f"kpdev: {label}: {msg}\n")
-        sys.exit(code)
+        _fail(label, kind, exit_code, msg, as_json, getattr(e, "detail", None))
+    if code == 130:  # Typer turns Ctrl-C into exit code 130
+        _fail("error", "interrupted", 130, "interrupted", as_json)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

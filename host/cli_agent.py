@@ -134,6 +134,14 @@ def build(
     )
     if romfs_:
         out.print(f"ROMFS image: {data['romfs']['path']} ({human_bytes(data['romfs']['bytes'])})")
+    if b.simulated:  # nothing to install: kpdev runs this board's agent itself
+        err.print(
+            f"{b.id} is simulated: kpdev starts its agent itself (serve it on a port with: "
+            f"kpdev sim {b.id} --listen pty); these are the files a board of its kind would get",
+            style="dim",
+        )
+        return
+    if romfs_:
         err.print(
             f"write it with: mpremote connect PORT romfs deploy {data['romfs']['path']} "
             f"+ cp {out_dir / 'main.py'} :main.py",

@@ -12,8 +12,10 @@ import typer
 from rich.table import Table
 
 from kpdev import __version__
+from kpdev.host.atomic import refuse_existing, write_atomic
 from kpdev.host.cli_options import (
     BoardOpt,
+    ForceOpt,
     JsonOpt,
     KeyOpt,
     PortOpt,
@@ -213,10 +215,12 @@ def eval_(
         typer.Option(
             "--out",
             "-o",
-            help="Measurements JSON to write; default kpdev-eval-NAME-BOARD.json here.",
+            help="Measurements JSON to write; default kpdev-eval-NAME-BOARD.json here. An "
+            "existing file is kept unless --force.",
             show_default=False,
         ),
     ] = None,
+    force: ForceOpt = False,
     board: BoardOpt = None,
     port: PortOpt = None,
     key: KeyOpt = None,
@@ -237,6 +241,8 @@ def eval_(
     from kpdev.host.pack_build import dataset_inputs
 
     win = parse_window(window)
+    if out_file is not None:  # before the run, not after it
+        refuse_existing(out_file, force, "measurements file")
     b = resolve_board(board, port)
     is_pack = target.suffix == ".kp"
     pack = _read_pack(target) if is_pack else None
@@ -253,6 +259,9 @@ def eval_(
         xs = dataset_inputs(xs, pack.root()["inputs"][0], f"dataset {dataset}")
     labels = [test.classes[int(i)] for i in test.y]
     with open_session(board, port, key, timeout=timeout, on_event=log_event) as c:
+        name = pack.name if pack is not None else target.stem
+        path = out_file or Path(f"kpdev-eval-{name}-{c.device.get('board')}.json")
+        refuse_existing(path, force, "measurements file")
         if pack is not None:
             plan = run_deploy(c, pack, b)
             # The pack's answers: classes no model routes on (a router's classes are not).
@@ -303,7 +312,6 @@ def eval_(
             dataset=dict(test.summary(), seed=seed, test_fraction=test_fraction, split="test"),
             inputs={"dataset": dataset, "window": win, "batch": batch, "in_flight": requests},
         )
-    path = out_file or Path(f"kpdev-eval-{name}-{doc['board']['name']}.json")
     write_measurements(doc, path)
     if json_:
         emit(dict(doc, path=str(path)))
@@ -460,8 +468,14 @@ def profile(
     runs: Annotated[int, typer.Option("--runs", "-n", help="Runs to average.", min=1)] = 20,
     out_file: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Also write the profile JSON here.", show_default=False),
+        typer.Option(
+            "--out",
+            "-o",
+            help="Also write the profile JSON here (an existing file is kept unless --force).",
+            show_default=False,
+        ),
     ] = None,
+    force: ForceOpt = False,
     board: BoardOpt = None,
     port: PortOpt = None,
     key: KeyOpt = None,
@@ -477,6 +491,8 @@ def profile(
     from kpdev.host.deploy import deploy_pack as run_deploy
     from kpdev.host.evaluate import profile_pack
 
+    if out_file is not None:
+        refuse_existing(out_file, force, "profile file")
     pack = _read_pack(pack_path) if pack_path else None
     b = resolve_board(board, port)
     with open_session(board, port, key, timeout=timeout, on_event=log_event) as c:
@@ -484,7 +500,8 @@ def profile(
             run_deploy(c, pack, b)
         doc = profile_pack(c, pack, runs)
     if out_file:
-        out_file.write_text(json.dumps(jsonable(doc), indent=2) + "\n")
+        text = json.dumps(jsonable(doc), indent=2) + "\n"
+        write_atomic(out_file, lambda f: f.write(text.encode("utf-8")))
     if json_:
         emit(doc)
         return

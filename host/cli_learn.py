@@ -16,9 +16,11 @@ from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
+from kpdev.host.atomic import refuse_existing
 from kpdev.host.cli_eval import DatasetOpt, FractionOpt, SeedOpt, WindowOpt
 from kpdev.host.cli_options import (
     BoardOpt,
+    ForceOpt,
     JsonOpt,
     KeyOpt,
     PortOpt,
@@ -146,6 +148,10 @@ def run(
             "without it, what was learned stays in the device's RAM, as on any board.",
         ),
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Overwrite session.json when --out already holds one."),
+    ] = False,
     board: BoardOpt = None,
     port: PortOpt = None,
     key: KeyOpt = None,
@@ -177,6 +183,8 @@ def run(
     from kpdev.host.learning import new_session_id, plan_session, run_session, write_session
     from kpdev.host.pack import read_pack
 
+    if out_dir is not None:
+        refuse_existing(out_dir / "session.json", force, "session log")
     pack = read_pack(pack_path)
     if pack.learning is None:
         raise UsageError(
@@ -423,6 +431,7 @@ def export(
             show_default=False,
         ),
     ] = None,
+    force: ForceOpt = False,
     board: BoardOpt = None,
     port: PortOpt = None,
     key: KeyOpt = None,
@@ -451,11 +460,12 @@ def export(
     pack = read_pack(source)
     if pack.learning is None:
         raise UsageError(f"{source}: the pack has no learner; nothing to export")
+    target = out_path or Path(f"{pack.name}-learned.kp")
+    refuse_existing(target, force, "pack")
     with open_session(board, port, key, timeout=timeout, on_event=log_event) as c:
         with progress_bar(not json_, "export") as progress:
             data = c.learn_export(progress)
         where = c.device.get("board")
-    target = out_path or Path(f"{pack.name}-learned.kp")
     path, learned = export_pack(pack, data, target, board=where, version=version)
     new = read_pack(path)
     if json_:

@@ -15,19 +15,51 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from kpdev.host.config import default_board
 from kpdev.host.errors import UsageError
 from kpdev.host.render import jsonable
+from kpdev.protocol.errors import KpdevError
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
+
+
+def complete_board(incomplete: str) -> list[str]:
+    """Board ids from the catalog that start with what was typed (shell completion)."""
+    from kpdev.host.boards import load_boards
+
+    try:
+        return [bid for bid in load_boards() if bid.startswith(incomplete)]
+    except KpdevError:
+        return []
+
+
+def default_board_option(ctx: typer.Context, value: str | None) -> str | None:
+    """--board as given; without --board and --port, the user's default board, named in one
+    dim line on stderr (stdout stays clean for --json).
+
+    Click handles the options typed on the command line before the others, so when --board was
+    not typed, a --port that was is already in ``ctx.params``.
+    """
+    if value is not None or ctx.resilient_parsing or ctx.params.get("port"):
+        return value
+    choice = default_board()
+    if choice is None:
+        return None  # the command says how to choose one when it needs a board
+    name, source = choice
+    err.print(f"using board {name} (from {source})", style="dim", markup=False, soft_wrap=True)
+    return name
+
 
 BoardOpt = Annotated[
     str | None,
     typer.Option(
         "--board",
         "-b",
-        help="Board from the catalog (see `kpdev boards`); default $KPDEV_BOARD or sim-mcu.",
-        envvar="KPDEV_BOARD",
+        help="Board from the catalog (see `kpdev boards`); default: $KPDEV_BOARD, else the "
+        "board set with `kpdev config set board NAME`.",
+        callback=default_board_option,
+        autocompletion=complete_board,
         show_default=False,
     ),
 ]
@@ -52,6 +84,10 @@ KeyOpt = Annotated[
 ]
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print machine-readable JSON on stdout, nothing else.")
+]
+ForceOpt = Annotated[
+    bool,
+    typer.Option("--force", help="Overwrite the output file when it exists."),
 ]
 TimeoutOpt = Annotated[
     float, typer.Option("--timeout", help="Seconds to wait for each device reply.", min=0.1)

@@ -9,7 +9,16 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from kpdev.host.cli_options import JsonOpt, count_progress, emit, err, out, parse_window
+from kpdev.host.atomic import refuse_existing
+from kpdev.host.cli_options import (
+    ForceOpt,
+    JsonOpt,
+    count_progress,
+    emit,
+    err,
+    out,
+    parse_window,
+)
 from kpdev.host.errors import UsageError
 from kpdev.host.pack import NAME_RE, Pack, read_pack
 from kpdev.host.render import human_bytes
@@ -362,6 +371,7 @@ def build(
             min=0,
         ),
     ] = 0,
+    force: ForceOpt = False,
     json_: JsonOpt = False,
 ) -> None:
     """Build a Knowledge Pack from models, class labels, a pipeline and a dataset.
@@ -393,6 +403,7 @@ def build(
     from kpdev.host.features import load_spec
     from kpdev.host.pack_build import ModelSpec, build_pack
 
+    refuse_existing(out_path, force, "pack")
     if learner is not None:
         _build_learner(
             out_path,

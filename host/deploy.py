@@ -19,6 +19,7 @@ import numpy as np
 from kpdev.host.boards import Board, load_boards
 from kpdev.host.client import Client
 from kpdev.host.errors import UsageError
+from kpdev.host.extras import extra_for, pip_install
 from kpdev.host.pack import Pack, device_pack, state_store_name
 from kpdev.host.render import human_bytes
 from kpdev.protocol import ops
@@ -67,6 +68,19 @@ def _would_fit(pack: Pack) -> str:
     return f"boards that would take it: {', '.join(names[:6])}{more}"
 
 
+def install_hint(board: Board | None, fmt: str | None = None, backend: str | None = None) -> str:
+    """For a simulated CPython board, whose agent runs in this Python environment: the pip
+    command that brings the runtime of ``backend`` (or else of format ``fmt``); '' otherwise."""
+    if board is None or not board.simulated or board.runtime != "linux":
+        return ""
+    extra = extra_for(fmt, backend)
+    if extra is None:
+        return ""
+    return f"; {board.id} runs in this Python environment, add the runtime with: " + pip_install(
+        extra
+    )
+
+
 def _load_meta(spec: dict[str, Any]) -> dict[str, Any]:
     """The upload meta of a pack model: its load options and, when it names one, its backend."""
     meta = dict(spec.get("options") or {})
@@ -97,17 +111,20 @@ def check_pack(pack: Pack, board: Board | None, info: dict[str, Any]) -> dict[st
         problems.append(f"it plans {human_bytes(int(ram))} of RAM, {where} has {board.ram_kb} KB")
     formats = info.get("formats") or {}
     offered = info.get("backends") or {}
+    local = board or load_boards().get(str(info.get("board")))  # a simulated board by --port
     for x in m["models"]:
         if x.get("backend"):
             if x["backend"] not in offered:
                 problems.append(
                     f"model {x['id']} needs backend {x['backend']}, which {where} lacks "
                     f"(it has {', '.join(offered) or 'none'})"
+                    + install_hint(local, backend=x["backend"])
                 )
         elif not formats.get(x["format"]):
             problems.append(
                 f"model {x['id']} is .{x['format']}, which no backend on {where} runs "
                 f"(it runs {', '.join('.' + f for f in formats) or 'nothing'})"
+                + install_hint(local, fmt=x["format"])
             )
     if problems:
         raise UsageError(

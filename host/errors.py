@@ -21,3 +21,7 @@ class LinkTimeout(LinkError):
 
 class AuthError(KpdevError):
     """Frames from the device failed authentication, or the two sides disagree about the key."""
+
+
+class ConfigError(KpdevError):
+    """The user's configuration file (or a setting in it) cannot be used."""

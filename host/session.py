@@ -8,11 +8,10 @@ from contextlib import contextmanager
 
 from kpdev.host.boards import Board, get_board
 from kpdev.host.client import Client
-from kpdev.host.errors import UsageError
+from kpdev.host.config import NO_BOARD, default_board
+from kpdev.host.errors import BoardError, UsageError
 from kpdev.host.simserver import SimLink, ensure_running
 from kpdev.host.transport import open_url
-
-DEFAULT_BOARD = "sim-mcu"
 
 
 def parse_key(text: str | None) -> bytes | None:
@@ -30,13 +29,17 @@ def parse_key(text: str | None) -> bytes | None:
 
 
 def resolve_board(board: str | None, port: str | None) -> Board | None:
-    """The board named, $KPDEV_BOARD, or the default simulated MCU when no port is given."""
-    name = board or os.environ.get("KPDEV_BOARD")
-    if name:
-        return get_board(name)
+    """The board named; with neither a board nor a port, the user's default ($KPDEV_BOARD,
+    else the config's board); None for a bare port. BoardError saying how to choose one when
+    there is nothing to go on."""
+    if board:
+        return get_board(board)
     if port:
         return None
-    return get_board(DEFAULT_BOARD)
+    choice = default_board()
+    if choice is None:
+        raise BoardError(NO_BOARD)
+    return get_board(choice[0])
 
 
 @contextmanager

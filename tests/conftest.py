@@ -67,7 +67,9 @@ def kpdev_home(kpdev_homes, request):
         # Background simulated boards stop by themselves should a test run die before the
         # teardown below stops them.
         mp.setenv("KPDEV_SIM_IDLE", "300")
-        for name in ("KPDEV_KEY", "KPDEV_BOARD", "KPDEV_STATE"):
+        # Nor the user's config and own boards: a config file of the module's own.
+        mp.setenv("KPDEV_CONFIG", str(home / "config.toml"))
+        for name in ("KPDEV_KEY", "KPDEV_BOARD", "KPDEV_STATE", "KPDEV_CATALOG"):
             mp.delenv(name, raising=False)
         try:
             yield home

@@ -491,7 +491,8 @@ def test_inspect_refusal_is_one_line_on_stderr(tree_pack, tmp_path):
         text=True,
         timeout=60,
     )
-    assert proc.returncode == 2 and proc.stdout == ""
+    # Under --json the refusal is also one error object on stdout.
+    assert proc.returncode == 2 and json.loads(proc.stdout)["error"]["code"] == "usage"
     assert (
         proc.stderr == f"kpdev: error: {path} was made by a newer kpdev (pack schema 2, "
         f"this kpdev reads up to 1); upgrade kpdev\n"
