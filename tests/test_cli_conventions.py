@@ -164,13 +164,23 @@ def test_install_completion_writes_the_users_bash_files(tmp_path):
 # -- a model whose runtime is missing on a simulated board -----------------------------------
 @pytest.fixture
 def no_akida(tmp_path):
-    """An environment where ``import akida`` fails, as in an install without kpdev[akida]."""
+    """An environment without akida, as an install without kpdev[akida]: a sitecustomize
+    makes the import system find no ``akida`` (importlib.util.find_spec fails too)."""
     stub = tmp_path / "stub" / "akida"
     stub.mkdir(parents=True)
-    (stub / "__init__.py").write_text(
-        "raise ModuleNotFoundError(\"No module named 'akida'\", name='akida')\n"
+    (stub.parent / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class _NoAkida:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'akida':\n"
+        "            raise ModuleNotFoundError(\"No module named 'akida'\", name='akida')\n"
+        "sys.meta_path.insert(0, _NoAkida())\n"
     )
-    return dict(os.environ, PYTHONPATH=str(stub.parent))
+    # The board's agent runs in the background: start it anew in that environment, and stop
+    # it after, so the next test's board has its akida back.
+    kpdev("sim", "stop", "sim-linux")
+    yield dict(os.environ, PYTHONPATH=str(stub.parent))
+    kpdev("sim", "stop", "sim-linux")
 
 
 def test_deploy_names_the_extra_a_simulated_board_lacks(no_akida):

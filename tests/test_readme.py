@@ -76,7 +76,7 @@ def _prepare(text, fake_port=None):
 def workdir(tmp_path_factory):
     """The folder the examples run in, with the repository's files they name."""
     work = tmp_path_factory.mktemp("readme")
-    for name in ("host", "tests", "boards.yml"):
+    for name in ("host", "tests", "docs", "boards.yml"):
         (work / name).symlink_to(ROOT / name)
     return work
 
