@@ -197,6 +197,14 @@ def run(
         cut = (pipeline["window"]["size"], pipeline["window"]["stride"])
     data = load_dataset(dataset, window=cut)
     session = new_session_id()
+    plan = {
+        "shots": shots,
+        "rounds": rounds,
+        "classes": _labels(classes, "--classes"),
+        "new_classes": _labels(new_classes, "--new-classes"),
+        "seed": seed,
+        "test_fraction": test_fraction,
+    }
     b = resolve_board(board, port)
     rows: list[dict[str, Any]] = []
     bar = count_progress(not json_)
@@ -215,17 +223,7 @@ def run(
         ]:
             # Check the plan against the labels the learner will start from before the
             # device's active pack is replaced: a plan the data cannot meet changes nothing.
-            plan_session(
-                pack,
-                list(pack.learning.get("classes") or []),
-                data,
-                shots=shots,
-                rounds=rounds,
-                classes=_labels(classes, "--classes"),
-                new_classes=_labels(new_classes, "--new-classes"),
-                seed=seed,
-                test_fraction=test_fraction,
-            )
+            plan_session(pack, list(pack.learning.get("classes") or []), data, **plan)
             with progress_bar(not json_, f"deploy {pack.name}") as progress:
                 deploy_pack(c, pack, b, progress=progress)
         live = Live(view(), console=err, refresh_per_second=8, transient=True) if live_on else None
@@ -245,12 +243,7 @@ def run(
                 c,
                 pack,
                 data,
-                shots=shots,
-                rounds=rounds,
-                classes=_labels(classes, "--classes"),
-                new_classes=_labels(new_classes, "--new-classes"),
-                seed=seed,
-                test_fraction=test_fraction,
+                **plan,
                 session=session,
                 on_round=on_round,
                 progress=progress,

@@ -152,13 +152,20 @@ class BoardServer:
         client = _Client(conn)
         self.sel.register(conn, selectors.EVENT_READ, client)
 
-    def _read_hello(self, client: _Client) -> None:
+    @staticmethod
+    def _recv(client: _Client) -> bytes | None:
+        # What the client sent; b"" when it has gone, None when nothing is there after all.
         try:
-            data = client.sock.recv(_CHUNK)
+            return client.sock.recv(_CHUNK)
         except (BlockingIOError, InterruptedError):
-            return
+            return None
         except OSError:
-            data = b""
+            return b""
+
+    def _read_hello(self, client: _Client) -> None:
+        data = self._recv(client)
+        if data is None:
+            return
         if not data:
             self._close(client)
             return
@@ -223,25 +230,16 @@ class BoardServer:
         if client.hello is None:
             self._read_hello(client)
             return
+        data = self._recv(client)
+        if data is None:
+            return
         if client is not self.current:
             # A queued client may only wait; what it sends early is held for the agent.
-            try:
-                data = client.sock.recv(_CHUNK)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                data = b""
             if not data:
                 self._close(client)
             else:
                 client.inbox += data
             return
-        try:
-            data = client.sock.recv(_CHUNK)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
         if not data:
             self._drop_current()
             return

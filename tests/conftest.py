@@ -141,6 +141,18 @@ def micropython_driver(request, filename, source):
     )
 
 
+def kpdev(*args, env=None, timeout=120, **kw):
+    """``kpdev ARGS`` as a user runs it: a process of its own (this Python, ``-m``)."""
+    return subprocess.run(
+        [sys.executable, "-m", "kpdev.host.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        **kw,
+    )
+
+
 def free_port():
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:

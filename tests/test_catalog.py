@@ -4,12 +4,11 @@ $KPDEV_CATALOG) merged over the shipped catalog; a bad one is one line naming th
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import kpdev
 
 from kpdev.host.boards import catalog_paths, get_board, load_boards, shipped_catalog_path
 from kpdev.host.errors import BoardError
@@ -37,16 +36,6 @@ def user_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("KPDEV_CONFIG", str(d / "config.toml"))
     monkeypatch.delenv("KPDEV_CATALOG", raising=False)
     return d
-
-
-def kpdev(*args, env=None):
-    return subprocess.run(
-        [sys.executable, "-m", "kpdev.host.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
 
 
 def test_the_user_catalog_beside_the_config_is_merged_over_the_shipped_one(user_dir):

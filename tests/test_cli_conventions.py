@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import DATA
+from conftest import DATA, kpdev
 
 from kpdev.host.cli import main
 
@@ -25,18 +25,6 @@ def run(capsys, *args):
         main([str(a) for a in args])
     got = capsys.readouterr()
     return e.value.code, got.out, got.err
-
-
-def kpdev(*args, env=None, timeout=120, **kw):
-    """The kpdev command as a subprocess."""
-    return subprocess.run(
-        [sys.executable, "-m", "kpdev.host.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        **kw,
-    )
 
 
 def one_line(stderr):

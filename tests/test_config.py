@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import kpdev
 from typer.testing import CliRunner
 
 from kpdev.host import config
@@ -33,16 +34,6 @@ def cfg(tmp_path, monkeypatch):
 
 def invoke(*args):
     return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-
-
-def kpdev(*args, env=None, timeout=60):
-    return subprocess.run(
-        [sys.executable, "-m", "kpdev.host.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
 
 
 def test_config_file_location(tmp_path, monkeypatch):

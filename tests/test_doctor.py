@@ -3,10 +3,10 @@ works, whatever optional parts are missing."""
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
+from conftest import kpdev
 from typer.testing import CliRunner
 
 from kpdev.host import doctor, extras
@@ -22,16 +22,6 @@ def env(tmp_path):
     e.pop("KPDEV_BOARD", None)
     e.pop("KPDEV_CATALOG", None)
     return e
-
-
-def kpdev(*args, env=None):
-    return subprocess.run(
-        [sys.executable, "-m", "kpdev.host.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
 
 
 def test_doctor_reports_every_check(env):

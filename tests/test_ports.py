@@ -3,12 +3,10 @@ whether a kpdev agent answers there, on real ptys (comports() may list nothing h
 
 import json
 import os
-import subprocess
-import sys
 import tty
 
 import pytest
-from conftest import serve_sim
+from conftest import kpdev, serve_sim
 from serial.tools.list_ports_common import ListPortInfo
 
 from kpdev.host.boards import load_boards
@@ -34,16 +32,6 @@ def silent_pty():
     yield os.ttyname(slave)
     os.close(slave)
     os.close(master)
-
-
-def kpdev(*args, env=None):
-    return subprocess.run(
-        [sys.executable, "-m", "kpdev.host.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
 
 
 def usb_port(device, vid, pid):
