@@ -131,10 +131,10 @@ def sim(
         return
     if action == "stop":
         if all_:
-            targets = [get_board(d["board"]) for d in simserver.running_boards()]
+            stopped = simserver.stop_all()
         else:
-            targets = [_simulated(name, action)]
-        stopped = [b.id for b in targets if simserver.stop(b)]
+            b = _simulated(name, action)
+            stopped = [b.id] if simserver.stop(b) else []
         if json_:
             emit({"stopped": stopped})
         elif stopped:

@@ -502,18 +502,28 @@ def keep_alive(board: Board) -> None:
     _control(board, "KEEP")
 
 
+class _Running:
+    # A running board known by its id alone: one from a catalog this command was not given
+    # (kpdev --catalog FILE) is still found, listed and stopped by its socket.
+    simulated = True
+
+    def __init__(self, board_id: str):
+        self.id = board_id
+
+
 def running_boards() -> list[dict[str, Any]]:
     """The status of every simulated board with a server running under this $KPDEV_HOME."""
     found = []
     for record in sorted(run_dir().glob("*.json")):
-        try:
-            board = get_board(record.stem)
-        except BoardError:
-            continue
-        data = status(board)
+        data = status(_Running(record.stem))
         if data.get("running"):
             found.append(data)
     return found
+
+
+def stop_all() -> list[str]:
+    """Stop every simulated board running under this $KPDEV_HOME; their ids."""
+    return [d["board"] for d in running_boards() if stop(_Running(d["board"]))]
 
 
 def stop(board: Board, timeout: float = 10.0) -> bool:

@@ -82,8 +82,7 @@ def stop_sim_boards(home=None):
     with pytest.MonkeyPatch.context() as mp:
         if home is not None:
             mp.setenv("KPDEV_HOME", str(home))
-        for data in simserver.running_boards():
-            simserver.stop(get_board(data["board"]))
+        simserver.stop_all()
 
 
 @pytest.fixture(scope="session")

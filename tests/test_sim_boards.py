@@ -192,3 +192,17 @@ def test_sim_linux_imports_a_backend_when_a_model_needs_it_not_at_hello():
     cli("deploy", DATA / "akida_digits_fc.fbz", "--board", "sim-linux")
     maps = open("/proc/%d/maps" % status("sim-linux")["agent_pid"]).read()
     assert "akida" in maps
+
+
+def test_a_board_from_a_users_catalog_runs_and_stops_like_the_others(tmp_path):
+    mine = tmp_path / "mine.yml"
+    mine.write_text(
+        "sim-linux-small:\n  name: A small simulated Linux board\n  runtime: linux\n"
+        "  simulated: true\n  link: {type: sim}\n  ram_kb: 65536\n  storage_kb: 4096\n"
+    )
+    r = kpdev("--catalog", mine, "info", "--board", "sim-linux-small", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["board"] == "sim-linux-small", r.stderr
+    # Found and stopped without that catalog: a running board is known by its socket.
+    assert "sim-linux-small" in [d["board"] for d in simserver.running_boards()]
+    assert "sim-linux-small" in cli_json("sim", "stop", "--all")["stopped"]
+    assert not simserver.running_boards()
