@@ -56,14 +56,15 @@ def sim(
     what: Annotated[
         str | None,
         typer.Argument(
-            metavar="[ACTION] BOARD",
-            help="start, stop, status or list; or a simulated board to serve (--listen).",
+            metavar="ACTION|BOARD",
+            help="start, stop, status or list (then the board); or a simulated board to "
+            "serve with --listen.",
             show_default=False,
         ),
     ] = None,
     board: Annotated[
         str | None,
-        typer.Argument(metavar="", help="The board, after an action.", show_default=False),
+        typer.Argument(metavar="BOARD", help="The board, after an action.", show_default=False),
     ] = None,
     listen: Annotated[
         str,

@@ -206,3 +206,18 @@ def test_a_board_from_a_users_catalog_runs_and_stops_like_the_others(tmp_path):
     assert "sim-linux-small" in [d["board"] for d in simserver.running_boards()]
     assert "sim-linux-small" in cli_json("sim", "stop", "--all")["stopped"]
     assert not simserver.running_boards()
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["sim", "start"], "needs a board"),
+        (["sim", "status", "rpi-pico"], "real board"),
+        (["sim", "sim-mcu", "extra"], "unexpected 'extra'"),
+        (["sim", "sim-mcu", "--listen", "udp://x"], "bad --listen"),
+        (["sim", "sim-linux", "--listen", "tcp://0.0.0.0:0"], "without a key"),
+    ],
+)
+def test_sim_usage_errors_are_one_line(args, words):
+    r = kpdev(*args)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and words in r.stderr, r.stderr
