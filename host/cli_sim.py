@@ -47,7 +47,7 @@ def _status_rows(items: list[dict]) -> Table:
             str(d.get("agent_pid") or "-") if running else "-",
             str(d.get("reboots", "-")) if running else "-",
             d.get("in_use_by") or "-",
-            (f"{d['idle_s']:g} s idle" if d.get("idle_s") else "never") if running else "-",
+            (f"{d['idle_s']:g} s" if d.get("idle_s") else "never") if running else "-",
         )
     return table
 
