@@ -180,9 +180,7 @@ def _instance(name):
         module_name, class_name = entry[:2]
         try:
             backend = getattr(_import(module_name), class_name)()
-        except KpdevError:
-            raise
-        except MemoryError:
+        except (KpdevError, MemoryError):
             raise
         except Exception as e:  # an installed runtime that does not import or start here
             _reasons[name] = "%s: %s" % (type(e).__name__, e)

@@ -108,6 +108,15 @@ class StateLock:
             self._fd = None
 
 
+def log_tail(path: Path, lines: int = 3) -> str:
+    """The last ``lines`` lines of a log file on one line; empty when there is none."""
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(text[-lines:])
+
+
 class SimBoard:
     """A simulated board's agent process, serving on its stdio.
 
@@ -172,11 +181,7 @@ class SimBoard:
 
     def log_tail(self, lines: int = 3) -> str:
         """The last lines the agent wrote to stderr."""
-        try:
-            text = self.log_path.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return "(no log)"
-        return " | ".join(text[-lines:]) or "(no log)"
+        return log_tail(self.log_path, lines) or "(no log)"
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the agent: close its stdin, then terminate if it lingers."""

@@ -33,7 +33,7 @@ from typing import Any
 
 from kpdev.host.boards import Board, get_board
 from kpdev.host.errors import BoardError, LinkError
-from kpdev.host.sim import SimBoard, StateLock, home, state_dir
+from kpdev.host.sim import SimBoard, StateLock, home, log_tail, state_dir
 
 MAGIC = b"KPDEV-SIM 1"
 EXIT_REBOOT = 75  # the agent's exit status after a REBOOT (device/op_status.py)
@@ -88,7 +88,6 @@ class _Client:
         self.hello: str | None = None  # the first line, once read
         self.pid = "?"
         self.what = "a client"
-        self.connected = time.time()
         self.outbox = bytearray()  # agent bytes not yet taken by the client
 
 
@@ -109,7 +108,7 @@ class BoardServer:
         self.agent_started: float | None = None
         self.agent_starts = 0
         self.reboots = 0
-        self.crashes = 0
+        self.agent_exits = 0
         self.clients_served = 0
         self.last_exit: int | None = None
         self.stopping = False
@@ -138,7 +137,7 @@ class BoardServer:
             self._log("agent rebooted (RAM cleared, storage kept)")
             self._start_agent()  # the client keeps its connection, as a USB serial port stays
             return
-        self.crashes += 1
+        self.agent_exits += 1
         self._log(f"agent exited with status {code}: {self.sim.log_tail()}")
         self._drop_current()  # the client sees the end of the stream
 
@@ -352,7 +351,7 @@ class BoardServer:
             "agent_started": self.agent_started,
             "agent_starts": self.agent_starts,
             "reboots": self.reboots,
-            "agent_exits": self.crashes,
+            "agent_exits": self.agent_exits,
             "last_exit": self.last_exit,
             "clients_served": self.clients_served,
             "in_use_by": self._holder() if self.current else None,
@@ -364,9 +363,10 @@ class BoardServer:
         sys.stderr.flush()
 
     def _write_record(self) -> None:
+        # Marks a running server for running_boards(); what it reports lives in status().
         path = record_path(self.board)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.status(), indent=2))
+        tmp.write_text(json.dumps({"board": self.board.id, "pid": os.getpid()}))
         os.replace(tmp, path)
 
     def serve(self, ready_fd: int | None = None) -> int:
@@ -609,14 +609,15 @@ def _start(board: Board, key: bytes | None, idle_s: float | None) -> dict[str, A
         os.close(read_fd)
     if line.startswith("READY") or line.startswith("LOCKED"):
         # LOCKED: another command started it a moment ago; use that one.
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
+        # A server binds its socket before it starts the agent: a lock held with no socket
+        # after a moment is not a server's.
+        t0 = time.monotonic()
+        while time.monotonic() < t0 + START_TIMEOUT_S:
             data = status(board)
             if data.get("running"):
                 return data
-            if line.startswith("LOCKED") and proc.poll() is None:
-                time.sleep(0.05)
-                continue
+            if time.monotonic() > t0 + 2 and not socket_path(board).exists():
+                break
             time.sleep(0.05)
         holder = line.split(" ", 1)[1] if " " in line else "?"
         raise BoardError(
@@ -625,7 +626,7 @@ def _start(board: Board, key: bytes | None, idle_s: float | None) -> dict[str, A
         )
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(1)
-    why = line.split(" ", 1)[1] if line.startswith("FAILED ") else _log_tail(log_path(board))
+    why = line.split(" ", 1)[1] if line.startswith("FAILED ") else log_tail(log_path(board))
     raise BoardError(f"simulated {board.id} did not start: {why or 'no output'}")
 
 
@@ -646,14 +647,6 @@ def _read_line(fd: int, timeout: float) -> str:
             break
         data += more
     return data.decode(errors="replace").strip()
-
-
-def _log_tail(path: Path, lines: int = 3) -> str:
-    try:
-        text = path.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return " | ".join(text[-lines:])
 
 
 class SimLink:
@@ -701,7 +694,7 @@ class SimLink:
                     raise LinkError(f"simulated {self.board.id}: {e}") from None
                 if not more:
                     raise LinkError(
-                        f"simulated {self.board.id} stopped: {_log_tail(log_path(self.board))}"
+                        f"simulated {self.board.id} stopped: {log_tail(log_path(self.board))}"
                     )
                 buf += more
             line, _, buf = buf.partition(b"\n")
@@ -731,7 +724,7 @@ class SimLink:
         return data
 
     def _gone(self) -> str:
-        tail = SimBoard(self.board).log_tail()
+        tail = log_tail(state_dir(self.board) / "agent.log") or "(no log)"
         return f"simulated {self.board.id} stopped (its agent exited: {tail})"
 
     def write(self, data: bytes) -> None:
