@@ -20,7 +20,7 @@ potentials, uint8, int8 or int32) otherwise.
   ``VIRTUAL_DEVICES``); ``info()`` then reports how a copy of the model maps onto it.
 
 Edge learning: when the model's last layer was compiled for learning (``akida.Model.compile``
-with ``AkidaUnsupervised``, as ``kpdev.host.learn_models`` builds them), ``learning()`` reports
+with ``AkidaUnsupervised``, as ``kpdev.host.learning.models`` builds them), ``learning()`` reports
 its settings, ``fit`` teaches it labelled samples, ``predict_classes`` reads classes off it,
 ``add_classes`` grows it and ``to_bytes`` gives the model with what it learned, as an ``.fbz``
 file that ``load`` takes back.

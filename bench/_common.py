@@ -69,8 +69,8 @@ def placement():
 # -- agent processes ----------------------------------------------------------------------------
 def agent_argv(board_id, link="stdio", quota=None, heap=None):
     """argv and env of a simulated board's agent, with the quota or MicroPython heap replaced."""
-    from kpdev.host.boards import get_board
-    from kpdev.host.sim import agent_command
+    from kpdev.host.boards.catalog import get_board
+    from kpdev.host.boards.sim import agent_command
 
     argv, env = agent_command(get_board(board_id), link)
     argv = list(argv)

@@ -34,8 +34,8 @@ import time
 import _common
 import numpy as np
 
-from kpdev.host.client import Client
-from kpdev.host.transport import open_url
+from kpdev.host.client.client import Client
+from kpdev.host.link.transport import open_url
 
 TARGET = 0.9
 ROUNDS = 5
@@ -46,7 +46,7 @@ DATA = os.path.join(_common.REPO, "tests", "data")
 
 # -- the models and direct calls, per backend ---------------------------------------------------
 def _conv(height, width, channels, filters):
-    from kpdev.host import modelgen
+    from kpdev.host.runtime import modelgen
 
     return modelgen.conv_int8(
         height=height, width=width, channels=channels, filters=filters, outputs=4, seed=0

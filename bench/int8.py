@@ -23,7 +23,7 @@ import tempfile
 from _common import REPO  # noqa: F401  (private KPDEV_HOME)
 
 from kpdev.accelerators.tflite_micro import TFLiteMicroBackend
-from kpdev.host.micropython import micropython_binary, stage_lib
+from kpdev.host.agent.micropython import micropython_binary, stage_lib
 
 MODELS = ["dense_int8", "dense_float_io", "conv_int8", "keras_cnn_int8", "keras_mix_float"]
 

@@ -49,15 +49,15 @@ import _common
 import numpy as np
 
 from kpdev.host import features
-from kpdev.host.client import Client
+from kpdev.host.client.client import Client
 from kpdev.host.datasets import load_dataset
-from kpdev.host.deploy import deploy_pack
-from kpdev.host.evaluate import frame_batch
-from kpdev.host.learn_pack import build_learning_pack
-from kpdev.host.learning import plan_session, run_session
-from kpdev.host.pack import read_pack
-from kpdev.host.reference import ReferenceLearner, load_reference
-from kpdev.host.transport import PipeLink
+from kpdev.host.evaluation.evaluate import frame_batch
+from kpdev.host.learning.session import plan_session, run_session
+from kpdev.host.link.transport import PipeLink
+from kpdev.host.packs.deploy import deploy_pack
+from kpdev.host.packs.learner import build_learning_pack
+from kpdev.host.packs.pack import read_pack
+from kpdev.host.runtime.reference import ReferenceLearner, load_reference
 
 TARGET = 0.9
 SHOTS = 5

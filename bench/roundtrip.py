@@ -31,8 +31,8 @@ import time
 import _common
 import numpy as np
 
-from kpdev.host.client import Client
-from kpdev.host.transport import open_url
+from kpdev.host.client.client import Client
+from kpdev.host.link.transport import open_url
 from kpdev.protocol import ops
 from kpdev.protocol.framing import OVERHEAD
 

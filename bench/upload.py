@@ -33,9 +33,9 @@ import tty
 
 import _common
 
-from kpdev.host import modelgen
-from kpdev.host.client import Client
-from kpdev.host.transport import PipeLink, open_url
+from kpdev.host.client.client import Client
+from kpdev.host.link.transport import PipeLink, open_url
+from kpdev.host.runtime import modelgen
 from kpdev.protocol import ops
 
 THROUGHPUT_TARGET = 0.90
@@ -347,7 +347,7 @@ def _sysinfo_doc():
 
 
 def _board_heap_k():
-    from kpdev.host.boards import get_board
+    from kpdev.host.boards.catalog import get_board
 
     return int(str(get_board(MCU_BOARD).sim.get("heapsize", "256K")).rstrip("Kk"))
 

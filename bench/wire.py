@@ -18,9 +18,9 @@ import sys
 import _common  # noqa: F401  (private KPDEV_HOME first)
 import numpy as np
 
-from kpdev.host import modelgen
-from kpdev.host.client import Client
-from kpdev.host.transport import PipeLink
+from kpdev.host.client.client import Client
+from kpdev.host.link.transport import PipeLink
+from kpdev.host.runtime import modelgen
 from kpdev.protocol.framing import AUTH_OVERHEAD, OVERHEAD
 
 TARGET = 40

@@ -1,6 +1,6 @@
 """The active pack's learner: learns labelled samples on the device, keeps them, hands them back.
 
-A pack with a ``learning`` section (PACK_SET; made by ``kpdev.host.pack.device_pack``) names
+A pack with a ``learning`` section (PACK_SET; made by ``kpdev.host.packs.pack.device_pack``) names
 its learner::
 
     {"learner": "memory" | "akida", "classes": [label, ...], "max_classes": int,

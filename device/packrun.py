@@ -1,6 +1,6 @@
 """The Knowledge Pack a device runs: its feature pipeline, its model graph, kept across restarts.
 
-The host sends a compact description of a pack (PACK_SET, built by ``kpdev.host.pack``)::
+The host sends a compact description of a pack (PACK_SET, built by ``kpdev.host.packs.pack``)::
 
     {"name": str, "version": str, "root": id, "pipeline": spec | None,
      "models": [{"id": str, "model": stored model name, "sha256": hex, "classes": [label, ...],

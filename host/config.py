@@ -108,7 +108,7 @@ def set_value(key: str, value: str) -> Path:
     """
     check_key(key)
     if key == "board":
-        from kpdev.host.boards import get_board
+        from kpdev.host.boards.catalog import get_board
 
         get_board(value)
     path = config_path()

@@ -78,7 +78,11 @@ def _tool_version(argv: list[str]) -> str:
 
 def check_micropython() -> Iterable[Check]:
     """The MicroPython unix port that runs sim-mcu and sim-mcu-64k, and mpy-cross."""
-    from kpdev.host.micropython import MicroPythonNotFound, micropython_binary, mpy_cross_binary
+    from kpdev.host.agent.micropython import (
+        MicroPythonNotFound,
+        micropython_binary,
+        mpy_cross_binary,
+    )
 
     fix = pip_install("micropython")
     try:
@@ -119,7 +123,7 @@ def check_optional() -> Iterable[Check]:
 
 def check_config() -> Iterable[Check]:
     """The user's config file and the default board it gives."""
-    from kpdev.host.boards import load_boards
+    from kpdev.host.boards.catalog import load_boards
     from kpdev.host.config import config_path, read_config
 
     path = config_path()
@@ -158,7 +162,7 @@ def check_config() -> Iterable[Check]:
 
 def check_catalog() -> Iterable[Check]:
     """The board catalog: the shipped boards.yml merged with the user's own files."""
-    from kpdev.host.boards import catalog_paths, load_boards
+    from kpdev.host.boards.catalog import catalog_paths, load_boards
     from kpdev.host.config import user_catalog_path
 
     try:
@@ -175,8 +179,8 @@ def check_catalog() -> Iterable[Check]:
 
 def check_ports() -> Iterable[Check]:
     """Each serial port and the catalog board it matches (no bytes sent: kpdev ports probes)."""
-    from kpdev.host.boards import load_boards
-    from kpdev.host.ports import describe_ports, serial_ports
+    from kpdev.host.boards.catalog import load_boards
+    from kpdev.host.link.ports import describe_ports, serial_ports
 
     try:
         catalog = load_boards()
@@ -200,7 +204,7 @@ def check_sim_boards() -> Iterable[Check]:
     """Each simulated board running in the background: its agent, uptime and who uses it."""
     import time
 
-    from kpdev.host.simserver import running_boards
+    from kpdev.host.boards.simserver import running_boards
 
     running = running_boards()
     if not running:

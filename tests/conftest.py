@@ -16,13 +16,12 @@ from pathlib import Path
 import cbor2
 import pytest
 
-from kpdev.host import simserver
-from kpdev.host.boards import get_board
-from kpdev.host.client import Client
+from kpdev.host.agent.micropython import MicroPythonNotFound, micropython_binary, stage_lib
+from kpdev.host.boards.catalog import get_board, simserver
+from kpdev.host.boards.sim import agent_command
+from kpdev.host.client.client import Client
 from kpdev.host.errors import LinkError
-from kpdev.host.micropython import MicroPythonNotFound, micropython_binary, stage_lib
-from kpdev.host.sim import agent_command
-from kpdev.host.transport import PipeLink
+from kpdev.host.link.transport import PipeLink
 from kpdev.protocol import ops
 
 DATA = Path(__file__).resolve().parent / "data"

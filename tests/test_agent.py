@@ -21,11 +21,11 @@ from conftest import (
     sha256,
 )
 
-from kpdev.host import modelgen
-from kpdev.host.boards import get_board
-from kpdev.host.client import Client
+from kpdev.host.boards.catalog import get_board
+from kpdev.host.boards.sim import SimBoard
+from kpdev.host.client.client import Client
 from kpdev.host.errors import AuthError, LinkError
-from kpdev.host.sim import SimBoard
+from kpdev.host.runtime import modelgen
 from kpdev.protocol import ops
 from kpdev.protocol.errors import DeviceError, KpdevError
 from kpdev.protocol.framing import FrameWriter

@@ -23,10 +23,10 @@ import pytest
 from typer.testing import CliRunner
 
 from kpdev import accelerators
-from kpdev.host.cli import app
-from kpdev.host.client import Client
+from kpdev.host.cli.app import app
+from kpdev.host.client.client import Client
 from kpdev.host.errors import AuthError
-from kpdev.host.transport import PipeLink, open_url
+from kpdev.host.link.transport import PipeLink, open_url
 from kpdev.protocol import ops
 
 KEY = bytes(range(32))

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 akida = pytest.importorskip("akida")
 
 from kpdev import accelerators  # noqa: E402
-from kpdev.host.cli import app  # noqa: E402
+from kpdev.host.cli.app import app  # noqa: E402
 from kpdev.protocol.errors import DeviceError  # noqa: E402
 from kpdev.protocol.ops import (  # noqa: E402
     E_BAD_DTYPE,

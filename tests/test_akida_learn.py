@@ -1,5 +1,5 @@
 """Akida edge learning through the akida backend, on akida's software engine: models built by
-``host/learn_models.py``, few-shot learning of BasicMotions, saving and reloading what was
+``host/learning/models.py``, few-shot learning of BasicMotions, saving and reloading what was
 learned, adding classes, and refusals that leave the model as it was."""
 
 from pathlib import Path
@@ -14,13 +14,13 @@ from kpdev.accelerators.akida import MAX_LEARNING_UNITS, AkidaBackend  # noqa: E
 from kpdev.accelerators.ndarray import tensor_of  # noqa: E402
 from kpdev.host import features as F  # noqa: E402
 from kpdev.host.errors import UsageError  # noqa: E402
-from kpdev.host.learn_models import akida_learning_model, default_num_weights  # noqa: E402
+from kpdev.host.learning.models import akida_learning_model, default_num_weights  # noqa: E402
 from kpdev.protocol.errors import DeviceError  # noqa: E402
 from kpdev.protocol.ops import E_BAD_DTYPE, E_BAD_VALUE, E_LEARN, E_NO_MODEL  # noqa: E402
 
 DEMO = Path(__file__).resolve().parent.parent / "host" / "demo"
 FC = DATA / "akida_digits_fc.fbz"  # no learning layer
-# The encoding host/learn_models.py's defaults were chosen with.
+# The encoding host/learning/models.py's defaults were chosen with.
 LEVELS, LOW, HIGH = 8, -1.5, 1.5
 SHOTS = 5
 FORWARD = {"output": "forward"}
@@ -83,7 +83,7 @@ def learned(backend, motions, seed=0, n_classes=4, **kw):
     return model
 
 
-# --- the model host/learn_models.py builds ---------------------------------------------------
+# --- the model host/learning/models.py builds ---------------------------------------------------
 
 
 def test_learning_reports_the_compiled_settings(backend):

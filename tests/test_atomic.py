@@ -11,7 +11,7 @@ from conftest import DATA
 
 from kpdev.host.atomic import refuse_existing, write_atomic
 from kpdev.host.errors import UsageError
-from kpdev.host.metrics import write_measurements
+from kpdev.host.evaluation.metrics import write_measurements
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ tflite_micro = pytest.importorskip("tflite_micro")
 from tflite_micro import runtime  # noqa: E402
 
 from kpdev.accelerators import tflite_micro as tflm_backend  # noqa: E402
-from kpdev.host import modelgen  # noqa: E402
+from kpdev.host.runtime import modelgen  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 DENSE = os.path.join(DATA, "dense_int8.tflite")
@@ -126,7 +126,7 @@ except Exception as e:
 
 
 def test_registry_under_micropython_offers_the_int8_interpreter(tmp_path):
-    from kpdev.host.micropython import MicroPythonNotFound, micropython_binary, stage_lib
+    from kpdev.host.agent.micropython import MicroPythonNotFound, micropython_binary, stage_lib
 
     try:
         binary = micropython_binary()

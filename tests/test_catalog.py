@@ -10,7 +10,7 @@ import pytest
 import yaml
 from conftest import kpdev
 
-from kpdev.host.boards import catalog_paths, get_board, load_boards, shipped_catalog_path
+from kpdev.host.boards.catalog import catalog_paths, get_board, load_boards, shipped_catalog_path
 from kpdev.host.errors import BoardError
 
 USER = """\

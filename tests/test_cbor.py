@@ -14,7 +14,7 @@ from enum import IntEnum
 import cbor2
 import pytest
 
-from kpdev.host.micropython import MicroPythonNotFound, micropython_binary, stage_lib
+from kpdev.host.agent.micropython import MicroPythonNotFound, micropython_binary, stage_lib
 from kpdev.protocol import cbor
 from kpdev.protocol.cbor import Tag
 from kpdev.protocol.errors import DecodeError, EncodeError

@@ -12,7 +12,7 @@ import pytest
 from conftest import DATA, read_data, serve_sim
 from typer.testing import CliRunner
 
-from kpdev.host.cli import app
+from kpdev.host.cli.app import app
 
 runner = CliRunner()
 MODEL = DATA / "dense_int8.tflite"
@@ -90,7 +90,7 @@ def test_deploy_models_infer_stats_on_sim_linux(tmp_path):
 
 
 def test_stats_counts_inferences_within_one_session(tmp_path):
-    from kpdev.host.session import open_session
+    from kpdev.host.client.session import open_session
 
     with open_session("sim-linux") as c:
         c.upload("s", read_data("dense_int8.tflite"), "tflite")

@@ -3,9 +3,9 @@
 import cbor2
 import numpy as np
 
-from kpdev.host.boards import get_board
-from kpdev.host.client import Client
-from kpdev.host.sim import SimBoard
+from kpdev.host.boards.catalog import get_board
+from kpdev.host.boards.sim import SimBoard
+from kpdev.host.client.client import Client
 from kpdev.protocol import ops
 from kpdev.protocol.framing import HEADER_SIZE, FrameParser, FrameWriter
 

@@ -11,9 +11,9 @@ from conftest import kpdev
 from typer.testing import CliRunner
 
 from kpdev.host import config
-from kpdev.host.cli import app
+from kpdev.host.cli.app import app
+from kpdev.host.client.session import resolve_board
 from kpdev.host.errors import BoardError, ConfigError
-from kpdev.host.session import resolve_board
 
 runner = CliRunner()
 
@@ -186,7 +186,7 @@ def test_board_ids_complete_in_the_shell(cfg):
         COMP_CWORD="3",
     )
     r = subprocess.run(
-        [sys.executable, "-c", "from kpdev.host.cli import main; main()"],
+        [sys.executable, "-c", "from kpdev.host.cli.app import main; main()"],
         capture_output=True,
         text=True,
         env=env,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import SIM_BOARDS, reference, sha256
 
-from kpdev.host import modelgen
+from kpdev.host.runtime import modelgen
 from kpdev.protocol import ops
 from kpdev.protocol.errors import DeviceError
 

@@ -10,7 +10,7 @@ from conftest import kpdev
 from typer.testing import CliRunner
 
 from kpdev.host import doctor, extras
-from kpdev.host.cli import app
+from kpdev.host.cli.app import app
 
 runner = CliRunner()
 
@@ -115,8 +115,7 @@ def test_doctor_lists_the_running_simulated_boards(env):
     checks = {c["name"]: c for c in json.loads(r.stdout)["checks"]}
     assert checks["simulated boards"]["detail"] == "none running"
     cli("sim", "start", "sim-linux")
-    from kpdev.host import simserver
-    from kpdev.host.boards import get_board
+    from kpdev.host.boards.catalog import get_board, simserver
 
     pid = simserver.status(get_board("sim-linux"))["agent_pid"]
     checks = {

@@ -124,7 +124,7 @@ class Block:
         return None
 sys.meta_path.insert(0, Block())
 sys.argv[0] = "kpdev"
-from kpdev.host.cli import main
+from kpdev.host.cli.app import main
 main()
 """ % (OPTIONAL_MODULES,)
 

@@ -21,7 +21,7 @@ from kpdev.protocol.tensors import Tensor
 
 pytest.importorskip("tflite_micro")
 
-from kpdev.host.modelgen import _Graph  # noqa: E402
+from kpdev.host.runtime.modelgen import Graph  # noqa: E402
 
 RUNS = 10
 MP_SCRIPT = """\
@@ -77,7 +77,7 @@ def _out_quant(rng, std, act):
 
 def binary_model(kind, shape_a, shape_b, qa, qb, qo, act="NONE", const_b=None, out_shape=None):
     """ADD or MUL of int8 a and b (b a constant when ``const_b`` holds its values)."""
-    g = _Graph()
+    g = Graph()
     tfl = g.tfl
     a = g.tensor("a", shape_a, "int8", qa)
     b = g.tensor("b", shape_b, "int8", qb, const_b)
@@ -96,7 +96,7 @@ def binary_model(kind, shape_a, shape_b, qa, qb, qo, act="NONE", const_b=None, o
 
 def mean_model(shape, axis, keep_dims, qx, qo, axis_input=False):
     """MEAN of int8 ``shape`` over the int32 ``axis`` list (a constant unless ``axis_input``)."""
-    g = _Graph()
+    g = Graph()
     tfl = g.tfl
     x = g.tensor("x", shape, "int8", qx)
     rank = len(shape)

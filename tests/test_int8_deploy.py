@@ -8,8 +8,7 @@ import sys
 import numpy as np
 import pytest
 from conftest import DATA
-
-from kpdev.host.opmodels import UNSUPPORTED
+from support.opmodels import UNSUPPORTED
 
 tflite_micro = pytest.importorskip("tflite_micro")
 from tflite_micro import runtime  # noqa: E402

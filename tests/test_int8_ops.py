@@ -1,6 +1,6 @@
 """The pure-Python int8 interpreter against tflite-micro's reference kernels, bit for bit.
 
-Every model of ``kpdev.host.opmodels.CASES`` (one operator each, seeded weights and
+Every model of ``support.opmodels.CASES`` (one operator each, seeded weights and
 quantization), the models in tests/data and the two converter-made Keras models run on seeded
 inputs in both the ``tflite_int8`` backend and tflite-micro, in the same test, and the output
 bytes must be identical.  The same comparison runs under the real ``micropython`` binary, every
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import DATA, read_data
+from support import opmodels
 
-from kpdev.host import opmodels
 from kpdev.protocol.errors import DeviceError
 from kpdev.protocol.ops import E_MODEL_LOAD
 from kpdev.protocol.tensors import Tensor

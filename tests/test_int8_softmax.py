@@ -20,7 +20,7 @@ from kpdev.protocol.tensors import Tensor
 
 pytest.importorskip("tflite_micro")
 
-from kpdev.host.modelgen import _Graph  # noqa: E402
+from kpdev.host.runtime.modelgen import Graph  # noqa: E402
 
 SOFTMAX_OUT = (1.0 / 256.0, -128)
 BETAS = [1.0, 0.5, 2.0, 1e4]
@@ -62,7 +62,7 @@ for line in read(base + "cases.txt").decode().split("\\n"):
 
 def _model(opcode, shape, in_quant, out_quant, beta=None, out_dtype="int8"):
     """One SOFTMAX (with ``beta``) or LOGISTIC of int8 ``shape``."""
-    g = _Graph()
+    g = Graph()
     tfl = g.tfl
     x = g.tensor("x", shape, "int8", in_quant)
     y = g.tensor("y", shape, out_dtype, out_quant)

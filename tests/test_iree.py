@@ -19,7 +19,7 @@ from kpdev.protocol.tensors import Tensor
 ireert = pytest.importorskip("iree.runtime")
 
 from kpdev.accelerators import iree as iree_backend  # noqa: E402
-from kpdev.host.cli import app  # noqa: E402
+from kpdev.host.cli.app import app  # noqa: E402
 
 MLP = str(DATA / "mlp_f32.vmfb")
 INT_ARITH = str(DATA / "int_arith.vmfb")

@@ -16,11 +16,11 @@ import pytest
 
 from kpdev.host import features
 from kpdev.host.datasets import load_dataset
-from kpdev.host.deploy import deploy_pack
-from kpdev.host.emulate import HostPack
-from kpdev.host.learn_pack import build_learning_pack
-from kpdev.host.learning import export_pack, run_session
-from kpdev.host.pack import read_pack
+from kpdev.host.learning.session import export_pack, run_session
+from kpdev.host.packs.deploy import deploy_pack
+from kpdev.host.packs.learner import build_learning_pack
+from kpdev.host.packs.pack import read_pack
+from kpdev.host.runtime.emulate import HostPack
 from kpdev.protocol import ops
 from kpdev.protocol.errors import DeviceError
 

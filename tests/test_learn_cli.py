@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from test_pack_cli import PNG, cli, cli_json, kpdev, one_line_error
 
-from kpdev.host.pack import read_pack
-from kpdev.host.session import open_session
+from kpdev.host.client.session import open_session
+from kpdev.host.packs.pack import read_pack
 
 DEMO = Path(__file__).resolve().parent.parent / "host" / "demo"
 DATASET = DEMO / "basicmotions.npz"

@@ -22,7 +22,7 @@ from conftest import MicroPythonDriver, micropython_driver
 
 from kpdev.accelerators.learner import MemoryLearner
 from kpdev.host import features as hf
-from kpdev.host.micropython import (
+from kpdev.host.agent.micropython import (
     MPY_CROSS_OPTIONS,
     MicroPythonNotFound,
     mpy_cross_binary,

@@ -13,9 +13,9 @@ import pytest
 from conftest import KEY, FdLink, assert_serving, free_port, read_data, reference, replies
 
 from kpdev.device.links import is_loopback
-from kpdev.host.client import Client
+from kpdev.host.client.client import Client
 from kpdev.host.errors import LinkTimeout
-from kpdev.host.transport import open_url
+from kpdev.host.link.transport import open_url
 from kpdev.protocol import ops
 from kpdev.protocol.framing import FrameWriter
 

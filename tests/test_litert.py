@@ -17,8 +17,8 @@ ai_edge_litert = pytest.importorskip("ai_edge_litert")
 from ai_edge_litert import interpreter as litert_interpreter  # noqa: E402
 
 from kpdev.accelerators import litert as litert_backend  # noqa: E402
-from kpdev.host import modelgen  # noqa: E402
-from kpdev.host.cli import app  # noqa: E402
+from kpdev.host.cli.app import app  # noqa: E402
+from kpdev.host.runtime import modelgen  # noqa: E402
 
 MODELS = [
     "dense_int8.tflite",

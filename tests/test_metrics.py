@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from kpdev.host.errors import UsageError
-from kpdev.host.metrics import (
+from kpdev.host.evaluation.metrics import (
     SCHEMA,
     classification,
     latency,

@@ -14,13 +14,13 @@ from conftest import DATA
 from typer.testing import CliRunner
 
 from kpdev.host import features
-from kpdev.host.cli import app
+from kpdev.host.cli.app import app
 from kpdev.host.datasets import load_dataset
 from kpdev.host.errors import UsageError
-from kpdev.host.modelgen import dense_int8
-from kpdev.host.pack import SCHEMA, device_pack, read_pack, write_pack
-from kpdev.host.pack_build import ModelSpec, build_pack
-from kpdev.host.reference import load_reference
+from kpdev.host.packs.build import ModelSpec, build_pack
+from kpdev.host.packs.pack import SCHEMA, device_pack, read_pack, write_pack
+from kpdev.host.runtime.modelgen import dense_int8
+from kpdev.host.runtime.reference import load_reference
 
 runner = CliRunner()
 MODEL = DATA / "dense_int8.tflite"  # int8 [1, 16] (scale 1/128, zero point 0) -> int8 [1, 4]
@@ -470,7 +470,7 @@ def test_a_missing_runtime_names_the_extra_to_install():
     # A host without IREE's runtime: its import fails, as when the package is not installed.
     code = (
         "import sys; sys.modules['iree'] = None; sys.modules['iree.runtime'] = None\n"
-        "from kpdev.host.reference import load_reference\n"
+        "from kpdev.host.runtime.reference import load_reference\n"
         "from kpdev.host.errors import UsageError\n"
         "try:\n"
         f"    load_reference('vmfb', open({str(DATA / 'mlp_f32.vmfb')!r}, 'rb').read())\n"

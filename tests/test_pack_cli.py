@@ -19,9 +19,9 @@ import pytest
 from conftest import DATA
 from typer.testing import CliRunner
 
-from kpdev.host.cli import app
-from kpdev.host.metrics import read_measurements
-from kpdev.host.modelgen import dense_int8
+from kpdev.host.cli.app import app
+from kpdev.host.evaluation.metrics import read_measurements
+from kpdev.host.runtime.modelgen import dense_int8
 
 pytest.importorskip("tflite_micro")
 

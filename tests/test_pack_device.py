@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from conftest import assert_serving, reference
 
-from kpdev.host import features, modelgen
+from kpdev.host import features
+from kpdev.host.runtime import modelgen
 from kpdev.protocol import ops
 from kpdev.protocol.errors import DeviceError
 

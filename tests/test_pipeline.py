@@ -27,7 +27,7 @@ from conftest import micropython_driver
 
 from kpdev.device.pipeline import Pipeline, Segmenter
 from kpdev.host import features as hf
-from kpdev.host import romfs
+from kpdev.host.agent import romfs
 from kpdev.host.errors import UsageError
 from kpdev.protocol.errors import DeviceError
 from kpdev.protocol.tensors import Tensor

@@ -9,8 +9,8 @@ import pytest
 from conftest import kpdev, serve_sim
 from serial.tools.list_ports_common import ListPortInfo
 
-from kpdev.host.boards import load_boards
-from kpdev.host.ports import describe_ports, matching_boards, port_for, probe, usb_id
+from kpdev.host.boards.catalog import load_boards
+from kpdev.host.link.ports import describe_ports, matching_boards, port_for, probe, usb_id
 
 KEY = "11" * 32
 

@@ -12,7 +12,7 @@ import pytest
 from conftest import DATA, assert_serving, error_of, micropython_driver, read_data
 
 from kpdev.device.agent import Agent
-from kpdev.host.boards import get_board, load_boards
+from kpdev.host.boards.catalog import get_board, load_boards
 from kpdev.host.errors import BoardError
 from kpdev.protocol import ops
 from kpdev.protocol.errors import DeviceError
@@ -529,7 +529,15 @@ def served(request):
     """``kpdev sim BOARD --listen tcp`` running for the test: (board, port URL)."""
     board = request.param
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kpdev.host.cli", "sim", board, "--listen", "tcp://127.0.0.1:0"],
+        [
+            sys.executable,
+            "-m",
+            "kpdev.host.cli.app",
+            "sim",
+            board,
+            "--listen",
+            "tcp://127.0.0.1:0",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

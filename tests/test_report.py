@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from kpdev.host.errors import UsageError
-from kpdev.host.metrics import classification, latency, measurements
+from kpdev.host.evaluation.metrics import classification, latency, measurements
 
 pytest.importorskip("matplotlib")
 
-from kpdev.host.report import write_report  # noqa: E402
+from kpdev.host.evaluation.report import write_report  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CLASSES = ["Standing", "Running", "Walking", "Badminton"]

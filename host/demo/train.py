@@ -89,8 +89,9 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, hidden: int, classes: int, seed: int =
 
 
 def main() -> int:
-    from kpdev.host import features, modelgen
+    from kpdev.host import features
     from kpdev.host.datasets import load_dataset
+    from kpdev.host.runtime import modelgen
 
     ds = load_dataset(str(HERE / "basicmotions.npz"))
     train, test = ds.split()

@@ -1,12 +1,12 @@
 """Regenerate the small test models in this folder: ``python tests/data/make_models.py``.
 
-Every model is built by ``kpdev.host.modelgen`` from a fixed seed, so running this again writes
-the same bytes (tests check that it does).
+Every model is built by ``kpdev.host.runtime.modelgen`` from a fixed seed, so running this again
+writes the same bytes (tests check that it does).
 """
 
 import os
 
-from kpdev.host import modelgen
+from kpdev.host.runtime import modelgen
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -1,0 +1,24 @@
+"""The ``kpdev`` command line: the Typer app, one module per noun or group of verbs.
+
+Only this package prints or uses Rich.  A command module parses its options, calls the library
+(``kpdev.host.*``) and renders what comes back; policy lives in the library.
+
+- ``app``: the root app, the sub-apps mounted on it, ``main()`` and the one place errors are
+  caught and turned into a line on stderr and an exit code.
+- ``options``: the shared ``Annotated`` option types, the consoles, ``emit``/``out``/``err``,
+  the sub-app factory.  ``render``: tables, plain-data views and the one progress-bar factory.
+- One module per noun: ``device`` (info, ping, stats, reboot, repl, infer), ``model`` (deploy,
+  models, model info|activate|delete), ``boards`` (boards, ports), ``sim``, ``agent``, ``pack``,
+  ``learn``, ``power`` (power, clock), ``evaluate`` (eval, recognize, profile), ``report``,
+  ``demo``, ``config``, ``doctor``.
+
+A new command goes in the module of its noun; a new noun gets a module and one
+``app.add_typer`` (or ``register``) line in ``app``.
+"""
+
+
+def main(argv=None):
+    """The ``kpdev`` entry point; the app is imported only when it runs."""
+    from kpdev.host.cli.app import main as run
+
+    run(argv)

@@ -1,0 +1,91 @@
+"""``kpdev ports``: the serial ports, the catalog board each one looks like, and whether a kpdev
+agent answers there (host/link/ports.py)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from kpdev.host.cli.options import JsonOpt, KeyOpt, emit, err, out
+from kpdev.host.client.session import parse_key
+
+
+def ports(
+    port: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="PORT",
+            help="Ports to look at (a device path such as /dev/pts/3, or a socket:// URL); "
+            "default: every serial port on this machine.",
+            show_default=False,
+        ),
+    ] = None,
+    no_probe: Annotated[
+        bool,
+        typer.Option(
+            "--no-probe",
+            help="Do not send HELLO: only list the ports and the boards they match (some "
+            "devices reset, or take stray bytes as input, when a port is opened).",
+        ),
+    ] = False,
+    timeout: Annotated[
+        float,
+        typer.Option("--timeout", help="Seconds to wait for an agent on each port.", min=0.05),
+    ] = 1.0,
+    key: KeyOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """List serial ports, the catalog board each one matches, and whether an agent answers.
+
+    A port matches a board by the board's port pattern in boards.yml (a /dev/serial/by-id/
+    wildcard) or its USB VID:PID (usb: in boards.yml). Each port is probed with one HELLO
+    (all at once, at most --timeout seconds); a board that needs a key answers only with
+    --key or $KPDEV_KEY.
+    """
+    from kpdev.host.link.ports import describe_ports, port_for, serial_ports
+
+    found = [port_for(p) for p in port] if port else serial_ports()
+    records = describe_ports(found, probe_agents=not no_probe, timeout=timeout, key=parse_key(key))
+    if json_:
+        emit(records)
+        return
+    if not records:
+        err.print(
+            "no serial ports found: plug a board in (USB boards appear as /dev/ttyACM* or "
+            "/dev/ttyUSB*), or serve a simulated one with: kpdev sim sim-mcu --listen pty",
+            markup=False,
+        )
+        return
+    table = Table(title="serial ports")
+    table.add_column("port", no_wrap=True)
+    table.add_column("board", overflow="fold")
+    table.add_column("agent", overflow="fold")
+    table.add_column("USB", no_wrap=True)
+    table.add_column("description", overflow="fold")
+    for r in records:
+        boards = ", ".join(f"{m['board']} ({m['by']})" for m in r["boards"]) or "-"
+        table.add_row(
+            Text(r["device"]),
+            Text(boards),
+            _agent_cell(r.get("probe")),
+            r["usb"] or "-",
+            Text(r["description"] or "-"),
+        )
+    out.print(table)
+
+
+def _agent_cell(found: dict | None) -> Text:
+    if found is None:
+        return Text("not probed", style="dim")
+    if found.get("agent") and not found.get("error"):
+        auth = ", key" if found.get("auth") else ""
+        return Text.assemble(
+            (f"kpdev {found['version']}", "green"),
+            f" ({found['board']}, {found['runtime']}{auth})",
+        )
+    if found.get("agent"):
+        return Text.assemble(("kpdev agent", "yellow"), f": {found['error']}")
+    return Text(f"no: {found['error']}", style="dim")

@@ -1,0 +1,453 @@
+"""The host's protocol client: requests with ids, pipelining within the agent's window."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import cbor2
+import numpy as np
+
+from kpdev.host.client.tensors import from_wire, to_wire
+from kpdev.host.errors import AuthError, LinkError, LinkTimeout, UsageError
+from kpdev.protocol import names, ops
+from kpdev.protocol.errors import DeviceError, ProtocolError
+from kpdev.protocol.framing import DEFAULT_MAX_PAYLOAD, FrameParser, FrameWriter
+
+HOST_MAX_PAYLOAD = 16 * 1024 * 1024
+# Map keys and field framing around an upload chunk's bytes, with room to spare.
+_CHUNK_OVERHEAD = 96
+# Times a request the device received damaged (BAD_CRC) is sent again.
+_RETRIES = 3
+
+Progress = Callable[[int, int], None]
+
+
+class Client:
+    """One conversation with one agent over one link."""
+
+    def __init__(self, link, key: bytes | None = None, timeout: float = 10.0, on_event=None):
+        self.link = link
+        self.key = key
+        self.timeout = timeout
+        self.on_event = on_event
+        self.parser = FrameParser(HOST_MAX_PAYLOAD, key)
+        # Counters start from the clock so a new session never reuses an old session's values.
+        self.writer = FrameWriter(key, counter=time.time_ns() // 1000)
+        # Request ids start anywhere below 0x8000: a late reply meant for an earlier client of
+        # the same agent (one that gave up on a long request) cannot pass for one of ours.
+        self._next_rid = int.from_bytes(os.urandom(2), "little") & 0x7FFF
+        self._done: dict[int, Any] = {}
+        self._sent: dict[int, tuple[int, bytes, int]] = {}  # rid -> (op, payload, retries)
+        self.device: dict[str, Any] = {}
+        self.max_payload = DEFAULT_MAX_PAYLOAD
+        self.window = 1
+        self.bytes_out = 0
+        self.bytes_in = 0
+
+    # -- requests ------------------------------------------------------------------------
+    def send(self, op: int, body: dict[str, Any] | None = None) -> int:
+        """Send one request; returns its id."""
+        try:
+            payload = cbor2.dumps(body or {})
+        except (cbor2.CBOREncodeError, TypeError, ValueError) as e:
+            raise UsageError(f"cannot encode the {names.op_name(op)} request: {e}") from None
+        if len(payload) > self.max_payload:
+            raise UsageError(
+                f"{names.op_name(op)} request of {len(payload)} bytes exceeds the device's "
+                f"maximum payload of {self.max_payload}; send less at once"
+            )
+        self._next_rid = (self._next_rid + 1) & 0xFFFF or 1
+        self._sent[self._next_rid] = (op, payload, 0)
+        self._write(op, self._next_rid, payload)
+        return self._next_rid
+
+    def _write(self, op: int, rid: int, payload: bytes) -> None:
+        data = self.writer.pack(op, rid, payload)
+        self.bytes_out += len(data)
+        self.link.write(data)
+
+    def wait(self, rid: int, timeout: float | None = None) -> Any:
+        """The decoded reply to request ``rid``; raises DeviceError for an ERROR reply."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while rid not in self._done:
+            if time.monotonic() > deadline:
+                raise LinkTimeout(
+                    f"no reply from the device within {self.timeout:g} s "
+                    f"(is an agent running on {getattr(self.link, 'url', 'the link')}?)"
+                )
+            data = self.link.read(65536)
+            if data:
+                self.bytes_in += len(data)
+                for frame in self.parser.feed(data):
+                    self._accept(frame)
+        result = self._done.pop(rid)
+        self._sent.pop(rid, None)
+        if isinstance(result, DeviceError):
+            raise result
+        return result
+
+    def _accept(self, frame) -> None:
+        if frame.error:
+            if frame.error in (ops.E_AUTH, ops.E_REPLAY):
+                raise AuthError(
+                    "a frame from the device failed authentication: "
+                    + ("the device does not use a key" if self.key else "check the key")
+                )
+            return  # a damaged frame; the request it answered will time out
+        if self.key is None and frame.flags & ops.FLAG_AUTH:
+            raise AuthError("the device authenticates its frames: pass --key or set KPDEV_KEY")
+        try:
+            body = cbor2.loads(frame.payload) if frame.payload else None
+        except (cbor2.CBORDecodeError, ValueError) as e:
+            raise ProtocolError(f"the device sent a reply that is not valid CBOR: {e}") from None
+        if frame.flags & ops.FLAG_EVENT:
+            if self.on_event:
+                self.on_event(frame.op, body)
+            return
+        if frame.rid not in self._sent:
+            return  # not an answer to anything we asked: a stale reply to someone else
+        if frame.flags & ops.FLAG_ERROR:
+            code = body.get("code", ops.E_INTERNAL) if isinstance(body, dict) else ops.E_INTERNAL
+            sent = self._sent.get(frame.rid)
+            if code == ops.E_BAD_CRC and sent and sent[2] < _RETRIES:
+                # The request was damaged on the way (a noisy UART): send it again.
+                self._sent[frame.rid] = (sent[0], sent[1], sent[2] + 1)
+                self._write(sent[0], frame.rid, sent[1])
+                return
+            msg = body.get("msg", "") if isinstance(body, dict) else ""
+            op = body.get("op", frame.op) if isinstance(body, dict) else frame.op
+            self._done[frame.rid] = DeviceError(
+                f"{names.op_name(op)} failed: {msg} [{names.error_name(code)}]", code
+            )
+            return
+        self._done[frame.rid] = body
+
+    def request(self, op: int, body: dict[str, Any] | None = None, timeout=None) -> Any:
+        """Send one request and wait for its reply."""
+        return self.wait(self.send(op, body), timeout)
+
+    def pipeline(
+        self, requests: Iterable[tuple[int, dict]], window: int | None = None
+    ) -> Iterator:
+        """Replies to many requests, in order, keeping up to ``window`` of them in flight."""
+        window = max(1, window or self.window)
+        in_flight: list[int] = []
+        for op, body in requests:
+            if len(in_flight) >= window:
+                yield self.wait(in_flight.pop(0))
+            in_flight.append(self.send(op, body))
+        try:
+            while in_flight:
+                yield self.wait(in_flight.pop(0))
+        finally:
+            for rid in in_flight:  # an error ended the loop: drain what is still owed
+                try:
+                    self.wait(rid)
+                except (DeviceError, ProtocolError):
+                    pass
+
+    # -- operations ----------------------------------------------------------------------
+    def hello(self) -> dict[str, Any]:
+        """Negotiate payload size and window; returns the device's INFO."""
+        info = self.request(ops.HELLO, {"max_payload": HOST_MAX_PAYLOAD})
+        self.device = info
+        self.max_payload = int(info.get("max_payload", DEFAULT_MAX_PAYLOAD))
+        self.window = max(1, int(info.get("window", 1)))
+        if self.key and not info.get("auth"):
+            raise AuthError("a key was given but the device does not authenticate frames")
+        return info
+
+    def info(self) -> dict[str, Any]:
+        """Agent, runtime, backends, memory and storage."""
+        return self.request(ops.INFO)
+
+    def ping(self, data: bytes = b"") -> float:
+        """Round-trip time in seconds."""
+        t0 = time.perf_counter()
+        reply = self.request(ops.PING, {"data": data})
+        if reply.get("data") != data:
+            raise ProtocolError("PING reply does not echo the data sent")
+        return time.perf_counter() - t0
+
+    def stats(self, reset: bool = False) -> dict[str, Any]:
+        """Device statistics; ``reset`` zeroes them after reading."""
+        return self.request(ops.STATS, {"reset": reset})
+
+    def reboot(self) -> dict[str, Any]:
+        """Ask the agent to restart."""
+        return self.request(ops.REBOOT)
+
+    def models(self) -> dict[str, Any]:
+        """Stored models and which one is active."""
+        return self.request(ops.MODEL_LIST)
+
+    def model_info(self, name: str | None = None) -> dict[str, Any]:
+        """A model's stored facts and, where a backend loads it, its io spec."""
+        return self.request(ops.MODEL_INFO, {"name": name} if name else {})
+
+    def activate(self, name: str) -> dict[str, Any]:
+        """Make a stored model the active one."""
+        return self.request(ops.MODEL_ACTIVATE, {"name": name})
+
+    def delete(self, name: str) -> dict[str, Any]:
+        """Delete a stored model."""
+        return self.request(ops.MODEL_DELETE, {"name": name})
+
+    def upload(
+        self,
+        name: str,
+        data: bytes,
+        fmt: str,
+        meta: dict[str, Any] | None = None,
+        activate: bool = True,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        """Upload a model (resuming where the device left off) and commit it."""
+        sha = hashlib.sha256(data).digest()
+        begin = self.request(
+            ops.MODEL_BEGIN,
+            {"name": name, "format": fmt, "size": len(data), "sha256": sha, "meta": meta or {}},
+        )
+        offset = int(begin["offset"])
+        chunk = max(64, self.max_payload - _CHUNK_OVERHEAD - len(name.encode()))
+        total = len(data)
+        if progress:
+            progress(offset, total)
+        view = memoryview(data)
+
+        def chunks():
+            for at in range(offset, total, chunk):
+                part = bytes(view[at : at + chunk])
+                yield ops.MODEL_CHUNK, {"name": name, "offset": at, "data": part}
+
+        for reply in self.pipeline(chunks()):
+            if progress:
+                progress(int(reply["offset"]), total)
+        result = self.request(ops.MODEL_COMMIT, {"name": name, "activate": activate})
+        result["resumed_from"] = offset
+        return result
+
+    def abort_upload(self, name: str) -> None:
+        """Drop a partial upload on the device."""
+        self.request(ops.MODEL_ABORT, {"name": name})
+
+    def infer(self, inputs, model: str | None = None) -> tuple[list[np.ndarray], int]:
+        """One inference: inputs (an array or a list of arrays) -> (outputs, device µs)."""
+        body = {"x": _wire_inputs(inputs)}
+        if model:
+            body["m"] = model
+        reply = self.request(ops.INFER, body)
+        return [from_wire(t) for t in reply["y"]], int(reply["t"])
+
+    def infer_batch(self, batch, model: str | None = None) -> tuple[list[list[np.ndarray]], list]:
+        """Many inputs in one frame -> (outputs per input, device µs per input)."""
+        body: dict[str, Any] = {"xs": [_wire_inputs(x) for x in batch]}
+        if model:
+            body["m"] = model
+        reply = self.request(ops.INFER_BATCH, body)
+        return [[from_wire(t) for t in ys] for ys in reply["ys"]], list(reply["t"])
+
+    def infer_many(self, batch, model: str | None = None, window: int | None = None) -> Iterator:
+        """Pipelined single inferences; yields (outputs, µs) in input order."""
+
+        def requests():
+            for x in batch:
+                body = {"x": _wire_inputs(x)}
+                if model:
+                    body["m"] = model
+                yield ops.INFER, body
+
+        for reply in self.pipeline(requests(), window):
+            yield [from_wire(t) for t in reply["y"]], int(reply["t"])
+
+    # -- Knowledge Packs -----------------------------------------------------------------
+    def pack_set(self, pack: dict[str, Any]) -> dict[str, Any]:
+        """Make ``pack`` (``kpdev.host.packs.pack.device_pack``) the device's pack, atomically."""
+        return self.request(ops.PACK_SET, {"pack": pack})
+
+    def pack_get(self) -> dict[str, Any] | None:
+        """The device's pack (name, version, models, window), or None."""
+        return self.request(ops.PACK_GET)["pack"]
+
+    def pack_clear(self) -> None:
+        """Forget the device's pack; its models stay stored."""
+        self.request(ops.PACK_CLEAR)
+
+    def classify(self, x: np.ndarray, features: bool = False) -> dict[str, Any]:
+        """One raw window (or model input) through the device's pack -> its result map.
+
+        ``features`` adds ``"x"``: the model input the device's pipeline made, as an array.
+        """
+        body = {"x": to_wire(np.asarray(x)), "features": features}
+        result = self.request(ops.CLASSIFY, body)["r"][0]
+        if "x" in result:
+            result["x"] = from_wire(result["x"])
+        return result
+
+    def classify_many(
+        self, xs: Iterable[np.ndarray], batch: int = 1, window: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Many windows, ``batch`` to a frame, pipelined within the device's window.
+
+        Yields one result map per window, in order.
+        """
+
+        def requests():
+            group = []
+            for x in xs:
+                group.append(to_wire(np.asarray(x)))
+                if len(group) == batch:
+                    yield ops.CLASSIFY, {"xs": group}
+                    group = []
+            if group:
+                yield ops.CLASSIFY, {"xs": group}
+
+        for reply in self.pipeline(requests(), window):
+            yield from reply["r"]
+
+    def stream_start(self) -> dict[str, Any]:
+        """Start a stream of raw samples: the window size, stride and axes the device cuts."""
+        return self.request(ops.STREAM_START)
+
+    def stream_push(self, samples: np.ndarray) -> dict[str, Any]:
+        """Push raw samples [n, axes]; each window completed arrives as a CLASS_EVENT first."""
+        return self.request(ops.STREAM_PUSH, {"x": to_wire(np.asarray(samples))})
+
+    def stream_stop(self) -> dict[str, Any]:
+        """End the stream; the number of windows it classified."""
+        return self.request(ops.STREAM_STOP)
+
+    def profile(self, x: np.ndarray, runs: int = 10) -> dict[str, Any]:
+        """Mean µs of each pipeline stage and model of the device's pack over ``runs`` runs."""
+        return self.request(
+            ops.PROFILE_RUN, {"x": to_wire(np.asarray(x)), "n": runs}, timeout=self.timeout + runs
+        )
+
+    # -- edge learning (LEARN_*: the active pack's learner) ----------------------------------
+    def learn_info(self) -> dict[str, Any]:
+        """The learner of the device's pack: kind, labels, samples, saved or not."""
+        return self.request(ops.LEARN_INFO)
+
+    def learn(
+        self, xs: Iterable[np.ndarray], ys: Iterable[int], session: str | None = None
+    ) -> dict[str, Any]:
+        """Teach one batch of raw windows (or model inputs) with their class indices.
+
+        Returns ``p``, the classes the device predicted for them before learning them.
+        """
+        body: dict[str, Any] = {
+            "xs": [to_wire(np.asarray(x)) for x in xs],
+            "ys": [_label(y) for y in ys],
+        }
+        if session is not None:
+            body["session"] = session
+        return self.request(ops.LEARN, body)
+
+    def learn_many(
+        self,
+        xs: list[np.ndarray],
+        ys: list[int],
+        batch: int = 1,
+        session: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Teach many samples, ``batch`` to a frame, one request at a time (learning is
+        order-dependent).  Yields each batch's reply."""
+        for i in range(0, len(xs), batch):
+            yield self.learn(xs[i : i + batch], ys[i : i + batch], session)
+
+    def learn_enable(self, on: bool = True) -> dict[str, Any]:
+        """Switch the device's learning on or off (classifying goes on either way)."""
+        return self.request(ops.LEARN_ENABLE, {"on": on})
+
+    def learn_add_classes(self, labels: list[str]) -> dict[str, Any]:
+        """Add classes to the device's learner; their indices and all labels."""
+        return self.request(ops.LEARN_ADD_CLASSES, {"labels": list(labels)})
+
+    def learn_reset(self) -> dict[str, Any]:
+        """Forget what the device learned (and saved): back to the pack's own state."""
+        return self.request(ops.LEARN_RESET)
+
+    def learn_save(self) -> dict[str, Any]:
+        """Save the learner's state on the device, atomically; its size and sha256."""
+        return self.request(ops.LEARN_SAVE)
+
+    def learn_export(self, progress: Progress | None = None) -> bytes:
+        """The learner's state as the device saves it, read in chunks and checked."""
+        size = max(256, (self.max_payload - _CHUNK_OVERHEAD) // 2)
+        data = b""
+        total = None
+        digest = None
+        while total is None or len(data) < total:
+            reply = self.request(ops.LEARN_EXPORT, {"offset": len(data), "size": size})
+            if total is not None and (reply["total"] != total or reply["sha256"] != digest):
+                raise ProtocolError("the learner state changed while it was being exported")
+            total, digest = reply["total"], reply["sha256"]
+            if not reply["data"] and len(data) < total:
+                raise ProtocolError("the device sent an empty export chunk")
+            data += reply["data"]
+            if progress:
+                progress(len(data), total)
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise ProtocolError("the exported learner state does not match its sha256")
+        return data
+
+    def power_enable(self, on: bool = True) -> dict[str, Any]:
+        """Switch power measurement on (or off); the source and whether it measures."""
+        return self.request(ops.POWER_ENABLE, {"on": on})
+
+    def power_disable(self) -> dict[str, Any]:
+        """Switch power measurement off."""
+        return self.power_enable(False)
+
+    def power_read(self) -> dict[str, Any]:
+        """Power events since the last read, as maps, with the count the device dropped."""
+        reply = self.request(ops.POWER_READ)
+        reply["events"] = [power_event(e) for e in reply.get("events") or []]
+        if reply.get("rails"):
+            reply["rails"] = {
+                rail: dict(zip(POWER_EVENT_FIELDS[1:], v, strict=False))
+                for rail, v in reply["rails"].items()
+            }
+        return reply
+
+    def power_floor(self) -> dict[str, Any]:
+        """Floor (idle) power in mW, and what it is based on."""
+        return self.request(ops.POWER_FLOOR)
+
+    def clock(self, mode: str | None = None) -> dict[str, Any]:
+        """The clock or performance mode; ``mode`` switches to it first."""
+        if mode is None:
+            return self.request(ops.CLOCK_GET)
+        return self.request(ops.CLOCK_SET, {"mode": mode})
+
+    def close(self) -> None:
+        """Close the link."""
+        try:
+            self.link.close()
+        except (OSError, LinkError):
+            pass
+
+
+POWER_EVENT_FIELDS = ("ts_ms", "voltage_uv", "current_ma", "power_mw")
+
+
+def power_event(event) -> dict[str, Any]:
+    """A POWER_READ event ([ts_ms, voltage_uv, current_ma, power_mw]) as a map."""
+    return dict(zip(POWER_EVENT_FIELDS, event, strict=False))
+
+
+def _wire_inputs(inputs):
+    if isinstance(inputs, (list, tuple)):
+        return [to_wire(np.asarray(a)) for a in inputs]
+    return to_wire(np.asarray(inputs))
+
+
+def _label(y: Any) -> Any:
+    # numpy integers as plain ints; anything else goes as it is, for the device to judge.
+    if isinstance(y, np.integer):
+        return int(y)
+    return y

@@ -1,0 +1,158 @@
+"""Evaluating a pack or a model on the device: stream a test set through it, measure, summarise.
+
+The device does the work: for a pack, each raw window goes through the device's pipeline and
+model graph (CLASSIFY); for a bare model, each input goes to INFER and the class is the largest
+output.  Requests are batched and pipelined within the device's window.  The host collects the
+device's own timings (µs per window), the bytes the link carried and, where the board reports
+it, the energy per inference; ``kpdev.host.evaluation.metrics`` turns them into the
+measurements document.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+from kpdev.host import features
+from kpdev.host.client.client import Client
+from kpdev.host.errors import UsageError
+from kpdev.host.evaluation.metrics import classification, latency
+from kpdev.protocol.errors import DeviceError
+
+Progress = Callable[[int, int], None]
+NO_CLASS = "(none)"  # the predicted label of a window a learner could not classify yet
+
+
+def frame_batch(client: Client, sample: np.ndarray, wanted: int | None) -> int:
+    """How many inputs like ``sample`` go in one request under the device's payload limit."""
+    per = sample.nbytes + 32
+    fit = max(1, (client.max_payload - 64) // per)
+    return max(1, min(fit, wanted or fit, 64))
+
+
+def _energy(stats: dict[str, Any], models: Iterable[str], n: int) -> dict[str, Any] | None:
+    total = 0.0
+    estimated = False
+    found = False
+    for name in models:
+        e = (stats.get("models", {}).get(name) or {}).get("energy")
+        if e and e.get("mj") is not None:
+            found = True
+            total += e["mj"] * e["count"]
+            estimated = estimated or bool(e.get("estimated"))
+    if not found or not n:
+        return None
+    return {"uj_per_inference": total * 1000 / n, "estimated": estimated}
+
+
+def evaluate(
+    client: Client,
+    x: np.ndarray,
+    labels: list[str],
+    *,
+    classes: list[str],
+    pipeline: dict[str, Any] | None = None,
+    model: str | None = None,
+    stored_models: list[str] | None = None,
+    batch: int | None = None,
+    window: int | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Classify every row of ``x`` on the device; the results block of a measurements file.
+
+    With ``model`` None the device's pack classifies (``x`` raw windows when the pack has a
+    pipeline); otherwise stored model ``model`` runs each row and the largest output of output 0
+    is the class index into ``classes``.  ``labels`` are the true class names.  ``stored_models``
+    names the models whose energy the device reports (default: ``model``).
+    """
+    n = len(x)
+    if n == 0:
+        raise UsageError("the test set is empty: nothing to evaluate")
+    xs = features.raw_input(pipeline, x) if pipeline and model is None else x
+    size = frame_batch(client, np.asarray(xs[0]), batch)
+    client.stats(reset=True)  # the energy figures afterwards cover this run only
+    out0, in0 = client.bytes_out, client.bytes_in
+    predicted: list[str] = []
+    times: list[float] = []
+    t0 = time.perf_counter()
+    if model is None:
+        for i, r in enumerate(client.classify_many(xs, batch=size, window=window)):
+            # A learner that has learned nothing answers no class (label None).
+            predicted.append(r["l"] if r["l"] is not None else NO_CLASS)
+            times.append(float(r["tf"] + r["tm"]))
+            if progress and (i % 8 == 7 or i == n - 1):
+                progress(i + 1, n)
+    else:
+        done = 0
+        for at in range(0, n, size):
+            group = [xs[i] for i in range(at, min(n, at + size))]
+            outputs, us = client.infer_batch(group, model=model)
+            for ys, t in zip(outputs, us, strict=True):
+                k = int(np.argmax(ys[0].reshape(-1)))
+                predicted.append(classes[k] if k < len(classes) else str(k))
+                times.append(float(t))
+            done += len(group)
+            if progress:
+                progress(done, n)
+    wall = time.perf_counter() - t0
+    bytes_out = client.bytes_out - out0
+    bytes_in = client.bytes_in - in0
+    try:
+        stats = client.stats()
+    except DeviceError:
+        stats = {}
+    names = list(classes) + sorted(set(labels + predicted) - set(classes))
+    index = {c: i for i, c in enumerate(names)}
+    report = classification(
+        np.array([index[c] for c in labels]), np.array([index[c] for c in predicted]), names
+    )
+    return {
+        "classification": report,
+        "latency_us": latency(times),
+        "latency_samples_us": times,
+        "predicted": predicted,
+        "link": {
+            "bytes_out": bytes_out,
+            "bytes_in": bytes_in,
+            "per_inference": (bytes_out + bytes_in) / n,
+            "batch": size,
+            "window": window or client.window,
+        },
+        "energy": _energy(stats, stored_models or ([model] if model else []), n),
+        "wall_s": wall,
+    }
+
+
+def profile_pack(client: Client, pack: Any | None, runs: int) -> dict[str, Any]:
+    """Per-stage device time of the device's pack, averaged over ``runs`` runs.
+
+    The input is ``pack``'s first test vector (its raw window) when the pack file is given,
+    else a window of zeros of the device pack's input dtype.
+    """
+    info = client.pack_get()
+    if info is None:
+        raise UsageError("the device has no Knowledge Pack: kpdev deploy PACK.kp first")
+    if pack is not None:
+        vectors = pack.vectors()
+        if not vectors:
+            raise UsageError(f"{pack.path}: the pack has no test vectors to profile with")
+        v = vectors[0]
+        x = v["window"] if v["window"] is not None else v["inputs"][0]
+    elif info.get("window"):
+        x = np.zeros((info["window"][0], info["axes"]), dtype=info.get("dtype") or "float32")
+    else:
+        raise UsageError("give the pack file: its test vectors hold the input to profile")
+    result = client.profile(x, runs)
+    return {
+        "pack": info["name"],
+        "version": info["version"],
+        "board": client.device.get("board"),
+        "runtime": client.device.get("runtime"),
+        "runs": result["runs"],
+        "unit": result.get("unit", "us"),
+        "stages": [dict(s, cycles=None) for s in result["stages"]],
+        "total_us": result["total_us"],
+    }

@@ -1,0 +1,279 @@
+"""Deploying a Knowledge Pack: the checks before anything is sent, the upload, the activation and
+the test vectors run on the device.
+
+The order keeps the device whole: every check that can refuse the pack (storage, RAM, backends)
+runs on the pack file and the device's INFO before the first byte goes out; models are stored
+without being activated (an interrupted upload resumes where it stopped); their test vectors run
+by name before the pack is switched; the switch itself (PACK_SET) is one atomic write on the
+device.  A refusal at any step leaves the previous pack active.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kpdev.host.boards.catalog import Board, load_boards
+from kpdev.host.cli.render import human_bytes
+from kpdev.host.client.client import Client
+from kpdev.host.errors import UsageError
+from kpdev.host.extras import extra_for, pip_install
+from kpdev.host.packs.pack import Pack, device_pack, state_store_name
+from kpdev.protocol import ops
+from kpdev.protocol.errors import DeviceError
+from kpdev.protocol.formats import EXTENSIONS, format_of
+
+# What a board's runtime can run, by model format, when its agent has the runtimes installed.
+_RUNTIME_FORMATS = {"micropython": ("tflite",), "linux": ("tflite", "vmfb", "fbz")}
+
+
+def read_model_file(path: Path) -> tuple[bytes, str]:
+    """The bytes and format of a model file; UsageError naming the problem."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}") from None
+    fmt = format_of(path.name)
+    if fmt is None:
+        raise UsageError(
+            f"{path.name}: not a model file; use one of {', '.join(EXTENSIONS)} (or a .kp pack)"
+        )
+    return data, fmt
+
+
+def store_name(pack: Pack, model_id: str) -> str:
+    """The name a pack's model is stored under on the device."""
+    return f"{pack.manifest['name']}.{model_id}"
+
+
+def _fits(pack: Pack, board: Board) -> bool:
+    cost = pack.manifest.get("cost") or {}
+    formats = {m["format"] for m in pack.manifest["models"]}
+    ok_formats = set(_RUNTIME_FORMATS.get(board.runtime, ()))
+    return (
+        formats <= ok_formats
+        and int(cost.get("model_bytes") or 0) <= board.quota
+        and int(cost.get("ram_bytes") or 0) <= board.ram_kb * 1024
+    )
+
+
+def _would_fit(pack: Pack) -> str:
+    names = [b.id for b in load_boards().values() if _fits(pack, b)]
+    if not names:
+        return "no catalog board fits"
+    more = f" and {len(names) - 6} more (kpdev boards)" if len(names) > 6 else ""
+    return f"boards that would take it: {', '.join(names[:6])}{more}"
+
+
+def install_hint(board: Board | None, fmt: str | None = None, backend: str | None = None) -> str:
+    """For a simulated CPython board, whose agent runs in this Python environment: the pip
+    command that brings the runtime of ``backend`` (or else of format ``fmt``); '' otherwise."""
+    if board is None or not board.simulated or board.runtime != "linux":
+        return ""
+    extra = extra_for(fmt, backend)
+    if extra is None:
+        return ""
+    return f"; {board.id} runs in this Python environment, add the runtime with: " + pip_install(
+        extra
+    )
+
+
+def _load_meta(spec: dict[str, Any]) -> dict[str, Any]:
+    """The upload meta of a pack model: its load options and, when it names one, its backend."""
+    meta = dict(spec.get("options") or {})
+    if spec.get("backend"):
+        meta["backend"] = spec["backend"]
+    return meta
+
+
+def check_pack(pack: Pack, board: Board | None, info: dict[str, Any]) -> dict[str, Any]:
+    """Refuse (UsageError, one line) a pack the board cannot hold or run; else the plan.
+
+    ``info`` is the device's INFO.  The plan says, per model, its store name, size, format and
+    whether the device already holds these exact bytes.
+    """
+    m = pack.manifest
+    where = board.id if board else info.get("board", "the device")
+    cost = m.get("cost") or {}
+    total = sum(len(pack.model_bytes(x["id"])) for x in m["models"])
+    total += len(pack.learner_state() or b"")
+    ram = cost.get("ram_bytes")
+    problems = []
+    quota = board.quota if board else int(info.get("storage", {}).get("quota") or 0)
+    if quota and total > quota:
+        problems.append(
+            f"its models need {human_bytes(total)} of storage, {where} has {human_bytes(quota)}"
+        )
+    if board is not None and ram and int(ram) > board.ram_kb * 1024:
+        problems.append(f"it plans {human_bytes(int(ram))} of RAM, {where} has {board.ram_kb} KB")
+    formats = info.get("formats") or {}
+    offered = info.get("backends") or {}
+    local = board or load_boards().get(str(info.get("board")))  # a simulated board by --port
+    for x in m["models"]:
+        if x.get("backend"):
+            if x["backend"] not in offered:
+                problems.append(
+                    f"model {x['id']} needs backend {x['backend']}, which {where} lacks "
+                    f"(it has {', '.join(offered) or 'none'})"
+                    + install_hint(local, backend=x["backend"])
+                )
+        elif not formats.get(x["format"]):
+            problems.append(
+                f"model {x['id']} is .{x['format']}, which no backend on {where} runs "
+                f"(it runs {', '.join('.' + f for f in formats) or 'nothing'})"
+                + install_hint(local, fmt=x["format"])
+            )
+    if problems:
+        raise UsageError(
+            f"{m['name']} does not fit {where}: {'; '.join(problems)}; {_would_fit(pack)}"
+        )
+    # Space: models already stored under the same name free their room when replaced.
+    stored = {d["name"]: d for d in info.get("models", [])}
+    plan = []
+    for x in m["models"]:
+        name = store_name(pack, x["id"])
+        have = stored.get(name)
+        plan.append(
+            {
+                "id": x["id"],
+                "name": name,
+                "bytes": len(pack.model_bytes(x["id"])),
+                "format": x["format"],
+                "stored": bool(
+                    have
+                    and have["sha256"] == x["sha256"]
+                    and (have.get("meta") or {}) == _load_meta(x)
+                ),
+            }
+        )
+    return {"board": where, "model_bytes": total, "ram_bytes": ram, "models": plan}
+
+
+def upload_models(
+    client: Client, pack: Pack, plan: dict[str, Any], progress: Callable | None = None
+) -> None:
+    """Store every model of the pack under its store name, not activated; uploads resume.
+
+    Models the plan marks ``stored`` (the same bytes and meta already there) are not sent again.
+    ``progress(done, total)`` counts bytes over all models.
+    """
+    total = sum(p["bytes"] for p in plan["models"])
+    base = 0
+    for p in plan["models"]:
+        if p["stored"]:
+            base += p["bytes"]
+            continue
+        meta = _load_meta(pack.model(p["id"]))
+        data = pack.model_bytes(p["id"])
+
+        def step(done, _total, base=base):
+            if progress:
+                progress(base + done, total)
+
+        client.upload(p["name"], data, p["format"], meta, activate=False, progress=step)
+        base += p["bytes"]
+    if progress:
+        progress(total, total)
+
+
+def _upload_state(client: Client, pack: Pack, info: dict[str, Any]) -> None:
+    # A memory learner's starting state is stored like a model (format kpl), unless it is there.
+    state = pack.learner_state()
+    if state is None:
+        return
+    name = state_store_name(pack)
+    digest = pack.learning["state"]["sha256"]
+    if any(d["name"] == name and d["sha256"] == digest for d in info.get("models", [])):
+        return
+    client.upload(name, state, "kpl", {}, activate=False)
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    a = np.asarray(a)
+    b = np.asarray(b)
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.dtype.kind in "iub":
+        return bool(np.array_equal(a, b))  # integer backends: bit-exact
+    return bool(np.allclose(a, b, rtol=1e-5, atol=1e-6))
+
+
+def check_vectors(client: Client, pack: Pack, stage: str) -> list[dict[str, Any]]:
+    """Run the pack's test vectors on the device; one result per vector and check.
+
+    ``stage`` "models": each model's outputs for the vector's model input, by store name (before
+    the pack is switched).  ``stage`` "pipeline": the model input the device's pipeline makes of
+    the vector's raw window, and the class it picks (after the switch).
+    """
+    results = []
+    for i, v in enumerate(pack.vectors()):
+        if stage == "models":
+            for mid, want in v["outputs"].items():
+                got, _ = client.infer(v["inputs"], model=store_name(pack, mid))
+                ok = len(got) == len(want) and all(
+                    _same(g, w) for g, w in zip(got, want, strict=True)
+                )
+                diff = None
+                if not ok and got and want and got[0].shape == want[0].shape:
+                    diff = float(np.max(np.abs(got[0].astype(float) - want[0].astype(float))))
+                results.append(
+                    {"vector": i, "check": f"model {mid}", "match": ok, "max_diff": diff}
+                )
+        elif v.get("window") is not None:
+            r = client.classify(v["window"], features=True)
+            ok = _same(r["x"], v["inputs"][0].reshape(r["x"].shape)) if "x" in r else False
+            results.append(
+                {
+                    "vector": i,
+                    "check": "pipeline",
+                    "match": ok,
+                    "class": r["l"],
+                    "label": v.get("label"),
+                }
+            )
+    return results
+
+
+def deploy_pack(
+    client: Client,
+    pack: Pack,
+    board: Board | None,
+    *,
+    dry_run: bool = False,
+    force: bool = False,
+    progress: Callable | None = None,
+) -> dict[str, Any]:
+    """Check, upload, verify and activate ``pack`` on the device behind ``client``.
+
+    Returns the plan with ``vectors`` (per vector and check: match or not) and ``active``.
+    Model vectors that differ stop the deploy before activation unless ``force``.
+    """
+    info = dict(client.device)
+    info["models"] = client.models().get("models", [])
+    plan = check_pack(pack, board, info)
+    plan.update({"pack": pack.manifest["name"], "version": pack.manifest["version"]})
+    plan["dry_run"] = dry_run
+    plan["active"] = False
+    if dry_run:
+        return plan
+    upload_models(client, pack, plan, progress)
+    _upload_state(client, pack, info)
+    vectors = check_vectors(client, pack, "models")
+    bad = [r for r in vectors if not r["match"]]
+    if bad and not force:
+        plan["vectors"] = vectors
+        raise DeviceError(
+            f"{len(bad)} of {len(vectors)} model test vectors differ on {plan['board']} "
+            f"(first: vector {bad[0]['vector']}, {bad[0]['check']}); the previous pack stays "
+            "active (--force activates anyway)",
+            ops.E_INFER,
+        )
+    names = {x["id"]: store_name(pack, x["id"]) for x in pack.manifest["models"]}
+    client.pack_set(device_pack(pack, names))
+    plan["active"] = True
+    vectors += check_vectors(client, pack, "pipeline")
+    plan["vectors"] = vectors
+    return plan
