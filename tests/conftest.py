@@ -17,7 +17,8 @@ import cbor2
 import pytest
 
 from kpdev.host.agent.micropython import MicroPythonNotFound, micropython_binary, stage_lib
-from kpdev.host.boards.catalog import get_board, simserver
+from kpdev.host.boards import simserver
+from kpdev.host.boards.catalog import get_board
 from kpdev.host.boards.sim import agent_command
 from kpdev.host.client.client import Client
 from kpdev.host.errors import LinkError

@@ -113,7 +113,7 @@ def test_typer_brings_what_shell_completion_needs():
 def test_the_bash_completion_script(tmp_path):
     env = dict(os.environ, _KPDEV_COMPLETE="source_bash")
     r = subprocess.run(
-        [sys.executable, "-c", "from kpdev.host.cli.app import main; main()"],
+        [sys.executable, "-c", "from kpdev.host.cli import main; main()"],
         capture_output=True, text=True, env=env, timeout=60,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr

@@ -186,7 +186,7 @@ def test_board_ids_complete_in_the_shell(cfg):
         COMP_CWORD="3",
     )
     r = subprocess.run(
-        [sys.executable, "-c", "from kpdev.host.cli.app import main; main()"],
+        [sys.executable, "-c", "from kpdev.host.cli import main; main()"],
         capture_output=True,
         text=True,
         env=env,

@@ -115,7 +115,8 @@ def test_doctor_lists_the_running_simulated_boards(env):
     checks = {c["name"]: c for c in json.loads(r.stdout)["checks"]}
     assert checks["simulated boards"]["detail"] == "none running"
     cli("sim", "start", "sim-linux")
-    from kpdev.host.boards.catalog import get_board, simserver
+    from kpdev.host.boards import simserver
+    from kpdev.host.boards.catalog import get_board
 
     pid = simserver.status(get_board("sim-linux"))["agent_pid"]
     checks = {

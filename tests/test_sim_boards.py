@@ -14,7 +14,8 @@ import pytest
 from conftest import DATA, SIM_BOARDS, serve_sim
 from test_cli import cli, cli_json, kpdev
 
-from kpdev.host.boards.catalog import get_board, simserver
+from kpdev.host.boards import simserver
+from kpdev.host.boards.catalog import get_board
 from kpdev.host.boards.sim import SimBoard
 from kpdev.host.errors import BoardError
 

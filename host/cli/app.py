@@ -691,7 +691,7 @@ def repl(
     if json_:
         raise UsageError("kpdev repl is interactive: it takes no --json")
     from kpdev.host.agent.micropython import micropython_binary, stage_lib
-    from kpdev.host.boards.catalog import simserver
+    from kpdev.host.boards import simserver
     from kpdev.host.boards.sim import StateLock, home, state_dir
 
     b = resolve_board(board, port)

@@ -110,7 +110,7 @@ def sim(
     A served board is in use while a program has the pty open (or a TCP connection); other
     commands wait their turn.
     """
-    from kpdev.host.boards.catalog import simserver
+    from kpdev.host.boards import simserver
 
     if what is None:
         what = "list"
@@ -165,7 +165,7 @@ def sim(
 
 def _serve(b: Board, keyb: bytes | None, listen: str, insecure: bool, json_: bool) -> None:
     from kpdev.device.links import is_loopback
-    from kpdev.host.boards.catalog import simbridge
+    from kpdev.host.boards import simbridge
 
     stopping = []
 
