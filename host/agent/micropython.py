@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from kpdev.protocol.errors import KpdevError
 
-_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # What a board needs: the device half only, never host/.
 DEVICE_PACKAGES = ("protocol", "device", "accelerators")
 # -O3 leaves line numbers out of the bytecode: about 1 KB less heap for the agent on a board,

@@ -25,7 +25,7 @@ from kpdev.host.cli.options import JsonOpt, emit, err, log_event, out, progress_
 from kpdev.host.cli.render import jsonable
 from kpdev.host.errors import UsageError
 
-DEMO = Path(__file__).resolve().parent / "demo"
+DEMO = Path(__file__).resolve().parents[1] / "demo"
 CLASSES = ["Standing", "Running", "Walking", "Badminton"]
 
 
