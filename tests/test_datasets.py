@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kpdev.host import datasets
+from kpdev.host import datasets, features
 from kpdev.host.datasets import Dataset, load_dataset, load_signal
 from kpdev.host.errors import UsageError
 
-DEMO = Path(datasets.__file__).resolve().parent / "demo"
+DEMO = Path(datasets.__file__).resolve().parents[1] / "demo"
 
 
 def refusal(call, *args, **kwargs) -> str:
@@ -247,9 +247,9 @@ def test_csv_windows_match_features_segment(tmp_path):
 
 def test_segment_semantics():
     signal = np.arange(10)
-    assert datasets._segment(signal, 4, 3).tolist() == [[0, 1, 2, 3], [3, 4, 5, 6], [6, 7, 8, 9]]
-    assert datasets._segment(signal, 10, 1).tolist() == [list(range(10))]
-    assert datasets._segment(signal, 11, 1).shape == (0, 11)
+    assert features.windows_of(signal, 4, 3).tolist() == [[0, 1, 2, 3], [3, 4, 5, 6], [6, 7, 8, 9]]
+    assert features.windows_of(signal, 10, 1).tolist() == [list(range(10))]
+    assert features.windows_of(signal, 11, 1).shape == (0, 11)
 
 
 def test_csv_class_folders(tmp_path):

@@ -978,7 +978,7 @@ def test_thermometer_at_thresholds(impl):
         assert ans["stages"] == ["raw", "scale", "encode"]
 
 
-BASICMOTIONS = Path(hf.__file__).resolve().parent / "demo"
+BASICMOTIONS = Path(hf.__file__).resolve().parents[1] / "demo"
 BM_ENCODINGS = {
     "standard-4": ({"levels": 4, "low": -2.0, "high": 2.0}, [1, 192], True),
     "standard-1": ({"levels": 1, "low": -1.0, "high": 1.0}, None, True),

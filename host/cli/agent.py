@@ -8,56 +8,33 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 from rich.table import Table
 
 from kpdev.host.agent import build as agent_build
 from kpdev.host.agent import romfs
 from kpdev.host.boards.catalog import Board, get_board
-from kpdev.host.cli.options import JsonOpt, emit, err, out
-from kpdev.host.cli.render import human_bytes
+from kpdev.host.cli.options import (
+    AgentBoardOpt,
+    AgentKeyOpt,
+    AgentPortOpt,
+    JsonOpt,
+    emit,
+    err,
+    out,
+    sub_app,
+)
+from kpdev.host.cli.render import progress_view
 from kpdev.host.client.session import parse_key
 from kpdev.host.errors import LinkError, UsageError
+from kpdev.host.plain import human_bytes
 
-agent_app = typer.Typer(
-    help="Put the kpdev agent on a MicroPython board: build its files (.mpy compiled for the "
+agent_app = sub_app(
+    "Put the kpdev agent on a MicroPython board: build its files (.mpy compiled for the "
     "board's CPU, and a main.py that starts the agent at boot), copy them with mpremote, stop "
     "it again. Every agent command takes --json.",
-    no_args_is_help=True,
+    short_help="Put the kpdev agent on a MicroPython board: build, install, stop.",
 )
 
-# Board, port and key say what they mean for installing, so they differ from host/cli_options.
-BoardOpt = Annotated[
-    str,
-    typer.Option(
-        "--board",
-        "-b",
-        help="Board from the catalog (see `kpdev boards`), e.g. rpi-pico; default $KPDEV_BOARD.",
-        envvar="KPDEV_BOARD",
-        show_default=False,
-    ),
-]
-PortOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--port",
-        "-p",
-        help="The board's USB serial port, e.g. /dev/ttyACM0 or COM3; default: the board's "
-        "port from the catalog.",
-        show_default=False,
-    ),
-]
-KeyOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--key",
-        help="Pre-shared key (hex) the agent will require on every frame; default $KPDEV_KEY. "
-        "It is stored in the board's main.py.",
-        envvar="KPDEV_KEY",
-        show_default=False,
-        show_envvar=False,
-    ),
-]
 SourceOpt = Annotated[
     bool,
     typer.Option(
@@ -80,7 +57,7 @@ def _kind(tree: agent_build.AgentTree) -> str:
 
 @agent_app.command()
 def build(
-    board: BoardOpt,
+    board: AgentBoardOpt,
     out_dir: Annotated[
         Path,
         typer.Option(
@@ -92,7 +69,7 @@ def build(
         ),
     ],
     source: SourceOpt = False,
-    key: KeyOpt = None,
+    key: AgentKeyOpt = None,
     romfs_: Annotated[
         bool,
         typer.Option(
@@ -173,21 +150,11 @@ def _port_of(b: Board | None, port: str | None) -> str:
     return port
 
 
-def _progress(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        console=err,
-        disable=not enabled,
-    )
-
-
 @agent_app.command()
 def install(
-    board: BoardOpt,
-    port: PortOpt = None,
-    key: KeyOpt = None,
+    board: AgentBoardOpt,
+    port: AgentPortOpt = None,
+    key: AgentKeyOpt = None,
     source: SourceOpt = False,
     timeout: Annotated[
         float,
@@ -234,7 +201,7 @@ def install(
     with tempfile.TemporaryDirectory(prefix="kpdev-agent-") as tmp:
         tree = agent_build.build_tree(b, tmp, source=source, key=keyb)
         agent_build.check_fits(tree, runtime, port)
-        with _progress(not json_) as bar:
+        with progress_view(not json_, "bytes") as bar:
             task = bar.add_task(f"copy to {b.id}", total=tree.size)
             agent_build.copy_tree(
                 port, tree, progress=lambda done, total: bar.update(task, completed=done)
@@ -302,7 +269,7 @@ def _print_agent(info: dict[str, Any], port: str) -> None:
 
 @agent_app.command()
 def stop(
-    port: PortOpt = None,
+    port: AgentPortOpt = None,
     board: Annotated[
         str | None,
         typer.Option(

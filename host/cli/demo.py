@@ -13,17 +13,13 @@ from typing import Annotated, Any
 
 import typer
 
-from kpdev.host.cli.evaluate import (
-    board_info,
-    print_profile,
-    print_results,
-    print_vectors,
-    print_windows,
-    versions_of,
-)
-from kpdev.host.cli.options import JsonOpt, emit, err, log_event, out, progress_bar
-from kpdev.host.cli.render import jsonable
+from kpdev.host.cli.evaluate import print_profile, print_results, print_windows
+from kpdev.host.cli.model import print_vectors
+from kpdev.host.cli.options import JsonOpt, emit, err, log_event, out
+from kpdev.host.cli.render import progress_bar
 from kpdev.host.errors import UsageError
+from kpdev.host.evaluation.metrics import board_info, versions_of
+from kpdev.host.plain import jsonable
 
 DEMO = Path(__file__).resolve().parents[1] / "demo"
 CLASSES = ["Standing", "Running", "Walking", "Badminton"]

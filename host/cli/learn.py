@@ -17,34 +17,36 @@ from rich.live import Live
 from rich.table import Table
 
 from kpdev.host.atomic import refuse_existing
-from kpdev.host.cli.evaluate import DatasetOpt, FractionOpt, SeedOpt, WindowOpt
 from kpdev.host.cli.options import (
     BoardOpt,
+    DatasetOpt,
     ForceOpt,
+    FractionOpt,
     JsonOpt,
     KeyOpt,
     PortOpt,
+    SeedOpt,
     TimeoutOpt,
-    count_progress,
+    WindowOpt,
     emit,
     err,
     log_event,
     out,
     parse_window,
-    progress_bar,
+    sub_app,
 )
-from kpdev.host.cli.render import human_bytes
+from kpdev.host.cli.render import progress_bar, progress_view
 from kpdev.host.client.session import open_session, resolve_board
 from kpdev.host.errors import UsageError
+from kpdev.host.plain import human_bytes
 
-learn_app = typer.Typer(
-    help="Edge learning on the device: `kpdev learn run PACK --dataset D --shots K` teaches the "
+learn_app = sub_app(
+    "Edge learning on the device: `kpdev learn run PACK --dataset D --shots K` teaches the "
     "pack's learner K labelled samples per class over the link, scores it on held-out data "
     "after each round and writes a session log and a learning curve; `save` keeps what it "
     "learned across reboots, `reset` forgets it, `export` writes it into a new pack version. "
     "The pack needs a learner (kpdev pack build --learner memory|akida).",
     short_help="Edge-learning sessions: teach the device, keep it, export it as a pack.",
-    no_args_is_help=True,
 )
 
 
@@ -180,12 +182,11 @@ def run(
     """
     from kpdev.host.datasets import load_dataset
     from kpdev.host.learning.session import (
+        ensure_active,
         new_session_id,
-        plan_session,
         run_session,
         write_session,
     )
-    from kpdev.host.packs.deploy import deploy_pack
     from kpdev.host.packs.pack import read_pack
 
     if out_dir is not None:
@@ -212,7 +213,7 @@ def run(
     }
     b = resolve_board(board, port)
     rows: list[dict[str, Any]] = []
-    bar = count_progress(not json_)
+    bar = progress_view(not json_)
     task = bar.add_task("learning", total=None)
     live_on = not json_ and err.is_terminal
 
@@ -221,16 +222,8 @@ def run(
         return Group(_round_table(rows, scored), bar)
 
     with open_session(board, port, key, timeout=timeout, on_event=log_event) as c:
-        active = c.pack_get()
-        if active is None or [active["name"], active["version"]] != [
-            pack.name,
-            pack.manifest["version"],
-        ]:
-            # Check the plan against the labels the learner will start from before the
-            # device's active pack is replaced: a plan the data cannot meet changes nothing.
-            plan_session(pack, list(pack.learning.get("classes") or []), data, **plan)
-            with progress_bar(not json_, f"deploy {pack.name}") as progress:
-                deploy_pack(c, pack, b, progress=progress)
+        with progress_bar(not json_, f"deploy {pack.name}", unit="bytes") as deploy_progress:
+            ensure_active(c, pack, data, board=b, progress=deploy_progress, **plan)
         live = Live(view(), console=err, refresh_per_second=8, transient=True) if live_on else None
 
         def on_round(row: dict[str, Any]) -> None:
@@ -252,9 +245,8 @@ def run(
                 session=session,
                 on_round=on_round,
                 progress=progress,
+                save=save,
             )
-        if save:
-            log["saved"] = c.learn_save()
     folder = out_dir or Path("kpdev-learn") / session
     paths = write_session(log, folder)
     record = _record_path(board, port)

@@ -13,23 +13,23 @@ from kpdev.host.atomic import refuse_existing
 from kpdev.host.cli.options import (
     ForceOpt,
     JsonOpt,
-    count_progress,
     emit,
     err,
     out,
     parse_window,
+    sub_app,
 )
-from kpdev.host.cli.render import human_bytes
+from kpdev.host.cli.render import progress_view
 from kpdev.host.errors import UsageError
 from kpdev.host.packs.pack import NAME_RE, Pack, read_pack
+from kpdev.host.plain import human_bytes
 
-pack_app = typer.Typer(
-    help="Knowledge Packs (.kp): one or more models with their class labels, the feature "
+pack_app = sub_app(
+    "Knowledge Packs (.kp): one or more models with their class labels, the feature "
     "pipeline that turns raw sensor windows into the model input, test vectors, accuracy and "
     "cost, in one zip file (docs/packs.md). `build` makes one, `inspect` shows one; deploy it "
     "with `kpdev deploy PACK.kp`. Every pack command takes --json.",
     short_help="Build and inspect Knowledge Packs (.kp): models, pipeline, test vectors.",
-    no_args_is_help=True,
 )
 
 _SPLIT = re.compile(r"[,\n]")
@@ -465,7 +465,7 @@ def build(
     elif window is not None or test_fraction is not None:
         option = "--window" if window is not None else "--test-fraction"
         raise UsageError(f"{option} applies to the --dataset: give a dataset too")
-    with count_progress(not json_) as bar:
+    with progress_view(not json_) as bar:
         task = bar.add_task("host accuracy", total=None, visible=data is not None)
         manifest = build_pack(
             out_path,

@@ -22,17 +22,20 @@ from kpdev.host.cli.options import (
     TimeoutOpt,
     log_event,
     out,
+    sub_app,
 )
-from kpdev.host.cli.render import jsonable
 from kpdev.host.client.client import Client
 from kpdev.host.client.session import open_session
 from kpdev.host.errors import LinkError
+from kpdev.host.plain import jsonable
 
-power_app = typer.Typer(
-    help="Measure the device's power: its power source (a sensor, the Akida SoC's meter, or "
+power_app = sub_app(
+    "Measure the device's power: its power source (a sensor, the Akida SoC's meter, or "
     "the board's power model, always labelled estimated) from boards.yml. Without a command: "
     "read the power events since the last read (measurement is switched on for the command's "
     "duration when it is off). Every power command takes --json.",
+    short_help="Measure the device's power: a sensor, the SoC's meter, or the board's power "
+    "model (labelled estimated).",
     invoke_without_command=True,
 )
 
