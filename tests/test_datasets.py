@@ -13,6 +13,7 @@ from kpdev.host.datasets import Dataset, load_dataset, load_signal
 from kpdev.host.errors import UsageError
 
 DEMO = Path(datasets.__file__).resolve().parents[1] / "demo"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "basicmotions"
 
 
 def refusal(call, *args, **kwargs) -> str:
@@ -472,5 +473,5 @@ def test_demo_script_is_importable():
     # The script runs as a file (it is data, not a package); it must at least import cleanly.
     import runpy
 
-    module = runpy.run_path(str(DEMO / "make_basicmotions.py"), run_name="not_main")
+    module = runpy.run_path(str(EXAMPLES / "make_basicmotions.py"), run_name="not_main")
     assert module["AXES"][0] == "accel_x" and os.path.basename(module["HERE"]) == "demo"

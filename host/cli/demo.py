@@ -1,7 +1,7 @@
 """``kpdev demo``: the whole job on a simulated board, with data that ships with kpdev.
 
 Build a Knowledge Pack for the UEA BasicMotions accelerometer/gyroscope set (models trained by
-host/demo/train.py), deploy it, evaluate it on the held-out recordings, profile it, recognize a
+examples/basicmotions/train.py), deploy it, evaluate it on the held-out recordings, profile it, recognize a
 continuous recording, and write the report.
 """
 
@@ -73,7 +73,8 @@ def demo(
             f"the demo runs on a simulated board, not {board}: try --board sim-mcu or sim-linux"
         )
     out_dir.mkdir(parents=True, exist_ok=True)
-    say = (lambda *a: None) if json_ else err.print
+    say = (lambda *a, **k: None) if json_ else err.print
+    say(f"writing into {out_dir.resolve()} (choose another folder with --out)", style="dim")
     say("[bold]1/6[/bold] building the Knowledge Pack (BasicMotions, int8 MLP)")
     pack = read_pack(_build(out_dir))
     _, test = load_dataset(str(DEMO / "basicmotions.npz")).split()
@@ -116,6 +117,7 @@ def demo(
     made = write_report([doc], out_dir / "report")
     summary: dict[str, Any] = {
         "board": board,
+        "out_dir": str(out_dir.resolve()),
         "pack": str(out_dir / "basicmotions.kp"),
         "vectors_match": all(v["match"] for v in plan["vectors"]),
         "accuracy": results["classification"]["accuracy"],
@@ -132,7 +134,7 @@ def demo(
     print_profile(prof)
     print_windows(rec)
     out.print(
-        f"\nreport: [bold]{made['html']}[/bold] (and {made['markdown'].name}); pack "
+        f"\nall files in {out_dir.resolve()}\nreport: [bold]{made['html']}[/bold] (and {made['markdown'].name}); pack "
         f"{out_dir / 'basicmotions.kp'}; measurements {mpath}\n"
         f"next: kpdev pack inspect {out_dir / 'basicmotions.kp'} · kpdev eval "
         f"{out_dir / 'basicmotions.kp'} --board sim-linux --dataset {DEMO / 'basicmotions.npz'}"

@@ -272,6 +272,8 @@ def run(
         f"{last['shots_per_class']} shots per class"
         + (f", new classes {', '.join(log['new_classes'])}" if log["new_classes"] else "")
     )
+    where = "" if out_dir is not None else " (choose another folder with --out)"
+    out.print(f"  files in {folder.resolve()}{where}:")
     for what, path in paths.items():
         out.print(f"  {what}: {path}")
     if save:
