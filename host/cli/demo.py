@@ -1,8 +1,8 @@
 """``kpdev demo``: the whole job on a simulated board, with data that ships with kpdev.
 
 Build a Knowledge Pack for the UEA BasicMotions accelerometer/gyroscope set (models trained by
-examples/basicmotions/train.py), deploy it, evaluate it on the held-out recordings, profile it, recognize a
-continuous recording, and write the report.
+examples/basicmotions/train.py), deploy it, evaluate it on the held-out recordings, profile it,
+recognize a continuous recording, and write the report.
 """
 
 from __future__ import annotations
@@ -134,7 +134,8 @@ def demo(
     print_profile(prof)
     print_windows(rec)
     out.print(
-        f"\nall files in {out_dir.resolve()}\nreport: [bold]{made['html']}[/bold] (and {made['markdown'].name}); pack "
+        f"\nall files in {out_dir.resolve()}\n"
+        f"report: [bold]{made['html']}[/bold] (and {made['markdown'].name}); pack "
         f"{out_dir / 'basicmotions.kp'}; measurements {mpath}\n"
         f"next: kpdev pack inspect {out_dir / 'basicmotions.kp'} · kpdev eval "
         f"{out_dir / 'basicmotions.kp'} --board sim-linux --dataset {DEMO / 'basicmotions.npz'}"
