@@ -23,7 +23,7 @@ from kpdev.host.cli.options import (
     out,
     sub_app,
 )
-from kpdev.host.cli.render import progress_view
+from kpdev.host.cli.render import progress_bar
 from kpdev.host.client.session import parse_key
 from kpdev.host.errors import LinkError, UsageError
 from kpdev.host.plain import human_bytes
@@ -43,16 +43,6 @@ SourceOpt = Annotated[
         "board: it compiles them at import).",
     ),
 ]
-
-
-def _files(tree: agent_build.AgentTree) -> list[dict[str, Any]]:
-    return [{"path": rel, "size": size} for rel, size in tree.files]
-
-
-def _kind(tree: agent_build.AgentTree) -> str:
-    if not tree.compiled:
-        return ".py sources"
-    return f".mpy for {tree.march}" if tree.march else ".mpy (bytecode)"
 
 
 @agent_app.command()
@@ -98,7 +88,7 @@ def build(
         "out": str(out_dir),
         "compiled": tree.compiled,
         "march": tree.march,
-        "files": _files(tree),
+        "files": tree.describe(),
         "bytes": tree.size,
     }
     if romfs_:
@@ -108,7 +98,7 @@ def build(
         emit(data)
         return
     out.print(
-        f"{b.id}: {len(tree.files)} files, {human_bytes(tree.size)} ({_kind(tree)}) in {out_dir}"
+        f"{b.id}: {len(tree.files)} files, {human_bytes(tree.size)} ({tree.kind}) in {out_dir}"
     )
     if romfs_:
         out.print(f"ROMFS image: {data['romfs']['path']} ({human_bytes(data['romfs']['bytes'])})")
@@ -186,39 +176,12 @@ def install(
         _dry_run(b, port, tree, json_)
         return
     port = _port_of(b, port)
-    baud = int(b.link.get("baud", 115200))
-    if not json_:
-        err.print(f"stopping any agent on {port}")
-    agent_build.stop_agent(port, baud)
-    runtime = agent_build.board_runtime(port)
-    agent_build.check_board(b, runtime, port)
-    if not json_:
-        err.print(
-            f"{port}: MicroPython {runtime['version']}"
-            + (f" ({runtime['arch']})" if runtime["arch"] else "")
-            + (f", {human_bytes(runtime['free'])} free" if runtime["free"] >= 0 else "")
+    say = (lambda text: None) if json_ else (lambda text: err.print(text, markup=False))
+    with progress_bar(not json_, f"copy to {b.id}", unit="bytes") as progress:
+        data = agent_build.install(
+            b, port, key=keyb, source=source, timeout=timeout, progress=progress, say=say
         )
-    with tempfile.TemporaryDirectory(prefix="kpdev-agent-") as tmp:
-        tree = agent_build.build_tree(b, tmp, source=source, key=keyb)
-        agent_build.check_fits(tree, runtime, port)
-        with progress_view(not json_, "bytes") as bar:
-            task = bar.add_task(f"copy to {b.id}", total=tree.size)
-            agent_build.copy_tree(
-                port, tree, progress=lambda done, total: bar.update(task, completed=done)
-            )
-    if not json_:
-        err.print("soft reset; waiting for the agent")
-    rebooted = agent_build.soft_reset(port, baud)
-    info = agent_build.hello(port, baud, keyb, timeout)
-    data = {
-        "board": b.id,
-        "port": port,
-        "files": _files(tree),
-        "bytes": tree.size,
-        "runtime": runtime,
-        "soft_reboot_seen": rebooted,
-        "agent": info,
-    }
+    info = data["agent"]
     if json_:
         emit(data)
         return
@@ -230,13 +193,13 @@ def _dry_run(b: Board, port: str | None, tree: agent_build.AgentTree, json_: boo
         "board": b.id,
         "port": port,
         "dry_run": True,
-        "files": [dict(f, dest=":" + f["path"]) for f in _files(tree)],
+        "files": [dict(f, dest=":" + f["path"]) for f in tree.describe()],
         "bytes": tree.size,
     }
     if json_:
         emit(data)
         return
-    table = Table(title=f"would copy to {port or b.id} ({_kind(tree)})")
+    table = Table(title=f"would copy to {port or b.id} ({tree.kind})")
     table.add_column("file on the board")
     table.add_column("size", justify="right")
     for rel, size in tree.files:
