@@ -15,7 +15,7 @@ import typer
 
 from kpdev.host.cli.evaluate import print_profile, print_results, print_windows
 from kpdev.host.cli.model import print_vectors
-from kpdev.host.cli.options import JsonOpt, emit, err, log_event, out
+from kpdev.host.cli.options import JsonOpt, emit, err, out, session
 from kpdev.host.cli.render import progress_bar
 from kpdev.host.errors import UsageError
 from kpdev.host.evaluation.metrics import board_info, versions_of
@@ -58,7 +58,6 @@ def demo(
     recognize a continuous recording and write a report (Markdown and HTML with figures).
     """
     from kpdev.host.boards.catalog import get_board
-    from kpdev.host.client.session import open_session
     from kpdev.host.datasets import load_dataset, load_signal
     from kpdev.host.evaluation.evaluate import evaluate, profile_pack
     from kpdev.host.evaluation.metrics import measurements, write_measurements
@@ -79,7 +78,7 @@ def demo(
     pack = read_pack(_build(out_dir))
     _, test = load_dataset(str(DEMO / "basicmotions.npz")).split()
     labels = [test.classes[int(i)] for i in test.y]
-    with open_session(board, None, None, timeout=60.0, on_event=log_event) as c:
+    with session(board, None, None, 60.0) as c:
         say(f"[bold]2/6[/bold] deploying to {b.id} ({b.name})")
         with progress_bar(not json_, "upload") as progress:
             plan = deploy_pack(c, pack, b, progress=progress)

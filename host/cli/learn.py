@@ -30,13 +30,13 @@ from kpdev.host.cli.options import (
     WindowOpt,
     emit,
     err,
-    log_event,
     out,
     parse_window,
+    session,
     sub_app,
 )
 from kpdev.host.cli.render import progress_bar, progress_view
-from kpdev.host.client.session import open_session, resolve_board
+from kpdev.host.client.session import resolve_board
 from kpdev.host.errors import UsageError
 from kpdev.host.plain import human_bytes
 
@@ -202,7 +202,7 @@ def run(
     if cut is None and pipeline:
         cut = (pipeline["window"]["size"], pipeline["window"]["stride"])
     data = load_dataset(dataset, window=cut)
-    session = new_session_id()
+    session_id = new_session_id()
     plan = {
         "shots": shots,
         "rounds": rounds,
@@ -221,7 +221,7 @@ def run(
         scored = list(rows[0]["per_class"]) if rows else []
         return Group(_round_table(rows, scored), bar)
 
-    with open_session(board, port, key, timeout=timeout, on_event=log_event) as c:
+    with session(board, port, key, timeout) as c:
         with progress_bar(not json_, f"deploy {pack.name}", unit="bytes") as deploy_progress:
             ensure_active(c, pack, data, board=b, progress=deploy_progress, **plan)
         live = Live(view(), console=err, refresh_per_second=8, transient=True) if live_on else None
@@ -242,12 +242,12 @@ def run(
                 pack,
                 data,
                 **plan,
-                session=session,
+                session=session_id,
                 on_round=on_round,
                 progress=progress,
                 save=save,
             )
-    folder = out_dir or Path("kpdev-learn") / session
+    folder = out_dir or Path("kpdev-learn") / session_id
     paths = write_session(log, folder)
     record = _record_path(board, port)
     record.parent.mkdir(parents=True, exist_ok=True)
@@ -257,7 +257,7 @@ def run(
                 "pack": str(pack_path.resolve()),
                 "name": pack.name,
                 "version": pack.manifest["version"],
-                "session": session,
+                "session": session_id,
             }
         )
     )
@@ -267,7 +267,7 @@ def run(
     out.print(_round_table(log["rows"], log["scored"]))
     first, last = log["rows"][0], log["rows"][-1]
     out.print(
-        f"session [bold]{session}[/bold]: {log['learner']} learner on {log['board']} went from "
+        f"session [bold]{session_id}[/bold]: {log['learner']} learner on {log['board']} went from "
         f"{first['accuracy']:.3f} to [bold]{last['accuracy']:.3f}[/bold] with "
         f"{last['shots_per_class']} shots per class"
         + (f", new classes {', '.join(log['new_classes'])}" if log["new_classes"] else "")
@@ -311,7 +311,7 @@ def info(
     json_: JsonOpt = False,
 ) -> None:
     """Show the device's learner: its classes, samples learned, saved or not."""
-    with open_session(board, port, key, timeout=timeout, on_event=log_event) as c:
+    with session(board, port, key, timeout) as c:
         result = c.learn_info()
     if json_:
         emit(result)
@@ -331,7 +331,7 @@ def save_(
 
     The save is atomic: one cut short keeps the previous save.
     """
-    with open_session(board, port, key, timeout=timeout, on_event=log_event) as c:
+    with session(board, port, key, timeout) as c:
         result = c.learn_save()
     if json_:
         emit(result)
@@ -351,7 +351,7 @@ def reset(
     json_: JsonOpt = False,
 ) -> None:
     """Forget what the device learned, in RAM and saved: back to the pack's own learner."""
-    with open_session(board, port, key, timeout=timeout, on_event=log_event) as c:
+    with session(board, port, key, timeout) as c:
         result = c.learn_reset()
     if json_:
         emit(result)
@@ -361,7 +361,7 @@ def reset(
 
 
 def _enable(on: bool, board, port, key, timeout, json_) -> None:
-    with open_session(board, port, key, timeout=timeout, on_event=log_event) as c:
+    with session(board, port, key, timeout) as c:
         result = c.learn_enable(on)
     if json_:
         emit(result)
@@ -454,7 +454,7 @@ def export(
         raise UsageError(f"{source}: the pack has no learner; nothing to export")
     target = out_path or Path(f"{pack.name}-learned.kp")
     refuse_existing(target, force, "pack")
-    with open_session(board, port, key, timeout=timeout, on_event=log_event) as c:
+    with session(board, port, key, timeout) as c:
         with progress_bar(not json_, "export") as progress:
             data = c.learn_export(progress)
         where = c.device.get("board")

@@ -20,12 +20,11 @@ from kpdev.host.cli.options import (
     KeyOpt,
     PortOpt,
     TimeoutOpt,
-    log_event,
     out,
+    session,
     sub_app,
 )
 from kpdev.host.client.client import Client
-from kpdev.host.client.session import open_session
 from kpdev.host.errors import LinkError
 from kpdev.host.plain import jsonable
 
@@ -45,10 +44,6 @@ def _emit(data: Any, lines: bool = False) -> None:
     text = json.dumps(jsonable(data), separators=(",", ":")) if lines else None
     sys.stdout.write((text or json.dumps(jsonable(data), indent=2)) + "\n")
     sys.stdout.flush()
-
-
-def _session(board, port, key, timeout):
-    return open_session(board, port, key, timeout=timeout, on_event=log_event)
 
 
 def readings(c: Client, polls: int | None, interval: float) -> Iterator[dict[str, Any]]:
@@ -158,7 +153,7 @@ def power(
     polls = count if count is not None else (None if watch else 1)
     many = polls != 1
     history: list[dict[str, Any]] = []
-    with _session(board, port, key, timeout) as c:
+    with session(board, port, key, timeout) as c:
         stream = readings(c, polls, interval)
         try:
             if json_:
@@ -183,7 +178,7 @@ def power(
 
 
 def _switch(on: bool, board, port, key, timeout, json_) -> None:
-    with _session(board, port, key, timeout) as c:
+    with session(board, port, key, timeout) as c:
         data = c.power_enable(on)
     data["board"] = c.device.get("board")
     if json_:
@@ -246,7 +241,7 @@ def clock(
     the cpufreq governor on Linux. A device without a clock it can set refuses with a one-line
     error.
     """
-    with _session(board, port, key, timeout) as c:
+    with session(board, port, key, timeout) as c:
         data = c.clock(mode)
     data["board"] = c.device.get("board")
     if json_:
