@@ -9,15 +9,8 @@ no longer offered.  On MicroPython a backend for another runtime is never import
 
 import sys
 
+from kpdev.protocol.compat import MICROPYTHON, RUNTIME, const, forget_modules
 from kpdev.protocol.errors import KpdevError
-
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
 
 # Protocol numbers of kpdev.protocol.ops as compile-time constants: importing ops would keep
 # its whole table in a board's heap.  stage_lib checks that these still match ops.py.
@@ -56,7 +49,6 @@ FORMATS = {
     "fbz": ("akida",),
 }
 
-_RUNTIME = sys.implementation.name
 _versions = None  # name -> version of the backends that work here, once probed
 _instances = {}  # name -> Backend
 _reasons = {}  # name -> why a known backend is not offered
@@ -78,14 +70,14 @@ def _import(module_name):
 def _probe():
     global _versions
     versions = {}
-    before = set(sys.modules) if _RUNTIME == "micropython" else None
+    before = set(sys.modules) if MICROPYTHON else None
     for name in BACKENDS:
         entry = BACKENDS[name]
         module_name, class_name, runtime = entry[:3]
         if len(entry) > 3:
             versions[name] = entry[3]
             continue
-        if runtime and runtime != _RUNTIME:
+        if runtime and runtime != RUNTIME:
             _reasons[name] = "it needs %s" % runtime
             continue
         if name in RUNTIME_PACKAGES:
@@ -131,24 +123,11 @@ def _installed_version(name):
         return "unknown"
 
 
-def forget_modules(names):
-    """On MicroPython, drop modules from sys.modules and from their package, so the collector
-    frees their code once nothing else refers to it (CPython keeps every module)."""
-    if _RUNTIME != "micropython":
-        return
-    for module_name in names:
-        sys.modules.pop(module_name, None)
-        dot = module_name.rfind(".")
-        package = sys.modules.get(module_name[:dot])
-        if package is not None and hasattr(package, module_name[dot + 1 :]):
-            delattr(package, module_name[dot + 1 :])
-
-
 def release(keep=None):
     """On MicroPython, forget backend instances and the backend modules imported since
     ``keep`` (a set of module names; default: every kpdev.accelerators submodule), so the
     collector frees their code.  The agent calls it when no model is loaded."""
-    if _RUNTIME != "micropython":
+    if not MICROPYTHON:
         return
     _instances.clear()
     forget_modules(
@@ -166,7 +145,7 @@ def _instance(name):
     backend = _instances.get(name)
     if backend is None:
         entry = BACKENDS[name]
-        if len(entry) > 4 and _RUNTIME == "micropython":
+        if len(entry) > 4 and MICROPYTHON:
             import gc
 
             gc.collect()
@@ -187,7 +166,7 @@ def _instance(name):
             if _versions is not None:
                 _versions.pop(name, None)
             raise KpdevError(
-                "backend %s does not load on %s: %s: %s" % (name, _RUNTIME, type(e).__name__, e),
+                "backend %s does not load on %s: %s: %s" % (name, RUNTIME, type(e).__name__, e),
                 _E_NO_BACKEND,
             )
         _instances[name] = backend
@@ -222,7 +201,7 @@ def get(name):
     elif name not in BACKENDS:
         why = "unknown backend; "
     raise KpdevError(
-        "no backend %r on %s (%sthis agent offers: %s)" % (name, _RUNTIME, why, _offers()),
+        "no backend %r on %s (%sthis agent offers: %s)" % (name, RUNTIME, why, _offers()),
         _E_NO_BACKEND,
     )
 
@@ -250,7 +229,7 @@ def for_format(fmt, prefer=None):
     known = names is not None or fmt in EXTENSIONS.values()
     why = "" if known else "unknown model format; "
     raise KpdevError(
-        "no backend for %s on %s (%sthis agent offers: %s)" % (fmt, _RUNTIME, why, _offers()),
+        "no backend for %s on %s (%sthis agent offers: %s)" % (fmt, RUNTIME, why, _offers()),
         _E_NO_BACKEND,
     )
 

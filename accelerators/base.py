@@ -5,15 +5,8 @@ a ``LoadedModel`` subclass from ``load``; input checking lives here so that ever
 a wrong input the same way, with the same error codes, before it touches the engine.
 """
 
+from kpdev.protocol.compat import const
 from kpdev.protocol.errors import DeviceError
-
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
 
 # Protocol numbers of kpdev.protocol.ops as compile-time constants: importing ops would keep
 # its whole table in a board's heap.  stage_lib checks that these still match ops.py.

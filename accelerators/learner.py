@@ -93,16 +93,9 @@ which of them is the oldest once the ring is full.  Prototype sums and means are
 import struct
 from array import array
 
+from kpdev.protocol.compat import const
 from kpdev.protocol.errors import DeviceError
 from kpdev.protocol.framing import crc32
-
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
 
 _E_BAD_SHAPE = const(18)
 _E_BAD_DTYPE = const(19)

@@ -20,8 +20,10 @@ import sys
 import micropython
 from micropython import const
 
+from kpdev.protocol.compat import MICROPYTHON
+
 # A CPython with a ``micropython`` stand-in module installed gets this far.
-if sys.implementation.name != "micropython":
+if not MICROPYTHON:
     raise ImportError("viper loops run on MicroPython only")
 
 NAME = "viper"

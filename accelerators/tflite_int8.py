@@ -14,17 +14,10 @@ viper code where the port has the native emitter.
 
 import gc
 
-from kpdev.accelerators import BACKENDS, forget_modules
+from kpdev.accelerators import BACKENDS
 from kpdev.accelerators.base import Backend, LoadedModel
+from kpdev.protocol.compat import const, forget_modules
 from kpdev.protocol.errors import DeviceError
-
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
 
 _E_MODEL_LOAD = const(23)
 _E_NO_MODEL = const(16)

@@ -34,16 +34,9 @@ from kpdev.device.links.base import LinkClosed
 from kpdev.device.stats import Stats
 from kpdev.device.store import ModelStore
 from kpdev.protocol import cbor
+from kpdev.protocol.compat import const, forget_modules
 from kpdev.protocol.errors import DeviceError, KpdevError
 from kpdev.protocol.framing import DEFAULT_MAX_PAYLOAD, FrameParser, FrameWriter
-
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
 
 # Protocol numbers of kpdev.protocol.ops as compile-time constants: importing ops would keep
 # its whole table in a board's heap.  stage_lib checks that these still match ops.py.
@@ -159,23 +152,6 @@ def field(body, key, kind, required=True, default=None):
     if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
         raise DeviceError("field %r has the wrong type" % key, _E_BAD_REQUEST)
     return v
-
-
-def forget_modules(names):
-    """Drop modules from ``sys.modules`` and from their package, so their code can be freed.
-
-    MicroPython only: it keeps imported code in the heap until nothing refers to the module any
-    more.  CPython keeps every module.
-    """
-    if not sysinfo.MICROPYTHON:
-        return
-    for name in names:
-        sys.modules.pop(name, None)
-        dot = name.rfind(".")
-        package = sys.modules.get(name[:dot])
-        if package is not None and hasattr(package, name[dot + 1 :]):
-            delattr(package, name[dot + 1 :])
-    sysinfo.collect()
 
 
 def ping(agent, body):
@@ -331,6 +307,7 @@ class Agent:
         module = sys.modules.get(name)
         if module is None:
             forget_modules(self._overlay)
+            sysinfo.collect()
             before = list(sys.modules)
             try:
                 __import__(name)

@@ -23,16 +23,9 @@ import struct
 from array import array
 
 from kpdev.device.sysinfo import ticks_diff, ticks_us
+from kpdev.protocol.compat import const
 from kpdev.protocol.errors import DeviceError
 from kpdev.protocol.tensors import Tensor
-
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
 
 _E_BAD_SHAPE = const(18)
 _E_BAD_DTYPE = const(19)

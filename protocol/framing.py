@@ -21,13 +21,7 @@ past the bad sync word and looks for the next one.
 
 import struct
 
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
+from kpdev.protocol.compat import const
 
 try:
     from binascii import crc32

@@ -1,12 +1,6 @@
 """Operation codes, frame flags and error codes: the tables docs/protocol.md documents."""
 
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
+from kpdev.protocol.compat import const
 
 PROTOCOL_VERSION = 1
 

@@ -1,15 +1,14 @@
 """What every link shares: its errors, and readers that return whatever bytes have arrived."""
 
-import sys
-
 try:
     import select
 except ImportError:
     import uselect as select
 
+from kpdev.protocol.compat import MICROPYTHON
 from kpdev.protocol.errors import KpdevError
 
-CPYTHON = sys.implementation.name == "cpython"
+CPYTHON = not MICROPYTHON
 if CPYTHON:
     import os
 
