@@ -1,4 +1,11 @@
-"""Operation codes, frame flags and error codes: the tables docs/protocol.md documents."""
+"""Operation codes, frame flags and error codes: the tables docs/protocol.md documents.
+
+The one list of them: protocol/names.py names them from here, the fuzz test sends every
+operation and tests/test_dispatch.py checks that the agent answers each one.  Every upper-case
+name is an operation code, except the frame flags ``FLAG_*``, the error codes ``E_*``, the
+bounds of the reserved ranges ``*_FIRST`` / ``*_LAST`` and ``PROTOCOL_VERSION``.  Each group of
+operations keeps its codes in one range: the agent routes a code to its handler group by range.
+"""
 
 from kpdev.protocol.compat import const
 
