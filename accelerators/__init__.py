@@ -8,6 +8,7 @@ no longer offered.  On MicroPython a backend for another runtime is never import
 """
 
 import sys
+from collections import namedtuple
 
 from kpdev.protocol.compat import MICROPYTHON, RUNTIME, const, forget_modules
 from kpdev.protocol.errors import KpdevError
@@ -18,18 +19,25 @@ _E_BAD_REQUEST = const(5)
 _E_NO_BACKEND = const(17)
 
 
-# Backend name -> (module, class, runtime it needs or None[, version, free heap it needs]).
-# A version in the table marks a pure-Python backend that works on every runtime: it is
-# offered without being imported, so probing costs a small board no RAM; on MicroPython it is
-# not even imported unless the heap has the room it needs to load a model (bytes).  A backend
-# for another runtime is never imported: on a microcontroller, loading its module alone could
-# exhaust the heap.
+# One backend of the table: ``module`` and ``classname`` implement it; ``runtime`` is the one
+# it needs ("cpython"), or None for a pure-Python backend that works on every runtime.  Such a
+# backend also has its ``version`` here, so it is offered without being imported (probing costs
+# a small board no RAM), and the free ``heap`` (bytes) it needs to load a model: on MicroPython
+# it is not even imported without that room.  A backend for another runtime is never imported:
+# on a microcontroller, loading its module alone could exhaust the heap.
+BackendEntry = namedtuple("BackendEntry", ("module", "classname", "runtime", "version", "heap"))
+
+# Backend name -> BackendEntry.
 BACKENDS = {
-    "tflite_micro": ("kpdev.accelerators.tflite_micro", "TFLiteMicroBackend", "cpython"),
-    "litert": ("kpdev.accelerators.litert", "LiteRTBackend", "cpython"),
-    "iree": ("kpdev.accelerators.iree", "IREEBackend", "cpython"),
-    "akida": ("kpdev.accelerators.akida", "AkidaBackend", "cpython"),
-    "tflite_int8": ("kpdev.accelerators.tflite_int8", "TFLiteInt8Backend", None, "1.0", 45056),
+    "tflite_micro": BackendEntry(
+        "kpdev.accelerators.tflite_micro", "TFLiteMicroBackend", "cpython", None, None
+    ),
+    "litert": BackendEntry("kpdev.accelerators.litert", "LiteRTBackend", "cpython", None, None),
+    "iree": BackendEntry("kpdev.accelerators.iree", "IREEBackend", "cpython", None, None),
+    "akida": BackendEntry("kpdev.accelerators.akida", "AkidaBackend", "cpython", None, None),
+    "tflite_int8": BackendEntry(
+        "kpdev.accelerators.tflite_int8", "TFLiteInt8Backend", None, "1.0", 45056
+    ),
 }
 
 # On CPython, backend name -> (module its runtime imports as, distribution that installs it):
@@ -73,12 +81,11 @@ def _probe():
     before = set(sys.modules) if MICROPYTHON else None
     for name in BACKENDS:
         entry = BACKENDS[name]
-        module_name, class_name, runtime = entry[:3]
-        if len(entry) > 3:
-            versions[name] = entry[3]
+        if entry.version is not None:
+            versions[name] = entry.version
             continue
-        if runtime and runtime != RUNTIME:
-            _reasons[name] = "it needs %s" % runtime
+        if entry.runtime and entry.runtime != RUNTIME:
+            _reasons[name] = "it needs %s" % entry.runtime
             continue
         if name in RUNTIME_PACKAGES:
             version = _installed_version(name)
@@ -86,7 +93,7 @@ def _probe():
                 versions[name] = version
             continue
         try:
-            backend = getattr(_import(module_name), class_name)()
+            backend = getattr(_import(entry.module), entry.classname)()
             version = backend.version()
         except MemoryError:
             _short.append(name)
@@ -145,20 +152,19 @@ def _instance(name):
     backend = _instances.get(name)
     if backend is None:
         entry = BACKENDS[name]
-        if len(entry) > 4 and MICROPYTHON:
+        if entry.heap and MICROPYTHON:
             import gc
 
             gc.collect()
             free = gc.mem_free()
-            if free < entry[4]:
+            if free < entry.heap:
                 raise KpdevError(
                     "not enough memory to load a model with %s: it needs about %d KB of free "
-                    "heap, this board has %d KB" % (name, entry[4] // 1024, free // 1024),
+                    "heap, this board has %d KB" % (name, entry.heap // 1024, free // 1024),
                     _E_MODEL_LOAD,
                 )
-        module_name, class_name = entry[:2]
         try:
-            backend = getattr(_import(module_name), class_name)()
+            backend = getattr(_import(entry.module), entry.classname)()
         except (KpdevError, MemoryError):
             raise
         except Exception as e:  # an installed runtime that does not import or start here

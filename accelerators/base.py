@@ -33,13 +33,12 @@ def read_source(source):
 class Backend:
     """An inference engine the agent can load models into.
 
-    ``name`` is the registry key, ``formats`` the model format names it loads ("tflite", ...).
+    ``name`` is the registry key; the formats it loads are the registry's FORMATS table.
     Constructing a backend must be cheap and must raise if the engine cannot work here: the
     registry constructs each one once to find out what the agent offers.
     """
 
     name = ""
-    formats = ()
 
     def version(self):
         """Version string of the engine."""

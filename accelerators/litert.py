@@ -150,7 +150,6 @@ class LiteRTBackend(Backend):
     """
 
     name = "litert"
-    formats = ("tflite",)
 
     def version(self):
         """The ai-edge-litert package version."""

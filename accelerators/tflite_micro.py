@@ -192,7 +192,6 @@ class TFLiteMicroBackend(Backend):
     """
 
     name = "tflite_micro"
-    formats = ("tflite",)
 
     def version(self):
         """The tflite-micro package version, with the git commit it was built from."""
