@@ -78,15 +78,6 @@ def _authenticator(key):
     return Authenticator(key)
 
 
-def __getattr__(name):
-    # ``framing.Authenticator`` keeps working: it lives in auth.py and loads when first asked for.
-    if name == "Authenticator":
-        from kpdev.protocol.auth import Authenticator
-
-        return Authenticator
-    raise AttributeError("module %r has no attribute %r" % (__name__, name))
-
-
 class Frame:
     """One received frame; ``error`` is an error code when the frame could not be accepted."""
 
