@@ -5,6 +5,18 @@ imported lazily by module name.  On CPython a backend is offered when its runtim
 is installed, found without importing it (so HELLO answers at once); its runtime is imported
 when a model first needs it, and one that then fails to load is refused with E_NO_BACKEND and
 no longer offered.  On MicroPython a backend for another runtime is never imported.
+
+Adding a backend:
+1. accelerators/<name>.py: a ``base.Backend`` subclass (``name``, ``version``, ``load``) whose
+   ``load`` returns a ``base.LoadedModel`` subclass (``io_spec``, ``run``, ``info``);
+2. ``BACKENDS`` here: its ``BackendEntry`` (the runtime it needs with the package and
+   distribution of the engine, or for pure Python none but a version and the heap a load
+   needs); ``FORMATS``: its place in each format's preference order (a new format:
+   protocol/formats.py ``EXTENSIONS`` too);
+3. the host: host/extras.py (the pip extra of its runtime) and pyproject.toml's extras; a new
+   format: which board runtimes take it (host/deploy.py);
+4. tests/test_<name>.py (as tests/test_litert.py: offered, io spec, inference, refusals) and
+   the README's backend list.
 """
 
 import sys
@@ -19,35 +31,67 @@ _E_BAD_REQUEST = const(5)
 _E_NO_BACKEND = const(17)
 
 
-# One backend of the table: ``module`` and ``classname`` implement it; ``runtime`` is the one
-# it needs ("cpython"), or None for a pure-Python backend that works on every runtime.  Such a
-# backend also has its ``version`` here, so it is offered without being imported (probing costs
-# a small board no RAM), and the free ``heap`` (bytes) it needs to load a model: on MicroPython
-# it is not even imported without that room.  A backend for another runtime is never imported:
-# on a microcontroller, loading its module alone could exhaust the heap.
-BackendEntry = namedtuple("BackendEntry", ("module", "classname", "runtime", "version", "heap"))
+# One backend of the table.  ``module`` and ``classname`` implement it.  ``runtime`` is the one
+# it needs ("cpython"): a backend for another runtime is never imported (on a microcontroller,
+# loading its module alone could exhaust the heap).  Such a backend's own runtime imports as
+# ``package`` and is installed by ``distribution``: it is offered when that is installed, found
+# without importing it, so an agent answers HELLO at once; the runtime is imported when a model
+# first needs it.  ``runtime`` None marks a pure-Python backend that works on every runtime:
+# ``version`` is its version, so it is offered without being imported (probing costs a small
+# board no RAM), and ``heap`` the free heap (bytes) it needs to load a model: on MicroPython it
+# is not even imported without that room.
+BackendEntry = namedtuple(
+    "BackendEntry",
+    ("module", "classname", "runtime", "package", "distribution", "version", "heap"),
+)
 
 # Backend name -> BackendEntry.
 BACKENDS = {
     "tflite_micro": BackendEntry(
-        "kpdev.accelerators.tflite_micro", "TFLiteMicroBackend", "cpython", None, None
+        module="kpdev.accelerators.tflite_micro",
+        classname="TFLiteMicroBackend",
+        runtime="cpython",
+        package="tflite_micro",
+        distribution="tflite-micro",
+        version=None,
+        heap=None,
     ),
-    "litert": BackendEntry("kpdev.accelerators.litert", "LiteRTBackend", "cpython", None, None),
-    "iree": BackendEntry("kpdev.accelerators.iree", "IREEBackend", "cpython", None, None),
-    "akida": BackendEntry("kpdev.accelerators.akida", "AkidaBackend", "cpython", None, None),
+    "litert": BackendEntry(
+        module="kpdev.accelerators.litert",
+        classname="LiteRTBackend",
+        runtime="cpython",
+        package="ai_edge_litert",
+        distribution="ai-edge-litert",
+        version=None,
+        heap=None,
+    ),
+    "iree": BackendEntry(
+        module="kpdev.accelerators.iree",
+        classname="IREEBackend",
+        runtime="cpython",
+        package="iree.runtime",
+        distribution="iree-base-runtime",
+        version=None,
+        heap=None,
+    ),
+    "akida": BackendEntry(
+        module="kpdev.accelerators.akida",
+        classname="AkidaBackend",
+        runtime="cpython",
+        package="akida",
+        distribution="akida",
+        version=None,
+        heap=None,
+    ),
     "tflite_int8": BackendEntry(
-        "kpdev.accelerators.tflite_int8", "TFLiteInt8Backend", None, "1.0", 45056
+        module="kpdev.accelerators.tflite_int8",
+        classname="TFLiteInt8Backend",
+        runtime=None,
+        package=None,
+        distribution=None,
+        version="1.0",
+        heap=45056,
     ),
-}
-
-# On CPython, backend name -> (module its runtime imports as, distribution that installs it):
-# a backend is offered when its runtime is installed, found without importing it, so an agent
-# answers HELLO at once; the runtime is imported when a model first needs it.
-RUNTIME_PACKAGES = {
-    "tflite_micro": ("tflite_micro", "tflite-micro"),
-    "litert": ("ai_edge_litert", "ai-edge-litert"),
-    "iree": ("iree.runtime", "iree-base-runtime"),
-    "akida": ("akida", "akida"),
 }
 
 # Model format -> backend names, most preferred first.
@@ -87,8 +131,8 @@ def _probe():
         if entry.runtime and entry.runtime != RUNTIME:
             _reasons[name] = "it needs %s" % entry.runtime
             continue
-        if name in RUNTIME_PACKAGES:
-            version = _installed_version(name)
+        if entry.distribution is not None:
+            version = _installed_version(name, entry)
             if version is not None:
                 versions[name] = version
             continue
@@ -110,24 +154,25 @@ def _probe():
         release(before)
 
 
-def _installed_version(name):
-    # CPython only: the version of the distribution that installs a backend's runtime, or None
-    # (with the reason noted) when it is not installed.
-    import importlib.metadata
-    import importlib.util
+if not MICROPYTHON:  # a board keeps no code it never runs
 
-    module, dist = RUNTIME_PACKAGES[name]
-    try:
-        found = importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        found = False
-    if not found:
-        _reasons[name] = "ImportError: No module named %r" % module
-        return None
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
+    def _installed_version(name, entry):
+        # CPython only: the version of the distribution that installs a backend's runtime, or None
+        # (with the reason noted) when it is not installed.
+        import importlib.metadata
+        import importlib.util
+
+        try:
+            found = importlib.util.find_spec(entry.package) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            _reasons[name] = "ImportError: No module named %r" % entry.package
+            return None
+        try:
+            return importlib.metadata.version(entry.distribution)
+        except importlib.metadata.PackageNotFoundError:
+            return "unknown"
 
 
 def release(keep=None):

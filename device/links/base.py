@@ -8,8 +8,7 @@ except ImportError:
 from kpdev.protocol.compat import MICROPYTHON
 from kpdev.protocol.errors import KpdevError
 
-CPYTHON = not MICROPYTHON
-if CPYTHON:
+if not MICROPYTHON:
     import os
 
 
@@ -65,7 +64,7 @@ class PollReader:
         return bytes(memoryview(buf)[:i])
 
 
-if CPYTHON:
+if not MICROPYTHON:
 
     class FdReader:
         """CPython: ``os.read`` returns whatever is there, up to ``n`` bytes."""
@@ -98,7 +97,7 @@ class StreamLink:
 
     def write(self, data):
         """Write all of ``data``."""
-        if CPYTHON:
+        if not MICROPYTHON:
             mv = memoryview(data)
             while mv:
                 mv = mv[os.write(self._wfd, mv) :]
