@@ -127,8 +127,7 @@ def main() -> int:
     out = HERE / "basicmotions_pipeline.yml"
     out.write_text(
         "# Made by examples/basicmotions/train.py from basicmotions.npz (UEA BasicMotions,\n"
-        "# TRAIN fold).\n"
-        + yaml.safe_dump(spec, sort_keys=False)
+        "# TRAIN fold).\n" + yaml.safe_dump(spec, sort_keys=False)
     )
     print(f"{out.name}: {f.shape[1]} features; test fold of {len(test)} kept for evaluation")
     binary = dict(spec)

@@ -126,17 +126,17 @@ _CPYTHON_DEVICE_MODULES = ("kpdev.device.power_akida", "kpdev.accelerators.ndarr
 def board_modules(runtime: str) -> Callable[[str], bool]:
     """Which device modules go on a board of ``runtime``: all but other runtimes' backends.
 
-    The backend table (``kpdev.accelerators.BACKENDS``: name -> module, class, runtime or
-    None, ...) says which modules belong to a backend for another runtime; those modules, or
+    The backend table (``kpdev.accelerators.BACKENDS``: name -> ``BackendEntry`` with its
+    module and the runtime it needs, or None) says which modules belong to a backend for another
+    runtime; those modules, or
     packages, stay off the board.  Reading it imports the table only, no backend.
     """
     from kpdev import accelerators
 
-    # An entry starts (module, class, runtime or None); more fields may follow.
     foreign = [
-        entry[0]
+        entry.module
         for entry in accelerators.BACKENDS.values()
-        if entry[2] is not None and entry[2] != runtime
+        if entry.runtime is not None and entry.runtime != runtime
     ]
     if runtime == "micropython":
         foreign += list(_CPYTHON_DEVICE_MODULES)
