@@ -9,12 +9,12 @@ no longer offered.  On MicroPython a backend for another runtime is never import
 Adding a backend:
 1. accelerators/<name>.py: a ``base.Backend`` subclass (``name``, ``version``, ``load``) whose
    ``load`` returns a ``base.LoadedModel`` subclass (``io_spec``, ``run``, ``info``);
-2. ``BACKENDS`` here: its ``BackendEntry`` (the runtime it needs with the package and
-   distribution of the engine, or for pure Python none but a version and the heap a load
-   needs); ``FORMATS``: its place in each format's preference order (a new format:
-   protocol/formats.py ``EXTENSIONS`` too);
+2. ``BACKENDS`` here: its ``BackendEntry`` (the runtime it needs, or for pure Python none but
+   a version and the heap a load needs); on CPython ``RUNTIME_PACKAGES``: the package and
+   distribution of its engine; ``FORMATS``: its place in each format's preference order (a new
+   format: protocol/formats.py ``EXTENSIONS`` too);
 3. the host: host/extras.py (the pip extra of its runtime) and pyproject.toml's extras; a new
-   format: which board runtimes take it (host/deploy.py);
+   format: which board runtimes take it (host/packs/deploy.py);
 4. tests/test_<name>.py (as tests/test_litert.py: offered, io spec, inference, refusals) and
    the README's backend list.
 """
@@ -33,17 +33,12 @@ _E_NO_BACKEND = const(17)
 
 # One backend of the table.  ``module`` and ``classname`` implement it.  ``runtime`` is the one
 # it needs ("cpython"): a backend for another runtime is never imported (on a microcontroller,
-# loading its module alone could exhaust the heap).  Such a backend's own runtime imports as
-# ``package`` and is installed by ``distribution``: it is offered when that is installed, found
-# without importing it, so an agent answers HELLO at once; the runtime is imported when a model
-# first needs it.  ``runtime`` None marks a pure-Python backend that works on every runtime:
-# ``version`` is its version, so it is offered without being imported (probing costs a small
-# board no RAM), and ``heap`` the free heap (bytes) it needs to load a model: on MicroPython it
-# is not even imported without that room.
-BackendEntry = namedtuple(
-    "BackendEntry",
-    ("module", "classname", "runtime", "package", "distribution", "version", "heap"),
-)
+# loading its module alone could exhaust the heap); on CPython such a backend is offered when
+# its runtime is installed (``RUNTIME_PACKAGES``).  ``runtime`` None marks a pure-Python backend
+# that works on every runtime: ``version`` is its version, so it is offered without being
+# imported (probing costs a small board no RAM), and ``heap`` the free heap (bytes) it needs to
+# load a model: on MicroPython it is not even imported without that room.
+BackendEntry = namedtuple("BackendEntry", ("module", "classname", "runtime", "version", "heap"))
 
 # Backend name -> BackendEntry.
 BACKENDS = {
@@ -51,8 +46,6 @@ BACKENDS = {
         module="kpdev.accelerators.tflite_micro",
         classname="TFLiteMicroBackend",
         runtime="cpython",
-        package="tflite_micro",
-        distribution="tflite-micro",
         version=None,
         heap=None,
     ),
@@ -60,8 +53,6 @@ BACKENDS = {
         module="kpdev.accelerators.litert",
         classname="LiteRTBackend",
         runtime="cpython",
-        package="ai_edge_litert",
-        distribution="ai-edge-litert",
         version=None,
         heap=None,
     ),
@@ -69,8 +60,6 @@ BACKENDS = {
         module="kpdev.accelerators.iree",
         classname="IREEBackend",
         runtime="cpython",
-        package="iree.runtime",
-        distribution="iree-base-runtime",
         version=None,
         heap=None,
     ),
@@ -78,8 +67,6 @@ BACKENDS = {
         module="kpdev.accelerators.akida",
         classname="AkidaBackend",
         runtime="cpython",
-        package="akida",
-        distribution="akida",
         version=None,
         heap=None,
     ),
@@ -87,8 +74,6 @@ BACKENDS = {
         module="kpdev.accelerators.tflite_int8",
         classname="TFLiteInt8Backend",
         runtime=None,
-        package=None,
-        distribution=None,
         version="1.0",
         heap=45056,
     ),
@@ -131,8 +116,8 @@ def _probe():
         if entry.runtime and entry.runtime != RUNTIME:
             _reasons[name] = "it needs %s" % entry.runtime
             continue
-        if entry.distribution is not None:
-            version = _installed_version(name, entry)
+        if not MICROPYTHON and name in RUNTIME_PACKAGES:
+            version = _installed_version(name)
             if version is not None:
                 versions[name] = version
             continue
@@ -154,23 +139,33 @@ def _probe():
         release(before)
 
 
-if not MICROPYTHON:  # a board keeps no code it never runs
+if not MICROPYTHON:  # a board keeps no table or code it never uses
+    # Backend name -> (module its runtime imports as, distribution that installs it): the
+    # backend is offered when that is installed, found without importing it, so an agent
+    # answers HELLO at once; the runtime is imported when a model first needs it.
+    RUNTIME_PACKAGES = {
+        "tflite_micro": ("tflite_micro", "tflite-micro"),
+        "litert": ("ai_edge_litert", "ai-edge-litert"),
+        "iree": ("iree.runtime", "iree-base-runtime"),
+        "akida": ("akida", "akida"),
+    }
 
-    def _installed_version(name, entry):
-        # CPython only: the version of the distribution that installs a backend's runtime, or None
-        # (with the reason noted) when it is not installed.
+    def _installed_version(name):
+        # The version of the distribution that installs a backend's runtime, or None (with the
+        # reason noted) when it is not installed.
         import importlib.metadata
         import importlib.util
 
+        package, distribution = RUNTIME_PACKAGES[name]
         try:
-            found = importlib.util.find_spec(entry.package) is not None
+            found = importlib.util.find_spec(package) is not None
         except (ImportError, ValueError):
             found = False
         if not found:
-            _reasons[name] = "ImportError: No module named %r" % entry.package
+            _reasons[name] = "ImportError: No module named %r" % package
             return None
         try:
-            return importlib.metadata.version(entry.distribution)
+            return importlib.metadata.version(distribution)
         except importlib.metadata.PackageNotFoundError:
             return "unknown"
 

@@ -23,7 +23,7 @@ Adding an operation (tests/test_dispatch.py fails until the device half agrees):
 1. protocol/ops.py: its code, in its group's range (names.py derives the name from it);
 2. its group's module (device/op_*.py): ``_NAME = const(code)``, the handler function and its
    ``HANDLERS`` entry (a new group: a new op_*.py and a range in ``_group`` here);
-3. the host client's method for it (host/client.py);
+3. the host client's method for it (host/client/client.py);
 4. docs/protocol.md: its row in the operations table and its section.
 The fuzz test (tests/test_fuzz.py) sends every operation of ops.py; give it a request template
 there if random bodies rarely reach the handler's interesting paths.

@@ -74,7 +74,7 @@ def test_const_from_the_shim_folds_on_micropython(micropython, mp_lib, tmp_path,
     """MicroPython folds ``_NAME = const(N)`` with const imported from compat, .py and .mpy."""
     (tmp_path / "shimmed.py").write_text(SHIMMED)
     if compiled:
-        from kpdev.host.micropython import mpy_cross_binary
+        from kpdev.host.agent.micropython import mpy_cross_binary
 
         subprocess.run(
             [mpy_cross_binary(), "-O3", "-march=x64", "shimmed.py"], cwd=tmp_path, check=True
