@@ -1,4 +1,5 @@
-# Runs the tflite_int8 backend under MicroPython on every case tests/test_int8_ops.py wrote.
+# Runs the tflite_int8 backend under MicroPython on every case that
+# tests/accelerators/test_int8_ops.py wrote.
 #
 # micropython mp_int8_runner.py DIR
 #
