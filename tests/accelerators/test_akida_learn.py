@@ -2,11 +2,9 @@
 ``host/learning/models.py``, few-shot learning of BasicMotions, saving and reloading what was
 learned, adding classes, and refusals that leave the model as it was."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-from conftest import DATA
+from support.paths import DATA, DEMO
 
 akida = pytest.importorskip("akida")
 
@@ -18,7 +16,6 @@ from kpdev.host.learning.models import akida_learning_model, default_num_weights
 from kpdev.protocol.errors import DeviceError  # noqa: E402
 from kpdev.protocol.ops import E_BAD_DTYPE, E_BAD_VALUE, E_LEARN, E_NO_MODEL  # noqa: E402
 
-DEMO = Path(__file__).resolve().parent.parent / "host" / "demo"
 FC = DATA / "akida_digits_fc.fbz"  # no learning layer
 # The encoding host/learning/models.py's defaults were chosen with.
 LEVELS, LOW, HIGH = 8, -1.5, 1.5

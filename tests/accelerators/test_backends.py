@@ -6,6 +6,8 @@ import subprocess
 
 import numpy as np
 import pytest
+from support.interpreters import driver_path
+from support.paths import DATA
 
 from kpdev import accelerators
 from kpdev.protocol.errors import DeviceError, KpdevError
@@ -25,7 +27,6 @@ from tflite_micro import runtime  # noqa: E402
 from kpdev.accelerators import tflite_micro as tflm_backend  # noqa: E402
 from kpdev.host.runtime import modelgen  # noqa: E402
 
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 DENSE = os.path.join(DATA, "dense_int8.tflite")
 MODELS = ["dense_int8.tflite", "dense_float_io.tflite", "conv_int8.tflite"]
 
@@ -112,19 +113,6 @@ def test_format_of_unknown_extension(filename):
     assert e.value.code == E_BAD_REQUEST
 
 
-MICROPYTHON_PROBE = """
-import kpdev.accelerators as a
-print(repr(a.available()))
-print(a.for_format("tflite").name)
-try:
-    a.for_format("vmfb")
-    print("no error")
-except Exception as e:
-    print(e.code)
-    print(str(e))
-"""
-
-
 def test_registry_under_micropython_offers_the_int8_interpreter(tmp_path):
     from kpdev.host.agent.micropython import MicroPythonNotFound, micropython_binary, stage_lib
 
@@ -135,7 +123,7 @@ def test_registry_under_micropython_offers_the_int8_interpreter(tmp_path):
     lib = stage_lib(str(tmp_path / "lib"))
     env = dict(os.environ, MICROPYPATH=lib + ":.frozen")
     out = subprocess.run(
-        [binary, "-c", MICROPYTHON_PROBE],
+        [binary, str(driver_path("registry_probe.py"))],
         env=env,
         cwd=str(tmp_path),
         capture_output=True,

@@ -4,19 +4,20 @@ Every model of ``support.opmodels.CASES`` (one operator each, seeded weights and
 quantization), the models in tests/data and the two converter-made Keras models run on seeded
 inputs in both the ``tflite_int8`` backend and tflite-micro, in the same test, and the output
 bytes must be identical.  The same comparison runs under the real ``micropython`` binary, every
-case in one process (tests/mp_int8_runner.py), against tflite-micro in this process.
+case in one process (tests/support/drivers/mp_int8_runner.py), against tflite-micro in this
+process.
 """
 
 import functools
 import os
 import subprocess
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DATA, read_data
 from support import opmodels
+from support.interpreters import driver_path
+from support.paths import DATA, read_data
 
 from kpdev.protocol.errors import DeviceError
 from kpdev.protocol.ops import E_MODEL_LOAD
@@ -26,7 +27,6 @@ pytest.importorskip("tflite_micro")
 
 from kpdev.accelerators.tflite_micro import TFLiteMicroBackend  # noqa: E402
 
-RUNNER = Path(__file__).resolve().parent / "mp_int8_runner.py"
 # Seeded random inputs per catalogue case: one of only -128 and 127, then random ones.
 RUNS = 4
 DATA_MODELS = ["dense_int8.tflite", "dense_float_io.tflite", "conv_int8.tflite"]
@@ -254,7 +254,7 @@ def mp_results(micropython, mp_lib, tmp_path_factory):
     (work / "cases.txt").write_text("\n".join(lines) + "\n")
     env = dict(os.environ, MICROPYPATH=mp_lib + ":.frozen")
     proc = subprocess.run(
-        [micropython, "-X", "heapsize=4M", str(RUNNER), str(work)],
+        [micropython, "-X", "heapsize=4M", str(driver_path("mp_int8_runner.py")), str(work)],
         capture_output=True,
         text=True,
         env=env,

@@ -3,13 +3,12 @@ through the CLI on the simulated embedded Linux board."""
 
 import importlib.metadata
 import importlib.util
-import json
 import subprocess
 
 import numpy as np
 import pytest
-from conftest import DATA, serve_sim
-from typer.testing import CliRunner
+from support.cli import cli_json, serve_sim
+from support.paths import DATA
 
 from kpdev import accelerators
 from kpdev.protocol.errors import DeviceError
@@ -19,7 +18,6 @@ from kpdev.protocol.tensors import Tensor
 ireert = pytest.importorskip("iree.runtime")
 
 from kpdev.accelerators import iree as iree_backend  # noqa: E402
-from kpdev.host.cli.app import app  # noqa: E402
 
 MLP = str(DATA / "mlp_f32.vmfb")
 INT_ARITH = str(DATA / "int_arith.vmfb")
@@ -379,14 +377,6 @@ def test_committed_models_are_what_the_script_compiles():
 
 
 # --- through the CLI on sim-linux -----------------------------------------------------------
-
-runner = CliRunner()
-
-
-def cli_json(*args):
-    result = runner.invoke(app, [str(a) for a in args] + ["--json"], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
 def test_deploy_and_infer_on_sim_linux_give_the_runtimes_bytes(tmp_path, backend):

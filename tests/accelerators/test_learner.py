@@ -1,7 +1,7 @@
 """The few-shot memory learner (accelerators/learner.py) under CPython and the real micropython.
 
 Every scenario (a list of steps: make a learner, learn, predict, save, load, ...) runs in one
-driver process per interpreter (the ``answers`` fixture, as tests/test_pipeline.py's ``impl``)
+driver process per interpreter (the ``answers`` fixture, on tests/conftest.py's ``impl``)
 and is checked against a plain-Python reference written from the module docstring's rules
 (exact fractions for class means; float32 sums in the documented order).  Both interpreters
 must answer every scenario identically, byte for byte (distances cross as raw doubles), except
@@ -13,12 +13,12 @@ Few-shot accuracy is measured on the BasicMotions recordings through the demo pi
 import struct
 import subprocess
 from fractions import Fraction
-from pathlib import Path
 
 import cbor2
 import numpy as np
 import pytest
-from conftest import MicroPythonDriver, micropython_driver
+from support.interpreters import CPythonDriver, MicroPythonDriver
+from support.paths import DEMO, ROOT
 
 from kpdev.accelerators.learner import MemoryLearner
 from kpdev.host import features as hf
@@ -32,96 +32,12 @@ from kpdev.protocol.errors import DeviceError
 from kpdev.protocol.tensors import Tensor
 
 E_BAD_SHAPE, E_BAD_DTYPE, E_BAD_VALUE = 18, 19, 25
-ROOT = Path(__file__).resolve().parent.parent
-DEMO = ROOT / "host" / "demo"
 # 5 labelled recordings per class, knn l1 k=1 (and prototype l2), on the 40 test recordings:
 # at least this accuracy (numpy prototyping gave about 0.98; 10 seeds gave 0.975 to 1.0).
 MIN_FEW_SHOT_ACCURACY = 0.9
 SHOTS = 5
 
-# Runs scenarios (CBOR in hex, one a line): a list of steps in, a list of results out.
-# Device-code rules.
-DRIVER = """
-import struct
-import sys
-
-from kpdev.accelerators.learner import MemoryLearner
-from kpdev.protocol import cbor
-from kpdev.protocol.errors import DeviceError
-from kpdev.protocol.tensors import Tensor, decode_tensor
-
-
-def pred(p):
-    if p[1] is None:
-        return [p[0], None]
-    return [p[0], struct.pack("<d", p[1])]
-
-
-def step(box, s):
-    op = s[0]
-    lr = box[0]
-    if op == "new":
-        box[0] = MemoryLearner(*s[1], **s[2])
-        return "ok"
-    if op == "learn":
-        return [lr.learn(Tensor(s[1], s[2], d), c) for d, c in zip(s[3], s[4])]
-    if op == "predict":
-        return [pred(lr.predict(Tensor(s[1], s[2], d))) for d in s[3]]
-    if op == "learn1":
-        return lr.learn(decode_tensor(s[1]), s[2])
-    if op == "add":
-        return lr.add_class(s[1])
-    if op == "reset":
-        lr.reset(s[1])
-        return "ok"
-    if op == "bytes":
-        return lr.to_bytes()
-    if op == "load":
-        box[0] = MemoryLearner.from_bytes(s[1])
-        return "ok"
-    if op == "roundtrip":
-        box[0] = MemoryLearner.from_bytes(lr.to_bytes())
-        return "ok"
-    if op == "state":
-        return [lr.labels, lr.counts(), lr.samples(), lr.memory_bytes()]
-    if op == "info":
-        return lr.info()
-    return {"bug": "unknown step " + op}
-
-
-def run(steps):
-    box = [None]
-    out = []
-    for s in steps:
-        try:
-            out.append(step(box, s))
-        except DeviceError as e:
-            out.append({"err": e.code, "msg": str(e)})
-        except Exception as e:
-            out.append({"bug": type(e).__name__ + " " + str(e)})
-    return out
-
-
-def handle(line):
-    return cbor.dumps(run(cbor.loads(bytes.fromhex(line)))).hex()
-
-
-def main():
-    while True:
-        line = sys.stdin.readline()
-        if not line:
-            break
-        line = line.strip()
-        if line:
-            print(handle(line))
-
-
-if __name__ == "__main__":
-    main()
-"""
-
-_DRIVER_NS = {"__name__": "learner_driver"}
-exec(compile(DRIVER, "learner_driver.py", "exec"), _DRIVER_NS)
+DRIVER = "learner_driver.py"  # the ``impl`` fixture runs it under CPython and MicroPython
 
 
 class Tx:
@@ -478,34 +394,30 @@ SCENARIOS["info"] = [x for args, kw in INFO_ARGS for x in (["new", args, kw], ["
 
 # -- running them -----------------------------------------------------------------------------
 
-IMPLS = ["cpython", "micropython"]
 _ANSWERS = {}
 
 
-def _answers(impl, request):
+def _answers(driver):
     """Every scenario's answers under one interpreter: one driver process for all of them."""
-    if impl not in _ANSWERS:
+    if driver.name not in _ANSWERS:
         names = list(SCENARIOS)
-        lines = [cbor2.dumps(to_cbor(SCENARIOS[n])).hex() for n in names]
-        if impl == "cpython":
-            out = [_DRIVER_NS["handle"](line) for line in lines]
-        else:
-            out = micropython_driver(request, "learner_driver.py", DRIVER).run(lines)
+        out = driver.run([cbor2.dumps(to_cbor(SCENARIOS[n])).hex() for n in names])
         decoded = [cbor2.loads(bytes.fromhex(a)) for a in out]
-        _ANSWERS[impl] = dict(zip(names, decoded, strict=True))
-    return _ANSWERS[impl]
-
-
-@pytest.fixture(scope="module", params=IMPLS)
-def answers(request):
-    """name -> the scenario's step results, under each interpreter."""
-    return _answers(request.param, request)
+        _ANSWERS[driver.name] = dict(zip(names, decoded, strict=True))
+    return _ANSWERS[driver.name]
 
 
 @pytest.fixture(scope="module")
-def both(request):
+def answers(impl):
+    """name -> the scenario's step results, under each interpreter."""
+    return _answers(impl)
+
+
+@pytest.fixture(scope="module")
+def both(micropython, mp_lib):
     """The answers of both interpreters."""
-    return {impl: _answers(impl, request) for impl in IMPLS}
+    drivers = CPythonDriver(DRIVER), MicroPythonDriver(micropython, mp_lib, DRIVER)
+    return {d.name: _answers(d) for d in drivers}
 
 
 def no_bugs(results):
@@ -677,7 +589,7 @@ def test_mpy_cross_compiles_learner_without_march(tmp_path):
     assert out.read_bytes()[2] >> 2 == 0  # no native code, no architecture
 
 
-def test_plain_loops_on_micropython_without_viper(request, micropython, tmp_path):
+def test_plain_loops_on_micropython_without_viper(micropython, tmp_path):
     """Bytecode only, without learner_viper (a board with no mpy_march): the plain loops run."""
 
     def include(rel):
@@ -689,7 +601,7 @@ def test_plain_loops_on_micropython_without_viper(request, micropython, tmp_path
     lib = stage_lib(str(tmp_path / "lib"), march=None, include=include)
     names = list(SCENARIOS)
     lines = [cbor2.dumps(to_cbor(SCENARIOS[n])).hex() for n in names]
-    out = MicroPythonDriver(micropython, lib, "learner_driver.py", DRIVER).run(lines)
+    out = MicroPythonDriver(micropython, lib, DRIVER).run(lines)
     got = dict(zip(names, [cbor2.loads(bytes.fromhex(a)) for a in out], strict=True))
     assert [i["kernels"] for i in no_bugs(got["info"])[1::2]] == ["plain"] * 4
-    assert got == _answers("cpython", request)  # kernels included: plain on both
+    assert got == _answers(CPythonDriver(DRIVER))  # kernels included: plain on both

@@ -1,12 +1,10 @@
 """The litert backend against ai_edge_litert's interpreter called in this process, and a
 ``.tflite`` deployed with ``--backend litert`` through the CLI on the simulated Linux board."""
 
-import json
-
 import numpy as np
 import pytest
-from conftest import DATA
-from typer.testing import CliRunner
+from support.cli import cli_json
+from support.paths import DATA
 
 from kpdev import accelerators
 from kpdev.protocol.errors import DeviceError
@@ -17,7 +15,6 @@ ai_edge_litert = pytest.importorskip("ai_edge_litert")
 from ai_edge_litert import interpreter as litert_interpreter  # noqa: E402
 
 from kpdev.accelerators import litert as litert_backend  # noqa: E402
-from kpdev.host.cli.app import app  # noqa: E402
 from kpdev.host.runtime import modelgen  # noqa: E402
 
 MODELS = [
@@ -336,14 +333,6 @@ def test_corrupted_models_load_or_fail_cleanly(backend):
 
 
 # --- through the CLI on sim-linux -----------------------------------------------------------
-
-runner = CliRunner()
-
-
-def cli_json(*args):
-    result = runner.invoke(app, [str(a) for a in args] + ["--json"], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
 def test_info_lists_litert_with_its_version():

@@ -8,14 +8,13 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from conftest import DATA, kpdev
+from support.cli import kpdev
+from support.paths import DATA, ROOT
 
 from kpdev.host.cli.app import main
 
-ROOT = Path(__file__).resolve().parent.parent
 MODEL = DATA / "dense_int8.tflite"
 
 

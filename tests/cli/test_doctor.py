@@ -6,7 +6,7 @@ import os
 import sys
 
 import pytest
-from conftest import kpdev
+from support.cli import cli, kpdev
 from typer.testing import CliRunner
 
 from kpdev.host import doctor, extras
@@ -108,8 +108,6 @@ def test_one_more_check_is_one_more_function():
 
 
 def test_doctor_lists_the_running_simulated_boards(env):
-    from test_cli import cli
-
     cli("sim", "stop", "--all")
     r = kpdev("doctor", "--json", env=env)
     checks = {c["name"]: c for c in json.loads(r.stdout)["checks"]}

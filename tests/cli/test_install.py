@@ -15,13 +15,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.measurements import run_doc
+from support.paths import ROOT
 
 try:
     import tomllib
 except ImportError:  # Python 3.10
     tomllib = None
 
-ROOT = Path(__file__).resolve().parent.parent
 PARTS = ("protocol", "device", "accelerators", "host")
 # Modules only MicroPython has (device code imports them inside try/except).
 MICROPYTHON_ONLY = {
@@ -154,8 +155,6 @@ def test_core_install_runs_the_commands_that_need_no_extra(tmp_path):
 def test_a_command_that_needs_an_extra_names_it(tmp_path):
     env = dict(os.environ, KPDEV_HOME=str(tmp_path))
     run = tmp_path / "run.json"
-    from test_report import run_doc
-
     run.write_text(json.dumps(run_doc(1, "sim-mcu")))
     r = _core_kpdev("report", str(run), "-o", str(tmp_path / "rep"), env=env)
     assert r.returncode != 0

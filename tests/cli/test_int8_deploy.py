@@ -2,25 +2,15 @@
 boards give tflite_micro's bytes, and a model it cannot run is refused at deploy."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from conftest import DATA
+from support.cli import kpdev
 from support.opmodels import UNSUPPORTED
+from support.paths import DATA
 
 tflite_micro = pytest.importorskip("tflite_micro")
 from tflite_micro import runtime  # noqa: E402
-
-
-def kpdev(*args, timeout=120):
-    return subprocess.run(
-        [sys.executable, "-m", "kpdev.host.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def reference(model, x):

@@ -5,15 +5,14 @@ to another board, and the one-line refusals of bad requests.
 
 import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-from test_pack_cli import PNG, cli, cli_json, kpdev, one_line_error
+from support.cli import PNG, cli, cli_json, kpdev, one_line_error
+from support.paths import DEMO
 
 from kpdev.host.client.session import open_session
 from kpdev.host.packs.pack import read_pack
 
-DEMO = Path(__file__).resolve().parent.parent / "host" / "demo"
 DATASET = DEMO / "basicmotions.npz"
 PIPELINE = DEMO / "basicmotions_pipeline.yml"
 BINARY = DEMO / "basicmotions_binary.yml"

@@ -9,59 +9,22 @@ the device gives is checked against what the host reference runtime recorded in 
 import hashlib
 import json
 import os
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DATA
-from typer.testing import CliRunner
+from support.cli import PNG, cli, cli_json, kpdev, one_line_error
+from support.paths import DATA, DEMO
 
-from kpdev.host.cli.app import app
 from kpdev.host.evaluation.metrics import read_measurements
 from kpdev.host.runtime.modelgen import dense_int8
 
 pytest.importorskip("tflite_micro")
 
-runner = CliRunner()
-DEMO = Path(__file__).resolve().parent.parent / "host" / "demo"
 DATASET = DEMO / "basicmotions.npz"
 WALK = DEMO / "basicmotions_walk.npz"
 CLASSES = "Standing,Running,Walking,Badminton"
-PNG = b"\x89PNG\r\n\x1a\n"
-
-
-def cli(*args):
-    """Run ``kpdev ARGS`` in-process; it must succeed."""
-    result = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def cli_json(*args):
-    """Run ``kpdev ARGS --json``: stdout is one JSON document and nothing else."""
-    return json.loads(cli(*args, "--json").stdout)
-
-
-def kpdev(*args):
-    """Run kpdev as a subprocess, as a user's shell does (errors become one line and a code)."""
-    return subprocess.run(
-        [sys.executable, "-m", "kpdev.host.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def one_line_error(r, code):
-    """The single stderr line of a failed command (nothing on stdout, no traceback)."""
-    assert r.returncode == code, (r.returncode, r.stdout, r.stderr)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("kpdev: "), r.stderr
-    assert r.stdout == ""
-    return lines[0]
 
 
 def store(board):
@@ -353,7 +316,9 @@ def test_profile_times_each_feature_generator_then_scale_quantize_and_the_model(
     assert len(gens) == 8
     names = [s["name"] for s in doc["stages"]]
     assert names == gens + ["scale", "quantize", "model:main"]
+    # each stage timed within the whole classification: together no more than the total
     assert all(s["us"] >= 0 for s in doc["stages"]) and doc["total_us"] > 0
+    assert sum(s["us"] for s in doc["stages"]) <= doc["total_us"] + 1e-6
     assert doc["board"] == "sim-mcu" and doc["runs"] == 3
     assert json.loads(path.read_text()) == doc
 

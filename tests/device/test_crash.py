@@ -6,7 +6,9 @@ import time
 
 import numpy as np
 import pytest
-from conftest import SIM_BOARDS, reference, sha256
+from support.agents import SIM_BOARDS
+from support.paths import sha256
+from support.reference import reference
 
 from kpdev.host.runtime import modelgen
 from kpdev.protocol import ops

@@ -7,7 +7,7 @@ import time
 import cbor2
 import pytest
 from cbor2 import CBORSimpleValue, CBORTag
-from conftest import read_data, sha256
+from support.paths import read_data, sha256
 
 from kpdev.protocol import cbor as device_cbor
 from kpdev.protocol import ops

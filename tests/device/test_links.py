@@ -10,7 +10,9 @@ import tty
 import cbor2
 import numpy as np
 import pytest
-from conftest import KEY, FdLink, assert_serving, free_port, read_data, reference, replies
+from support.agents import KEY, FdLink, assert_serving, free_port, replies
+from support.paths import read_data
+from support.reference import reference
 
 from kpdev.device.links import is_loopback
 from kpdev.host.client.client import Client

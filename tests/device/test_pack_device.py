@@ -6,10 +6,13 @@ pipeline (kpdev.host.features) and tflite-micro's interpreter in this process.
 """
 
 import hashlib
+import time
 
 import numpy as np
 import pytest
-from conftest import assert_serving, reference
+from support.agents import assert_serving
+from support.packs import CLASSES, MODELS, SPEC, device_pack, upload_all
+from support.reference import reference
 
 from kpdev.host import features
 from kpdev.host.runtime import modelgen
@@ -19,45 +22,6 @@ from kpdev.protocol.errors import DeviceError
 pytest.importorskip("tflite_micro")
 
 BOARDS = ["sim-mcu", "sim-linux"]
-SPEC = {
-    "axes": ["x", "y", "z"],
-    "input_dtype": "int16",
-    "window": {"size": 20, "stride": 10},
-    "features": [{"gen": "mean"}, {"gen": "std"}, {"gen": "max"}, {"gen": "mean_crossing_rate"}],
-    "scale": {"kind": "standard", "mean": [0.0] * 12, "std": [400.0] * 12},
-    "output": {"dtype": "int8", "scale": 1.0 / 128, "zero_point": 0, "shape": [1, 12]},
-}
-MODELS = {
-    "router": modelgen.dense_int8(inputs=12, hidden=8, outputs=2, seed=8),
-    "left": modelgen.dense_int8(inputs=12, hidden=8, outputs=3, seed=2),
-    "right": modelgen.dense_int8(inputs=12, hidden=8, outputs=2, seed=3),
-}
-CLASSES = {"router": ["L", "R"], "left": ["a", "b", "c"], "right": ["d", "e"]}
-
-
-def device_pack(name="demo", models=None):
-    models = models or MODELS
-    return {
-        "name": name,
-        "version": "1.0.0",
-        "root": "router",
-        "pipeline": SPEC,
-        "models": [
-            {
-                "id": mid,
-                "model": "%s.%s" % (name, mid),
-                "sha256": hashlib.sha256(models[mid]).hexdigest(),
-                "classes": CLASSES[mid],
-                "results": {0: "left", 1: "right"} if mid == "router" else {},
-            }
-            for mid in ("router", "left", "right")
-        ],
-    }
-
-
-def upload_all(client, name="demo"):
-    for mid, data in MODELS.items():
-        client.upload("%s.%s" % (name, mid), data, "tflite", activate=False)
 
 
 def host_classify(window):
@@ -86,12 +50,15 @@ def test_classify_runs_pipeline_and_routes_parent_to_child(agents, board):
     assert described["window"] == [20, 10] and described["features"] == 12
     seen = set()
     for w in windows(12):
+        t0 = time.perf_counter()
         r = client.classify(w, features=True)
+        wall_us = (time.perf_counter() - t0) * 1e6
         x, path, label = host_classify(w)
         assert np.array_equal(r["x"], x)  # the device's pipeline output, bit for bit
         assert r["p"] == path and r["l"] == label and r["m"] == path[-1][0]
         seen.add(path[0][1])
-        assert r["tf"] >= 0 and r["tm"] > 0
+        # the pipeline's and the models' times, within the request's round trip
+        assert r["tf"] >= 0 and r["tm"] > 0 and r["tf"] + r["tm"] < wall_us
     assert seen == {0, 1}, "both branches of the graph were taken"
     # A batch answers in order, the same as one at a time.
     ws = windows(5, seed=1)
@@ -168,7 +135,9 @@ def test_profile_times_every_stage(agents, board):
         assert any(gen in n for n in names), names
     assert "model:router" in names
     assert any(n in ("model:left", "model:right") for n in names)
+    # each stage timed within the whole classification: together no more than the total
     assert all(s["us"] >= 0 for s in p["stages"]) and p["total_us"] > 0
+    assert sum(s["us"] for s in p["stages"]) <= p["total_us"] + 1e-6
     assert p["runs"] == 3
     with pytest.raises(DeviceError) as e:
         client.profile(windows(1)[0], runs=0)

@@ -3,7 +3,7 @@
 Each generator is checked against values worked out by hand on a tiny window, on both sides;
 bad specs and windows must be refused with a message naming the problem; the segmenter must cut
 the same windows however the samples arrive.  Then the device pipeline runs under each
-interpreter (the ``impl`` fixture, as in tests/test_cbor.py) on seeded windows, with repeated
+interpreter (the ``impl`` fixture of tests/conftest.py) on seeded windows, with repeated
 samples and samples exactly at a crossing level, and must agree with ``kpdev.host.features``:
 feature values to 1e-9 relative, quantized and thermometer-encoded inputs byte for byte
 (encodings on the BasicMotions recordings too, and with values exactly at a threshold).
@@ -17,13 +17,14 @@ import os
 import shutil
 import struct
 import subprocess
+import time
 import zlib
-from pathlib import Path
 
 import cbor2
 import numpy as np
 import pytest
-from conftest import micropython_driver
+from support.interpreters import driver_path
+from support.paths import DEMO
 
 from kpdev.device.pipeline import Pipeline, Segmenter
 from kpdev.host import features as hf
@@ -34,105 +35,7 @@ from kpdev.protocol.tensors import Tensor
 
 E_BAD_SHAPE, E_BAD_DTYPE, E_BAD_VALUE = 18, 19, 25
 
-# Runs the device pipeline on requests (CBOR in hex), one answer line each.  Device-code rules.
-DRIVER = """
-import struct
-import sys
-
-from kpdev.device.pipeline import Pipeline, Segmenter
-from kpdev.protocol import cbor
-from kpdev.protocol.errors import DeviceError
-from kpdev.protocol.tensors import Tensor
-
-
-def run_transform(req):
-    p = Pipeline(req["spec"])
-    out = []
-    for data in req["windows"]:
-        w = Tensor(req["dtype"], req["shape"], data)
-        f = p.features(p.columns(w))
-        fbytes = struct.pack("<%dd" % len(f), *f)
-        o = p.output(f)
-        t = p.transform(w)
-        out.append([fbytes, o.dtype, list(o.shape), bytes(o.data), bytes(t.data)])
-    return {"out": out, "stages": p.stage_names, "n": p.n_features}
-
-
-def run_segment(req):
-    size, stride, n_axes, dtype = req["args"]
-    s = Segmenter(size, stride, n_axes, dtype)
-    windows = []
-    buffered = []
-    for chunk in req["chunks"]:
-        n = len(chunk) // req["row"]
-        for w in s.push(Tensor(dtype, (n, n_axes), chunk)):
-            windows.append(bytes(w.data))
-        buffered.append(s.buffered)
-    return {"windows": windows, "buffered": buffered, "count": s.windows_out}
-
-
-def handle(line):
-    try:
-        req = cbor.loads(bytes.fromhex(line))
-        op = req["op"]
-        if op == "transform":
-            ans = run_transform(req)
-        elif op == "segment":
-            ans = run_segment(req)
-        elif op == "spec":
-            p = Pipeline(req["spec"])
-            ans = {
-                "n": p.n_features,
-                "shape": list(p.out_shape),
-                "stages": p.stage_names,
-                "dtype": p.out_dtype,
-                "encoding": p.encoding,
-                "n_out": p.n_out,
-            }
-        elif op == "window":
-            p = Pipeline(req["spec"])
-            p.columns(Tensor(req["dtype"], req["shape"], req["data"]))
-            ans = {"ok": True}
-        else:
-            ans = {"bug": "unknown op " + op}
-    except DeviceError as e:
-        ans = {"err": e.code, "msg": str(e)}
-    except Exception as e:
-        ans = {"bug": type(e).__name__ + " " + str(e)}
-    return cbor.dumps(ans).hex()
-
-
-def main():
-    while True:
-        line = sys.stdin.readline()
-        if not line:
-            break
-        line = line.strip()
-        if line:
-            print(handle(line))
-
-
-if __name__ == "__main__":
-    main()
-"""
-
-_DRIVER_NS = {"__name__": "pipeline_driver"}
-exec(compile(DRIVER, "pipeline_driver.py", "exec"), _DRIVER_NS)
-
-
-class CPythonImpl:
-    name = "cpython"
-
-    def run(self, lines):
-        return [_DRIVER_NS["handle"](line) for line in lines]
-
-
-@pytest.fixture(scope="module", params=["cpython", "micropython"])
-def impl(request):
-    """The device pipeline under each interpreter it must run on."""
-    if request.param == "cpython":
-        return CPythonImpl()
-    return micropython_driver(request, "pipeline_driver.py", DRIVER)
+DRIVER = "pipeline_driver.py"  # the ``impl`` fixture runs it under CPython and MicroPython
 
 
 def ask(impl, requests):
@@ -256,9 +159,12 @@ def test_stages_and_timings():
     p = Pipeline(spec)
     assert p.stage_names == ["mean", "sigma_crossing_rate", "raw", "scale", "quantize"]
     timings = []
+    t0 = time.perf_counter()
     p.transform(window(HAND_WINDOW), timings)
+    wall_us = (time.perf_counter() - t0) * 1e6
     assert [name for name, _ in timings] == p.stage_names
     assert all(isinstance(us, int) and us >= 0 for _, us in timings)
+    assert sum(us for _, us in timings) <= wall_us  # the stages, timed within the call
     assert Pipeline(hand_spec({"gen": "mean"})).stage_names == ["mean"]
 
 
@@ -978,7 +884,6 @@ def test_thermometer_at_thresholds(impl):
         assert ans["stages"] == ["raw", "scale", "encode"]
 
 
-BASICMOTIONS = Path(hf.__file__).resolve().parent / "demo"
 BM_ENCODINGS = {
     "standard-4": ({"levels": 4, "low": -2.0, "high": 2.0}, [1, 192], True),
     "standard-1": ({"levels": 1, "low": -1.0, "high": 1.0}, None, True),
@@ -990,8 +895,8 @@ BM_ENCODINGS = {
 @pytest.fixture(scope="module")
 def basicmotions():
     """The demo's pipeline spec and its recordings as the int16 windows the sensor sends."""
-    spec = hf.load_spec(BASICMOTIONS / "basicmotions_pipeline.yml")
-    with np.load(BASICMOTIONS / "basicmotions.npz") as data:
+    spec = hf.load_spec(DEMO / "basicmotions_pipeline.yml")
+    with np.load(DEMO / "basicmotions.npz") as data:
         x = data["x"]
     return spec, hf.raw_input(spec, x)
 
@@ -1059,36 +964,6 @@ def test_fit_output_refuses_an_encoding():
 
 # -- heap: a 100 x 6 window through 12 feature entries on a 64 KB MicroPython heap ---------------
 
-# Runs as sim-mcu-64k runs its agent: the device code from a ROMFS image (executed in place, as
-# from a board's flash), the heap 64 KB.  %(dir)s: where spec.cbor and window.bin are.
-HEAP_SCRIPT = """
-import gc
-
-# Collected after each import, as the agent's __main__ does, so the heap does not start out
-# fragmented by what the imports left behind.
-gc.collect()
-from kpdev.device.pipeline import Pipeline
-gc.collect()
-from kpdev.protocol import cbor
-from kpdev.protocol.tensors import Tensor
-gc.collect()
-
-with open("%(dir)s/spec.cbor", "rb") as f:
-    p = Pipeline(cbor.loads(f.read()))
-with open("%(dir)s/window.bin", "rb") as f:
-    w = Tensor("float32", (100, 6), f.read())
-x = p.transform(w)
-before = k = 0  # the script's globals are all made before the heap is counted
-gc.collect()
-before = gc.mem_alloc()
-for k in range(20):
-    x = p.transform(w)
-assert x.shape == %(shape)r and len(x.data) == %(n)d
-gc.collect()
-print("%%d %%d %%d" %% (before, gc.mem_alloc(), gc.mem_alloc() + gc.mem_free()))
-"""
-
-
 HEAP_OUTPUTS = {
     "int8": {"dtype": "int8", "scale": 0.05, "zero_point": -3},
     "thermometer": {"dtype": "uint8", "encoding": dict(THERMO, levels=8)},
@@ -1120,11 +995,14 @@ def test_transform_fits_a_64k_heap(micropython, mp_lib, tmp_path, output):
     image = romfs.write_image(str(lib), str(tmp_path / "lib.romfs"))
     boot = romfs.BOOT.replace("import kpdev.device.__main__\n", "")
     argv = romfs.command(image, "64K", [])
-    script = HEAP_SCRIPT % {"dir": str(tmp_path), "shape": shape, "n": math.prod(shape)}
-    argv[argv.index("-c") + 1] = boot + script
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    # As sim-mcu-64k runs its agent: the device code from the ROMFS image, a 64 KB heap.
+    argv[argv.index("-c") + 1] = boot + driver_path("pipeline_heap.py").read_text()
+    env = dict(os.environ, KPDEV_HEAP_DIR=str(tmp_path))
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    before, after, total = (int(v) for v in proc.stdout.split())
+    heap, out = proc.stdout.splitlines()
+    before, after, total = (int(v) for v in heap.split())
+    assert out == " ".join(map(str, shape)) + " %d" % math.prod(shape)
     assert total <= 64 * 1024
     # nothing the transforms made outlives them (a leak of one output tensor a window: 2.5 KB)
     assert after - before < 256, (before, after)

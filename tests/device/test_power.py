@@ -9,7 +9,9 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import DATA, assert_serving, error_of, micropython_driver, read_data
+from support.agents import assert_serving, error_of
+from support.cli import kpdev
+from support.paths import DATA, read_data
 
 from kpdev.device.agent import Agent
 from kpdev.host.boards.catalog import get_board, load_boards
@@ -37,51 +39,16 @@ def write(path, text):
 
 # --- the ring buffer, on CPython and on MicroPython ----------------------------------------
 
-RING_DRIVER = r"""
-import sys, json
-from kpdev.device.power import Ring
-while True:
-    line = sys.stdin.readline()
-    if not line:
-        break
-    capacity, pushes = json.loads(line)
-    ring = Ring(capacity)
-    takes = []
-    for n in pushes:
-        for i in range(n):
-            ring.push((i, None, None, i * 10))
-        events, dropped = ring.take()
-        takes.append([[list(e) for e in events], dropped])
-    print(json.dumps(takes))
-"""
+DRIVER = "ring_driver.py"  # the ``impl`` fixture runs it under CPython and MicroPython
 
 
-@pytest.fixture(params=["cpython", "micropython"])
-def ring_impl(request):
-    """Runs ring cases [capacity, [pushes before each take]] under CPython or micropython."""
-    if request.param == "cpython":
-        from kpdev.device.power import Ring
-
-        def run(cases):
-            out = []
-            for capacity, pushes in cases:
-                ring = Ring(capacity)
-                takes = []
-                for n in pushes:
-                    for i in range(n):
-                        ring.push((i, None, None, i * 10))
-                    events, dropped = ring.take()
-                    takes.append([[list(e) for e in events], dropped])
-                out.append(takes)
-            return out
-
-        return run
-    driver = micropython_driver(request, "ring_driver.py", RING_DRIVER)
-    return lambda cases: [json.loads(line) for line in driver.run([json.dumps(c) for c in cases])]
+def ring_cases(impl, cases):
+    """What each take gave out, for ring cases [capacity, [pushes before each take]]."""
+    return [json.loads(line) for line in impl.run([json.dumps(c) for c in cases])]
 
 
-def test_the_ring_keeps_the_newest_events_and_counts_what_it_drops(ring_impl):
-    got = ring_impl([[4, [3, 10, 0, 4, 5]], [1, [2]]])
+def test_the_ring_keeps_the_newest_events_and_counts_what_it_drops(impl):
+    got = ring_cases(impl, [[4, [3, 10, 0, 4, 5]], [1, [2]]])
     takes = got[0]
     assert takes[0] == [[[i, None, None, i * 10] for i in range(3)], 0]
     assert takes[1] == [[[i, None, None, i * 10] for i in range(6, 10)], 6]  # oldest first
@@ -507,15 +474,6 @@ def test_the_catalog_checks_power_settings(tmp_path):
 
 
 # --- the CLI, on a served simulated board ---------------------------------------------------
-
-
-def kpdev(*args, timeout=60):
-    return subprocess.run(
-        [sys.executable, "-m", "kpdev.host.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def kpdev_json(*args):

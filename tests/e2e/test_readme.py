@@ -11,7 +11,7 @@ boards.  What the runner changes, and why:
   port it prints stands in for ``/dev/pts/N`` on the lines after it; TCP port 5555 becomes a free
   port.
 - The real-board block talks to ``/dev/ttyACM0``: there, a MicroPython unix port on a pty
-  (tests/test_agent_install.py's FakeBoard, an x64 MicroPython board with a REPL on its serial)
+  (tests/support/boards.py's FakeBoard, an x64 MicroPython board with a REPL on its serial)
   stands in for the board, and ``rpi-pico`` becomes ``sim-mcu``, the catalog entry of that
   CPU (mpy-cross output for armv6m does not run on x64).
 """
@@ -20,12 +20,12 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from conftest import free_port
+from support.agents import free_port
+from support.boards import FakeBoard
+from support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 _FENCE = re.compile(r"^```sh[^\n]*\n(.*?)^```", re.S | re.M)
 _INSTALL = 'pip install -e ".[all]" && '
@@ -94,8 +94,6 @@ def test_readme_block(index, workdir, kpdev_home, request):
     fake = None
     if "/dev/ttyACM0" in text:
         micropython = request.getfixturevalue("micropython")
-        from test_agent_install import FakeBoard
-
         root = workdir / "flash"
         root.mkdir(exist_ok=True)
         fake = FakeBoard(micropython, root)

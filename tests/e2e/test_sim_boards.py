@@ -11,8 +11,9 @@ import time
 
 import numpy as np
 import pytest
-from conftest import DATA, SIM_BOARDS, serve_sim
-from test_cli import cli, cli_json, kpdev
+from support.agents import SIM_BOARDS
+from support.cli import cli, cli_json, kpdev, serve_sim
+from support.paths import DATA
 
 from kpdev.host.boards import simserver
 from kpdev.host.boards.catalog import get_board

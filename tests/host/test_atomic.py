@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import DATA
+from support.paths import DATA
 
 from kpdev.host.atomic import refuse_existing, write_atomic
 from kpdev.host.errors import UsageError

@@ -4,11 +4,11 @@ $KPDEV_CATALOG) merged over the shipped catalog; a bad one is one line naming th
 import json
 import os
 import re
-from pathlib import Path
 
 import pytest
 import yaml
-from conftest import kpdev
+from support.cli import kpdev
+from support.paths import ROOT
 
 from kpdev.host.boards.catalog import catalog_paths, get_board, load_boards, shipped_catalog_path
 from kpdev.host.errors import BoardError
@@ -123,7 +123,7 @@ def test_a_missing_catalog_file_is_named(user_dir, tmp_path):
 
 
 def test_the_readme_example_catalog_is_the_one_shipped_and_it_loads(user_dir, monkeypatch):
-    root = Path(__file__).resolve().parent.parent
+    root = ROOT
     readme = (root / "README.md").read_text()
     section = readme[readme.index("**Your own boards.**") :]
     block = re.search(r"```yaml\n(.+?)\n```", section, re.S).group(1)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import kpdev
+from support.cli import kpdev
 from typer.testing import CliRunner
 
 from kpdev.host import config

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.paths import DEMO
 
 from kpdev.host import datasets
 from kpdev.host.datasets import Dataset, load_dataset, load_signal
 from kpdev.host.errors import UsageError
-
-DEMO = Path(datasets.__file__).resolve().parent / "demo"
 
 
 def refusal(call, *args, **kwargs) -> str:

@@ -10,9 +10,11 @@ or akida, in this process).
 
 import copy
 import resource
-from pathlib import Path
 
 import pytest
+from support.agents import assert_serving
+from support.packs import device_pack, upload_all
+from support.paths import DEMO
 
 from kpdev.host import features
 from kpdev.host.datasets import load_dataset
@@ -24,7 +26,6 @@ from kpdev.host.runtime.emulate import HostPack
 from kpdev.protocol import ops
 from kpdev.protocol.errors import DeviceError
 
-DEMO = Path(__file__).resolve().parent.parent / "host" / "demo"
 DATASET = DEMO / "basicmotions.npz"
 SPEC = features.load_spec(DEMO / "basicmotions_pipeline.yml")
 CLASSES = ["Standing", "Running", "Walking", "Badminton"]
@@ -229,8 +230,6 @@ def test_an_interrupted_save_keeps_the_previous_state(agents, packs, data, board
 
 @pytest.mark.parametrize("board", ["sim-mcu", "sim-linux"])
 def test_bad_labels_get_clear_errors_and_learn_nothing(agents, packs, data, board):
-    from conftest import assert_serving
-
     pack = packs["memory"]
     agent, client = _deployed(agents, board, pack)
     xs, _ = _test_windows(data)
@@ -272,8 +271,6 @@ def test_bad_labels_get_clear_errors_and_learn_nothing(agents, packs, data, boar
 
 
 def test_a_pack_without_a_learner_refuses_learn_ops(agents):
-    from test_pack_device import device_pack, upload_all
-
     client = agents.start("sim-linux").client()
     upload_all(client)
     client.pack_set(device_pack())

@@ -10,11 +10,10 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import DATA
-from typer.testing import CliRunner
+from support.cli import cli, cli_json
+from support.paths import DATA
 
 from kpdev.host import features
-from kpdev.host.cli.app import app
 from kpdev.host.datasets import load_dataset
 from kpdev.host.errors import UsageError
 from kpdev.host.packs.build import ModelSpec, build_pack
@@ -22,7 +21,6 @@ from kpdev.host.packs.pack import SCHEMA, device_pack, read_pack, write_pack
 from kpdev.host.runtime.modelgen import dense_int8
 from kpdev.host.runtime.reference import load_reference
 
-runner = CliRunner()
 MODEL = DATA / "dense_int8.tflite"  # int8 [1, 16] (scale 1/128, zero point 0) -> int8 [1, 4]
 CLASSES = ["Standing", "Running", "Walking", "Badminton"]
 # 4 axes x 4 features = the 16 int8 values dense_int8.tflite takes.
@@ -35,18 +33,6 @@ PIPELINE = {
     "scale": None,
     "output": {"dtype": "int8", "scale": 0.0078125, "zero_point": 0, "shape": [1, 16]},
 }
-
-
-def cli(*args):
-    """Run ``kpdev ARGS`` in-process; errors propagate as the project's exceptions."""
-    result = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def cli_json(*args):
-    """Run ``kpdev ARGS --json``: stdout must be one JSON document and nothing else."""
-    return json.loads(cli(*args, "--json").stdout)
 
 
 def one_line(e):

@@ -6,8 +6,8 @@ import os
 import tty
 
 import pytest
-from conftest import kpdev, serve_sim
 from serial.tools.list_ports_common import ListPortInfo
+from support.cli import kpdev, serve_sim
 
 from kpdev.host.boards.catalog import load_boards
 from kpdev.host.link.ports import describe_ports, matching_boards, port_for, probe, usb_id

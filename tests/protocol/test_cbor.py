@@ -2,10 +2,8 @@
 
 import array
 import math
-import os
 import random
 import struct
-import subprocess
 import tracemalloc
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -13,148 +11,16 @@ from enum import IntEnum
 
 import cbor2
 import pytest
+from support.interpreters import load_driver
 
-from kpdev.host.agent.micropython import MicroPythonNotFound, micropython_binary, stage_lib
 from kpdev.protocol import cbor
 from kpdev.protocol.cbor import Tag
 from kpdev.protocol.errors import DecodeError, EncodeError
 
-# Runs unchanged on both interpreters: one "<mode> <hex>" request a line in, one answer a line out.
-DRIVER = r'''
-import struct
-import sys
-
-from kpdev.protocol.cbor import Tag, dumps, loads
-from kpdev.protocol.errors import DecodeError, EncodeError
-
-
-def describe(v):
-    """Interpreter-independent text for a value; maps sorted (MicroPython's are unordered)."""
-    if v is None:
-        return "N"
-    if v is True:
-        return "T"
-    if v is False:
-        return "F"
-    t = type(v)
-    if t is int:
-        return "i" + str(v)
-    if t is float:
-        if v != v:
-            return "fnan"
-        return "f" + struct.pack(">d", v).hex()
-    if t is str:
-        return "s" + v.encode("utf-8").hex()
-    if t is bytes:
-        return "b" + v.hex()
-    if t is list:
-        return "[" + ",".join([describe(x) for x in v]) + "]"
-    if t is dict:
-        pairs = [describe(k) + ":" + describe(v[k]) for k in v]
-        pairs.sort()
-        return "{" + ",".join(pairs) + "}"
-    if t is Tag:
-        return "t" + str(v.tag) + "(" + describe(v.value) + ")"
-    return "?" + t.__name__
-
-
-def _deep(n):
-    v = 0
-    for _ in range(n):
-        v = [v]
-    return v
-
-
-BAD = (2**64, -(2**64) - 1, {1: {2}}, [object()], Tag(-1, 0), Tag("x", 0), _deep(33))
-
-
-def handle(line):
-    parts = line.split(" ")
-    mode = parts[0]
-    arg = parts[1] if len(parts) > 1 else ""
-    try:
-        if mode == "rt":
-            return dumps(loads(bytes.fromhex(arg))).hex()
-        if mode == "desc":
-            return describe(loads(bytes.fromhex(arg)))
-        if mode == "fuzz":
-            v = loads(bytes.fromhex(arg))
-            if describe(loads(dumps(v))) != describe(v):
-                return "MISMATCH"
-            return "OK"
-        if mode == "encode":
-            return dumps(BAD[int(arg)]).hex()
-        return "BUG unknown mode " + mode
-    except (DecodeError, EncodeError) as e:
-        return "ERR " + type(e).__name__ + " " + str(e).replace("\n", " ")
-    except Exception as e:
-        return "BUG " + type(e).__name__ + " " + str(e).replace("\n", " ")
-
-
-def main():
-    while True:
-        line = sys.stdin.readline()
-        if not line:
-            break
-        line = line.strip()
-        if line:
-            print(handle(line))
-
-
-if __name__ == "__main__":
-    main()
-'''
-
-_DRIVER_NS = {"__name__": "cbor_driver"}
-exec(compile(DRIVER, "cbor_driver.py", "exec"), _DRIVER_NS)
-describe = _DRIVER_NS["describe"]
-
-
-class CPythonImpl:
-    name = "cpython"
-    ordered_maps = True
-
-    def run(self, lines):
-        return [_DRIVER_NS["handle"](line) for line in lines]
-
-
-class MicroPythonImpl:
-    name = "micropython"
-    ordered_maps = False  # MicroPython dicts do not keep insertion order
-
-    def __init__(self, binary, libdir):
-        self.binary = binary
-        self.libdir = libdir
-        self.script = os.path.join(libdir, "cbor_driver.py")
-        with open(self.script, "w") as f:
-            f.write(DRIVER)
-
-    def run(self, lines):
-        env = dict(os.environ, MICROPYPATH=self.libdir + ":.frozen")
-        proc = subprocess.run(
-            [self.binary, self.script],
-            input="\n".join(lines) + "\n",
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-        )
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-        out = proc.stdout.splitlines()
-        assert len(out) == len(lines), proc.stdout[-2000:] + proc.stderr[-2000:]
-        return out
-
-
-@pytest.fixture(scope="module", params=["cpython", "micropython"])
-def impl(request, tmp_path_factory):
-    """The device codec under each interpreter it must run on (cf. cbor2's conftest ``impl``)."""
-    if request.param == "cpython":
-        return CPythonImpl()
-    try:
-        binary = micropython_binary()
-    except MicroPythonNotFound as e:
-        pytest.skip(str(e))
-    return MicroPythonImpl(binary, stage_lib(str(tmp_path_factory.mktemp("mplib"))))
+DRIVER = "cbor_driver.py"  # the ``impl`` fixture runs it under CPython and MicroPython
+_DRIVER = load_driver(DRIVER)  # its helpers, for the tests on this side
+describe = _DRIVER.describe
+ORDERED_MAPS = {"cpython": True, "micropython": False}  # MicroPython dicts keep no order
 
 
 # ---------------------------------------------------------------------------------------------
@@ -432,7 +298,7 @@ def test_dumps_golden_and_cbor2():
 def test_reencode_golden(impl):
     got = impl.run(["rt " + hx for _, hx in ENCODE_VECTORS])
     for (value, hx), line in zip(ENCODE_VECTORS, got, strict=True):
-        if impl.ordered_maps or not has_multikey_map(value):
+        if ORDERED_MAPS[impl.name] or not has_multikey_map(value):
             assert line == hx, value
         else:
             assert norm(cbor2.loads(h(line))) == norm(value), value
@@ -456,7 +322,7 @@ def test_depth_limit_is_inclusive(impl):
 
 
 def test_encode_errors(impl):
-    bad = _DRIVER_NS["BAD"]
+    bad = _DRIVER.BAD
     got = impl.run(["encode %d" % i for i in range(len(bad))])
     for value, line in zip(bad, got, strict=True):
         assert line.startswith("ERR EncodeError "), (value, line)
@@ -624,7 +490,7 @@ def test_random_roundtrip(impl):
     got = impl.run(["rt " + hx for hx in encoded] + ["desc " + hx for hx in encoded])
     for v, hx, line in zip(values, encoded, got[: len(values)], strict=True):
         assert not line.startswith(("ERR", "BUG")), (v, line)
-        if impl.ordered_maps or not has_multikey_map(v):
+        if ORDERED_MAPS[impl.name] or not has_multikey_map(v):
             assert line == hx, v
         assert norm(cbor2.loads(h(line))) == norm(v)
     for v, line in zip(values, got[len(values) :], strict=True):
