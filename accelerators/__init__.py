@@ -5,19 +5,25 @@ imported lazily by module name.  On CPython a backend is offered when its runtim
 is installed, found without importing it (so HELLO answers at once); its runtime is imported
 when a model first needs it, and one that then fails to load is refused with E_NO_BACKEND and
 no longer offered.  On MicroPython a backend for another runtime is never imported.
+
+Adding a backend:
+1. accelerators/<name>.py: a ``base.Backend`` subclass (``name``, ``version``, ``load``) whose
+   ``load`` returns a ``base.LoadedModel`` subclass (``io_spec``, ``run``, ``info``);
+2. ``BACKENDS`` here: its ``BackendEntry`` (the runtime it needs with the package and
+   distribution of the engine, or for pure Python none but a version and the heap a load
+   needs); ``FORMATS``: its place in each format's preference order (a new format:
+   protocol/formats.py ``EXTENSIONS`` too);
+3. the host: host/extras.py (the pip extra of its runtime) and pyproject.toml's extras; a new
+   format: which board runtimes take it (host/deploy.py);
+4. tests/test_<name>.py (as tests/test_litert.py: offered, io spec, inference, refusals) and
+   the README's backend list.
 """
 
 import sys
+from collections import namedtuple
 
+from kpdev.protocol.compat import MICROPYTHON, RUNTIME, const, forget_modules
 from kpdev.protocol.errors import KpdevError
-
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
 
 # Protocol numbers of kpdev.protocol.ops as compile-time constants: importing ops would keep
 # its whole table in a board's heap.  stage_lib checks that these still match ops.py.
@@ -25,28 +31,67 @@ _E_BAD_REQUEST = const(5)
 _E_NO_BACKEND = const(17)
 
 
-# Backend name -> (module, class, runtime it needs or None[, version, free heap it needs]).
-# A version in the table marks a pure-Python backend that works on every runtime: it is
-# offered without being imported, so probing costs a small board no RAM; on MicroPython it is
-# not even imported unless the heap has the room it needs to load a model (bytes).  A backend
-# for another runtime is never imported: on a microcontroller, loading its module alone could
-# exhaust the heap.
-BACKENDS = {
-    "tflite_micro": ("kpdev.accelerators.tflite_micro", "TFLiteMicroBackend", "cpython"),
-    "litert": ("kpdev.accelerators.litert", "LiteRTBackend", "cpython"),
-    "iree": ("kpdev.accelerators.iree", "IREEBackend", "cpython"),
-    "akida": ("kpdev.accelerators.akida", "AkidaBackend", "cpython"),
-    "tflite_int8": ("kpdev.accelerators.tflite_int8", "TFLiteInt8Backend", None, "1.0", 45056),
-}
+# One backend of the table.  ``module`` and ``classname`` implement it.  ``runtime`` is the one
+# it needs ("cpython"): a backend for another runtime is never imported (on a microcontroller,
+# loading its module alone could exhaust the heap).  Such a backend's own runtime imports as
+# ``package`` and is installed by ``distribution``: it is offered when that is installed, found
+# without importing it, so an agent answers HELLO at once; the runtime is imported when a model
+# first needs it.  ``runtime`` None marks a pure-Python backend that works on every runtime:
+# ``version`` is its version, so it is offered without being imported (probing costs a small
+# board no RAM), and ``heap`` the free heap (bytes) it needs to load a model: on MicroPython it
+# is not even imported without that room.
+BackendEntry = namedtuple(
+    "BackendEntry",
+    ("module", "classname", "runtime", "package", "distribution", "version", "heap"),
+)
 
-# On CPython, backend name -> (module its runtime imports as, distribution that installs it):
-# a backend is offered when its runtime is installed, found without importing it, so an agent
-# answers HELLO at once; the runtime is imported when a model first needs it.
-RUNTIME_PACKAGES = {
-    "tflite_micro": ("tflite_micro", "tflite-micro"),
-    "litert": ("ai_edge_litert", "ai-edge-litert"),
-    "iree": ("iree.runtime", "iree-base-runtime"),
-    "akida": ("akida", "akida"),
+# Backend name -> BackendEntry.
+BACKENDS = {
+    "tflite_micro": BackendEntry(
+        module="kpdev.accelerators.tflite_micro",
+        classname="TFLiteMicroBackend",
+        runtime="cpython",
+        package="tflite_micro",
+        distribution="tflite-micro",
+        version=None,
+        heap=None,
+    ),
+    "litert": BackendEntry(
+        module="kpdev.accelerators.litert",
+        classname="LiteRTBackend",
+        runtime="cpython",
+        package="ai_edge_litert",
+        distribution="ai-edge-litert",
+        version=None,
+        heap=None,
+    ),
+    "iree": BackendEntry(
+        module="kpdev.accelerators.iree",
+        classname="IREEBackend",
+        runtime="cpython",
+        package="iree.runtime",
+        distribution="iree-base-runtime",
+        version=None,
+        heap=None,
+    ),
+    "akida": BackendEntry(
+        module="kpdev.accelerators.akida",
+        classname="AkidaBackend",
+        runtime="cpython",
+        package="akida",
+        distribution="akida",
+        version=None,
+        heap=None,
+    ),
+    "tflite_int8": BackendEntry(
+        module="kpdev.accelerators.tflite_int8",
+        classname="TFLiteInt8Backend",
+        runtime=None,
+        package=None,
+        distribution=None,
+        version="1.0",
+        heap=45056,
+    ),
 }
 
 # Model format -> backend names, most preferred first.
@@ -56,7 +101,6 @@ FORMATS = {
     "fbz": ("akida",),
 }
 
-_RUNTIME = sys.implementation.name
 _versions = None  # name -> version of the backends that work here, once probed
 _instances = {}  # name -> Backend
 _reasons = {}  # name -> why a known backend is not offered
@@ -78,23 +122,22 @@ def _import(module_name):
 def _probe():
     global _versions
     versions = {}
-    before = set(sys.modules) if _RUNTIME == "micropython" else None
+    before = set(sys.modules) if MICROPYTHON else None
     for name in BACKENDS:
         entry = BACKENDS[name]
-        module_name, class_name, runtime = entry[:3]
-        if len(entry) > 3:
-            versions[name] = entry[3]
+        if entry.version is not None:
+            versions[name] = entry.version
             continue
-        if runtime and runtime != _RUNTIME:
-            _reasons[name] = "it needs %s" % runtime
+        if entry.runtime and entry.runtime != RUNTIME:
+            _reasons[name] = "it needs %s" % entry.runtime
             continue
-        if name in RUNTIME_PACKAGES:
-            version = _installed_version(name)
+        if entry.distribution is not None:
+            version = _installed_version(name, entry)
             if version is not None:
                 versions[name] = version
             continue
         try:
-            backend = getattr(_import(module_name), class_name)()
+            backend = getattr(_import(entry.module), entry.classname)()
             version = backend.version()
         except MemoryError:
             _short.append(name)
@@ -111,44 +154,32 @@ def _probe():
         release(before)
 
 
-def _installed_version(name):
-    # CPython only: the version of the distribution that installs a backend's runtime, or None
-    # (with the reason noted) when it is not installed.
-    import importlib.metadata
-    import importlib.util
+if not MICROPYTHON:  # a board keeps no code it never runs
 
-    module, dist = RUNTIME_PACKAGES[name]
-    try:
-        found = importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        found = False
-    if not found:
-        _reasons[name] = "ImportError: No module named %r" % module
-        return None
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
+    def _installed_version(name, entry):
+        # CPython only: the version of the distribution that installs a backend's runtime, or None
+        # (with the reason noted) when it is not installed.
+        import importlib.metadata
+        import importlib.util
 
-
-def forget_modules(names):
-    """On MicroPython, drop modules from sys.modules and from their package, so the collector
-    frees their code once nothing else refers to it (CPython keeps every module)."""
-    if _RUNTIME != "micropython":
-        return
-    for module_name in names:
-        sys.modules.pop(module_name, None)
-        dot = module_name.rfind(".")
-        package = sys.modules.get(module_name[:dot])
-        if package is not None and hasattr(package, module_name[dot + 1 :]):
-            delattr(package, module_name[dot + 1 :])
+        try:
+            found = importlib.util.find_spec(entry.package) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            _reasons[name] = "ImportError: No module named %r" % entry.package
+            return None
+        try:
+            return importlib.metadata.version(entry.distribution)
+        except importlib.metadata.PackageNotFoundError:
+            return "unknown"
 
 
 def release(keep=None):
     """On MicroPython, forget backend instances and the backend modules imported since
     ``keep`` (a set of module names; default: every kpdev.accelerators submodule), so the
     collector frees their code.  The agent calls it when no model is loaded."""
-    if _RUNTIME != "micropython":
+    if not MICROPYTHON:
         return
     _instances.clear()
     forget_modules(
@@ -166,20 +197,19 @@ def _instance(name):
     backend = _instances.get(name)
     if backend is None:
         entry = BACKENDS[name]
-        if len(entry) > 4 and _RUNTIME == "micropython":
+        if entry.heap and MICROPYTHON:
             import gc
 
             gc.collect()
             free = gc.mem_free()
-            if free < entry[4]:
+            if free < entry.heap:
                 raise KpdevError(
                     "not enough memory to load a model with %s: it needs about %d KB of free "
-                    "heap, this board has %d KB" % (name, entry[4] // 1024, free // 1024),
+                    "heap, this board has %d KB" % (name, entry.heap // 1024, free // 1024),
                     _E_MODEL_LOAD,
                 )
-        module_name, class_name = entry[:2]
         try:
-            backend = getattr(_import(module_name), class_name)()
+            backend = getattr(_import(entry.module), entry.classname)()
         except (KpdevError, MemoryError):
             raise
         except Exception as e:  # an installed runtime that does not import or start here
@@ -187,7 +217,7 @@ def _instance(name):
             if _versions is not None:
                 _versions.pop(name, None)
             raise KpdevError(
-                "backend %s does not load on %s: %s: %s" % (name, _RUNTIME, type(e).__name__, e),
+                "backend %s does not load on %s: %s: %s" % (name, RUNTIME, type(e).__name__, e),
                 _E_NO_BACKEND,
             )
         _instances[name] = backend
@@ -222,7 +252,7 @@ def get(name):
     elif name not in BACKENDS:
         why = "unknown backend; "
     raise KpdevError(
-        "no backend %r on %s (%sthis agent offers: %s)" % (name, _RUNTIME, why, _offers()),
+        "no backend %r on %s (%sthis agent offers: %s)" % (name, RUNTIME, why, _offers()),
         _E_NO_BACKEND,
     )
 
@@ -250,7 +280,7 @@ def for_format(fmt, prefer=None):
     known = names is not None or fmt in EXTENSIONS.values()
     why = "" if known else "unknown model format; "
     raise KpdevError(
-        "no backend for %s on %s (%sthis agent offers: %s)" % (fmt, _RUNTIME, why, _offers()),
+        "no backend for %s on %s (%sthis agent offers: %s)" % (fmt, RUNTIME, why, _offers()),
         _E_NO_BACKEND,
     )
 

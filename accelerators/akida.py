@@ -561,7 +561,6 @@ class AkidaBackend(Backend):
     """Runs ``.fbz`` models with the ``akida`` package; see the module docstring for meta."""
 
     name = "akida"
-    formats = ("fbz",)
 
     def __init__(self):
         super().__init__()

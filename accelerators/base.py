@@ -5,15 +5,8 @@ a ``LoadedModel`` subclass from ``load``; input checking lives here so that ever
 a wrong input the same way, with the same error codes, before it touches the engine.
 """
 
+from kpdev.protocol.compat import const
 from kpdev.protocol.errors import DeviceError
-
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
 
 # Protocol numbers of kpdev.protocol.ops as compile-time constants: importing ops would keep
 # its whole table in a board's heap.  stage_lib checks that these still match ops.py.
@@ -40,13 +33,12 @@ def read_source(source):
 class Backend:
     """An inference engine the agent can load models into.
 
-    ``name`` is the registry key, ``formats`` the model format names it loads ("tflite", ...).
+    ``name`` is the registry key; the formats it loads are the registry's FORMATS table.
     Constructing a backend must be cheap and must raise if the engine cannot work here: the
     registry constructs each one once to find out what the agent offers.
     """
 
     name = ""
-    formats = ()
 
     def version(self):
         """Version string of the engine."""

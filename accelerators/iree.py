@@ -328,7 +328,6 @@ class IREEBackend(Backend):
     """
 
     name = "iree"
-    formats = ("vmfb",)
 
     def __init__(self):
         super().__init__()

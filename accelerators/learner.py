@@ -60,7 +60,10 @@ at import; where that module does not import (CPython, a MicroPython without the
 emitter, a board whose agent was compiled without an ``mpy_march``) the plain loops here run,
 and so does a learner whose largest possible sum would not fit the 32-bit results (a 32-bit
 machine word for prototype sums).  Both give the same integers; ``info()["kernels"]`` says
-which ran.
+which ran.  The plain loops (``_knn_l1``, ``_knn_l2``, ``_proto_l1``, ``_proto_l2``) and
+learner_viper.py are deliberate twins: tests/test_learner.py
+``test_same_on_cpython_and_micropython`` keeps them identical (plain on CPython, viper on the
+micropython binary, the same scenarios and answers).
 
 State format (``to_bytes``, version 1; integers little-endian)::
 
@@ -93,16 +96,9 @@ which of them is the oldest once the ring is full.  Prototype sums and means are
 import struct
 from array import array
 
+from kpdev.protocol.compat import const
 from kpdev.protocol.errors import DeviceError
 from kpdev.protocol.framing import crc32
-
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
 
 _E_BAD_SHAPE = const(18)
 _E_BAD_DTYPE = const(19)

@@ -9,6 +9,11 @@ else (CPython, a port without viper) raises, and learner.py falls back to its pl
 Sums are machine words, and each knn distance goes through an int32 array: ``fits`` says
 whether a learner's largest possible sums stay within them; a learner for which they do not
 runs the plain loops, even where this module imports.
+
+A deliberate twin of learner.py's plain loops: tests/test_learner.py keeps them identical,
+``test_same_on_cpython_and_micropython`` running the same scenarios on CPython (plain) and on
+the micropython binary (these loops, checked to have run) and ``test_matches_reference``
+comparing both with a reference learner.
 """
 
 # Viper code annotates with MicroPython's built-in pointer types (ptr8, ptr32); pyproject.toml's
@@ -20,8 +25,10 @@ import sys
 import micropython
 from micropython import const
 
+from kpdev.protocol.compat import MICROPYTHON
+
 # A CPython with a ``micropython`` stand-in module installed gets this far.
-if sys.implementation.name != "micropython":
+if not MICROPYTHON:
     raise ImportError("viper loops run on MicroPython only")
 
 NAME = "viper"

@@ -10,11 +10,10 @@ model it cannot read is refused with an error instead of crashing the process.
 """
 
 import ai_edge_litert
-import numpy as np
 from ai_edge_litert import interpreter as litert_interpreter
 
 from kpdev.accelerators.base import Backend, LoadedModel, read_source
-from kpdev.accelerators.ndarray import array_of, tensor_of
+from kpdev.accelerators.ndarray import array_of, tensor_of, tflite_spec
 from kpdev.protocol.errors import DeviceError
 from kpdev.protocol.ops import E_INFER, E_MODEL_LOAD, E_NO_MODEL
 from kpdev.protocol.tensors import DTYPES
@@ -49,28 +48,6 @@ def _read_head(path):
             return f.read(8)
     except OSError as e:
         raise DeviceError("cannot read model file %s: %s" % (path, e), E_MODEL_LOAD)
-
-
-def _spec(details):
-    """A kpdev tensor spec from LiteRT's tensor details."""
-    q = details["quantization_parameters"]
-    scales = [float(s) for s in q["scales"]]
-    zero_points = [int(z) for z in q["zero_points"]]
-    spec = {
-        "name": details["name"],
-        "dtype": np.dtype(details["dtype"]).name,
-        "shape": [int(d) for d in details["shape"]],
-        "scale": None,
-        "zero_point": None,
-    }
-    if len(scales) == 1 and scales[0] != 0.0:
-        spec["scale"] = scales[0]
-        spec["zero_point"] = zero_points[0] if zero_points else 0
-    elif len(scales) > 1:
-        spec["scale"] = scales
-        spec["zero_point"] = zero_points
-        spec["axis"] = int(q["quantized_dimension"])
-    return spec
 
 
 def _operators(interp):
@@ -150,7 +127,6 @@ class LiteRTBackend(Backend):
     """
 
     name = "litert"
-    formats = ("tflite",)
 
     def version(self):
         """The ai-edge-litert package version."""
@@ -198,7 +174,7 @@ class LiteRTBackend(Backend):
         spec = {"inputs": [], "outputs": []}
         for which, details in (("inputs", input_details), ("outputs", output_details)):
             for k, d in enumerate(details):
-                s = _spec(d)
+                s = tflite_spec(d)
                 if s["dtype"] not in DTYPES:
                     raise DeviceError(
                         "%s %d (%s) of the model is %s, which kpdev tensors do not carry"

@@ -14,17 +14,10 @@ viper code where the port has the native emitter.
 
 import gc
 
-from kpdev.accelerators import BACKENDS, forget_modules
+from kpdev.accelerators import BACKENDS
 from kpdev.accelerators.base import Backend, LoadedModel
+from kpdev.protocol.compat import const, forget_modules
 from kpdev.protocol.errors import DeviceError
-
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
 
 _E_MODEL_LOAD = const(23)
 _E_NO_MODEL = const(16)
@@ -140,16 +133,15 @@ class TFLiteInt8Backend(Backend):
     """kpdev's int8 TFLite interpreter (see the module docstring for load options)."""
 
     name = "tflite_int8"
-    formats = ("tflite",)
 
     def version(self):
         # The registry's table holds the version (it offers this backend without importing it).
-        return BACKENDS[self.name][3]
+        return BACKENDS[self.name].version
 
     def load(self, source, meta=None):
         # The free heap a load needs (about 40 KB measured on the unix port, plus headroom):
         # the registry's figure, which it also checks before importing this module.
-        need = BACKENDS[self.name][4]
+        need = BACKENDS[self.name].heap
         if isinstance(source, str) and (meta or {}).get("weights") == "ram":
             need += _file_size(source)  # "auto" streams the weights when they do not fit
         free = _free_heap()

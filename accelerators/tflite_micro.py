@@ -10,13 +10,12 @@ import struct
 import sys
 import tempfile
 
-import numpy as np
 import tflite_micro
 from tflite_micro import runtime
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
 from kpdev.accelerators.base import Backend, LoadedModel, read_source
-from kpdev.accelerators.ndarray import array_of, tensor_of
+from kpdev.accelerators.ndarray import array_of, tensor_of, tflite_spec
 from kpdev.protocol.errors import DeviceError
 from kpdev.protocol.ops import E_INFER, E_MODEL_LOAD, E_NO_MODEL
 
@@ -109,27 +108,6 @@ def _tensor_names(model, which):
     return names
 
 
-def _spec(name, details):
-    q = details["quantization_parameters"]
-    scales = [float(s) for s in q["scales"]]
-    zero_points = [int(z) for z in q["zero_points"]]
-    spec = {
-        "name": name,
-        "dtype": np.dtype(details["dtype"]).name,
-        "shape": [int(d) for d in details["shape"]],
-        "scale": None,
-        "zero_point": None,
-    }
-    if len(scales) == 1 and scales[0] != 0.0:
-        spec["scale"] = scales[0]
-        spec["zero_point"] = zero_points[0] if zero_points else 0
-    elif len(scales) > 1:
-        spec["scale"] = scales
-        spec["zero_point"] = zero_points
-        spec["axis"] = int(q["quantized_dimension"])
-    return spec
-
-
 class TFLiteMicroModel(LoadedModel):
     """A ``.tflite`` model in a tflite-micro interpreter with its own arena."""
 
@@ -192,7 +170,6 @@ class TFLiteMicroBackend(Backend):
     """
 
     name = "tflite_micro"
-    formats = ("tflite",)
 
     def version(self):
         """The tflite-micro package version, with the git commit it was built from."""
@@ -240,5 +217,5 @@ class TFLiteMicroBackend(Backend):
             ("outputs", interp.get_output_details),
         ):
             for k, name in enumerate(_tensor_names(model, which)):
-                spec[which].append(_spec(name, details(k)))
+                spec[which].append(tflite_spec(details(k), name))
         return TFLiteMicroModel(interp, data, arena, arena_used, spec)

@@ -12,7 +12,8 @@ gc.collect()
 from kpdev.protocol.errors import KpdevError  # noqa: E402  (LinkError derives from it)
 
 gc.collect()
-from kpdev.device import agent  # noqa: E402
+from kpdev.device import agent  # noqa: E402, F401  (imported first: see above)
+from kpdev.protocol.compat import forget_modules  # noqa: E402
 
 gc.collect()
 
@@ -28,7 +29,8 @@ def _start():
 try:
     server, link = _start()
     # Serving never needs the startup code again: let the collector have it.
-    agent.forget_modules(("kpdev.device.startup", "kpdev.device.links"))
+    forget_modules(("kpdev.device.startup", "kpdev.device.links"))
+    gc.collect()
     server.serve(link)
 except (KpdevError, ValueError, OSError) as e:
     sys.stderr.write("kpdev-agent: %s\n" % e)

@@ -2,18 +2,31 @@
 
 The agent holds the serving loop, the dispatch from operation to handler, the replies and the
 loaded models.  The handlers live in one module per group of operations, imported the first time
-a request needs them (``_GROUPS``)::
+a request needs them.  Each group's codes lie in one range of protocol/ops.py, and ``_group``
+routes a code to its group by range; the group's ``HANDLERS`` table (code -> function) is the
+one place that says which codes the agent answers.  A code no table has is refused with
+UNKNOWN_OP, or NOT_IMPLEMENTED in a reserved range (``refusals.unknown_operation``)::
 
-    kpdev.device.agent      PING
-    kpdev.device.op_status  HELLO, INFO, STATS, REBOOT
-    kpdev.device.op_upload  MODEL_BEGIN, MODEL_CHUNK, MODEL_COMMIT, MODEL_ABORT
-    kpdev.device.op_models  MODEL_LIST, MODEL_INFO, MODEL_ACTIVATE, MODEL_DELETE
-    kpdev.device.op_infer   INFER, INFER_BATCH
-    kpdev.device.op_power   POWER_ENABLE, POWER_READ, POWER_FLOOR, CLOCK_GET, CLOCK_SET
-    kpdev.device.op_pack    PACK_SET, PACK_GET, PACK_CLEAR, CLASSIFY, STREAM_START,
-                            STREAM_PUSH, STREAM_STOP, PROFILE_RUN
-    kpdev.device.op_learn   LEARN_INFO, LEARN, LEARN_ENABLE, LEARN_ADD_CLASSES, LEARN_RESET,
-                            LEARN_SAVE, LEARN_EXPORT
+    kpdev.device.agent      0x03        PING
+    kpdev.device.op_status  0x00-0x0F   HELLO, INFO, STATS, REBOOT
+    kpdev.device.op_upload  0x10-0x13   MODEL_BEGIN, MODEL_CHUNK, MODEL_COMMIT, MODEL_ABORT
+    kpdev.device.op_models  0x14-0x1F   MODEL_LIST, MODEL_INFO, MODEL_ACTIVATE, MODEL_DELETE
+    kpdev.device.op_infer   0x20-0x2F   INFER, INFER_BATCH
+    kpdev.device.op_learn   0x30-0x3F   LEARN_INFO, LEARN, LEARN_ENABLE, LEARN_ADD_CLASSES,
+                                        LEARN_RESET, LEARN_SAVE, LEARN_EXPORT
+    kpdev.device.op_power   0x40-0x4F   POWER_ENABLE, POWER_READ, POWER_FLOOR, CLOCK_GET,
+                                        CLOCK_SET
+    kpdev.device.op_pack    0x50-0x6F   PROFILE_RUN, PACK_SET, PACK_GET, PACK_CLEAR, CLASSIFY,
+                                        STREAM_START, STREAM_PUSH, STREAM_STOP
+
+Adding an operation (tests/test_dispatch.py fails until the device half agrees):
+1. protocol/ops.py: its code, in its group's range (names.py derives the name from it);
+2. its group's module (device/op_*.py): ``_NAME = const(code)``, the handler function and its
+   ``HANDLERS`` entry (a new group: a new op_*.py and a range in ``_group`` here);
+3. the host client's method for it (host/client.py);
+4. docs/protocol.md: its row in the operations table and its section.
+The fuzz test (tests/test_fuzz.py) sends every operation of ops.py; give it a request template
+there if random bodies rarely reach the handler's interesting paths.
 
 RAM: MicroPython keeps imported code (even precompiled .mpy) in the heap, and a small board has
 too little heap to hold every handler at once.  So on MicroPython the groups are overlays: loading
@@ -34,57 +47,25 @@ from kpdev.device.links.base import LinkClosed
 from kpdev.device.stats import Stats
 from kpdev.device.store import ModelStore
 from kpdev.protocol import cbor
+from kpdev.protocol.compat import const, forget_modules
 from kpdev.protocol.errors import DeviceError, KpdevError
 from kpdev.protocol.framing import DEFAULT_MAX_PAYLOAD, FrameParser, FrameWriter
-
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
 
 # Protocol numbers of kpdev.protocol.ops as compile-time constants: importing ops would keep
 # its whole table in a board's heap.  stage_lib checks that these still match ops.py.
 _FLAG_RESPONSE = const(0x01)
 _FLAG_ERROR = const(0x02)
 _FLAG_EVENT = const(0x04)
-_HELLO = const(0x01)
-_INFO = const(0x02)
 _PING = const(0x03)
-_STATS = const(0x04)
-_REBOOT = const(0x05)
+_INFO = const(0x02)
+# The first code of each handler group's range (see _group).
 _MODEL_BEGIN = const(0x10)
-_MODEL_CHUNK = const(0x11)
-_MODEL_COMMIT = const(0x12)
-_MODEL_ABORT = const(0x13)
 _MODEL_LIST = const(0x14)
-_MODEL_INFO = const(0x15)
-_MODEL_ACTIVATE = const(0x16)
-_MODEL_DELETE = const(0x17)
 _INFER = const(0x20)
-_INFER_BATCH = const(0x21)
-_POWER_ENABLE = const(0x40)
-_POWER_READ = const(0x41)
-_POWER_FLOOR = const(0x42)
-_CLOCK_GET = const(0x48)
-_CLOCK_SET = const(0x49)
-_PROFILE_RUN = const(0x50)
-_PACK_SET = const(0x60)
-_PACK_GET = const(0x61)
-_PACK_CLEAR = const(0x62)
-_CLASSIFY = const(0x63)
-_STREAM_START = const(0x64)
-_STREAM_PUSH = const(0x65)
-_STREAM_STOP = const(0x66)
-_LEARN_INFO = const(0x30)
-_LEARN = const(0x31)
-_LEARN_ENABLE = const(0x32)
-_LEARN_ADD_CLASSES = const(0x33)
-_LEARN_RESET = const(0x34)
-_LEARN_SAVE = const(0x35)
-_LEARN_EXPORT = const(0x36)
+_LEARN_FIRST = const(0x30)
+_POWER_FIRST = const(0x40)
+_PROFILE_FIRST = const(0x50)
+_PACK_LAST = const(0x6F)
 _LOG = const(0x70)
 _ERROR = const(0x7F)
 _E_TOO_LARGE = const(2)
@@ -109,44 +90,32 @@ else:
     _MAX_LOADED = 4
     _IO_CHUNK = 64 * 1024
 
-# Operation -> module under kpdev.device whose HANDLERS table answers it.
-_GROUPS = {
-    _PING: "agent",
-    _HELLO: "op_status",
-    _INFO: "op_status",
-    _STATS: "op_status",
-    _REBOOT: "op_status",
-    _MODEL_BEGIN: "op_upload",
-    _MODEL_CHUNK: "op_upload",
-    _MODEL_COMMIT: "op_upload",
-    _MODEL_ABORT: "op_upload",
-    _MODEL_LIST: "op_models",
-    _MODEL_INFO: "op_models",
-    _MODEL_ACTIVATE: "op_models",
-    _MODEL_DELETE: "op_models",
-    _INFER: "op_infer",
-    _INFER_BATCH: "op_infer",
-    _POWER_ENABLE: "op_power",
-    _POWER_READ: "op_power",
-    _POWER_FLOOR: "op_power",
-    _CLOCK_GET: "op_power",
-    _CLOCK_SET: "op_power",
-    _PROFILE_RUN: "op_pack",
-    _PACK_SET: "op_pack",
-    _PACK_GET: "op_pack",
-    _PACK_CLEAR: "op_pack",
-    _CLASSIFY: "op_pack",
-    _STREAM_START: "op_pack",
-    _STREAM_PUSH: "op_pack",
-    _STREAM_STOP: "op_pack",
-    _LEARN_INFO: "op_learn",
-    _LEARN: "op_learn",
-    _LEARN_ENABLE: "op_learn",
-    _LEARN_ADD_CLASSES: "op_learn",
-    _LEARN_RESET: "op_learn",
-    _LEARN_SAVE: "op_learn",
-    _LEARN_EXPORT: "op_learn",
-}
+
+def _group(op):
+    """The module under kpdev.device whose HANDLERS table may answer ``op``, or None.
+
+    Each group's codes lie in one range of protocol/ops.py, so an operation added in a group's
+    range needs no change here: its group's HANDLERS table is the one place that says which
+    codes the agent answers.  tests/test_dispatch.py checks that every operation of ops.py
+    routes to the table that has it.
+    """
+    if op == _PING:
+        return "agent"
+    if op < _MODEL_BEGIN:
+        return "op_status"
+    if op < _MODEL_LIST:
+        return "op_upload"
+    if op < _INFER:
+        return "op_models"
+    if op < _LEARN_FIRST:
+        return "op_infer"
+    if op < _POWER_FIRST:
+        return "op_learn"
+    if op < _PROFILE_FIRST:
+        return "op_power"
+    if op <= _PACK_LAST:
+        return "op_pack"  # PROFILE_RUN and the PACK operations
+    return None
 
 
 def field(body, key, kind, required=True, default=None):
@@ -159,23 +128,6 @@ def field(body, key, kind, required=True, default=None):
     if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
         raise DeviceError("field %r has the wrong type" % key, _E_BAD_REQUEST)
     return v
-
-
-def forget_modules(names):
-    """Drop modules from ``sys.modules`` and from their package, so their code can be freed.
-
-    MicroPython only: it keeps imported code in the heap until nothing refers to the module any
-    more.  CPython keeps every module.
-    """
-    if not sysinfo.MICROPYTHON:
-        return
-    for name in names:
-        sys.modules.pop(name, None)
-        dot = name.rfind(".")
-        package = sys.modules.get(name[:dot])
-        if package is not None and hasattr(package, name[dot + 1 :]):
-            delattr(package, name[dot + 1 :])
-    sysinfo.collect()
 
 
 def ping(agent, body):
@@ -321,23 +273,28 @@ class Agent:
 
     def _handler(self, op):
         # The function answering ``op``, importing its group (and dropping the group loaded
-        # last, with what it imported) when needed.
-        group = _GROUPS.get(op)
-        if group is None:
+        # last, with what it imported) when needed.  A code no HANDLERS table has is refused
+        # with the project's error (UNKNOWN_OP, or NOT_IMPLEMENTED in a reserved range).
+        group = _group(op)
+        handler = None
+        if group is not None:
+            name = "kpdev.device." + group
+            module = sys.modules.get(name)
+            if module is None:
+                forget_modules(self._overlay)
+                sysinfo.collect()
+                before = list(sys.modules)
+                try:
+                    __import__(name)
+                finally:  # a failed import (out of memory) may still have loaded what it imported
+                    self._overlay = [m for m in sys.modules if m not in before]
+                module = sys.modules[name]
+            handler = module.HANDLERS.get(op)
+        if handler is None:
             from kpdev.device.refusals import unknown_operation
 
             raise unknown_operation(op)
-        name = "kpdev.device." + group
-        module = sys.modules.get(name)
-        if module is None:
-            forget_modules(self._overlay)
-            before = list(sys.modules)
-            try:
-                __import__(name)
-            finally:  # a failed import (out of memory) may still have loaded what it imported
-                self._overlay = [m for m in sys.modules if m not in before]
-            module = sys.modules[name]
-        return module.HANDLERS[op]
+        return handler
 
     def _send(self, op, rid, payload, flags):
         data = self._writer.pack(op, rid, payload, flags)

@@ -42,13 +42,7 @@ try:
 except ImportError:  # MicroPython builds without binascii have ubinascii
     from ubinascii import hexlify
 
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
+from kpdev.protocol.compat import const
 
 _E_BAD_REQUEST = const(5)
 _E_BAD_DTYPE = const(19)

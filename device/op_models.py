@@ -2,15 +2,8 @@
 
 from kpdev import accelerators  # noqa: F401  (Agent.model uses it: loaded as part of this group)
 from kpdev.device.agent import field
+from kpdev.protocol.compat import const
 from kpdev.protocol.errors import KpdevError
-
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
 
 # Protocol numbers of kpdev.protocol.ops as compile-time constants: importing ops would keep
 # its whole table in a board's heap.  stage_lib checks that these still match ops.py.

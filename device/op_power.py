@@ -8,14 +8,7 @@ go with the group.
 
 from kpdev.device.agent import field
 from kpdev.device.power_clock import control
-
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
+from kpdev.protocol.compat import const
 
 # Protocol numbers of kpdev.protocol.ops as compile-time constants: importing ops would keep
 # its whole table in a board's heap.  stage_lib checks that these still match ops.py.

@@ -6,15 +6,8 @@ from kpdev import __version__, accelerators
 from kpdev.device import sysinfo
 from kpdev.device.agent import field
 from kpdev.device.store import ModelStore
+from kpdev.protocol.compat import const
 from kpdev.protocol.framing import DEFAULT_MAX_PAYLOAD
-
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
 
 # Protocol numbers of kpdev.protocol.ops as compile-time constants: importing ops would keep
 # its whole table in a board's heap.  stage_lib checks that these still match ops.py.

@@ -2,14 +2,7 @@
 
 from kpdev.device import upload
 from kpdev.device.agent import field
-
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
+from kpdev.protocol.compat import const
 
 # Protocol numbers of kpdev.protocol.ops as compile-time constants: importing ops would keep
 # its whole table in a board's heap.  stage_lib checks that these still match ops.py.

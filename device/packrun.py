@@ -19,15 +19,8 @@ import json
 import struct
 
 from kpdev.device import fsutil, sysinfo
+from kpdev.protocol.compat import const
 from kpdev.protocol.errors import DeviceError
-
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
 
 _E_BAD_REQUEST = const(5)
 _E_NO_MODEL = const(16)

@@ -16,6 +16,11 @@ Heap: the per-axis columns and the feature values live in buffers allocated once
 ``features()`` return those buffers, so their contents last until the next call.  A call
 allocates the output tensor's bytes and the short-lived floats of the arithmetic, nothing the
 size of the window.
+
+A deliberate twin: ``kpdev.host.features`` computes the same pipeline with numpy for the host
+(pack building, the reference runtime).  The fixed arithmetic above keeps the two identical;
+tests/test_pipeline.py ``test_parity`` (and the thermometer parity tests) runs both on the same
+windows, this module under CPython and under the micropython binary, and compares.
 """
 
 import math
@@ -23,16 +28,9 @@ import struct
 from array import array
 
 from kpdev.device.sysinfo import ticks_diff, ticks_us
+from kpdev.protocol.compat import const
 from kpdev.protocol.errors import DeviceError
 from kpdev.protocol.tensors import Tensor
-
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
 
 _E_BAD_SHAPE = const(18)
 _E_BAD_DTYPE = const(19)

@@ -27,15 +27,8 @@ they stay loaded while the agent holds the meter, whichever handler group is loa
 import sys
 
 from kpdev.device import sysinfo
+from kpdev.protocol.compat import const
 from kpdev.protocol.errors import DeviceError
-
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
 
 # Protocol numbers of kpdev.protocol.ops as compile-time constants: importing ops would keep
 # its whole table in a board's heap.  stage_lib checks that these still match ops.py.

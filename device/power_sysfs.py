@@ -17,15 +17,8 @@ voltage x current.
 import os
 
 from kpdev.device import sysinfo
+from kpdev.protocol.compat import const
 from kpdev.protocol.errors import DeviceError
-
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
 
 # Protocol numbers of kpdev.protocol.ops as compile-time constants: importing ops would keep
 # its whole table in a board's heap.  stage_lib checks that these still match ops.py.

@@ -3,8 +3,7 @@
 import sys
 import time
 
-RUNTIME = sys.implementation.name
-MICROPYTHON = RUNTIME == "micropython"
+from kpdev.protocol.compat import MICROPYTHON, RUNTIME  # noqa: F401  (RUNTIME: sysinfo.RUNTIME)
 
 if MICROPYTHON:
     import gc

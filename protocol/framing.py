@@ -21,13 +21,7 @@ past the bad sync word and looks for the next one.
 
 import struct
 
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
+from kpdev.protocol.compat import const
 
 try:
     from binascii import crc32
@@ -82,15 +76,6 @@ def _authenticator(key):
     from kpdev.protocol.auth import Authenticator
 
     return Authenticator(key)
-
-
-def __getattr__(name):
-    # ``framing.Authenticator`` keeps working: it lives in auth.py and loads when first asked for.
-    if name == "Authenticator":
-        from kpdev.protocol.auth import Authenticator
-
-        return Authenticator
-    raise AttributeError("module %r has no attribute %r" % (__name__, name))
 
 
 class Frame:

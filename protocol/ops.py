@@ -1,12 +1,13 @@
-"""Operation codes, frame flags and error codes: the tables docs/protocol.md documents."""
+"""Operation codes, frame flags and error codes: the tables docs/protocol.md documents.
 
-try:
-    from micropython import const
-except ImportError:
+The one list of them: protocol/names.py names them from here, the fuzz test sends every
+operation and tests/test_dispatch.py checks that the agent answers each one.  Every upper-case
+name is an operation code, except the frame flags ``FLAG_*``, the error codes ``E_*``, the
+bounds of the reserved ranges ``*_FIRST`` / ``*_LAST`` and ``PROTOCOL_VERSION``.  Each group of
+operations keeps its codes in one range: the agent routes a code to its handler group by range.
+"""
 
-    def const(x):
-        return x
-
+from kpdev.protocol.compat import const
 
 PROTOCOL_VERSION = 1
 

@@ -6,6 +6,10 @@ BroadcastBinaryOpSimple does after fusing dimensions: ``[nd, extents..., strides
 ``nd`` extents listed outermost first and, after them, ``nd`` strides for each operand.  The
 output (for MEAN: the input) is walked contiguously; the innermost extent is one run, and the
 outer extents give where each run starts.  Element arithmetic is TFLM's, element for element.
+
+A deliberate twin of arith_viper.py (the same loops, fast): tests/test_int8_arith.py checks both
+against TFLM's bytes, ``test_matches_tflite_micro`` and ``test_plain_kernels_chosen_on_request``
+these loops, ``test_micropython_viper_matches_tflite_micro`` the viper ones.
 """
 
 from kpdev.accelerators.int8.fxp import mbqm, rdbpot, srdhm, wrap32

@@ -7,6 +7,10 @@ back to the plain loops.  The rescaling products need 64 bits, hence a 64-bit ma
 
 Constants of 2**30 and above are computed at run time, never written as literals: mpy-cross
 makes such literals objects (portable small ints), which viper cannot mix with machine ints.
+
+A deliberate twin of arith_plain.py: tests/test_int8_arith.py keeps them identical, checking
+both against TFLM's bytes (``test_matches_tflite_micro`` for the plain loops,
+``test_micropython_viper_matches_tflite_micro`` for these, which it checks did run).
 """
 
 import sys

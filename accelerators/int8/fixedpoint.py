@@ -104,10 +104,6 @@ def fdiv(a, b):
     return _div(a, b, 24)
 
 
-def dmax(a, b):
-    return a if dcmp(a, b) >= 0 else b
-
-
 def dcmp(a, b):
     """-1, 0 or 1 as a <, ==, > b."""
     d = dsub(a, b)[0]
@@ -117,17 +113,6 @@ def dcmp(a, b):
 def dsub(a, b):
     e = min(a[1], b[1])
     return _normal((a[0] << (a[1] - e)) - (b[0] << (b[1] - e)), e, 53)
-
-
-def dadd(a, b):
-    e = min(a[1], b[1])
-    return _normal((a[0] << (a[1] - e)) + (b[0] << (b[1] - e)), e, 53)
-
-
-def dfloor(a):
-    """floor(a) as an int."""
-    m, e = a
-    return m << e if e >= 0 else m >> -e
 
 
 def round_away(a):

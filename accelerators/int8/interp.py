@@ -14,15 +14,8 @@ loops (viper or plain Python, see loops_plain.py).
 
 import struct
 
+from kpdev.protocol.compat import const
 from kpdev.protocol.errors import DeviceError
-
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
 
 _E_MODEL_LOAD = const(23)
 _E_INFER = const(24)

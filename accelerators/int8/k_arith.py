@@ -9,13 +9,7 @@ loops are in arith_viper.py where the interpreter runs viper loops, else arith_p
 
 from array import array
 
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
+from kpdev.protocol.compat import const
 
 _ADD = const(0)
 _MUL = const(18)

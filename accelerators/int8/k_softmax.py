@@ -11,15 +11,8 @@ reciprocal of the sum of exponentials as TFLM does.
 from array import array
 
 from kpdev.accelerators.int8.fxp import mbqm, rdbpot, srdhm, wrap32
+from kpdev.protocol.compat import const
 from kpdev.protocol.errors import DeviceError
-
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
 
 _E_INFER = const(24)
 _INT32_MAX = const(0x7FFFFFFF)

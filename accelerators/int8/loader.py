@@ -7,7 +7,6 @@ the prepare-time arithmetic and the kernels' prepare helpers once the model is r
 
 import sys
 
-from kpdev.accelerators import forget_modules
 from kpdev.accelerators.int8.interp import (
     KERNELS,
     Interpreter,
@@ -15,15 +14,8 @@ from kpdev.accelerators.int8.interp import (
     select_loops,
     supported,
 )
+from kpdev.protocol.compat import const, forget_modules
 from kpdev.protocol.errors import DeviceError
-
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
 
 _E_MODEL_LOAD = const(23)
 # Arena offsets are aligned like TFLM's (16 bytes).

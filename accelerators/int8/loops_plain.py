@@ -5,6 +5,10 @@ emitter).  loops_viper.py has the same functions with the same arguments; interp
 picks one at import.  Buffers are bytes-like (int8 data as raw bytes); ``mult``, ``shift`` and
 ``bias`` are ``array('i')``.  The arithmetic is TFLM's, element for element: int32 accumulate,
 MultiplyByQuantizedMultiplier with double rounding, add the output zero point, clamp.
+
+A deliberate twin of loops_viper.py (the same loops, fast): both must give TFLM's bytes, and
+tests/test_int8_ops.py checks it, ``test_matches_tflite_micro`` running these loops on CPython
+and ``test_micropython_matches_tflite_micro`` the viper loops on the micropython binary.
 """
 
 from array import array

@@ -8,6 +8,10 @@ the plain loops.
 Requantization multiplies an int32 accumulator by a 31-bit multiplier, which needs a 64-bit
 product: this module therefore requires a 64-bit machine word (unix and 64-bit ports); on a
 32-bit port its import fails on purpose and the plain loops run instead.
+
+A deliberate twin of loops_plain.py: tests/test_int8_ops.py keeps them identical, checking both
+against TFLM's bytes (``test_matches_tflite_micro`` on CPython, plain loops;
+``test_micropython_matches_tflite_micro`` on the micropython binary, these loops).
 """
 
 import sys

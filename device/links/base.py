@@ -1,16 +1,14 @@
 """What every link shares: its errors, and readers that return whatever bytes have arrived."""
 
-import sys
-
 try:
     import select
 except ImportError:
     import uselect as select
 
+from kpdev.protocol.compat import MICROPYTHON
 from kpdev.protocol.errors import KpdevError
 
-CPYTHON = sys.implementation.name == "cpython"
-if CPYTHON:
+if not MICROPYTHON:
     import os
 
 
@@ -66,7 +64,7 @@ class PollReader:
         return bytes(memoryview(buf)[:i])
 
 
-if CPYTHON:
+if not MICROPYTHON:
 
     class FdReader:
         """CPython: ``os.read`` returns whatever is there, up to ``n`` bytes."""
@@ -99,7 +97,7 @@ class StreamLink:
 
     def write(self, data):
         """Write all of ``data``."""
-        if CPYTHON:
+        if not MICROPYTHON:
             mv = memoryview(data)
             while mv:
                 mv = mv[os.write(self._wfd, mv) :]

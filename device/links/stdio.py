@@ -3,9 +3,9 @@
 import sys
 
 from kpdev.device.links import base
-from kpdev.device.links.base import CPYTHON
+from kpdev.protocol.compat import MICROPYTHON
 
-if CPYTHON:
+if not MICROPYTHON:
     import os
 
 
@@ -15,7 +15,7 @@ class StdioLink(base.StreamLink):
     name = "stdio"
 
     def __init__(self):
-        if CPYTHON:
+        if not MICROPYTHON:
             # Keep the framed stream clean: fd 1 becomes private to the link and anything else
             # printed (by us or by a native library) goes to stderr.
             self._wfd = os.dup(1)
@@ -36,7 +36,7 @@ class StdioLink(base.StreamLink):
 
     def close(self):
         """Give Ctrl-C back to the console (stdio itself belongs to the process)."""
-        if not CPYTHON:
+        if MICROPYTHON:
             try:
                 import micropython
 

@@ -5,7 +5,8 @@ try:
 except ImportError:
     import uselect as select
 
-from kpdev.device.links.base import CPYTHON, LinkError
+from kpdev.device.links.base import LinkError
+from kpdev.protocol.compat import MICROPYTHON
 
 
 class TcpServerLink:
@@ -21,7 +22,7 @@ class TcpServerLink:
         self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._server.bind(ai[-1])
         self._server.listen(1)
-        if CPYTHON:
+        if not MICROPYTHON:
             self.port = self._server.getsockname()[1]
         elif port == 0:
             # MicroPython sockets have no getsockname(): nobody could learn the port chosen.
@@ -39,7 +40,7 @@ class TcpServerLink:
         if not p.poll(timeout_ms):
             return False
         conn, _ = self._server.accept()
-        if CPYTHON:
+        if not MICROPYTHON:
             conn.setsockopt(self._socket.IPPROTO_TCP, self._socket.TCP_NODELAY, 1)
         self._conn = conn
         self._poll = select.poll()
@@ -74,7 +75,7 @@ class TcpServerLink:
         if self._conn is None:
             return
         try:
-            if CPYTHON:
+            if not MICROPYTHON:
                 self._conn.sendall(data)
             else:
                 mv = memoryview(data)

@@ -1,9 +1,10 @@
 """A serial device or pty by path, in raw mode."""
 
 from kpdev.device.links import base
-from kpdev.device.links.base import CPYTHON, LinkError
+from kpdev.device.links.base import LinkError
+from kpdev.protocol.compat import MICROPYTHON
 
-if CPYTHON:
+if not MICROPYTHON:
     import os
 
 
@@ -16,7 +17,7 @@ class TtyLink(base.StreamLink):
             import termios
         except ImportError:
             raise LinkError("this runtime has no termios: use uart:ID for a board UART")
-        if CPYTHON:
+        if not MICROPYTHON:
             import tty
 
             self._fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
@@ -42,7 +43,7 @@ class TtyLink(base.StreamLink):
 
     def close(self):
         """Close the device."""
-        if CPYTHON:
+        if not MICROPYTHON:
             os.close(self._fd)
         else:
             self._f.close()

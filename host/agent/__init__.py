@@ -1,0 +1,8 @@
+"""The agent as a MicroPython board holds it: its files, how they are made and put on a board.
+
+- ``build``: the agent's file tree for a board (``.mpy`` for its CPU, only the backends it can
+  run, a ``main.py`` that starts it at boot), and installing or stopping it with mpremote.
+- ``romfs``: the same tree as a ROMFS image, so its code runs from flash.
+- ``micropython``: the MicroPython tools (unix port, mpy-cross, mpremote) and staging the device
+  code for them.
+"""

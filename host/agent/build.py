@@ -29,6 +29,7 @@ from kpdev.host.boards.sim import home
 from kpdev.host.client.client import Client
 from kpdev.host.errors import BoardError, LinkError, LinkTimeout, UsageError
 from kpdev.host.link.transport import open_url
+from kpdev.host.plain import human_bytes
 
 # On the board, relative to the REPL's directory.  The state directory's name is not a Python
 # identifier on purpose: '' comes before lib on sys.path, and a directory called ``kpdev`` there
@@ -74,6 +75,17 @@ class AgentTree:
         """Bytes of all files."""
         return sum(size for _, size in self.files)
 
+    @property
+    def kind(self) -> str:
+        """What the modules are: '.py sources', '.mpy for armv6m', '.mpy (bytecode)'."""
+        if not self.compiled:
+            return ".py sources"
+        return f".mpy for {self.march}" if self.march else ".mpy (bytecode)"
+
+    def describe(self) -> list[dict]:
+        """The files as plain data: [{"path", "size"}]."""
+        return [{"path": rel, "size": size} for rel, size in self.files]
+
     def dirs(self) -> list[str]:
         """The directories the files need, parents first."""
         out: list[str] = []
@@ -114,17 +126,17 @@ _CPYTHON_DEVICE_MODULES = ("kpdev.device.power_akida", "kpdev.accelerators.ndarr
 def board_modules(runtime: str) -> Callable[[str], bool]:
     """Which device modules go on a board of ``runtime``: all but other runtimes' backends.
 
-    The backend table (``kpdev.accelerators.BACKENDS``: name -> module, class, runtime or
-    None, ...) says which modules belong to a backend for another runtime; those modules, or
+    The backend table (``kpdev.accelerators.BACKENDS``: name -> ``BackendEntry`` with its
+    module and the runtime it needs, or None) says which modules belong to a backend for another
+    runtime; those modules, or
     packages, stay off the board.  Reading it imports the table only, no backend.
     """
     from kpdev import accelerators
 
-    # An entry starts (module, class, runtime or None); more fields may follow.
     foreign = [
-        entry[0]
+        entry.module
         for entry in accelerators.BACKENDS.values()
-        if entry[2] is not None and entry[2] != runtime
+        if entry.runtime is not None and entry.runtime != runtime
     ]
     if runtime == "micropython":
         foreign += list(_CPYTHON_DEVICE_MODULES)
@@ -534,3 +546,54 @@ def hello(port: str, baud: int = 115200, key: bytes | None = None, timeout: floa
                     ) from None
     finally:
         client.close()
+
+
+def install(
+    board: Board,
+    port: str,
+    *,
+    key: bytes | None = None,
+    source: bool = False,
+    timeout: float = 15.0,
+    progress: Callable[[int, int], None] | None = None,
+    say: Callable[[str], None] | None = None,
+) -> dict:
+    """Install the agent on the MicroPython board ``board`` at ``port``, as ``kpdev agent
+    install`` does, and return what was done.
+
+    The order keeps the board usable: any running agent is stopped first; the board's
+    MicroPython is asked what it runs and the files are refused before copying if it could not
+    load them or they do not fit; ``lib/kpdev`` and ``main.py`` are replaced with mpremote (the
+    stored models stay); a soft reset starts the agent, and HELLO checks it.  ``say(text)``
+    gets a line for each step; ``progress(done, total)`` counts bytes copied.
+    """
+    import tempfile
+
+    say = say or (lambda text: None)
+    baud = int(board.link.get("baud", 115200))
+    say(f"stopping any agent on {port}")
+    stop_agent(port, baud)
+    runtime = board_runtime(port)
+    check_board(board, runtime, port)
+    free = runtime["free"]
+    say(
+        f"{port}: MicroPython {runtime['version']}"
+        + (f" ({runtime['arch']})" if runtime["arch"] else "")
+        + (f", {human_bytes(free)} free" if free >= 0 else "")
+    )
+    with tempfile.TemporaryDirectory(prefix="kpdev-agent-") as tmp:
+        tree = build_tree(board, tmp, source=source, key=key)
+        check_fits(tree, runtime, port)
+        copy_tree(port, tree, progress=progress)
+    say("soft reset; waiting for the agent")
+    rebooted = soft_reset(port, baud)
+    info = hello(port, baud, key, timeout)
+    return {
+        "board": board.id,
+        "port": port,
+        "files": tree.describe(),
+        "bytes": tree.size,
+        "runtime": runtime,
+        "soft_reboot_seen": rebooted,
+        "agent": info,
+    }

@@ -8,56 +8,33 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 from rich.table import Table
 
 from kpdev.host.agent import build as agent_build
 from kpdev.host.agent import romfs
 from kpdev.host.boards.catalog import Board, get_board
-from kpdev.host.cli.options import JsonOpt, emit, err, out
-from kpdev.host.cli.render import human_bytes
+from kpdev.host.cli.options import (
+    AgentBoardOpt,
+    AgentKeyOpt,
+    AgentPortOpt,
+    JsonOpt,
+    emit,
+    err,
+    out,
+    sub_app,
+)
+from kpdev.host.cli.render import progress_bar
 from kpdev.host.client.session import parse_key
 from kpdev.host.errors import LinkError, UsageError
+from kpdev.host.plain import human_bytes
 
-agent_app = typer.Typer(
-    help="Put the kpdev agent on a MicroPython board: build its files (.mpy compiled for the "
+agent_app = sub_app(
+    "Put the kpdev agent on a MicroPython board: build its files (.mpy compiled for the "
     "board's CPU, and a main.py that starts the agent at boot), copy them with mpremote, stop "
     "it again. Every agent command takes --json.",
-    no_args_is_help=True,
+    short_help="Put the kpdev agent on a MicroPython board: build, install, stop.",
 )
 
-# Board, port and key say what they mean for installing, so they differ from host/cli_options.
-BoardOpt = Annotated[
-    str,
-    typer.Option(
-        "--board",
-        "-b",
-        help="Board from the catalog (see `kpdev boards`), e.g. rpi-pico; default $KPDEV_BOARD.",
-        envvar="KPDEV_BOARD",
-        show_default=False,
-    ),
-]
-PortOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--port",
-        "-p",
-        help="The board's USB serial port, e.g. /dev/ttyACM0 or COM3; default: the board's "
-        "port from the catalog.",
-        show_default=False,
-    ),
-]
-KeyOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--key",
-        help="Pre-shared key (hex) the agent will require on every frame; default $KPDEV_KEY. "
-        "It is stored in the board's main.py.",
-        envvar="KPDEV_KEY",
-        show_default=False,
-        show_envvar=False,
-    ),
-]
 SourceOpt = Annotated[
     bool,
     typer.Option(
@@ -68,19 +45,9 @@ SourceOpt = Annotated[
 ]
 
 
-def _files(tree: agent_build.AgentTree) -> list[dict[str, Any]]:
-    return [{"path": rel, "size": size} for rel, size in tree.files]
-
-
-def _kind(tree: agent_build.AgentTree) -> str:
-    if not tree.compiled:
-        return ".py sources"
-    return f".mpy for {tree.march}" if tree.march else ".mpy (bytecode)"
-
-
 @agent_app.command()
 def build(
-    board: BoardOpt,
+    board: AgentBoardOpt,
     out_dir: Annotated[
         Path,
         typer.Option(
@@ -92,7 +59,7 @@ def build(
         ),
     ],
     source: SourceOpt = False,
-    key: KeyOpt = None,
+    key: AgentKeyOpt = None,
     romfs_: Annotated[
         bool,
         typer.Option(
@@ -121,7 +88,7 @@ def build(
         "out": str(out_dir),
         "compiled": tree.compiled,
         "march": tree.march,
-        "files": _files(tree),
+        "files": tree.describe(),
         "bytes": tree.size,
     }
     if romfs_:
@@ -131,7 +98,7 @@ def build(
         emit(data)
         return
     out.print(
-        f"{b.id}: {len(tree.files)} files, {human_bytes(tree.size)} ({_kind(tree)}) in {out_dir}"
+        f"{b.id}: {len(tree.files)} files, {human_bytes(tree.size)} ({tree.kind}) in {out_dir}"
     )
     if romfs_:
         out.print(f"ROMFS image: {data['romfs']['path']} ({human_bytes(data['romfs']['bytes'])})")
@@ -173,21 +140,11 @@ def _port_of(b: Board | None, port: str | None) -> str:
     return port
 
 
-def _progress(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        console=err,
-        disable=not enabled,
-    )
-
-
 @agent_app.command()
 def install(
-    board: BoardOpt,
-    port: PortOpt = None,
-    key: KeyOpt = None,
+    board: AgentBoardOpt,
+    port: AgentPortOpt = None,
+    key: AgentKeyOpt = None,
     source: SourceOpt = False,
     timeout: Annotated[
         float,
@@ -219,39 +176,12 @@ def install(
         _dry_run(b, port, tree, json_)
         return
     port = _port_of(b, port)
-    baud = int(b.link.get("baud", 115200))
-    if not json_:
-        err.print(f"stopping any agent on {port}")
-    agent_build.stop_agent(port, baud)
-    runtime = agent_build.board_runtime(port)
-    agent_build.check_board(b, runtime, port)
-    if not json_:
-        err.print(
-            f"{port}: MicroPython {runtime['version']}"
-            + (f" ({runtime['arch']})" if runtime["arch"] else "")
-            + (f", {human_bytes(runtime['free'])} free" if runtime["free"] >= 0 else "")
+    say = (lambda text: None) if json_ else (lambda text: err.print(text, markup=False))
+    with progress_bar(not json_, f"copy to {b.id}", unit="bytes") as progress:
+        data = agent_build.install(
+            b, port, key=keyb, source=source, timeout=timeout, progress=progress, say=say
         )
-    with tempfile.TemporaryDirectory(prefix="kpdev-agent-") as tmp:
-        tree = agent_build.build_tree(b, tmp, source=source, key=keyb)
-        agent_build.check_fits(tree, runtime, port)
-        with _progress(not json_) as bar:
-            task = bar.add_task(f"copy to {b.id}", total=tree.size)
-            agent_build.copy_tree(
-                port, tree, progress=lambda done, total: bar.update(task, completed=done)
-            )
-    if not json_:
-        err.print("soft reset; waiting for the agent")
-    rebooted = agent_build.soft_reset(port, baud)
-    info = agent_build.hello(port, baud, keyb, timeout)
-    data = {
-        "board": b.id,
-        "port": port,
-        "files": _files(tree),
-        "bytes": tree.size,
-        "runtime": runtime,
-        "soft_reboot_seen": rebooted,
-        "agent": info,
-    }
+    info = data["agent"]
     if json_:
         emit(data)
         return
@@ -263,13 +193,13 @@ def _dry_run(b: Board, port: str | None, tree: agent_build.AgentTree, json_: boo
         "board": b.id,
         "port": port,
         "dry_run": True,
-        "files": [dict(f, dest=":" + f["path"]) for f in _files(tree)],
+        "files": [dict(f, dest=":" + f["path"]) for f in tree.describe()],
         "bytes": tree.size,
     }
     if json_:
         emit(data)
         return
-    table = Table(title=f"would copy to {port or b.id} ({_kind(tree)})")
+    table = Table(title=f"would copy to {port or b.id} ({tree.kind})")
     table.add_column("file on the board")
     table.add_column("size", justify="right")
     for rel, size in tree.files:
@@ -302,7 +232,7 @@ def _print_agent(info: dict[str, Any], port: str) -> None:
 
 @agent_app.command()
 def stop(
-    port: PortOpt = None,
+    port: AgentPortOpt = None,
     board: Annotated[
         str | None,
         typer.Option(

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from kpdev.host import config
-from kpdev.host.cli.options import JsonOpt, complete_board, emit, err, out
+from kpdev.host.cli.options import JsonOpt, complete_board, emit, err, out, sub_app
 from kpdev.protocol.errors import KpdevError
 
 _KEYS_HELP = "; ".join(f"{k}: {v}" for k, v in config.KEYS.items())
@@ -19,12 +19,11 @@ def _say(text: str) -> None:
     out.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
-config_app = typer.Typer(
-    help="Your kpdev settings, kept in a TOML file: $KPDEV_CONFIG, else "
+config_app = sub_app(
+    "Your kpdev settings, kept in a TOML file: $KPDEV_CONFIG, else "
     "$XDG_CONFIG_HOME/kpdev/config.toml, else ~/.config/kpdev/config.toml (`kpdev config path` "
     f"prints it). Keys: {_KEYS_HELP}. Every config command takes --json.",
     short_help="Your settings: the default board.",
-    no_args_is_help=True,
 )
 
 KeyArg = Annotated[

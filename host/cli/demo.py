@@ -1,8 +1,8 @@
 """``kpdev demo``: the whole job on a simulated board, with data that ships with kpdev.
 
 Build a Knowledge Pack for the UEA BasicMotions accelerometer/gyroscope set (models trained by
-host/demo/train.py), deploy it, evaluate it on the held-out recordings, profile it, recognize a
-continuous recording, and write the report.
+examples/basicmotions/train.py), deploy it, evaluate it on the held-out recordings, profile it,
+recognize a continuous recording, and write the report.
 """
 
 from __future__ import annotations
@@ -13,17 +13,13 @@ from typing import Annotated, Any
 
 import typer
 
-from kpdev.host.cli.evaluate import (
-    board_info,
-    print_profile,
-    print_results,
-    print_vectors,
-    print_windows,
-    versions_of,
-)
-from kpdev.host.cli.options import JsonOpt, emit, err, log_event, out, progress_bar
-from kpdev.host.cli.render import jsonable
+from kpdev.host.cli.evaluate import print_profile, print_results, print_windows
+from kpdev.host.cli.model import print_vectors
+from kpdev.host.cli.options import JsonOpt, emit, err, out, session
+from kpdev.host.cli.render import progress_bar
 from kpdev.host.errors import UsageError
+from kpdev.host.evaluation.metrics import board_info, versions_of
+from kpdev.host.plain import jsonable
 
 DEMO = Path(__file__).resolve().parents[1] / "demo"
 CLASSES = ["Standing", "Running", "Walking", "Badminton"]
@@ -62,7 +58,6 @@ def demo(
     recognize a continuous recording and write a report (Markdown and HTML with figures).
     """
     from kpdev.host.boards.catalog import get_board
-    from kpdev.host.client.session import open_session
     from kpdev.host.datasets import load_dataset, load_signal
     from kpdev.host.evaluation.evaluate import evaluate, profile_pack
     from kpdev.host.evaluation.metrics import measurements, write_measurements
@@ -77,12 +72,13 @@ def demo(
             f"the demo runs on a simulated board, not {board}: try --board sim-mcu or sim-linux"
         )
     out_dir.mkdir(parents=True, exist_ok=True)
-    say = (lambda *a: None) if json_ else err.print
+    say = (lambda *a, **k: None) if json_ else err.print
+    say(f"writing into {out_dir.resolve()} (choose another folder with --out)", style="dim")
     say("[bold]1/6[/bold] building the Knowledge Pack (BasicMotions, int8 MLP)")
     pack = read_pack(_build(out_dir))
     _, test = load_dataset(str(DEMO / "basicmotions.npz")).split()
     labels = [test.classes[int(i)] for i in test.y]
-    with open_session(board, None, None, timeout=60.0, on_event=log_event) as c:
+    with session(board, None, None, 60.0) as c:
         say(f"[bold]2/6[/bold] deploying to {b.id} ({b.name})")
         with progress_bar(not json_, "upload") as progress:
             plan = deploy_pack(c, pack, b, progress=progress)
@@ -120,6 +116,7 @@ def demo(
     made = write_report([doc], out_dir / "report")
     summary: dict[str, Any] = {
         "board": board,
+        "out_dir": str(out_dir.resolve()),
         "pack": str(out_dir / "basicmotions.kp"),
         "vectors_match": all(v["match"] for v in plan["vectors"]),
         "accuracy": results["classification"]["accuracy"],
@@ -136,7 +133,8 @@ def demo(
     print_profile(prof)
     print_windows(rec)
     out.print(
-        f"\nreport: [bold]{made['html']}[/bold] (and {made['markdown'].name}); pack "
+        f"\nall files in {out_dir.resolve()}\n"
+        f"report: [bold]{made['html']}[/bold] (and {made['markdown'].name}); pack "
         f"{out_dir / 'basicmotions.kp'}; measurements {mpath}\n"
         f"next: kpdev pack inspect {out_dir / 'basicmotions.kp'} · kpdev eval "
         f"{out_dir / 'basicmotions.kp'} --board sim-linux --dataset {DEMO / 'basicmotions.npz'}"

@@ -17,34 +17,36 @@ from rich.live import Live
 from rich.table import Table
 
 from kpdev.host.atomic import refuse_existing
-from kpdev.host.cli.evaluate import DatasetOpt, FractionOpt, SeedOpt, WindowOpt
 from kpdev.host.cli.options import (
     BoardOpt,
+    DatasetOpt,
     ForceOpt,
+    FractionOpt,
     JsonOpt,
     KeyOpt,
     PortOpt,
+    SeedOpt,
     TimeoutOpt,
-    count_progress,
+    WindowOpt,
     emit,
     err,
-    log_event,
     out,
     parse_window,
-    progress_bar,
+    session,
+    sub_app,
 )
-from kpdev.host.cli.render import human_bytes
-from kpdev.host.client.session import open_session, resolve_board
+from kpdev.host.cli.render import progress_bar, progress_view
+from kpdev.host.client.session import resolve_board
 from kpdev.host.errors import UsageError
+from kpdev.host.plain import human_bytes
 
-learn_app = typer.Typer(
-    help="Edge learning on the device: `kpdev learn run PACK --dataset D --shots K` teaches the "
+learn_app = sub_app(
+    "Edge learning on the device: `kpdev learn run PACK --dataset D --shots K` teaches the "
     "pack's learner K labelled samples per class over the link, scores it on held-out data "
     "after each round and writes a session log and a learning curve; `save` keeps what it "
     "learned across reboots, `reset` forgets it, `export` writes it into a new pack version. "
     "The pack needs a learner (kpdev pack build --learner memory|akida).",
     short_help="Edge-learning sessions: teach the device, keep it, export it as a pack.",
-    no_args_is_help=True,
 )
 
 
@@ -180,12 +182,11 @@ def run(
     """
     from kpdev.host.datasets import load_dataset
     from kpdev.host.learning.session import (
+        ensure_active,
         new_session_id,
-        plan_session,
         run_session,
         write_session,
     )
-    from kpdev.host.packs.deploy import deploy_pack
     from kpdev.host.packs.pack import read_pack
 
     if out_dir is not None:
@@ -201,7 +202,7 @@ def run(
     if cut is None and pipeline:
         cut = (pipeline["window"]["size"], pipeline["window"]["stride"])
     data = load_dataset(dataset, window=cut)
-    session = new_session_id()
+    session_id = new_session_id()
     plan = {
         "shots": shots,
         "rounds": rounds,
@@ -212,7 +213,7 @@ def run(
     }
     b = resolve_board(board, port)
     rows: list[dict[str, Any]] = []
-    bar = count_progress(not json_)
+    bar = progress_view(not json_)
     task = bar.add_task("learning", total=None)
     live_on = not json_ and err.is_terminal
 
@@ -220,17 +221,9 @@ def run(
         scored = list(rows[0]["per_class"]) if rows else []
         return Group(_round_table(rows, scored), bar)
 
-    with open_session(board, port, key, timeout=timeout, on_event=log_event) as c:
-        active = c.pack_get()
-        if active is None or [active["name"], active["version"]] != [
-            pack.name,
-            pack.manifest["version"],
-        ]:
-            # Check the plan against the labels the learner will start from before the
-            # device's active pack is replaced: a plan the data cannot meet changes nothing.
-            plan_session(pack, list(pack.learning.get("classes") or []), data, **plan)
-            with progress_bar(not json_, f"deploy {pack.name}") as progress:
-                deploy_pack(c, pack, b, progress=progress)
+    with session(board, port, key, timeout) as c:
+        with progress_bar(not json_, f"deploy {pack.name}", unit="bytes") as deploy_progress:
+            ensure_active(c, pack, data, board=b, progress=deploy_progress, **plan)
         live = Live(view(), console=err, refresh_per_second=8, transient=True) if live_on else None
 
         def on_round(row: dict[str, Any]) -> None:
@@ -249,13 +242,12 @@ def run(
                 pack,
                 data,
                 **plan,
-                session=session,
+                session=session_id,
                 on_round=on_round,
                 progress=progress,
+                save=save,
             )
-        if save:
-            log["saved"] = c.learn_save()
-    folder = out_dir or Path("kpdev-learn") / session
+    folder = out_dir or Path("kpdev-learn") / session_id
     paths = write_session(log, folder)
     record = _record_path(board, port)
     record.parent.mkdir(parents=True, exist_ok=True)
@@ -265,7 +257,7 @@ def run(
                 "pack": str(pack_path.resolve()),
                 "name": pack.name,
                 "version": pack.manifest["version"],
-                "session": session,
+                "session": session_id,
             }
         )
     )
@@ -275,11 +267,13 @@ def run(
     out.print(_round_table(log["rows"], log["scored"]))
     first, last = log["rows"][0], log["rows"][-1]
     out.print(
-        f"session [bold]{session}[/bold]: {log['learner']} learner on {log['board']} went from "
+        f"session [bold]{session_id}[/bold]: {log['learner']} learner on {log['board']} went from "
         f"{first['accuracy']:.3f} to [bold]{last['accuracy']:.3f}[/bold] with "
         f"{last['shots_per_class']} shots per class"
         + (f", new classes {', '.join(log['new_classes'])}" if log["new_classes"] else "")
     )
+    where = "" if out_dir is not None else " (choose another folder with --out)"
+    out.print(f"  files in {folder.resolve()}{where}:")
     for what, path in paths.items():
         out.print(f"  {what}: {path}")
     if save:
@@ -317,7 +311,7 @@ def info(
     json_: JsonOpt = False,
 ) -> None:
     """Show the device's learner: its classes, samples learned, saved or not."""
-    with open_session(board, port, key, timeout=timeout, on_event=log_event) as c:
+    with session(board, port, key, timeout) as c:
         result = c.learn_info()
     if json_:
         emit(result)
@@ -337,7 +331,7 @@ def save_(
 
     The save is atomic: one cut short keeps the previous save.
     """
-    with open_session(board, port, key, timeout=timeout, on_event=log_event) as c:
+    with session(board, port, key, timeout) as c:
         result = c.learn_save()
     if json_:
         emit(result)
@@ -357,7 +351,7 @@ def reset(
     json_: JsonOpt = False,
 ) -> None:
     """Forget what the device learned, in RAM and saved: back to the pack's own learner."""
-    with open_session(board, port, key, timeout=timeout, on_event=log_event) as c:
+    with session(board, port, key, timeout) as c:
         result = c.learn_reset()
     if json_:
         emit(result)
@@ -367,7 +361,7 @@ def reset(
 
 
 def _enable(on: bool, board, port, key, timeout, json_) -> None:
-    with open_session(board, port, key, timeout=timeout, on_event=log_event) as c:
+    with session(board, port, key, timeout) as c:
         result = c.learn_enable(on)
     if json_:
         emit(result)
@@ -460,7 +454,7 @@ def export(
         raise UsageError(f"{source}: the pack has no learner; nothing to export")
     target = out_path or Path(f"{pack.name}-learned.kp")
     refuse_existing(target, force, "pack")
-    with open_session(board, port, key, timeout=timeout, on_event=log_event) as c:
+    with session(board, port, key, timeout) as c:
         with progress_bar(not json_, "export") as progress:
             data = c.learn_export(progress)
         where = c.device.get("board")

@@ -1,23 +1,28 @@
-"""Options and consoles the CLI's command modules share (host/cli/app.py, cli_power.py, ...).
+"""What the CLI's command modules share: option types, consoles, output and parsing helpers.
 
-Only the CLI uses Rich: these consoles are the one place output goes.
+- The ``Annotated`` option types, defined once with one help text each: ``BoardOpt``,
+  ``PortOpt``, ``KeyOpt``, ``JsonOpt``, ``TimeoutOpt``, ``ForceOpt``; the data options
+  ``DatasetOpt``, ``WindowOpt``, ``FractionOpt``, ``SeedOpt``; the ``Agent*Opt`` variants that
+  say what board, port and key mean when installing the agent.
+- ``sub_app(help)``: every sub-app (``kpdev pack``, ``kpdev model``, ...) made the same way.
+- ``session(...)``: a connected client for a command.
+- ``out``/``err`` (the consoles: only the CLI uses Rich, and this is where its output goes),
+  ``emit`` (the one JSON document of --json), ``log_event``.
+- Parsing of option values: ``parse_window``, ``parse_number``, ``key_value``.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from kpdev.host.cli.render import jsonable
 from kpdev.host.config import default_board
 from kpdev.host.errors import UsageError
+from kpdev.host.plain import jsonable
 from kpdev.protocol.errors import KpdevError
 
 out = Console(highlight=False)
@@ -93,6 +98,97 @@ TimeoutOpt = Annotated[
     float, typer.Option("--timeout", help="Seconds to wait for each device reply.", min=0.1)
 ]
 
+# Data: a dataset, how to cut its recordings into windows, and its train/test split.
+DatasetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--dataset",
+        "-d",
+        metavar="SPEC",
+        help="Labelled data: a .npz (x, y[, classes, axes, fold]), a UEA/UCR .ts file (its "
+        "TRAIN/TEST sibling gives the split), a CSV recording or a folder of them, a folder of "
+        "WAV folders (one per class), or sklearn:digits.",
+        show_default=False,
+    ),
+]
+WindowOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--window",
+        metavar="SIZE,STRIDE",
+        help="Window size and stride in samples, to cut recordings (CSV, WAV) into windows; "
+        "default: the pack pipeline's window.",
+        show_default=False,
+    ),
+]
+FractionOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--test-fraction",
+        metavar="F",
+        help="Share of each class held out for testing (stratified); default: the dataset's own "
+        "split when it has one (UEA TRAIN/TEST, an npz fold), else 0.25.",
+        min=0.01,
+        max=0.99,
+        show_default=False,
+    ),
+]
+SeedOpt = Annotated[
+    int, typer.Option("--seed", help="Seed of the train/test split (and of test vectors).")
+]
+
+# Installing the agent: board, port and key say what they mean there (no default board from
+# the config: the board to install for is named; the key is written into the board's main.py).
+AgentBoardOpt = Annotated[
+    str,
+    typer.Option(
+        "--board",
+        "-b",
+        help="Board from the catalog (see `kpdev boards`), e.g. rpi-pico; default $KPDEV_BOARD.",
+        envvar="KPDEV_BOARD",
+        autocompletion=complete_board,
+        show_default=False,
+    ),
+]
+AgentPortOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--port",
+        "-p",
+        help="The board's USB serial port, e.g. /dev/ttyACM0 or COM3; default: the board's "
+        "port from the catalog.",
+        show_default=False,
+    ),
+]
+AgentKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--key",
+        help="Pre-shared key (hex) the agent will require on every frame; default $KPDEV_KEY. "
+        "It is stored in the board's main.py.",
+        envvar="KPDEV_KEY",
+        show_default=False,
+        show_envvar=False,
+    ),
+]
+
+
+def sub_app(help: str, **settings: Any) -> typer.Typer:
+    """A sub-app (``kpdev NOUN VERB``), all made alike: -h and --help, and its help shown when
+    given no verb (unless ``settings`` say otherwise: a noun that acts without a verb)."""
+    settings.setdefault("no_args_is_help", not settings.get("invoke_without_command"))
+    return typer.Typer(
+        help=help, context_settings={"help_option_names": ["-h", "--help"]}, **settings
+    )
+
+
+def session(board: str | None, port: str | None, key: str | None, timeout: float = 10.0):
+    """A connected client for a command (a context manager); device LOG events go to stderr,
+    and a simulated board starts in the background on first use."""
+    from kpdev.host.client.session import open_session
+
+    return open_session(board, port, key, timeout=timeout, on_event=log_event)
+
 
 def emit(data: Any) -> None:
     """One JSON document on stdout (the whole of stdout under --json)."""
@@ -105,31 +201,6 @@ def log_event(op: int, body: Any) -> None:
         err.print(f"[dim]device {body.get('lvl', 'log')}: {body['msg']}[/dim]")
 
 
-def count_progress(enabled: bool) -> Progress:
-    """A Rich progress bar counting items, on stderr; off for --json and when not a terminal
-    (into a pipe or a log a failing command must leave one line on stderr)."""
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        disable=not enabled or not err.is_terminal,
-    )
-
-
-@contextmanager
-def progress_bar(enabled: bool, what: str, total: int | None = None) -> Iterator[Callable]:
-    """A ``count_progress`` bar with one task; yields the ``progress(done, total)`` callback."""
-    with count_progress(enabled) as bar:
-        task = bar.add_task(what, total=total)
-
-        def progress(done: int, n: int) -> None:
-            bar.update(task, completed=done, total=n)
-
-        yield progress
-
-
 def parse_window(text: str | None) -> tuple[int, int] | None:
     """``--window SIZE,STRIDE`` -> (size, stride); UsageError saying how to write it."""
     if text is None:
@@ -140,3 +211,22 @@ def parse_window(text: str | None) -> tuple[int, int] | None:
     if int(size) < 1 or int(stride) < 1:
         raise UsageError(f"--window {text!r}: size and stride must be at least 1")
     return int(size), int(stride)
+
+
+def parse_number(text: str) -> Any:
+    """An option value: an int or a float when it reads as one, else the text."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+def key_value(item: str, option: str, example: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` -> (key, value as ``parse_number`` reads it); UsageError saying how to
+    write it."""
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise UsageError(f"{option} {item!r}: write it as KEY=VALUE, e.g. {example}")
+    return key.strip(), parse_number(value.strip())

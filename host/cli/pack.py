@@ -13,39 +13,30 @@ from kpdev.host.atomic import refuse_existing
 from kpdev.host.cli.options import (
     ForceOpt,
     JsonOpt,
-    count_progress,
     emit,
     err,
+    key_value,
     out,
     parse_window,
+    sub_app,
 )
-from kpdev.host.cli.render import human_bytes
+from kpdev.host.cli.render import progress_view
 from kpdev.host.errors import UsageError
 from kpdev.host.packs.pack import NAME_RE, Pack, read_pack
+from kpdev.host.plain import human_bytes
 
-pack_app = typer.Typer(
-    help="Knowledge Packs (.kp): one or more models with their class labels, the feature "
+pack_app = sub_app(
+    "Knowledge Packs (.kp): one or more models with their class labels, the feature "
     "pipeline that turns raw sensor windows into the model input, test vectors, accuracy and "
     "cost, in one zip file (docs/packs.md). `build` makes one, `inspect` shows one; deploy it "
     "with `kpdev deploy PACK.kp`. Every pack command takes --json.",
     short_help="Build and inspect Knowledge Packs (.kp): models, pipeline, test vectors.",
-    no_args_is_help=True,
 )
 
 _SPLIT = re.compile(r"[,\n]")
 
 
 # -- option parsing ------------------------------------------------------------------------
-def _number(text: str) -> Any:
-    """A load option value: an int or a float when it reads as one (as `kpdev deploy -O`)."""
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            continue
-    return text
-
-
 def _models(items: list[str]) -> dict[str, Path]:
     """``ID=PATH`` (or one bare PATH, id "main") -> {id: path}, in the order given."""
     models: dict[str, Path] = {}
@@ -171,19 +162,21 @@ def _pairs(items: list[str], option: str, ids: list[str], example: str) -> dict[
 def _options(items: list[str], ids: list[str]) -> dict[str, dict[str, Any]]:
     """``ID:KEY=VALUE`` (with one model, ``KEY=VALUE``) -> {id: {key: value}}."""
     found: dict[str, dict[str, Any]] = {mid: {} for mid in ids}
+    example = "main:arena_size=16384"
     for item in items:
         left, sep, value = item.partition("=")
-        mid, colon, key = left.partition(":")
-        if not colon:
-            mid, key = (ids[0] if len(ids) == 1 else ""), mid
-        mid, key = mid.strip(), key.strip()
-        if not sep or not key or not mid:
-            raise UsageError(
-                f"--option {item!r}: write it as ID:KEY=VALUE, e.g. main:arena_size=16384"
-            )
+        mid, colon, _ = left.partition(":")
+        if not colon:  # KEY=VALUE: with one model, that model's
+            mid, rest = (ids[0] if len(ids) == 1 else ""), item
+        else:
+            rest = item[len(mid) + 1 :]
+        mid = mid.strip()
+        if not mid:
+            raise UsageError(f"--option {item!r}: write it as ID:KEY=VALUE, e.g. {example}")
         if mid not in found:
             raise UsageError(f"--option {item!r}: no model {mid!r} (models: {', '.join(ids)})")
-        found[mid][key] = _number(value)
+        key, number = key_value(rest, "--option", example)
+        found[mid][key] = number
     return found
 
 
@@ -465,7 +458,7 @@ def build(
     elif window is not None or test_fraction is not None:
         option = "--window" if window is not None else "--test-fraction"
         raise UsageError(f"{option} applies to the --dataset: give a dataset too")
-    with count_progress(not json_) as bar:
+    with progress_view(not json_) as bar:
         task = bar.add_task("host accuracy", total=None, visible=data is not None)
         manifest = build_pack(
             out_path,
@@ -733,12 +726,7 @@ def _build_learner(
         raise UsageError("--learner builds its own classifier: leave out --model")
     if pipeline is None or dataset is None:
         raise UsageError("--learner needs --pipeline (what it learns from) and --dataset")
-    options = {}
-    for item in settings:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--learner-option {item!r}: write it as KEY=VALUE, e.g. k=3")
-        options[key.strip()] = _number(value.strip())
+    options = dict(key_value(item, "--learner-option", "k=3") for item in settings)
     labels = None
     if classes:
         labels = [x.strip() for text in classes for x in _SPLIT.split(text) if x.strip()]

@@ -20,19 +20,21 @@ from kpdev.host.cli.options import (
     KeyOpt,
     PortOpt,
     TimeoutOpt,
-    log_event,
     out,
+    session,
+    sub_app,
 )
-from kpdev.host.cli.render import jsonable
 from kpdev.host.client.client import Client
-from kpdev.host.client.session import open_session
 from kpdev.host.errors import LinkError
+from kpdev.host.plain import jsonable
 
-power_app = typer.Typer(
-    help="Measure the device's power: its power source (a sensor, the Akida SoC's meter, or "
+power_app = sub_app(
+    "Measure the device's power: its power source (a sensor, the Akida SoC's meter, or "
     "the board's power model, always labelled estimated) from boards.yml. Without a command: "
     "read the power events since the last read (measurement is switched on for the command's "
     "duration when it is off). Every power command takes --json.",
+    short_help="Measure the device's power: a sensor, the SoC's meter, or the board's power "
+    "model (labelled estimated).",
     invoke_without_command=True,
 )
 
@@ -42,10 +44,6 @@ def _emit(data: Any, lines: bool = False) -> None:
     text = json.dumps(jsonable(data), separators=(",", ":")) if lines else None
     sys.stdout.write((text or json.dumps(jsonable(data), indent=2)) + "\n")
     sys.stdout.flush()
-
-
-def _session(board, port, key, timeout):
-    return open_session(board, port, key, timeout=timeout, on_event=log_event)
 
 
 def readings(c: Client, polls: int | None, interval: float) -> Iterator[dict[str, Any]]:
@@ -155,7 +153,7 @@ def power(
     polls = count if count is not None else (None if watch else 1)
     many = polls != 1
     history: list[dict[str, Any]] = []
-    with _session(board, port, key, timeout) as c:
+    with session(board, port, key, timeout) as c:
         stream = readings(c, polls, interval)
         try:
             if json_:
@@ -180,7 +178,7 @@ def power(
 
 
 def _switch(on: bool, board, port, key, timeout, json_) -> None:
-    with _session(board, port, key, timeout) as c:
+    with session(board, port, key, timeout) as c:
         data = c.power_enable(on)
     data["board"] = c.device.get("board")
     if json_:
@@ -243,7 +241,7 @@ def clock(
     the cpufreq governor on Linux. A device without a clock it can set refuses with a one-line
     error.
     """
-    with _session(board, port, key, timeout) as c:
+    with session(board, port, key, timeout) as c:
         data = c.clock(mode)
     data["board"] = c.device.get("board")
     if json_:

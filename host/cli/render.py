@@ -1,38 +1,58 @@
-"""Plain-data views of device replies, shared by the CLI's tables and its --json output."""
+"""Rendering the CLI shares: progress bars, and plain-data views of device replies for its tables.
+
+One progress-bar factory: ``progress_view(enabled, unit)`` makes a Rich ``Progress`` on stderr that
+counts items or bytes (for several tasks at once); ``progress_bar`` wraps it with one task and
+yields the ``progress(done, total)`` callback the library takes.  Bars are off under --json and
+when stderr is not a terminal (into a pipe or a log a failing command must leave one line).
+"""
 
 from __future__ import annotations
 
-import os
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
+
+from kpdev.host.cli.options import err
 from kpdev.protocol.names import error_name
 
 
-def human_bytes(n: int | None) -> str:
-    """1536 -> '1.5 KiB'."""
-    if n is None:
-        return "-"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
+def progress_view(enabled: bool, unit: str = "items") -> Progress:
+    """A Rich progress display on stderr counting ``unit`` ("items" or "bytes")."""
+    if unit == "bytes":
+        columns = (DownloadColumn(), TransferSpeedColumn())
+    else:
+        columns = (MofNCompleteColumn(), TimeElapsedColumn())
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        *columns,
+        console=err,
+        disable=not enabled or not err.is_terminal,
+    )
 
 
-def jsonable(obj: Any) -> Any:
-    """Device data with bytes as hex, int map keys and paths as strings, ready for json.dumps."""
-    if isinstance(obj, (bytes, bytearray)):
-        return obj.hex()
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    return obj
+@contextmanager
+def progress_bar(
+    enabled: bool, what: str, total: int | None = None, unit: str = "items"
+) -> Iterator[Callable[[int, int], None]]:
+    """One bar; yields the ``progress(done, total)`` callback library functions take.  The bar
+    shows from the first call, so work that turns out not to be needed shows none."""
+    with progress_view(enabled, unit) as bar:
+        task = bar.add_task(what, total=total, visible=False)  # shown once work starts
+
+        def update(done: int, n: int) -> None:
+            bar.update(task, completed=done, total=n, visible=True)
+
+        yield update
 
 
 def named_errors(errors: dict) -> dict[str, int]:

@@ -156,3 +156,87 @@ def profile_pack(client: Client, pack: Any | None, runs: int) -> dict[str, Any]:
         "stages": [dict(s, cycles=None) for s in result["stages"]],
         "total_us": result["total_us"],
     }
+
+
+def test_split(
+    spec: str,
+    window: tuple[int, int] | None,
+    test_fraction: float | None,
+    seed: int,
+    pipeline: dict[str, Any] | None,
+    limit: int | None = None,
+):
+    """The dataset ``spec`` and its test split, cut into windows as ``window`` says or, without
+    one, as the pack's ``pipeline`` does; at most ``limit`` test samples.  Windows a pipeline
+    takes are checked against its window and axes here, before anything reaches a device."""
+    from kpdev.host.datasets import load_dataset
+
+    if window is None and pipeline:
+        window = (pipeline["window"]["size"], pipeline["window"]["stride"])
+    try:
+        ds = load_dataset(spec, window=window)
+    except UsageError as e:
+        if window is None and "window" in str(e):
+            raise UsageError(f"{e} (or evaluate a pack whose pipeline gives the window)")
+        raise
+    _, test = ds.split(test_fraction, seed)
+    if limit:
+        test = test.subset(np.arange(min(limit, len(test))))
+    if pipeline:
+        want = (pipeline["window"]["size"], len(pipeline["axes"]))
+        if test.x.ndim != 3 or tuple(test.x.shape[1:]) != want:
+            raise UsageError(
+                f"{spec} holds samples of shape {list(test.x.shape[1:])} but the pack's pipeline "
+                f"takes windows of {want[0]} samples x {want[1]} axes "
+                f"({', '.join(pipeline['axes'])})"
+            )
+    return ds, test
+
+
+class Target:
+    """What ``evaluate`` runs on the device: a deployed pack or an uploaded model, the inputs
+    in the form it takes, and the class labels it can answer with."""
+
+    def __init__(self, name, model, stored, classes, inputs):
+        self.name = name  # the pack's or the model's name
+        self.model = model  # the model INFER runs (None: a pack, CLASSIFY)
+        self.stored = stored  # the device's model names whose statistics count
+        self.classes = classes
+        self.inputs = inputs
+
+
+def put_on_device(
+    client: Client,
+    samples: np.ndarray,
+    dataset_classes: list[str],
+    *,
+    pack: Any | None = None,
+    model_file: Any | None = None,
+    board: Any | None = None,
+    where: str = "dataset",
+    progress: Progress | None = None,
+) -> Target:
+    """Make the device ready to evaluate ``samples``: deploy the ``pack`` (kept when the device
+    holds it already; see ``packs.deploy.deploy_pack``), or upload ``model_file`` stored but not
+    activated.  Samples that a model takes directly (a pack with no pipeline, a bare model with
+    one input) are shaped and quantized as its input tensor wants them."""
+    from kpdev.host.packs.build import dataset_inputs
+    from kpdev.host.packs.deploy import deploy_pack, read_model_file
+
+    classes = list(dataset_classes)
+    if pack is not None:
+        plan = deploy_pack(client, pack, board, progress=progress)
+        if not pack.manifest.get("pipeline") and len(pack.root()["inputs"]) == 1:
+            # The samples are the model input: shape them as kpdev pack build did for the
+            # pack's own accuracy.
+            samples = dataset_inputs(samples, pack.root()["inputs"][0], where)
+        classes += [label for label in pack.classes() if label not in classes]
+        stored = [m["name"] for m in plan["models"]]
+        return Target(pack.name, None, stored, classes, samples)
+    data, fmt = read_model_file(model_file)
+    name = model_file.stem
+    client.upload(name, data, fmt, {}, activate=False, progress=progress)
+    inputs = (client.model_info(name).get("io") or {}).get("inputs") or []
+    if len(inputs) == 1:
+        samples = dataset_inputs(samples, inputs[0], where)
+    return Target(name, name, [name], classes, samples)

@@ -27,9 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from kpdev import __version__
 from kpdev.host.atomic import write_atomic
-from kpdev.host.cli.render import jsonable
 from kpdev.host.errors import UsageError
+from kpdev.host.plain import jsonable
 
 KIND = "kpdev-measurements"
 SCHEMA = 1
@@ -221,3 +222,24 @@ def read_measurements(path: str | os.PathLike) -> dict:
     if not isinstance(doc["results"], dict):
         raise UsageError(f'{name}: "results" is not an object')
     return doc
+
+
+def versions_of(c) -> dict[str, Any]:
+    """The versions a measurements document records: kpdev's and the agent's (a Client)."""
+    return {
+        "kpdev": __version__,
+        "agent": c.device.get("agent"),
+        "runtime": c.device.get("runtime"),
+        "runtime_version": c.device.get("runtime_version"),
+        "backends": c.device.get("backends"),
+    }
+
+
+def board_info(c, b) -> dict[str, Any]:
+    """The board a measurements document records: what the agent says, and its catalog name."""
+    return {
+        "name": c.device.get("board"),
+        "catalog": b.name if b else None,
+        "runtime": c.device.get("runtime"),
+        "platform": c.device.get("platform"),
+    }

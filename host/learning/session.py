@@ -174,8 +174,10 @@ def run_session(
     session: str | None = None,
     on_round: OnRound | None = None,
     progress: Progress | None = None,
+    save: bool = False,
 ) -> dict[str, Any]:
-    """Run a whole session on the device behind ``client``; returns the session log.
+    """Run a whole session on the device behind ``client``; returns the session log.  With
+    ``save`` the device keeps what it learned across reboots (``log["saved"]``, LEARN_SAVE).
 
     ``on_round(row)`` gets each round's row as soon as it is scored (round 0: before
     learning); ``progress(done, total)`` counts shots taught and samples scored.
@@ -249,7 +251,7 @@ def run_session(
         if on_round:
             on_round(row)
     final = client.learn_info()
-    return {
+    log = {
         "session": session,
         "kpdev": __version__,
         "started": started,
@@ -270,6 +272,37 @@ def run_session(
         "rows": rows,
         "device": final,
     }
+    if save:
+        log["saved"] = client.learn_save()
+    return log
+
+
+def ensure_active(
+    client: Client,
+    pack: Pack,
+    dataset: Dataset,
+    *,
+    board: Any | None = None,
+    progress: Progress | None = None,
+    **plan: Any,
+) -> bool:
+    """Make ``pack`` the device's active pack for a session; True when it had to be deployed.
+
+    It is deployed only when the device's active pack is another one (or another version), and
+    only after the session ``plan`` (shots, rounds, classes, ...) is checked against the labels
+    the learner starts from: a plan the data cannot meet leaves the device's pack as it was.
+    """
+    from kpdev.host.packs.deploy import deploy_pack
+
+    active = client.pack_get()
+    if active is not None and [active["name"], active["version"]] == [
+        pack.name,
+        pack.manifest["version"],
+    ]:
+        return False
+    plan_session(pack, list(pack.learning.get("classes") or []), dataset, **plan)
+    deploy_pack(client, pack, board, progress=progress)
+    return True
 
 
 def write_session(log: dict[str, Any], out: Path) -> dict[str, Path]:

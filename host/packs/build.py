@@ -35,17 +35,16 @@ from typing import Any
 
 import numpy as np
 
-from kpdev import __version__
 from kpdev.host import features
 from kpdev.host.datasets import Dataset
 from kpdev.host.errors import UsageError
-from kpdev.host.evaluation.metrics import classification, utc_now
+from kpdev.host.evaluation.metrics import classification
 from kpdev.host.packs.pack import (
     ID_RE,
     MAX_DEPTH,
     NAME_RE,
-    SCHEMA,
     model_path,
+    new_manifest,
     npy_bytes,
     write_pack,
 )
@@ -603,24 +602,21 @@ def _build(
         ram = max(arenas)
         if p_cost is not None:
             ram += p_cost["window_bytes"] + p_cost["buffer_bytes"]
-    manifest = {
-        "schema": SCHEMA,
-        "name": name,
-        "version": version,
-        "created": utc_now(),
-        "description": description,
-        "kpdev": __version__,
-        "pipeline": pipeline,
-        "models": [_model_entry(models[s], root, pipeline) for s in _order(models, root)],
-        "test_vectors": entries,
-        "metrics": metrics,
-        "cost": {
+    manifest = new_manifest(
+        name,
+        version,
+        description,
+        pipeline,
+        [_model_entry(models[s], root, pipeline) for s in _order(models, root)],
+        test_vectors=entries,
+        metrics=metrics,
+        cost={
             "model_bytes": sum(len(m.data) for m in models.values()),
             "ram_bytes": ram,
             "models": cost_models,
             "pipeline": p_cost,
         },
-    }
+    )
     return manifest, files
 
 

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 
 from kpdev.host.boards.catalog import Board, load_boards
-from kpdev.host.cli.render import human_bytes
 from kpdev.host.client.client import Client
 from kpdev.host.errors import UsageError
 from kpdev.host.extras import extra_for, pip_install
 from kpdev.host.packs.pack import Pack, device_pack, state_store_name
+from kpdev.host.plain import human_bytes, jsonable
 from kpdev.protocol import ops
 from kpdev.protocol.errors import DeviceError
 from kpdev.protocol.formats import EXTENSIONS, format_of
@@ -277,3 +277,62 @@ def deploy_pack(
     vectors += check_vectors(client, pack, "pipeline")
     plan["vectors"] = vectors
     return plan
+
+
+def deploy_model(
+    client: Client,
+    name: str,
+    data: bytes,
+    fmt: str,
+    meta: dict[str, Any],
+    *,
+    activate: bool = True,
+    board: Board | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Put one model file on the device safely: store it without activating it, check that the
+    device can load it, and only then make it the active model.
+
+    A model the device cannot load (an operator its backend lacks, too little memory, no
+    backend for the format) must not replace the active one: it stays stored, the active model
+    is unchanged, and DeviceError says why (with the pip extra to install when a backend is
+    missing); the error's ``detail`` carries the result for --json.  Returns the upload result
+    with the board, seconds, backend, io spec and whether it is active.
+    """
+    import time
+
+    if board is not None and len(data) > board.quota:
+        raise UsageError(
+            f"{name} is {human_bytes(len(data))} but {board.id} stores at most "
+            f"{human_bytes(board.quota)}"
+        )
+    t0 = time.perf_counter()
+    result = client.upload(name, data, fmt, meta, activate=False, progress=progress)
+    seconds = time.perf_counter() - t0
+    detail = client.model_info(name)
+    if activate and not detail.get("load_error"):
+        client.activate(name)
+        result["active"] = True
+    result.update(
+        {
+            "board": client.device.get("board"),
+            "seconds": seconds,
+            "backend": detail.get("backend"),
+            "io": detail.get("io"),
+            "load_error": detail.get("load_error"),
+        }
+    )
+    problem = result["load_error"]
+    if problem:
+        hint = ""
+        if problem["code"] == ops.E_NO_BACKEND:
+            found = board or load_boards().get(str(result["board"]))
+            hint = install_hint(found, fmt, meta.get("backend"))
+        error = DeviceError(
+            f"{name} is stored on {result['board']} but cannot run there: "
+            f"{problem['msg']} (the active model is unchanged){hint}",
+            problem["code"],
+        )
+        error.detail = jsonable(result)  # under --json, the CLI puts it in the error object
+        raise error
+    return result

@@ -22,19 +22,18 @@ from typing import Any
 
 import numpy as np
 
-from kpdev import __version__
 from kpdev.host import features
 from kpdev.host.datasets import Dataset
 from kpdev.host.errors import UsageError
 from kpdev.host.evaluation.evaluate import NO_CLASS
-from kpdev.host.evaluation.metrics import classification, utc_now
+from kpdev.host.evaluation.metrics import classification
 from kpdev.host.packs.pack import (
     LEARNERS,
     NAME_RE,
-    SCHEMA,
     STATE_FILE,
     Pack,
     model_path,
+    new_manifest,
     npy_bytes,
     write_pack,
 )
@@ -150,20 +149,17 @@ def build_learning_pack(
         "pretrained": None,
         "learned": None,
     }
-    manifest: dict[str, Any] = {
-        "schema": SCHEMA,
-        "name": name,
-        "version": version,
-        "created": utc_now(),
-        "description": description,
-        "kpdev": __version__,
-        "pipeline": pipeline,
-        "models": models,
-        "learning": learning,
-        "test_vectors": [],
-        "metrics": None,
-        "cost": None,
-    }
+    manifest = new_manifest(
+        name,
+        version,
+        description,
+        pipeline,
+        models,
+        learning=learning,
+        test_vectors=[],
+        metrics=None,
+        cost=None,
+    )
     ref = ReferenceLearner(Pack(str(out), manifest, files))
     try:
         if learn_shots:

@@ -173,6 +173,34 @@ class Pack:
         }
 
 
+def new_manifest(
+    name: str,
+    version: str,
+    description: str | None,
+    pipeline: dict[str, Any] | None,
+    models: list[dict[str, Any]],
+    **sections: Any,
+) -> dict[str, Any]:
+    """A pack manifest in the one key order every pack is written with: identity and
+    provenance (schema, created now, this kpdev's version), then the pipeline, the models and
+    the given ``sections`` (``learning``, ``test_vectors``, ``metrics``, ``cost``)."""
+    from kpdev import __version__
+    from kpdev.host.evaluation.metrics import utc_now
+
+    manifest: dict[str, Any] = {
+        "schema": SCHEMA,
+        "name": name,
+        "version": version,
+        "created": utc_now(),
+        "description": description,
+        "kpdev": __version__,
+        "pipeline": pipeline,
+        "models": models,
+    }
+    manifest.update(sections)
+    return manifest
+
+
 def device_pack(pack: Pack, store_names: dict[str, str]) -> dict[str, Any]:
     """The compact description of ``pack`` a device keeps (PACK_SET; device/packrun.py).
 

@@ -95,7 +95,7 @@ def refusal(model, x):
 def test_registry_offers_akida_for_fbz_with_its_version(backend):
     assert accelerators.available()["akida"] == akida.__version__ == backend.version()
     assert accelerators.for_format("fbz") is backend
-    assert backend.name == "akida" and backend.formats == ("fbz",)
+    assert backend.name == "akida" and accelerators.FORMATS["fbz"] == ("akida",)
 
 
 @pytest.mark.parametrize("path", [FC, CNN, LARGE], ids=lambda p: p.stem)

@@ -74,11 +74,10 @@ def test_build_lays_out_compiled_device_code_and_main(sim_tree):
     assert {"lib/kpdev/device/agent.mpy", "lib/kpdev/protocol/framing.mpy"} <= lib
     assert not any("/host/" in p for p in lib), "host code on a board"
     # Every backend the board's runtime can use is there; one for another runtime is not.
-    for entry in accelerators.BACKENDS.values():  # (module, class, runtime, ...)
-        module, runtime = entry[0], entry[2]
-        f = _module_file(module)
+    for entry in accelerators.BACKENDS.values():
+        f = _module_file(entry.module)
         present = f + ".mpy" in lib or f + "/__init__.mpy" in lib
-        assert present == (runtime in (None, "micropython")), module
+        assert present == (entry.runtime in (None, "micropython")), entry.module
     assert not any("tflite_micro" in p for p in lib)
     assert not any("power_akida" in p or "ndarray" in p for p in lib), "CPython-only code"
     assert "lib/kpdev/device/power_ina.mpy" in lib

@@ -10,7 +10,7 @@ from cbor2 import CBORSimpleValue, CBORTag
 from support.paths import read_data, sha256
 
 from kpdev.protocol import cbor as device_cbor
-from kpdev.protocol import ops
+from kpdev.protocol import names, ops
 from kpdev.protocol.framing import FrameWriter
 
 SEED = 20250101
@@ -20,23 +20,8 @@ DENSE = read_data("dense_int8.tflite")
 # finds it too, and should go on looking for others.
 KNOWN_INTERNAL = "is not JSON serializable"
 KNOWN_ERRORS = {getattr(ops, n) for n in dir(ops) if n.startswith("E_")}
-KNOWN_OPS = [
-    ops.HELLO,
-    ops.INFO,
-    ops.PING,
-    ops.STATS,
-    ops.REBOOT,
-    ops.MODEL_BEGIN,
-    ops.MODEL_CHUNK,
-    ops.MODEL_COMMIT,
-    ops.MODEL_ABORT,
-    ops.MODEL_LIST,
-    ops.MODEL_INFO,
-    ops.MODEL_ACTIVATE,
-    ops.MODEL_DELETE,
-    ops.INFER,
-    ops.INFER_BATCH,
-]
+# Every request of protocol/ops.py (names derives the list from it).
+KNOWN_OPS = list(names.REQUESTS)
 
 
 def tensor(shape, tag, data):

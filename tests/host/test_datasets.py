@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.paths import DEMO
+from support.paths import DEMO, EXAMPLES
 
-from kpdev.host import datasets
+from kpdev.host import features
 from kpdev.host.datasets import Dataset, load_dataset, load_signal
 from kpdev.host.errors import UsageError
 
@@ -246,9 +246,9 @@ def test_csv_windows_match_features_segment(tmp_path):
 
 def test_segment_semantics():
     signal = np.arange(10)
-    assert datasets._segment(signal, 4, 3).tolist() == [[0, 1, 2, 3], [3, 4, 5, 6], [6, 7, 8, 9]]
-    assert datasets._segment(signal, 10, 1).tolist() == [list(range(10))]
-    assert datasets._segment(signal, 11, 1).shape == (0, 11)
+    assert features.windows_of(signal, 4, 3).tolist() == [[0, 1, 2, 3], [3, 4, 5, 6], [6, 7, 8, 9]]
+    assert features.windows_of(signal, 10, 1).tolist() == [list(range(10))]
+    assert features.windows_of(signal, 11, 1).shape == (0, 11)
 
 
 def test_csv_class_folders(tmp_path):
@@ -471,5 +471,5 @@ def test_demo_script_is_importable():
     # The script runs as a file (it is data, not a package); it must at least import cleanly.
     import runpy
 
-    module = runpy.run_path(str(DEMO / "make_basicmotions.py"), run_name="not_main")
+    module = runpy.run_path(str(EXAMPLES / "make_basicmotions.py"), run_name="not_main")
     assert module["AXES"][0] == "accel_x" and os.path.basename(module["HERE"]) == "demo"

@@ -1,5 +1,6 @@
 """Where the tests' files are, computed once: the repository root (the kpdev package), tests/data,
-the demo data in host/demo and the driver programs in tests/support/drivers."""
+the demo data in host/demo (made by examples/basicmotions) and the driver programs in
+tests/support/drivers."""
 
 import hashlib
 from pathlib import Path
@@ -9,6 +10,7 @@ TESTS = SUPPORT.parent
 ROOT = TESTS.parent
 DATA = TESTS / "data"
 DEMO = ROOT / "host" / "demo"
+EXAMPLES = ROOT / "examples" / "basicmotions"  # the scripts that made the demo's data
 DRIVERS = SUPPORT / "drivers"
 
 

@@ -1,6 +1,6 @@
-"""Train the demo's models on BasicMotions; write them and the fitted pipeline next to this file.
+"""Train the demo's models on BasicMotions; write them and the fitted pipeline into host/demo/.
 
-    python host/demo/train.py            # needs numpy, PyYAML and tflite-micro (kpdev[tflite])
+    python examples/basicmotions/train.py    # needs numpy, PyYAML, tflite-micro (kpdev[tflite])
 
 What it makes (deterministic: the same data and seed give the same bytes):
 
@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-HERE = Path(__file__).resolve().parent
+# The demo's models and pipelines ship with kpdev, as package data beside the demo command.
+HERE = Path(__file__).resolve().parents[2] / "host" / "demo"
 AXES = ["accel_x", "accel_y", "accel_z", "gyro_x", "gyro_y", "gyro_z"]
 FEATURES = [
     {"gen": "mean"},
@@ -125,8 +126,8 @@ def main() -> int:
         build(g, xin[pick], sub_y, len(members), 8)
     out = HERE / "basicmotions_pipeline.yml"
     out.write_text(
-        "# Made by host/demo/train.py from basicmotions.npz (UEA BasicMotions, TRAIN fold).\n"
-        + yaml.safe_dump(spec, sort_keys=False)
+        "# Made by examples/basicmotions/train.py from basicmotions.npz (UEA BasicMotions,\n"
+        "# TRAIN fold).\n" + yaml.safe_dump(spec, sort_keys=False)
     )
     print(f"{out.name}: {f.shape[1]} features; test fold of {len(test)} kept for evaluation")
     binary = dict(spec)
@@ -138,8 +139,8 @@ def main() -> int:
     }
     out = HERE / "basicmotions_binary.yml"
     out.write_text(
-        "# Made by host/demo/train.py: basicmotions_pipeline.yml with an 8-level thermometer\n"
-        "# output (binary input for the Akida learner).\n"
+        "# Made by examples/basicmotions/train.py: basicmotions_pipeline.yml with an 8-level\n"
+        "# thermometer output (binary input for the Akida learner).\n"
         + yaml.safe_dump(binary, sort_keys=False)
     )
     print(f"{out.name}: {f.shape[1] * levels} bits")

@@ -1,7 +1,7 @@
 """Make basicmotions.npz and basicmotions_walk.npz in this folder from the UEA BasicMotions data.
 
-    python host/demo/make_basicmotions.py                # fetches the aeon wheel with pip
-    python host/demo/make_basicmotions.py --ts-dir DIR   # DIR holds BasicMotions_{TRAIN,TEST}.ts
+    python examples/basicmotions/make_basicmotions.py               # fetches the aeon wheel (pip)
+    python examples/basicmotions/make_basicmotions.py --ts-dir DIR  # BasicMotions_{TRAIN,TEST}.ts
 
 The .ts files come from the aeon wheel (aeon/datasets/data/BasicMotions/); the same data, run
 through ``kpdev.host.datasets.load_dataset``, always gives the same arrays.
@@ -22,7 +22,10 @@ import numpy as np
 
 from kpdev.host.datasets import load_dataset
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+# The demo's data ships with kpdev, as package data beside the demo command.
+HERE = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "host", "demo"
+)
 AEON_VERSION = "1.6.0"
 WHEEL_FOLDER = "aeon/datasets/data/BasicMotions/"
 FILES = ("BasicMotions_TRAIN.ts", "BasicMotions_TEST.ts")

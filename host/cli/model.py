@@ -1,0 +1,299 @@
+"""Models on a device: ``kpdev deploy`` (a model file or a Knowledge Pack), ``kpdev models`` and
+``kpdev model info|activate|delete``.  The deploy policies live in ``kpdev.host.packs.deploy``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from kpdev.host.cli.options import (
+    BoardOpt,
+    JsonOpt,
+    KeyOpt,
+    PortOpt,
+    TimeoutOpt,
+    emit,
+    err,
+    key_value,
+    out,
+    session,
+    sub_app,
+)
+from kpdev.host.cli.render import progress_bar
+from kpdev.host.client.session import resolve_board
+from kpdev.host.errors import UsageError
+from kpdev.host.plain import human_bytes
+from kpdev.protocol import ops
+from kpdev.protocol.errors import DeviceError
+from kpdev.protocol.formats import EXTENSIONS
+
+model_app = sub_app("Inspect and manage the models stored on a device.")
+
+
+def deploy(
+    model_file: Annotated[
+        Path,
+        typer.Argument(
+            help=f"Knowledge Pack (.kp) or model file ({', '.join(EXTENSIONS)}).",
+            show_default=False,
+        ),
+    ],
+    name: Annotated[
+        str | None,
+        typer.Option("--name", "-n", help="Name on the device; default: the file's stem."),
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            "--backend",
+            help="Backend to run it with, e.g. tflite_micro; default: "
+            "the agent's first choice for the format.",
+        ),
+    ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option",
+            "-O",
+            help="Load option KEY=VALUE for the backend, repeatable, e.g. iree: driver=local-task,"
+            " function=main; litert: threads=2; akida: virtual=AKD1000, output=forward; "
+            "tflite_int8: kernels=plain, weights=file. A VALUE that reads as a number is one.",
+            show_default=False,
+        ),
+    ] = None,
+    activate: Annotated[
+        bool, typer.Option("--activate/--no-activate", help="Make it the active model.")
+    ] = True,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Pack: only check that it fits the board (storage, RAM, backends); send nothing.",
+        ),
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Pack: activate even when a model's test vectors differ on the device."
+        ),
+    ] = False,
+    board: BoardOpt = None,
+    port: PortOpt = None,
+    key: KeyOpt = None,
+    timeout: TimeoutOpt = 30.0,
+    json_: JsonOpt = False,
+) -> None:
+    """Upload a Knowledge Pack or a model to the device and activate it.
+
+    A pack (.kp) is checked against the board before anything is sent (storage and RAM from
+    boards.yml, the agent's backends); its models are uploaded (resuming an interrupted upload)
+    and checked with the pack's test vectors, then the pack is switched in atomically and its
+    pipeline checked too: one line per vector, match or mismatch (bit-exact for integer models).
+
+    A model file is uploaded under --name; the device stores the load options with it and uses
+    them whenever it loads it.
+    """
+    if model_file.suffix == ".kp":
+        if name or backend or option:
+            raise UsageError(
+                "--name, --backend and --option apply to model files; a pack names its models"
+            )
+        _deploy_pack(model_file, board, port, key, timeout, json_, dry_run, force)
+        return
+    if dry_run or force:
+        raise UsageError("--dry-run and --force apply to Knowledge Packs (.kp)")
+    from kpdev.host.packs.deploy import deploy_model, read_model_file
+
+    data, fmt = read_model_file(model_file)
+    name = name or model_file.stem
+    meta = dict(key_value(item, "--option", "driver=local-task") for item in option or [])
+    if backend:
+        meta["backend"] = backend
+    b = resolve_board(board, port)
+    with session(board, port, key, timeout) as c:
+        with progress_bar(not json_, f"upload {name}", len(data), unit="bytes") as progress:
+            result = deploy_model(
+                c, name, data, fmt, meta, activate=activate, board=b, progress=progress
+            )
+    if json_:
+        emit(result)
+        return
+    resumed = f", resumed at {result['resumed_from']}" if result["resumed_from"] else ""
+    out.print(
+        f"deployed [bold]{name}[/bold] ({human_bytes(result['size'])}, sha256 "
+        f"{result['sha256'][:12]}…{resumed}) to {result['board']} in {result['seconds']:.2f} s"
+        + (" [green]active[/green]" if result.get("active") else "")
+    )
+    if result["io"]:
+        _print_io(result["backend"], result["io"])
+
+
+def _print_io(backend: str | None, io: dict) -> None:
+    table = Table(title=f"io spec ({backend})")
+    for col in ("", "name", "dtype", "shape", "scale", "zero point"):
+        table.add_column(col)
+    for kind in ("inputs", "outputs"):
+        for spec in io.get(kind, []):
+            table.add_row(
+                kind[:-1],
+                str(spec.get("name")),
+                str(spec.get("dtype")),
+                str(spec.get("shape")),
+                str(spec.get("scale")),
+                str(spec.get("zero_point")),
+            )
+    out.print(table)
+
+
+def models(
+    board: BoardOpt = None,
+    port: PortOpt = None,
+    key: KeyOpt = None,
+    timeout: TimeoutOpt = 10.0,
+    json_: JsonOpt = False,
+) -> None:
+    """List the models stored on the device."""
+    with session(board, port, key, timeout) as c:
+        data = c.models()
+    if json_:
+        emit(data)
+        return
+    if not data["models"]:
+        out.print("no models on the device; add one with `kpdev deploy MODEL_FILE`")
+        return
+    table = Table(title="models")
+    for col in ("", "name", "format", "size", "sha256", "backend"):
+        table.add_column(col)
+    for m in data["models"]:
+        table.add_row(
+            "*" if m.get("active") else "",
+            m["name"],
+            m["format"],
+            human_bytes(m["size"]),
+            m["sha256"][:16],
+            (m.get("meta") or {}).get("backend", "auto"),
+        )
+    out.print(table)
+
+
+@model_app.command("info")
+def model_info(
+    name: Annotated[
+        str | None, typer.Argument(help="Model name; default: the active model.")
+    ] = None,
+    board: BoardOpt = None,
+    port: PortOpt = None,
+    key: KeyOpt = None,
+    timeout: TimeoutOpt = 10.0,
+    json_: JsonOpt = False,
+) -> None:
+    """Show a stored model: size, checksum, backend and its inputs and outputs."""
+    with session(board, port, key, timeout) as c:
+        data = c.model_info(name)
+    if json_:
+        emit(data)
+        return
+    out.print(
+        f"[bold]{data['name']}[/bold] {data['format']} {human_bytes(data['size'])} "
+        f"sha256 {data['sha256']}" + (" [green]active[/green]" if data.get("active") else "")
+    )
+    if data.get("load_error"):
+        err.print(f"[yellow]cannot load here:[/yellow] {data['load_error']['msg']}")
+    else:
+        _print_io(data.get("backend"), data.get("io") or {})
+        for k, v in (data.get("details") or {}).items():
+            out.print(f"{k}: {v}")
+
+
+@model_app.command("activate")
+def model_activate(
+    name: Annotated[str, typer.Argument(help="Model to make active.")],
+    board: BoardOpt = None,
+    port: PortOpt = None,
+    key: KeyOpt = None,
+    timeout: TimeoutOpt = 10.0,
+    json_: JsonOpt = False,
+) -> None:
+    """Make a stored model the one INFER uses by default."""
+    with session(board, port, key, timeout) as c:
+        data = c.activate(name)
+    emit(data) if json_ else out.print(f"{name} is now active")
+
+
+@model_app.command("delete")
+def model_delete(
+    name: Annotated[str, typer.Argument(help="Model to delete.")],
+    board: BoardOpt = None,
+    port: PortOpt = None,
+    key: KeyOpt = None,
+    timeout: TimeoutOpt = 10.0,
+    json_: JsonOpt = False,
+) -> None:
+    """Delete a stored model."""
+    with session(board, port, key, timeout) as c:
+        data = c.delete(name)
+    emit(data) if json_ else out.print(f"deleted {name}")
+
+
+def _deploy_pack(
+    path: Path, board, port, key, timeout: float, json_: bool, dry_run: bool, force: bool
+) -> None:
+    """``kpdev deploy PACK.kp``: check, upload (resuming), verify, activate; report vectors."""
+    from kpdev.host.packs.deploy import deploy_pack as run
+    from kpdev.host.packs.pack import read_pack
+
+    pack = read_pack(path)
+    b = resolve_board(board, port)
+    with session(board, port, key, timeout) as c:
+        with progress_bar(
+            not json_ and not dry_run, f"upload {pack.name}", unit="bytes"
+        ) as progress:
+            plan = run(c, pack, b, dry_run=dry_run, force=force, progress=progress)
+    if json_:
+        emit(plan)
+        return
+    if dry_run:
+        out.print(
+            f"[bold]{pack.name}[/bold] {pack.manifest['version']} fits {plan['board']}: "
+            f"{human_bytes(plan['model_bytes'])} of models, "
+            f"{human_bytes(plan['ram_bytes']) if plan['ram_bytes'] else 'unknown'} of RAM planned "
+            "(dry run: nothing sent)"
+        )
+        return
+    out.print(
+        f"deployed [bold]{pack.name}[/bold] {pack.manifest['version']} to {plan['board']}: "
+        f"{len(plan['models'])} model(s), {human_bytes(plan['model_bytes'])}"
+        + (" [green]active[/green]" if plan["active"] else "")
+    )
+    print_vectors(plan.get("vectors") or [])
+    bad = [v for v in plan.get("vectors") or [] if not v["match"]]
+    if bad:
+        raise DeviceError(
+            f"{len(bad)} of {len(plan['vectors'])} test vector checks differ on "
+            f"{plan['board']} (the pack is active: --force was given or the pipeline differs)",
+            ops.E_INFER,
+        )
+
+
+def print_vectors(vectors: list[dict]) -> None:
+    if not vectors:
+        return
+    t = Table(title="test vectors on the device", title_justify="left")
+    for col in ("vector", "check", "result", "detail"):
+        t.add_column(col)
+    for v in vectors:
+        detail = ""
+        if v.get("max_diff") is not None:
+            detail = f"max |diff| {v['max_diff']:g}"
+        elif v.get("class") is not None:
+            detail = f"class {v['class']}" + (f" (label {v['label']})" if v.get("label") else "")
+        t.add_row(
+            str(v["vector"]),
+            v["check"],
+            "[green]match[/green]" if v["match"] else "[red]MISMATCH[/red]",
+            detail,
+        )
+    out.print(t)
