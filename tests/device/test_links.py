@@ -1,0 +1,285 @@
+"""The agent on real links: ptys through pyserial, its own TtyLink, loopback TCP, reconnects."""
+
+import os
+import socket
+import struct
+import termios
+import time
+import tty
+
+import cbor2
+import numpy as np
+import pytest
+from support.agents import KEY, FdLink, assert_serving, free_port, replies
+from support.paths import read_data
+from support.reference import reference
+
+from kpdev.device.links import is_loopback
+from kpdev.host.client.client import Client
+from kpdev.host.errors import LinkTimeout
+from kpdev.host.link.transport import open_url
+from kpdev.protocol import ops
+from kpdev.protocol.framing import FrameWriter
+
+DENSE = read_data("dense_int8.tflite")
+RUNTIMES = ["sim-mcu", "sim-linux"]  # one board per agent runtime
+
+
+def exercise(client, micropython):
+    """One pass over the protocol on a link: big pings, an upload, inference, damage."""
+    for n in (0, 100, client.max_payload - 64):
+        data = os.urandom(n)
+        assert client.request(ops.PING, {"data": data})["data"] == data
+    done = client.upload("dense", DENSE, "tflite")
+    assert done["size"] == len(DENSE) and done["active"] is True
+    x = np.arange(-8, 8, dtype=np.int8).reshape(1, 16)
+    # Every board runs it (tflite_int8 on MicroPython, tflite_micro on CPython): same bytes.
+    assert np.array_equal(client.infer(x)[0][0], reference(DENSE, x))
+    client.link.write(bytes(range(0x00, 0xA5)))  # garbage
+    bad = bytearray(client.writer.pack(ops.PING, 0x6000, cbor2.dumps({"data": b"abc"})))
+    bad[-2] ^= 0xFF
+    assert replies(client, bytes(bad), [0x6000])[0x6000][1]["code"] == ops.E_BAD_CRC
+    assert_serving(client)
+    link = client.stats()["link"]
+    assert link["crc_errors"] == 1 and link["garbage_bytes"] >= 0xA5
+
+
+def raw_pty():
+    """A pty pair with the slave in raw mode, so no byte is echoed or translated."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    return master, slave, os.ttyname(slave)
+
+
+def hello_when_ready(client, tries=50):
+    """HELLO until answered: bytes sent before the agent opened and set up its port are lost."""
+    timeout, client.timeout = client.timeout, 0.2
+    try:
+        for _ in range(tries):
+            try:
+                return client.hello()
+            except LinkTimeout:
+                continue
+        raise AssertionError("the agent never answered HELLO")
+    finally:
+        client.timeout = timeout
+
+
+# --- pty: the agent on the master as its stdio, the host through pyserial ------------------
+
+
+@pytest.mark.parametrize("board", RUNTIMES)
+def test_pty_through_pyserial(agents, board):
+    master, slave, path = raw_pty()
+    agent = agents.start(board, stdin=master, stdout=master)
+    os.close(master)
+    client = Client(open_url(path), timeout=10)
+    try:
+        info = client.hello()
+        assert info["board"] == board
+        exercise(client, agent.micropython)
+    finally:
+        client.close()
+        os.close(slave)
+
+
+@pytest.mark.parametrize(
+    "board",
+    [
+        "sim-mcu",
+        "sim-linux",
+    ],
+)
+def test_pty_hangup_is_a_clean_end_of_stream(agents, board):
+    master, slave, path = raw_pty()
+    agent = agents.start(board, stdin=master, stdout=master)
+    os.close(master)
+    client = Client(open_url(path), timeout=10)
+    client.hello()
+    client.close()
+    os.close(slave)
+    assert agent.proc.wait(10) == 0, agent.log()
+    assert "Errno" not in agent.log() and "Traceback" not in agent.log()
+
+
+# --- the agent's own TtyLink on a pty slave ---------------------------------------------------
+
+
+@pytest.mark.parametrize("board", RUNTIMES)
+def test_agent_tty_link_on_a_pty(agents, board):
+    master, slave, path = raw_pty()
+    agent = agents.start(board, link=path)
+    client = Client(FdLink(master), timeout=10)
+    try:
+        info = hello_when_ready(client)
+        assert info["board"] == board
+        exercise(client, agent.micropython)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert agent.proc.wait(10) in (0, 2)  # the pty went away under it
+
+
+@pytest.mark.parametrize(
+    "board",
+    [
+        "sim-mcu",
+        "sim-linux",
+    ],
+)
+def test_agent_tty_link_sets_the_baud_rate(agents, board):
+    master, slave, path = raw_pty()
+    agents.start(board, link=path + ":57600")
+    client = Client(FdLink(master), timeout=10)
+    try:
+        hello_when_ready(client)
+        attrs = termios.tcgetattr(slave)
+        assert (attrs[4], attrs[5]) == (termios.B57600, termios.B57600)
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+# --- TCP on loopback --------------------------------------------------------------------------
+
+
+def tcp_client(port, key=None):
+    client = Client(open_url("socket://127.0.0.1:%d" % port), key=key, timeout=10)
+    client.hello()
+    return client
+
+
+@pytest.mark.parametrize("board", RUNTIMES)
+def test_tcp_loopback_serves_one_client_after_another(agents, board):
+    port = free_port()
+    agent = agents.start(board, link="tcp://127.0.0.1:%d" % port)
+    agent.wait_log(r"listening on tcp://127\.0\.0\.1:%d port %d" % (port, port))
+
+    first = tcp_client(port)
+    assert first.device["board"] == board
+    exercise(first, agent.micropython)
+    first.link.write(first.writer.pack(ops.PING, 1, b"\xa0")[:7])  # half a frame, then gone
+    first.close()
+
+    second = tcp_client(port)
+    assert_serving(second)
+    assert [m["name"] for m in second.models()["models"]] == ["dense"]
+    # A third client connects while the second is still served; it is answered once the
+    # second leaves.
+    third = Client(open_url("socket://127.0.0.1:%d" % port), timeout=10)
+    rid = third.send(ops.PING, {"data": b"third"})
+    assert_serving(second)
+    second.close()
+    assert third.wait(rid)["data"] == b"third"
+    third.close()
+
+    assert agent.alive(), agent.log()
+
+
+@pytest.mark.parametrize("board", RUNTIMES)
+def test_tcp_client_gone_mid_frame_or_mid_burst_then_the_next_is_served(agents, board):
+    port = free_port()
+    agent = agents.start(board, link="tcp://127.0.0.1:%d" % port)
+    agent.wait_log(r"listening on tcp://127\.0\.0\.1:%d" % port)
+    first = tcp_client(port)
+    first.link.write(first.writer.pack(ops.PING, 1, cbor2.dumps({"data": bytes(100)}))[:40])
+    first.close()
+    time.sleep(1.3)  # quiet long enough (over 1 s) for the agent to give up on the half frame
+    assert_serving(tcp_client(port))
+
+    # Clients that send a burst and vanish without reading their replies.
+    for _ in range(2):
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            writer = FrameWriter()
+            ping = cbor2.dumps({"data": bytes(900)})
+            s.sendall(b"".join(writer.pack(ops.PING, i + 1, ping) for i in range(40)))
+            # Linger 0: the close is a reset, and the agent's replies hit a dead socket.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    time.sleep(1.3)
+    last = tcp_client(port)
+    assert_serving(last)
+    assert last.stats()["link"]["garbage_bytes"] == 0  # a new client starts a clean stream
+    last.close()
+    assert agent.alive(), agent.log()
+
+
+def test_tcp_port_zero_reports_the_port_chosen(agents):
+    agent = agents.start("sim-linux", link="tcp://127.0.0.1:0")
+    port = int(agent.wait_log(r"listening on \S+ port (\d+)").group(1))
+    assert port != 0
+    client = tcp_client(port)
+    assert_serving(client)
+    client.close()
+
+
+def test_tcp_port_zero_is_refused_where_the_port_cannot_be_learnt(agents):
+    # MicroPython sockets have no getsockname(): nobody could find the port it chose.
+    agent = agents.start("sim-mcu", link="tcp://127.0.0.1:0")
+    assert agent.proc.wait(30) == 2
+    assert "port 0 is not supported" in agent.log() and "Traceback" not in agent.log()
+
+
+# --- TCP off loopback: a key or an explicit --insecure ---------------------------------------
+
+
+@pytest.mark.parametrize("board", RUNTIMES)
+@pytest.mark.parametrize("host", ["0.0.0.0", "[::]", "192.0.2.1"])
+def test_tcp_off_loopback_without_a_key_refuses_to_start(agents, board, host):
+    port = free_port()
+    agent = agents.start(board, link="tcp://%s:%d" % (host, port))
+    assert agent.proc.wait(30) == 2
+    log = agent.log()
+    assert "refusing to listen" in log and "--key" in log and "--insecure" in log
+    assert "Traceback" not in log
+    with pytest.raises(OSError):  # it never listened
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+@pytest.mark.parametrize("board", RUNTIMES)
+def test_tcp_off_loopback_with_insecure_starts(agents, board):
+    port = free_port()
+    agent = agents.start(board, link="tcp://0.0.0.0:%d" % port, args=["--insecure"])
+    agent.wait_log(r"listening on tcp://0\.0\.0\.0:%d" % port)
+    client = tcp_client(port)  # reached through loopback only
+    assert client.device["auth"] is False
+    assert_serving(client)
+    client.close()
+
+
+@pytest.mark.parametrize("board", RUNTIMES)
+def test_tcp_off_loopback_with_a_key_and_replay_across_connections(agents, board):
+    port = free_port()
+    agent = agents.start(board, link="tcp://0.0.0.0:%d" % port, args=["--key", KEY.hex()])
+    agent.wait_log(r"listening on tcp://0\.0\.0\.0:%d" % port)
+
+    first = tcp_client(port, key=KEY)
+    assert first.device["auth"] is True
+    captured = first.writer.pack(ops.PING, 0x6100, cbor2.dumps({"data": b"once"}))
+    assert replies(first, captured, [0x6100])[0x6100][1]["data"] == b"once"
+    first.close()
+
+    # Someone who recorded the traffic replays it on a new connection.
+    second = Client(open_url("socket://127.0.0.1:%d" % port), key=KEY, timeout=10)
+    assert replies(second, captured, [0x6100])[0x6100][1]["code"] == ops.E_REPLAY
+    second.hello()
+    unsigned = FrameWriter().pack(ops.PING, 0x6101, b"\xa0")
+    assert replies(second, unsigned, [0x6101])[0x6101][1]["code"] == ops.E_AUTH
+    assert_serving(second)
+    second.close()
+
+
+# --- which hosts count as loopback ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.1.2.3", "localhost", "::1", "[::1]"])
+def test_loopback_hosts(host):
+    assert is_loopback(host)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "10.0.0.1", "example.com"])
+def test_non_loopback_hosts(host):
+    assert not is_loopback(host)
+
+
+def test_a_hostname_that_merely_starts_with_127_is_not_loopback():
+    assert not is_loopback("127.attacker.example")

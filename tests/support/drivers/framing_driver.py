@@ -1,0 +1,84 @@
+"""The device framing (FrameParser, FrameWriter): one command a line in, one answer a line out.
+
+Runs unchanged under CPython and MicroPython (tests/protocol/test_framing.py).
+"""
+
+import sys
+
+from kpdev.protocol.framing import FrameParser, FrameWriter
+
+parser = None
+
+
+def describe(f):
+    payload = "-" if f.payload is None else bytes(f.payload).hex()
+    return "%d,%d,%d,%s,%d,%d" % (f.op, f.rid, f.flags, payload, f.counter, f.error)
+
+
+def frames_text(frames):
+    return " ".join([describe(f) for f in frames]) or "none"
+
+
+def key_of(text):
+    return None if text == "-" else bytes.fromhex(text)
+
+
+def handle(line):
+    global parser
+    parts = line.split(" ")
+    cmd = parts[0]
+    if cmd == "parser":  # parser MAX_PAYLOAD KEY|-
+        parser = FrameParser(int(parts[1]), key_of(parts[2]))
+        return "ok"
+    if cmd == "feed":  # feed HEX...: each part fed as one piece
+        frames = []
+        for h in parts[1:]:
+            frames += parser.feed(bytes.fromhex(h))
+        return frames_text(frames)
+    if cmd == "bytewise":  # bytewise HEX: fed one byte at a time
+        frames = []
+        data = bytes.fromhex(parts[1])
+        for i in range(len(data)):
+            frames += parser.feed(data[i : i + 1])
+        return frames_text(frames)
+    if cmd == "resync":  # give up on a partial frame, then look at what is held
+        frames = parser.resync() or []
+        frames += parser.feed(b"")
+        return frames_text(frames)
+    if cmd == "counters":
+        p = parser
+        return "garbage=%d header=%d crc=%d oversize=%d auth=%d replay=%d pending=%d last=%d" % (
+            p.garbage,
+            p.header_errors,
+            p.crc_errors,
+            p.oversize,
+            p.auth_failures,
+            p.replays,
+            p.pending(),
+            p.last_counter,
+        )
+    if cmd == "pack":  # pack KEY|- COUNTER OP RID FLAGS PAYLOAD_HEX|. ...: frames from one writer
+        w = FrameWriter(key_of(parts[1]), int(parts[2]))
+        out = []
+        for h in parts[6:]:
+            payload = b"" if h == "." else bytes.fromhex(h)
+            out.append(w.pack(int(parts[3]), int(parts[4]), payload, int(parts[5])).hex())
+        return " ".join(out) + " counter=%d" % w.counter
+    return "BUG unknown command " + cmd
+
+
+def main():
+    while True:
+        line = sys.stdin.readline()
+        if not line:
+            break
+        line = line.strip()
+        if line:
+            try:
+                print(handle(line))
+            except Exception as e:
+                print("BUG %s %s" % (type(e).__name__, e))
+
+
+if __name__ == "__main__":
+    main()
