@@ -2,13 +2,12 @@
 
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
+from support.paths import ROOT
 
 from kpdev.protocol import compat
 
-ROOT = Path(__file__).resolve().parent.parent
 DEVICE_SOURCES = sorted(
     p
     for top in ("protocol", "device", "accelerators")

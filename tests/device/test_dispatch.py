@@ -7,9 +7,9 @@ code to its group by range.  These tests fail when a new operation misses one of
 
 import importlib
 import re
-from pathlib import Path
 
 import pytest
+from support.paths import ROOT
 
 from kpdev.device import agent as agent_module
 from kpdev.device.agent import Agent
@@ -17,7 +17,6 @@ from kpdev.device.refusals import unknown_operation
 from kpdev.protocol import names, ops
 from kpdev.protocol.errors import DeviceError
 
-ROOT = Path(__file__).resolve().parent.parent
 # Named in ops.py, answered by no agent yet: docs/protocol.md lists its code as reserved.
 NOT_ANSWERED = {ops.LEARN_LOAD}
 GROUPS = ["agent"] + sorted(p.stem for p in (ROOT / "device").glob("op_*.py"))
