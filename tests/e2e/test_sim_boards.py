@@ -92,7 +92,7 @@ def test_never_two_agents_on_one_board():
             [
                 sys.executable,
                 "-m",
-                "kpdev.host.cli.app",
+                "kpdev.host.cli",
                 "ping",
                 "-n",
                 "20",
