@@ -490,7 +490,7 @@ def served(request):
         [
             sys.executable,
             "-m",
-            "kpdev.host.cli.app",
+            "kpdev.host.cli",
             "sim",
             board,
             "--listen",
