@@ -295,3 +295,14 @@ if __name__ == "__main__":
         echo_main(int(sys.argv[2]), int(sys.argv[3]))
     elif sys.argv[1] == "drain":
         drain_main(int(sys.argv[2]))
+
+
+def export_rev(rev, into):
+    """The kpdev source at git revision ``rev``, importable as ``kpdev`` from the folder
+    returned (a baseline run beside the working tree, with ``PYTHONPATH`` pointed there)."""
+    root = os.path.join(into, "src")
+    pkg = os.path.join(root, "kpdev")
+    os.makedirs(pkg)
+    archive = subprocess.run(["git", "-C", REPO, "archive", rev], check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", pkg], input=archive.stdout, check=True)
+    return root

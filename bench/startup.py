@@ -33,18 +33,6 @@ _RUN = (
 )
 
 
-def _export(rev: str, into: str) -> str:
-    """The kpdev source at ``rev``, importable as ``kpdev`` from the folder returned."""
-    root = os.path.join(into, "src")
-    pkg = os.path.join(root, "kpdev")
-    os.makedirs(pkg)
-    archive = subprocess.run(
-        ["git", "-C", _common.REPO, "archive", rev], check=True, capture_output=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", pkg], input=archive, check=True)
-    return root
-
-
 def _timed(argv: list[str], env: dict[str, str]) -> float:
     t0 = time.perf_counter()
     proc = subprocess.run(argv, env=env, capture_output=True, text=True)
@@ -62,7 +50,7 @@ def main() -> int:
     args = parser.parse_args()
     print(_common.machine())
     tmp = tempfile.mkdtemp(prefix="kpdev-bench-startup-")
-    old_src = _export(args.baseline, tmp)
+    old_src = _common.export_rev(args.baseline, tmp)
     old_home = os.path.join(tmp, "old-home")
     new_env = dict(os.environ, KPDEV_SIM_IDLE="600")
     # PYTHONPATH too: the old CLI starts its agent with `python -m kpdev.device`, which must be
