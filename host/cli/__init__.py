@@ -6,14 +6,14 @@ Only this package prints or uses Rich.  A command module parses its options, cal
 - ``app``: the root app, the sub-apps mounted on it, ``main()`` and the one place errors are
   caught and turned into a line on stderr and an exit code.
 - ``options``: the shared ``Annotated`` option types, the consoles, ``emit``/``out``/``err``,
-  the sub-app factory.  ``render``: tables, plain-data views and the one progress-bar factory.
+  the sub-app factory, ``session``.  ``render``: the one progress-bar factory, error names.
 - One module per noun: ``device`` (info, ping, stats, reboot, repl, infer), ``model`` (deploy,
   models, model info|activate|delete), ``boards`` (boards, ports), ``sim``, ``agent``, ``pack``,
   ``learn``, ``power`` (power, clock), ``evaluate`` (eval, recognize, profile), ``report``,
   ``demo``, ``config``, ``doctor``.
 
-A new command goes in the module of its noun; a new noun gets a module and one
-``app.add_typer`` (or ``register``) line in ``app``.
+A new command goes in the module of its noun; a new noun gets a module; either is mounted by
+one line in ``app.COMMANDS`` (docs/architecture.md, "A CLI command").
 """
 
 
