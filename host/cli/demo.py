@@ -80,7 +80,7 @@ def demo(
     labels = [test.classes[int(i)] for i in test.y]
     with session(board, None, None, 60.0) as c:
         say(f"[bold]2/6[/bold] deploying to {b.id} ({b.name})")
-        with progress_bar(not json_, "upload") as progress:
+        with progress_bar(not json_, "upload", unit="bytes") as progress:
             plan = deploy_pack(c, pack, b, progress=progress)
         if not json_:
             print_vectors(plan["vectors"])
