@@ -455,7 +455,7 @@ def export(
     target = out_path or Path(f"{pack.name}-learned.kp")
     refuse_existing(target, force, "pack")
     with session(board, port, key, timeout) as c:
-        with progress_bar(not json_, "export") as progress:
+        with progress_bar(not json_, "export", unit="bytes") as progress:
             data = c.learn_export(progress)
         where = c.device.get("board")
     path, learned = export_pack(pack, data, target, board=where, version=version)
