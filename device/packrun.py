@@ -165,11 +165,18 @@ class PackRunner:
         classes = m["classes"]
         label = classes[c] if c < len(classes) else str(c)
         out = {"c": c, "l": label, "s": score, "m": mid, "p": path, "tf": tf, "tm": tm}
+        self._spent(agent, tf, tm)
         if with_input:
             from kpdev.protocol.tensors import encode_tensor
 
             out["x"] = encode_tensor(x)
         return out
+
+    def _spent(self, agent, tf, tm):
+        # STATS counts the whole classification, the span its latency (tf + tm) covers; a
+        # measuring power source gives its energy over that span.
+        uj = agent.power.span(tf + tm) if agent.on_inference is not None else None
+        agent.stats.classify(self.spec["name"], tf, tm, uj)
 
     def _learned(self, agent, x, tf, timings, with_input):
         # A learning pack: the learner answers (class -1, label None before it learned any).
@@ -183,6 +190,7 @@ class PackRunner:
         out = {"c": c, "l": label, "s": score, "m": "learner", "p": [["learner", c]]}
         out["tf"] = tf
         out["tm"] = us
+        self._spent(agent, tf, us)
         if with_input:
             from kpdev.protocol.tensors import encode_tensor
 

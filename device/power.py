@@ -15,10 +15,11 @@ reading, or None), ``enable()``, ``disable()``, ``poll(busy)`` (the events it ha
 ``(ts_ms, voltage_uv, current_ma, power_mw)``, None where it measures no such value) and
 ``floor()`` (floor power in mW, or None when it has no such figure).
 
-While measurement is on, the agent calls ``Meter.after_inference`` after every inference: the
-events polled then go to the ring, and a measuring source's mean power over the inference, times
-its duration, is the inference's energy.  The estimate's energy needs no hook: STATS works it out
-from the latency figures (``Stats.summary``).
+While measurement is on, the agent calls ``Meter.after_inference`` after every inference, and
+a pack's CLASSIFY calls ``Meter.span`` over the whole classification (pipeline + models): the
+events polled then go to the ring, and a measuring source's mean power over the span, times its
+duration, is its energy.  The estimate's energy needs no hook: STATS works it out from the
+device's own timings (``Stats.summary``).
 
 RAM: the meter and its source are imported inside a request, not with the op_power group, so
 they stay loaded while the agent holds the meter, whichever handler group is loaded.
@@ -154,12 +155,14 @@ class Meter:
                 self.lowest = mw
         return events
 
-    def after_inference(self, agent, model, us):
-        """The agent's hook after each inference while measuring: events, and energy."""
+    def span(self, us):
+        """Poll after ``us`` µs of work: a measuring source's energy over them (µJ), else None.
+
+        The mean power of the events within the span before the newest one, times the span.
+        """
         events = self.poll(True)
         if self.source.estimated or not events:
-            return
-        # The events of the inference: those within its duration before the newest one.
+            return None
         since = events[-1][0] - us // 1000 - 1
         total = 0
         n = 0
@@ -167,8 +170,13 @@ class Meter:
             if e[0] >= since and e[3] is not None:
                 total += e[3]
                 n += 1
-        if n:
-            agent.stats.energy(model, total / n * us / 1000, us)
+        return total / n * us / 1000 if n else None
+
+    def after_inference(self, agent, model, us):
+        """The agent's hook after each inference while measuring: events, and energy."""
+        uj = self.span(us)
+        if uj is not None:
+            agent.stats.energy(model, uj, us)
 
     def read(self):
         """POWER_READ reply: a fresh poll when measuring, then the events since the last read."""
