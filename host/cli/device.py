@@ -236,15 +236,31 @@ def _print_stats(data: dict) -> None:
                 row += _energy_cells(m.get("energy"))
             lt.add_row(*row)
         out.print(lt)
+    _print_packs(data.get("packs") or {})
+
+
+def _print_packs(packs: dict) -> None:
+    # A pack's classifications: the whole CLASSIFY (pipeline + model graph), its energy too.
+    if not packs:
+        return
+    t = Table(title="classifications (µs): pipeline + model graph, and energy")
+    for col in ("pack", "count", "pipeline", "models", "mean", "mJ/inference", "energy"):
+        t.add_column(col, justify="left" if col in ("pack", "energy") else "right")
+    for name, p in packs.items():
+        row = [name, str(p["count"])]
+        row += [f"{p[k]:.0f}" for k in ("pipeline_us", "models_us", "mean_us")]
+        t.add_row(*row, *_energy_cells(p.get("energy")))
+    out.print(t)
 
 
 def _energy_cells(e: dict | None) -> list[str]:
-    # Energy per inference, and whether it was measured or estimated from the power model.
+    # Energy per inference, and how it was had: estimated from the board's power model (at
+    # which power), or measured by a sensor (over how many inferences).
     if not e:
         return ["-", "-"]
     if e.get("estimated"):
-        return [f"≈{e['mj']:.4g}", "estimated"]
-    return [f"{e['mj']:.4g}", f"{e['source']} ({e['count']})"]
+        return [f"≈{e['mj']:.4g}", f"estimated: power model, {e['mw']:g} mW"]
+    return [f"{e['mj']:.4g}", f"measured by {e['source']} ({e['count']})"]
 
 
 def reboot(

@@ -184,9 +184,8 @@ def print_results(doc: dict, console) -> None:
     energy = r.get("energy")
     e_text = "not reported"
     if energy:
-        e_text = f"{energy['uj_per_inference']:.1f} µJ" + (
-            " (estimated)" if energy.get("estimated") else ""
-        )
+        method = energy.get("method") or ("estimated" if energy.get("estimated") else "")
+        e_text = f"{energy['uj_per_inference']:.1f} µJ" + (f" ({method})" if method else "")
     console.print(
         f"on-device latency µs: mean {lat['mean']:.0f}, p50 {lat['p50']:.0f}, p99 {lat['p99']:.0f}"
         f" · link {link['per_inference']:.0f} B/sample (batch {link['batch']}, "

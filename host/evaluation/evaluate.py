@@ -11,7 +11,7 @@ measurements document.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -33,19 +33,38 @@ def frame_batch(client: Client, sample: np.ndarray, wanted: int | None) -> int:
     return max(1, min(fit, wanted or fit, 64))
 
 
-def _energy(stats: dict[str, Any], models: Iterable[str], n: int) -> dict[str, Any] | None:
-    total = 0.0
-    estimated = False
-    found = False
-    for name in models:
-        e = (stats.get("models", {}).get(name) or {}).get("energy")
-        if e and e.get("mj") is not None:
-            found = True
-            total += e["mj"] * e["count"]
-            estimated = estimated or bool(e.get("estimated"))
-    if not found or not n:
+def _energy(stats: dict[str, Any], model: str | None) -> dict[str, Any] | None:
+    """Energy per inference over the span the latency figure covers, as the device accounts it.
+
+    For a pack (``model`` None) that is the whole CLASSIFY, pipeline + model graph (STATS
+    ``packs``: after the reset, the device's one pack), split into those two stages; for a bare
+    model, INFER (STATS ``models``).  The figure names its method: the board's power model
+    (estimated) or the sensor that measured it.
+    """
+    if model is None:
+        entries = [p.get("energy") for p in (stats.get("packs") or {}).values()]
+    else:
+        entries = [(stats.get("models", {}).get(model) or {}).get("energy")]
+    entries = [e for e in entries if e and e.get("mj") is not None and e.get("count")]
+    if len(entries) != 1:
         return None
-    return {"uj_per_inference": total * 1000 / n, "estimated": estimated}
+    e = entries[0]
+    out = {
+        "uj_per_inference": e["mj"] * 1000,
+        "estimated": bool(e.get("estimated")),
+        "source": e.get("source"),
+        "method": (
+            "estimated from the board's power model"
+            if e.get("estimated")
+            else f"measured by {e['source']}"
+        ),
+        "mw": e.get("mw"),
+        "count": e["count"],
+        "span": "INFER" if model else "CLASSIFY (pipeline + model graph)",
+    }
+    if e.get("stages"):
+        out["stages_uj"] = {k: v * 1000 for k, v in e["stages"].items()}
+    return out
 
 
 def evaluate(
@@ -66,7 +85,7 @@ def evaluate(
     With ``model`` None the device's pack classifies (``x`` raw windows when the pack has a
     pipeline); otherwise stored model ``model`` runs each row and the largest output of output 0
     is the class index into ``classes``.  ``labels`` are the true class names.  ``stored_models``
-    names the models whose energy the device reports (default: ``model``).
+    names the pack's models on the device (kept for callers; energy covers the whole CLASSIFY).
     """
     n = len(x)
     if n == 0:
@@ -121,7 +140,7 @@ def evaluate(
             "batch": size,
             "window": window or client.window,
         },
-        "energy": _energy(stats, stored_models or ([model] if model else []), n),
+        "energy": _energy(stats, model),
         "wall_s": wall,
     }
 

@@ -8,11 +8,16 @@ A measurements file is UTF-8 JSON, one object:
  "dataset": {...} | null, "inputs": {...} | null, "versions": {...},
  "results": {"classification": {...}, "latency_us": {...}, "latency_samples_us": [...],
              "link": {"bytes_out": N, "bytes_in": N, "per_inference": N},
-             "energy": {"uj_per_inference": X, "estimated": true} | null,
+             "energy": {"uj_per_inference": X, "estimated": true, "method": text,
+                        "source": text, "mw": X, "count": N, "span": text,
+                        "stages_uj": {"pipeline": X, "models": X}} | null,
              "wall_s": X, "profile": {...} | null}}
 ```
 
-Every member of ``results`` is optional; readers skip what is missing.
+Every member of ``results`` is optional; readers skip what is missing.  ``energy`` covers the
+span the latency figures cover (a pack: the whole CLASSIFY, pipeline + model graph, with
+``stages_uj`` splitting it; a bare model: INFER) and ``method`` says how it was obtained: an
+estimate from the board's power model, or the sensor that measured it.
 """
 
 from __future__ import annotations

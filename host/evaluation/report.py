@@ -123,6 +123,8 @@ def _energy_text(energy: Any) -> str:
     if not isinstance(energy, dict) or _num(energy.get("uj_per_inference")) is None:
         return "-"
     text = _fmt(energy["uj_per_inference"], 2, " µJ")
+    if isinstance(energy.get("method"), str):
+        return f"{text} ({energy['method']})"
     return text + " (estimated)" if energy.get("estimated") else text
 
 
