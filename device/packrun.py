@@ -175,8 +175,18 @@ class PackRunner:
     def _spent(self, agent, tf, tm):
         # STATS counts the whole classification, the span its latency (tf + tm) covers; a
         # measuring power source gives its energy over that span.
-        uj = agent.power.span(tf + tm) if agent.on_inference is not None else None
-        agent.stats.classify(self.spec["name"], tf, tm, uj)
+        c = agent.stats.packs.get(self.spec["name"])
+        if c is None:
+            c = agent.stats.packs[self.spec["name"]] = [0, 0, 0, 0, 0, 0]
+        c[0] += 1
+        c[1] += tf
+        c[2] += tm
+        if agent.on_inference is not None:
+            uj = agent.power.span(tf + tm)
+            if uj is not None:
+                c[3] += uj
+                c[4] += 1
+                c[5] += tf + tm
 
     def _learned(self, agent, x, tf, timings, with_input):
         # A learning pack: the learner answers (class -1, label None before it learned any).

@@ -16,7 +16,8 @@ class Stats:
         self.errors = {}
         self.models = {}
         self.energies = {}  # model -> [µJ, inferences, µs] measured by the power source
-        # pack -> [classifications, pipeline µs, models µs, µJ, classifications, µs measured]
+        # pack -> [classifications, pipeline µs, models µs, µJ, classifications, µs measured],
+        # counted by kpdev.device.packrun
         self.packs = {}
 
     def error(self, code):
@@ -42,20 +43,6 @@ class Stats:
             e[1] += 1
             e[2] += us
 
-    def classify(self, pack, tf, tm, uj):
-        """Record one classification by ``pack``: its pipeline and model-graph µs, and the energy
-        (µJ) a sensor measured over both (None when none did)."""
-        c = self.packs.get(pack)
-        if c is None:
-            c = self.packs[pack] = [0, 0, 0, 0, 0, 0]
-        c[0] += 1
-        c[1] += tf
-        c[2] += tm
-        if uj is not None:
-            c[3] += uj
-            c[4] += 1
-            c[5] += tf + tm
-
     def summary(self, power=None):
         """Plain dict for the wire (the agent adds link, heap and uptime figures).
 
@@ -64,58 +51,17 @@ class Stats:
         model) is active_mw x the mean time of every run; a sensor's is the measured mean over
         the runs made while power was measured.
         """
-        source = power.get("source") if power else None
-        mw = (power.get("active_mw") or 0) if source == "estimate" else None
-        models = {}
-        for name in self.models:
-            lat = self.models[name]
-            m = lat.summary()
-            e = self.energies.get(name) or [0, 0, 0]
-            e = _energy(source, mw, lat.count, lat.total, e[0], e[1], e[2])
-            if e is not None:
-                m["energy"] = e
-            models[name] = m
-        packs = {}
-        for name in self.packs:
-            c = self.packs[name]
-            n = c[0]
-            p = {"count": n, "pipeline_us": c[1] / n, "models_us": c[2] / n}
-            p["mean_us"] = (c[1] + c[2]) / n
-            e = _energy(source, mw, n, c[1] + c[2], c[3], c[4], c[5])
-            if e is not None:
-                # Each stage's share of the whole classification's time, at its power.
-                share = e["mj"] / (c[1] + c[2]) if c[1] + c[2] else 0
-                e["stages"] = {"pipeline": share * c[1], "models": share * c[2]}
-                p["energy"] = e
-            packs[name] = p
+        models = packs = None
+        if self.models or self.packs:
+            from kpdev.device.latency import summarize  # imported by the first inference
+
+            models, packs = summarize(self, power)
         return {
             "frames_in": self.frames_in,
             "frames_out": self.frames_out,
             "bytes_in": self.bytes_in,
             "bytes_out": self.bytes_out,
             "errors": dict(self.errors),
-            "models": models,
-            "packs": packs,
+            "models": models or {},
+            "packs": packs or {},
         }
-
-
-def _energy(source, mw, count, us, uj, measured, measured_us):
-    # Energy per run: an estimate is mw x the mean time of all ``count`` runs (``us`` in all);
-    # a sensor's is the mean of the ``measured`` runs (``uj`` and ``measured_us`` in all).
-    if mw is not None and count:
-        return {
-            "mj": mw * us / count / 1000000,
-            "mw": mw,
-            "count": count,
-            "source": source,
-            "estimated": True,
-        }
-    if source and measured:
-        return {
-            "mj": uj / measured / 1000,
-            "mw": uj * 1000 / measured_us if measured_us else None,
-            "count": measured,
-            "source": source,
-            "estimated": False,
-        }
-    return None
