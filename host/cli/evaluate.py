@@ -159,7 +159,8 @@ def print_results(doc: dict, console) -> None:
     what = (doc.get("pack") or doc.get("model") or {}).get("name")
     console.print(
         f"[bold]{what}[/bold] on {doc['board']['name']}: accuracy [bold]{cl['accuracy']:.3f}"
-        f"[/bold] ({cl['n']} samples), macro F1 {cl['macro_f1']:.3f}"
+        f"[/bold] ({cl['n']} samples), macro F1 {cl['macro_f1']:.3f} "
+        f"(over the {len(cl['macro_f1_classes'])} classes in the test data)"
     )
     t = Table(title="per class", title_justify="left")
     for col in ("class", "precision", "recall", "F1", "support"):

@@ -66,7 +66,9 @@ def classification(y_true: Sequence[Any], y_pred: Sequence[Any], classes: list[s
     confusion matrix has a row per true class and a column per predicted class, in the order of
     ``classes``. A ratio whose denominator is zero (precision of a class never predicted, recall
     of a class absent from ``y_true``, F1 when both are 0) is 0.0. Macro F1 is the plain mean of
-    the per-class F1 over all of ``classes``, absent ones included.
+    the per-class F1 over the classes present in ``y_true`` (``macro_f1_classes`` names them):
+    a class the test data lacks has no recall to score, and counting it as 0 would understate a
+    perfect run (scikit-learn's ``f1_score(average="macro", labels=present)``).
     """
     classes = [str(c) for c in classes]
     if not classes:
@@ -102,13 +104,15 @@ def classification(y_true: Sequence[Any], y_pred: Sequence[Any], classes: list[s
             "support": int(support[i]),
         }
     n = len(y_true)
+    present = [label for label in classes if per_class[label]["support"]]
     return {
         "n": n,
         "accuracy": float(tp.sum() / n),
         "classes": classes,
         "confusion": confusion.tolist(),
         "per_class": per_class,
-        "macro_f1": float(np.mean([c["f1"] for c in per_class.values()])),
+        "macro_f1": float(np.mean([per_class[label]["f1"] for label in present])),
+        "macro_f1_classes": present,
     }
 
 

@@ -119,6 +119,14 @@ def _section(results: dict, key: str) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
+def _macro_over(cls: dict) -> str:
+    # Which classes macro F1 averages over (documents before it did: every class, say nothing).
+    present = cls.get("macro_f1_classes")
+    if not isinstance(present, list):
+        return ""
+    return f" (over the {len(present)} classes in the test data)"
+
+
 def _energy_text(energy: Any) -> str:
     if not isinstance(energy, dict) or _num(energy.get("uj_per_inference")) is None:
         return "-"
@@ -308,8 +316,8 @@ def _run_blocks(name: str, slug: str, doc: dict, out_dir: Path, figures: list[Pa
         blocks.append(_Heading(3, "Classification"))
         blocks.append(
             _Para(
-                f"accuracy {_fmt(cls['accuracy'], 4)}, macro F1 {_fmt(cls.get('macro_f1'), 4)}, "
-                f"{_fmt_int(cls.get('n'))} samples"
+                f"accuracy {_fmt(cls['accuracy'], 4)}, macro F1 {_fmt(cls.get('macro_f1'), 4)}"
+                f"{_macro_over(cls)}, {_fmt_int(cls.get('n'))} samples"
             )
         )
         per_class = cls.get("per_class")
