@@ -25,6 +25,7 @@ _PROFILE_RUN = const(0x50)
 _E_BAD_REQUEST = const(5)
 _E_UPLOAD_STATE = const(22)
 _MAX_PROFILE_RUNS = const(10000)
+_PROFILE_SAMPLES = const(64)  # runs whose own times PROFILE_RUN returns (a bounded reply)
 
 
 def _packrun():
@@ -100,28 +101,54 @@ def stream_stop(agent, body):
 
 
 def profile_run(agent, body):
-    """PROFILE_RUN: classify ``x`` ``n`` times; the mean µs of each pipeline stage and model."""
+    """PROFILE_RUN: ``w`` untimed warm-up runs, then classify ``x`` ``n`` times; each pipeline
+    stage's and model's mean µs, and the µs of each of the first 64 runs (docs/protocol.md)."""
     runner = _packrun().active(agent)
     x = decode_tensor(field(body, "x", object))
     n = field(body, "n", int, False, 10)
-    if not 1 <= n <= _MAX_PROFILE_RUNS:
-        raise DeviceError("n must be 1..%d runs" % _MAX_PROFILE_RUNS, _E_BAD_REQUEST)
+    warm = field(body, "w", int, False, 0)
+    if not 1 <= n <= _MAX_PROFILE_RUNS or not 0 <= warm <= _MAX_PROFILE_RUNS:
+        raise DeviceError(
+            "n must be 1..%d runs, w 0..%d" % (_MAX_PROFILE_RUNS, _MAX_PROFILE_RUNS),
+            _E_BAD_REQUEST,
+        )
+    for _ in range(warm):
+        runner.classify(agent, x)
     names = []
     sums = {}
+    per_run = {}
+    totals = []
     total = 0
     result = None
-    for _ in range(n):
+    for i in range(n):
         timings = []
         t0 = sysinfo.ticks_us()
         result = runner.classify(agent, x, timings)
-        total += sysinfo.ticks_diff(sysinfo.ticks_us(), t0)
-        for name, us in timings:
+        us = sysinfo.ticks_diff(sysinfo.ticks_us(), t0)
+        total += us
+        if i < _PROFILE_SAMPLES:
+            totals.append(us)
+        this = {}
+        for name, t in timings:
             if name not in sums:
                 names.append(name)
                 sums[name] = 0
-            sums[name] += us
-    stages = [{"name": name, "us": sums[name] / n} for name in names]
-    return {"runs": n, "stages": stages, "total_us": total / n, "unit": "us", "result": result}
+                per_run[name] = []
+            this[name] = this.get(name, 0) + t
+        for name in this:
+            sums[name] += this[name]
+            if i < _PROFILE_SAMPLES:
+                per_run[name].append(this[name])
+    stages = [{"name": name, "us": sums[name] / n, "runs": per_run[name]} for name in names]
+    return {
+        "runs": n,
+        "w": warm,
+        "stages": stages,
+        "total_us": total / n,
+        "totals": totals,
+        "unit": "us",
+        "result": result,
+    }
 
 
 HANDLERS = {

@@ -24,6 +24,7 @@ from kpdev.host.cli.options import (
     TimeoutOpt,
     WindowOpt,
     emit,
+    err,
     out,
     parse_window,
     session,
@@ -297,7 +298,16 @@ def profile(
             show_default=False,
         ),
     ] = None,
-    runs: Annotated[int, typer.Option("--runs", "-n", help="Runs to average.", min=1)] = 20,
+    runs: Annotated[int, typer.Option("--runs", "-n", help="Timed runs.", min=1, max=10000)] = 20,
+    warmup: Annotated[
+        int,
+        typer.Option(
+            "--warmup",
+            help="Untimed runs first (caches, allocation), not counted.",
+            min=0,
+            max=10000,
+        ),
+    ] = 2,
     out_file: Annotated[
         Path | None,
         typer.Option(
@@ -316,9 +326,11 @@ def profile(
 ) -> None:
     """Time each stage on the device: every feature generator, scaling, each model.
 
-    Runs the pack's first test vector (its raw window) RUNS times on the device and prints the
-    mean microseconds of each stage (MicroPython and CPython expose no cycle counter here, so
-    times are in µs).
+    Runs the pack's first test vector (its raw window) WARMUP times untimed, then RUNS times on
+    the device, and prints each stage's median and p10-p90 microseconds, its mean and its share
+    of the mean total; "other" is what the whole classification took beyond its stages, so the
+    shares add up to 100 %. Feature stages are named feature:GENERATOR (feature:std is the time
+    of the std feature). MicroPython and CPython expose no cycle counter here: times are in µs.
     """
     from kpdev.host.evaluation.evaluate import profile_pack
     from kpdev.host.packs.deploy import deploy_pack as run_deploy
@@ -330,7 +342,7 @@ def profile(
     with session(board, port, key, timeout) as c:
         if pack is not None:
             run_deploy(c, pack, b)
-        doc = profile_pack(c, pack, runs)
+        doc = profile_pack(c, pack, runs, warmup)
     if out_file:
         text = json.dumps(jsonable(doc), indent=2) + "\n"
         write_atomic(out_file, lambda f: f.write(text.encode("utf-8")))
@@ -341,15 +353,35 @@ def profile(
 
 
 def print_profile(doc: dict) -> None:
-    """The per-stage table of a profile."""
+    """The per-stage table of a profile, and a note when its runs spread widely."""
+    total = doc["total"]
     t = Table(
-        title=f"{doc['pack']} on {doc['board']} ({doc['runtime']}), mean of {doc['runs']} runs",
+        title=f"{doc['pack']} on {doc['board']} ({doc['runtime']}): {doc['runs']} runs after "
+        f"{doc['warmup']} warm-up",
         title_justify="left",
     )
-    for col in ("stage", "µs", "share"):
+    for col in ("stage", "median µs", "p10-p90 µs", "mean µs", "share of mean"):
         t.add_column(col, justify="left" if col == "stage" else "right")
-    for s in doc["stages"]:
-        share = s["us"] / doc["total_us"] * 100 if doc["total_us"] else 0
-        t.add_row(s["name"], f"{s['us']:.1f}", f"{share:.1f} %")
-    t.add_row("[bold]total[/bold]", f"[bold]{doc['total_us']:.1f}[/bold]", "")
+    for s in doc["stages"] + [doc["other"]]:
+        t.add_row(
+            s["name"],
+            f"{s['median']:.1f}",
+            f"{s['p10']:.1f}-{s['p90']:.1f}",
+            f"{s['us']:.1f}",
+            f"{s['share']:.1f} %",
+        )
+    t.add_row(
+        "[bold]total[/bold]",
+        f"[bold]{total['median']:.1f}[/bold]",
+        f"{total['p10']:.1f}-{total['p90']:.1f}",
+        f"{total['us']:.1f}",
+        "100.0 %",
+    )
     out.print(t)
+    if doc["noisy"]:
+        err.print(
+            f"note: the total spreads over {doc['spread'] * 100:.0f} % of its median between "
+            f"runs (p10 {total['p10']:.0f} µs, p90 {total['p90']:.0f} µs): the board, or the "
+            "host a simulated board runs on, was busy; read the medians, or profile again with "
+            "more --runs on a quiet machine"
+        )

@@ -126,11 +126,40 @@ def evaluate(
     }
 
 
-def profile_pack(client: Client, pack: Any | None, runs: int) -> dict[str, Any]:
-    """Per-stage device time of the device's pack, averaged over ``runs`` runs.
+PROFILE_KIND = "kpdev-profile"
+PROFILE_SCHEMA = 1
+_RUNS_A_REQUEST = 64  # the device returns the times of each of at most 64 runs a request
+_DEVICE_STAGES = ("scale", "quantize", "encode", "learner")
+# The run-to-run spread of the total (p10..p90 over the median) above which a profile is
+# called noisy: the board (or the host a simulated board runs on) was busy with other work.
+NOISY_SPREAD = 0.25
+
+
+def _stage_name(name: str) -> str:
+    # The device names a feature stage by its generator (mean, std, max...): say it is one.
+    return name if name in _DEVICE_STAGES or name.startswith("model:") else f"feature:{name}"
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    p10, median, p90 = np.percentile(values, [10, 50, 90], method="linear")
+    return {
+        "median": float(median),
+        "p10": float(p10),
+        "p90": float(p90),
+        "min": float(min(values)),
+        "max": float(max(values)),
+    }
+
+
+def profile_pack(client: Client, pack: Any | None, runs: int, warmup: int = 2) -> dict[str, Any]:
+    """Per-stage device time of the device's pack over ``runs`` timed runs after ``warmup``
+    untimed ones: each stage's median, p10..p90, min..max and mean, an ``other`` row (what the
+    whole classification took beyond its stages), and ``noisy`` when the total's run-to-run
+    spread is over ``NOISY_SPREAD`` of its median.
 
     The input is ``pack``'s first test vector (its raw window) when the pack file is given,
-    else a window of zeros of the device pack's input dtype.
+    else a window of zeros of the device pack's input dtype.  Shares are of the mean total, so
+    the stages and ``other`` add up to 100 %.
     """
     info = client.pack_get()
     if info is None:
@@ -145,16 +174,61 @@ def profile_pack(client: Client, pack: Any | None, runs: int) -> dict[str, Any]:
         x = np.zeros((info["window"][0], info["axes"]), dtype=info.get("dtype") or "float32")
     else:
         raise UsageError("give the pack file: its test vectors hold the input to profile")
-    result = client.profile(x, runs)
+    names: list[str] = []
+    per_stage: dict[str, list[float]] = {}
+    totals: list[float] = []
+    done = 0
+    while done < runs:
+        n = min(_RUNS_A_REQUEST, runs - done)
+        reply = client.profile(x, n, warmup if done == 0 else 0)
+        if len(reply.get("totals") or []) != n:
+            raise UsageError(
+                "the device's agent returns no per-run times (PROFILE_RUN); install the "
+                "current agent: kpdev agent install"
+            )
+        for stage in reply["stages"]:
+            name = _stage_name(stage["name"])
+            if name not in per_stage:
+                names.append(name)
+                per_stage[name] = [0.0] * done  # a stage not run before took no time
+            samples = stage["runs"]
+            if len(samples) != n:
+                raise UsageError(
+                    f"stage {stage['name']} ran in {len(samples)} of {n} runs: the pack's route "
+                    "changed between runs of the same input, so per-run times do not add up"
+                )
+            per_stage[name] += [float(t) for t in samples]
+        for name in names:
+            if len(per_stage[name]) < done + n:
+                per_stage[name] += [0.0] * n
+        totals += [float(t) for t in reply["totals"]]
+        done += n
+    other = [t - sum(per_stage[name][i] for name in names) for i, t in enumerate(totals)]
+    mean_total = float(np.mean(totals))
+
+    def row(name: str, values: list[float]) -> dict[str, Any]:
+        mean = float(np.mean(values))
+        share = 100 * mean / mean_total if mean_total else 0.0
+        return dict({"name": name, "us": mean, "share": share, "cycles": None}, **_spread(values))
+
+    total = dict({"us": mean_total}, **_spread(totals))
+    spread = (total["p90"] - total["p10"]) / total["median"] if total["median"] else 0.0
     return {
+        "kind": PROFILE_KIND,
+        "schema": PROFILE_SCHEMA,
         "pack": info["name"],
         "version": info["version"],
         "board": client.device.get("board"),
         "runtime": client.device.get("runtime"),
-        "runs": result["runs"],
-        "unit": result.get("unit", "us"),
-        "stages": [dict(s, cycles=None) for s in result["stages"]],
-        "total_us": result["total_us"],
+        "runs": runs,
+        "warmup": warmup,
+        "unit": "us",
+        "stages": [row(name, per_stage[name]) for name in names],
+        "other": row("other", other),
+        "total": total,
+        "total_us": mean_total,
+        "spread": spread,
+        "noisy": spread > NOISY_SPREAD,
     }
 
 
