@@ -72,6 +72,16 @@ def eval_(
             min=1,
         ),
     ] = None,
+    input_scale: Annotated[
+        str | None,
+        typer.Option(
+            "--input-scale",
+            help="Multiply each sample by this (1/16 or 0.0625) before it is quantized for a "
+            "model that takes samples directly, e.g. 1/16 for digits' pixels 0-16 into a model "
+            "trained on 0-1. Default: the samples as they are.",
+            show_default=False,
+        ),
+    ] = None,
     out_file: Annotated[
         Path | None,
         typer.Option(
@@ -92,20 +102,35 @@ def eval_(
     """Evaluate a pack or model on the device against a dataset's test split.
 
     Streams the test samples through the device (batched and pipelined), then reports accuracy,
-    per-class precision/recall/F1, the confusion matrix, on-device latency (mean/p50/p99), link
-    bytes and, where the board reports it, energy per inference; writes a measurements file that
-    `kpdev report` turns into a report.
+    per-class precision/recall/F1 (macro F1 over the classes in the test data), the confusion
+    matrix, on-device latency (mean/p50/p99), link bytes and, where the board reports it, energy
+    per inference; writes a measurements file that `kpdev report` turns into a report.
+
+    Test samples of a class a pack does not know are left out and counted (a warning on stderr,
+    `skipped` in the measurements); none known is refused. Samples quantized on the host for a
+    model's input are checked against its range: values that saturate are counted (a warning,
+    `input_quantization`); --input-scale rescales them first.
     """
-    from kpdev.host.evaluation.evaluate import evaluate, put_on_device, test_split
+    from kpdev.host.evaluation.evaluate import evaluate, known_only, put_on_device, test_split
     from kpdev.host.evaluation.metrics import measurements, write_measurements
 
     win = parse_window(window)
+    factor = parse_scale(input_scale) if input_scale is not None else None
     if out_file is not None:  # before the run, not after it
         refuse_existing(out_file, force, "measurements file")
     b = resolve_board(board, port)
     pack = read_pack(target) if target.suffix == ".kp" else None
     pipeline = pack.manifest.get("pipeline") if pack else None
     ds, test = test_split(dataset, win, test_fraction, seed, pipeline, limit)
+    skipped: dict[str, int] = {}
+    if pack is not None:
+        test, skipped = known_only(test, pack.classes())
+        if skipped:
+            err.print(
+                f"warning: {sum(skipped.values())} test samples left out, of classes pack "
+                f"{pack.name} does not know: "
+                + ", ".join(f"{label} ({n})" for label, n in skipped.items())
+            )
     labels = [test.classes[int(i)] for i in test.y]
     with session(board, port, key, timeout) as c:
         name = pack.name if pack is not None else target.stem
@@ -113,8 +138,16 @@ def eval_(
         refuse_existing(path, force, "measurements file")
         on = put_on_device(
             c, test.x, ds.classes, pack=pack, model_file=target, board=b,
-            where=f"dataset {dataset}",
+            where=f"dataset {dataset}", input_scale=factor,
         )  # fmt: skip
+        sat = on.quantization
+        if sat and sat["saturated"]:
+            err.print(
+                f"warning: {sat['saturated']} of {sat['values']} input values saturate the "
+                f"model's {sat['dtype']} input (scale {sat['scale']:.6g}, zero point "
+                f"{sat['zero_point']}): the samples are outside the range it was trained on; "
+                "scale them with --input-scale"
+            )
         with progress_bar(
             not json_, f"eval {on.name} on {c.device.get('board')}", len(test)
         ) as progress:
@@ -130,6 +163,8 @@ def eval_(
                 window=requests,
                 progress=progress,
             )
+        results["skipped"] = skipped or None
+        results["input_quantization"] = on.quantization
         doc = measurements(
             "eval",
             board=board_info(c, b),
@@ -142,7 +177,13 @@ def eval_(
             ),
             model=None if pack else {"name": on.model, "path": str(target)},
             dataset=dict(test.summary(), seed=seed, test_fraction=test_fraction, split="test"),
-            inputs={"dataset": dataset, "window": win, "batch": batch, "in_flight": requests},
+            inputs={
+                "dataset": dataset,
+                "window": win,
+                "batch": batch,
+                "in_flight": requests,
+                "input_scale": factor,
+            },
         )
     write_measurements(doc, path)
     if json_:
@@ -150,6 +191,18 @@ def eval_(
         return
     print_results(doc, out)
     out.print(f"measurements written to {path}")
+
+
+def parse_scale(text: str) -> float:
+    """``--input-scale``: a positive number, or a fraction like 1/16."""
+    try:
+        num, _, den = text.partition("/")
+        value = float(num) / float(den) if den else float(num)
+    except (ValueError, ZeroDivisionError):
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise UsageError(f"--input-scale {text!r}: give a positive number or fraction, e.g. 1/16")
+    return value
 
 
 def print_results(doc: dict, console) -> None:

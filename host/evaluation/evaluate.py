@@ -267,16 +267,56 @@ def test_split(
     return ds, test
 
 
+def known_only(test, known: list[str]):
+    """``test`` without the samples whose true class is not in ``known`` (the classes a pack
+    answers with), and ``{class: samples}`` of what was left out; UsageError when none is known.
+
+    A pack cannot answer with a class it was not built for, so scoring those samples would
+    count them as errors the pack never had a chance to avoid."""
+    keep = np.array([test.classes[int(i)] in known for i in test.y], dtype=bool)
+    skipped: dict[str, int] = {}
+    for i in test.y[~keep]:
+        label = test.classes[int(i)]
+        skipped[label] = skipped.get(label, 0) + 1
+    if not keep.any():
+        raise UsageError(
+            f"none of the test samples' classes ({', '.join(skipped)}) is one the pack knows "
+            f"({', '.join(known)}): evaluate it on data of its own classes"
+        )
+    return (test.subset(np.flatnonzero(keep)) if skipped else test), skipped
+
+
+def saturation(x: np.ndarray, spec: dict[str, Any]) -> dict[str, Any] | None:
+    """How many values of float samples ``x`` fall outside what the quantized input ``spec``
+    holds (they saturate to its lowest or highest value); None when nothing is quantized."""
+    dtype = np.dtype(spec["dtype"])
+    if x.dtype.kind != "f" or dtype.kind not in "iu" or not spec.get("scale"):
+        return None
+    info = np.iinfo(dtype)
+    zero = spec.get("zero_point") or 0
+    t = np.asarray(x, dtype=np.float64) / float(spec["scale"])
+    q = np.sign(t) * np.floor(np.abs(t) + 0.5) + zero  # rounded as packs.build quantizes
+    return {
+        "saturated": int(np.count_nonzero((q < info.min) | (q > info.max))),
+        "values": int(q.size),
+        "scale": float(spec["scale"]),
+        "zero_point": int(zero),
+        "dtype": dtype.name,
+    }
+
+
 class Target:
     """What ``evaluate`` runs on the device: a deployed pack or an uploaded model, the inputs
     in the form it takes, and the class labels it can answer with."""
 
-    def __init__(self, name, model, stored, classes, inputs):
+    def __init__(self, name, model, stored, classes, inputs, quantization=None):
         self.name = name  # the pack's or the model's name
         self.model = model  # the model INFER runs (None: a pack, CLASSIFY)
         self.stored = stored  # the device's model names whose statistics count
         self.classes = classes
         self.inputs = inputs
+        # How the host quantized the samples (``saturation``), None when it did not.
+        self.quantization = quantization
 
 
 def put_on_device(
@@ -288,29 +328,49 @@ def put_on_device(
     model_file: Any | None = None,
     board: Any | None = None,
     where: str = "dataset",
+    input_scale: float | None = None,
     progress: Progress | None = None,
 ) -> Target:
     """Make the device ready to evaluate ``samples``: deploy the ``pack`` (kept when the device
     holds it already; see ``packs.deploy.deploy_pack``), or upload ``model_file`` stored but not
     activated.  Samples that a model takes directly (a pack with no pipeline, a bare model with
-    one input) are shaped and quantized as its input tensor wants them."""
+    one input) are multiplied by ``input_scale`` when given, then shaped and quantized as its
+    input tensor wants them; ``Target.quantization`` counts the values that saturated."""
     from kpdev.host.packs.build import dataset_inputs
     from kpdev.host.packs.deploy import deploy_pack, read_model_file
 
     classes = list(dataset_classes)
+    direct = pack is None or (
+        not pack.manifest.get("pipeline") and len(pack.root()["inputs"]) == 1
+    )
+    if input_scale is not None and not direct:
+        raise UsageError(
+            f"--input-scale scales samples a model takes directly; pack {pack.name}'s pipeline "
+            "makes its model input from raw windows: leave --input-scale out"
+        )
+    if input_scale is not None:
+        samples = np.asarray(samples, dtype=np.float64) * input_scale
+
+    def model_inputs(spec):
+        # The samples are the model input: shape them as kpdev pack build did for a pack's
+        # own accuracy, and count what the input quantization cannot hold.
+        sat = saturation(samples, spec)
+        if sat is not None:
+            sat["input_scale"] = input_scale
+        return dataset_inputs(samples, spec, where), sat
+
+    quantization = None
     if pack is not None:
         plan = deploy_pack(client, pack, board, progress=progress)
-        if not pack.manifest.get("pipeline") and len(pack.root()["inputs"]) == 1:
-            # The samples are the model input: shape them as kpdev pack build did for the
-            # pack's own accuracy.
-            samples = dataset_inputs(samples, pack.root()["inputs"][0], where)
+        if direct:
+            samples, quantization = model_inputs(pack.root()["inputs"][0])
         classes += [label for label in pack.classes() if label not in classes]
         stored = [m["name"] for m in plan["models"]]
-        return Target(pack.name, None, stored, classes, samples)
+        return Target(pack.name, None, stored, classes, samples, quantization)
     data, fmt = read_model_file(model_file)
     name = model_file.stem
     client.upload(name, data, fmt, {}, activate=False, progress=progress)
     inputs = (client.model_info(name).get("io") or {}).get("inputs") or []
     if len(inputs) == 1:
-        samples = dataset_inputs(samples, inputs[0], where)
-    return Target(name, name, [name], classes, samples)
+        samples, quantization = model_inputs(inputs[0])
+    return Target(name, name, [name], classes, samples, quantization)

@@ -12,7 +12,12 @@ A measurements file is UTF-8 JSON, one object:
              "wall_s": X, "profile": {...} | null}}
 ```
 
-Every member of ``results`` is optional; readers skip what is missing.
+Every member of ``results`` is optional; readers skip what is missing.  ``classification``'s
+``macro_f1`` is the mean F1 over ``macro_f1_classes``, the classes present in the true labels.
+``kpdev eval`` adds ``"skipped": {class: samples} | null`` (test samples of classes the pack
+does not know, left out of every figure) and ``"input_quantization": {"saturated": N,
+"values": N, "scale", "zero_point", "dtype", "input_scale"} | null`` (samples the host
+quantized for the model's input: how many values fell outside its range and saturated).
 """
 
 from __future__ import annotations
