@@ -5,9 +5,8 @@ with this group: the agent keeps it between requests of other groups.
 """
 
 from kpdev import accelerators  # noqa: F401  (Agent.model uses it: loaded as part of this group)
-from kpdev.device import sysinfo
 from kpdev.device.agent import field
-from kpdev.protocol.compat import const
+from kpdev.protocol.compat import const, forget_modules
 from kpdev.protocol.errors import DeviceError
 from kpdev.protocol.tensors import decode_tensor
 
@@ -22,9 +21,7 @@ _STREAM_PUSH = const(0x65)
 _STREAM_STOP = const(0x66)
 _CLASS_EVENT = const(0x67)
 _PROFILE_RUN = const(0x50)
-_E_BAD_REQUEST = const(5)
 _E_UPLOAD_STATE = const(22)
-_MAX_PROFILE_RUNS = const(10000)
 
 
 def _packrun():
@@ -100,28 +97,18 @@ def stream_stop(agent, body):
 
 
 def profile_run(agent, body):
-    """PROFILE_RUN: classify ``x`` ``n`` times; the mean µs of each pipeline stage and model."""
+    """PROFILE_RUN: time each stage of classifying ``x`` (``kpdev.device.profiling``).
+
+    The timing code is loaded for the request and dropped after it, so a board running a pack
+    does not keep it in its heap.
+    """
     runner = _packrun().active(agent)
-    x = decode_tensor(field(body, "x", object))
-    n = field(body, "n", int, False, 10)
-    if not 1 <= n <= _MAX_PROFILE_RUNS:
-        raise DeviceError("n must be 1..%d runs" % _MAX_PROFILE_RUNS, _E_BAD_REQUEST)
-    names = []
-    sums = {}
-    total = 0
-    result = None
-    for _ in range(n):
-        timings = []
-        t0 = sysinfo.ticks_us()
-        result = runner.classify(agent, x, timings)
-        total += sysinfo.ticks_diff(sysinfo.ticks_us(), t0)
-        for name, us in timings:
-            if name not in sums:
-                names.append(name)
-                sums[name] = 0
-            sums[name] += us
-    stages = [{"name": name, "us": sums[name] / n} for name in names]
-    return {"runs": n, "stages": stages, "total_us": total / n, "unit": "us", "result": result}
+    from kpdev.device import profiling
+
+    try:
+        return profiling.run(agent, runner, body)
+    finally:
+        forget_modules(("kpdev.device.profiling",))
 
 
 HANDLERS = {

@@ -24,6 +24,7 @@ from kpdev.host.cli.options import (
     TimeoutOpt,
     WindowOpt,
     emit,
+    err,
     out,
     parse_window,
     session,
@@ -71,6 +72,16 @@ def eval_(
             min=1,
         ),
     ] = None,
+    input_scale: Annotated[
+        str | None,
+        typer.Option(
+            "--input-scale",
+            help="Multiply each sample by this (1/16 or 0.0625) before it is quantized for a "
+            "model that takes samples directly, e.g. 1/16 for digits' pixels 0-16 into a model "
+            "trained on 0-1. Default: the samples as they are.",
+            show_default=False,
+        ),
+    ] = None,
     out_file: Annotated[
         Path | None,
         typer.Option(
@@ -91,20 +102,35 @@ def eval_(
     """Evaluate a pack or model on the device against a dataset's test split.
 
     Streams the test samples through the device (batched and pipelined), then reports accuracy,
-    per-class precision/recall/F1, the confusion matrix, on-device latency (mean/p50/p99), link
-    bytes and, where the board reports it, energy per inference; writes a measurements file that
-    `kpdev report` turns into a report.
+    per-class precision/recall/F1 (macro F1 over the classes in the test data), the confusion
+    matrix, on-device latency (mean/p50/p99), link bytes and, where the board reports it, energy
+    per inference; writes a measurements file that `kpdev report` turns into a report.
+
+    Test samples of a class a pack does not know are left out and counted (a warning on stderr,
+    `skipped` in the measurements); none known is refused. Samples quantized on the host for a
+    model's input are checked against its range: values that saturate are counted (a warning,
+    `input_quantization`); --input-scale rescales them first.
     """
-    from kpdev.host.evaluation.evaluate import evaluate, put_on_device, test_split
+    from kpdev.host.evaluation.evaluate import evaluate, known_only, put_on_device, test_split
     from kpdev.host.evaluation.metrics import measurements, write_measurements
 
     win = parse_window(window)
+    factor = parse_scale(input_scale) if input_scale is not None else None
     if out_file is not None:  # before the run, not after it
         refuse_existing(out_file, force, "measurements file")
     b = resolve_board(board, port)
     pack = read_pack(target) if target.suffix == ".kp" else None
     pipeline = pack.manifest.get("pipeline") if pack else None
     ds, test = test_split(dataset, win, test_fraction, seed, pipeline, limit)
+    skipped: dict[str, int] = {}
+    if pack is not None:
+        test, skipped = known_only(test, pack.classes())
+        if skipped:
+            err.print(
+                f"warning: {sum(skipped.values())} test samples left out, of classes pack "
+                f"{pack.name} does not know: "
+                + ", ".join(f"{label} ({n})" for label, n in skipped.items())
+            )
     labels = [test.classes[int(i)] for i in test.y]
     with session(board, port, key, timeout) as c:
         name = pack.name if pack is not None else target.stem
@@ -112,8 +138,16 @@ def eval_(
         refuse_existing(path, force, "measurements file")
         on = put_on_device(
             c, test.x, ds.classes, pack=pack, model_file=target, board=b,
-            where=f"dataset {dataset}",
+            where=f"dataset {dataset}", input_scale=factor,
         )  # fmt: skip
+        sat = on.quantization
+        if sat and sat["saturated"]:
+            err.print(
+                f"warning: {sat['saturated']} of {sat['values']} input values saturate the "
+                f"model's {sat['dtype']} input (scale {sat['scale']:.6g}, zero point "
+                f"{sat['zero_point']}): the samples are outside the range it was trained on; "
+                "scale them with --input-scale"
+            )
         with progress_bar(
             not json_, f"eval {on.name} on {c.device.get('board')}", len(test)
         ) as progress:
@@ -129,6 +163,8 @@ def eval_(
                 window=requests,
                 progress=progress,
             )
+        results["skipped"] = skipped or None
+        results["input_quantization"] = on.quantization
         doc = measurements(
             "eval",
             board=board_info(c, b),
@@ -141,7 +177,13 @@ def eval_(
             ),
             model=None if pack else {"name": on.model, "path": str(target)},
             dataset=dict(test.summary(), seed=seed, test_fraction=test_fraction, split="test"),
-            inputs={"dataset": dataset, "window": win, "batch": batch, "in_flight": requests},
+            inputs={
+                "dataset": dataset,
+                "window": win,
+                "batch": batch,
+                "in_flight": requests,
+                "input_scale": factor,
+            },
         )
     write_measurements(doc, path)
     if json_:
@@ -149,6 +191,18 @@ def eval_(
         return
     print_results(doc, out)
     out.print(f"measurements written to {path}")
+
+
+def parse_scale(text: str) -> float:
+    """``--input-scale``: a positive number, or a fraction like 1/16."""
+    try:
+        num, _, den = text.partition("/")
+        value = float(num) / float(den) if den else float(num)
+    except (ValueError, ZeroDivisionError):
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise UsageError(f"--input-scale {text!r}: give a positive number or fraction, e.g. 1/16")
+    return value
 
 
 def print_results(doc: dict, console) -> None:
@@ -159,7 +213,8 @@ def print_results(doc: dict, console) -> None:
     what = (doc.get("pack") or doc.get("model") or {}).get("name")
     console.print(
         f"[bold]{what}[/bold] on {doc['board']['name']}: accuracy [bold]{cl['accuracy']:.3f}"
-        f"[/bold] ({cl['n']} samples), macro F1 {cl['macro_f1']:.3f}"
+        f"[/bold] ({cl['n']} samples), macro F1 {cl['macro_f1']:.3f} "
+        f"(over the {len(cl['macro_f1_classes'])} classes in the test data)"
     )
     t = Table(title="per class", title_justify="left")
     for col in ("class", "precision", "recall", "F1", "support"):
@@ -295,7 +350,16 @@ def profile(
             show_default=False,
         ),
     ] = None,
-    runs: Annotated[int, typer.Option("--runs", "-n", help="Runs to average.", min=1)] = 20,
+    runs: Annotated[int, typer.Option("--runs", "-n", help="Timed runs.", min=1, max=10000)] = 20,
+    warmup: Annotated[
+        int,
+        typer.Option(
+            "--warmup",
+            help="Untimed runs first (caches, allocation), not counted.",
+            min=0,
+            max=10000,
+        ),
+    ] = 2,
     out_file: Annotated[
         Path | None,
         typer.Option(
@@ -314,9 +378,11 @@ def profile(
 ) -> None:
     """Time each stage on the device: every feature generator, scaling, each model.
 
-    Runs the pack's first test vector (its raw window) RUNS times on the device and prints the
-    mean microseconds of each stage (MicroPython and CPython expose no cycle counter here, so
-    times are in µs).
+    Runs the pack's first test vector (its raw window) WARMUP times untimed, then RUNS times on
+    the device, and prints each stage's median and p10-p90 microseconds, its mean and its share
+    of the mean total; "other" is what the whole classification took beyond its stages, so the
+    shares add up to 100 %. Feature stages are named feature:GENERATOR (feature:std is the time
+    of the std feature). MicroPython and CPython expose no cycle counter here: times are in µs.
     """
     from kpdev.host.evaluation.evaluate import profile_pack
     from kpdev.host.packs.deploy import deploy_pack as run_deploy
@@ -328,7 +394,7 @@ def profile(
     with session(board, port, key, timeout) as c:
         if pack is not None:
             run_deploy(c, pack, b)
-        doc = profile_pack(c, pack, runs)
+        doc = profile_pack(c, pack, runs, warmup)
     if out_file:
         text = json.dumps(jsonable(doc), indent=2) + "\n"
         write_atomic(out_file, lambda f: f.write(text.encode("utf-8")))
@@ -339,15 +405,35 @@ def profile(
 
 
 def print_profile(doc: dict) -> None:
-    """The per-stage table of a profile."""
+    """The per-stage table of a profile, and a note when its runs spread widely."""
+    total = doc["total"]
     t = Table(
-        title=f"{doc['pack']} on {doc['board']} ({doc['runtime']}), mean of {doc['runs']} runs",
+        title=f"{doc['pack']} on {doc['board']} ({doc['runtime']}): {doc['runs']} runs after "
+        f"{doc['warmup']} warm-up",
         title_justify="left",
     )
-    for col in ("stage", "µs", "share"):
+    for col in ("stage", "median µs", "p10-p90 µs", "mean µs", "share of mean"):
         t.add_column(col, justify="left" if col == "stage" else "right")
-    for s in doc["stages"]:
-        share = s["us"] / doc["total_us"] * 100 if doc["total_us"] else 0
-        t.add_row(s["name"], f"{s['us']:.1f}", f"{share:.1f} %")
-    t.add_row("[bold]total[/bold]", f"[bold]{doc['total_us']:.1f}[/bold]", "")
+    for s in doc["stages"] + [doc["other"]]:
+        t.add_row(
+            s["name"],
+            f"{s['median']:.1f}",
+            f"{s['p10']:.1f}-{s['p90']:.1f}",
+            f"{s['us']:.1f}",
+            f"{s['share']:.1f} %",
+        )
+    t.add_row(
+        "[bold]total[/bold]",
+        f"[bold]{total['median']:.1f}[/bold]",
+        f"{total['p10']:.1f}-{total['p90']:.1f}",
+        f"{total['us']:.1f}",
+        "100.0 %",
+    )
     out.print(t)
+    if doc["noisy"]:
+        err.print(
+            f"note: the total spreads over {doc['spread'] * 100:.0f} % of its median between "
+            f"runs (p10 {total['p10']:.0f} µs, p90 {total['p90']:.0f} µs): the board, or the "
+            "host a simulated board runs on, was busy; read the medians, or profile again with "
+            "more --runs on a quiet machine"
+        )

@@ -27,7 +27,8 @@ def report(
         Path | None,
         typer.Option(
             "--profile",
-            help="A profile JSON (kpdev profile --out) to include.",
+            help="A profile JSON (kpdev profile --out) of the first run's board and pack, to "
+            "include with it.",
             show_default=False,
         ),
     ] = None,
@@ -39,7 +40,7 @@ def report(
     a comparison table and chart.
     """
     from kpdev.host.evaluation.metrics import read_measurements
-    from kpdev.host.evaluation.report import write_report
+    from kpdev.host.evaluation.report import attach_profile, write_report
 
     docs = [read_measurements(f) for f in files]
     if profile_file:
@@ -47,7 +48,7 @@ def report(
             prof = json.loads(profile_file.read_text())
         except (OSError, ValueError) as e:
             raise UsageError(f"cannot read profile {profile_file}: {e}")
-        docs[0]["results"]["profile"] = prof
+        docs[0] = attach_profile(docs[0], prof, str(profile_file))
     made = write_report(docs, out_dir)
     if json_:
         emit({k: [str(f) for f in v] if isinstance(v, list) else str(v) for k, v in made.items()})

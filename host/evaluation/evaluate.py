@@ -145,11 +145,40 @@ def evaluate(
     }
 
 
-def profile_pack(client: Client, pack: Any | None, runs: int) -> dict[str, Any]:
-    """Per-stage device time of the device's pack, averaged over ``runs`` runs.
+PROFILE_KIND = "kpdev-profile"
+PROFILE_SCHEMA = 1
+_RUNS_A_REQUEST = 64  # the device returns the times of each of at most 64 runs a request
+_DEVICE_STAGES = ("scale", "quantize", "encode", "learner")
+# The run-to-run spread of the total (p10..p90 over the median) above which a profile is
+# called noisy: the board (or the host a simulated board runs on) was busy with other work.
+NOISY_SPREAD = 0.25
+
+
+def _stage_name(name: str) -> str:
+    # The device names a feature stage by its generator (mean, std, max...): say it is one.
+    return name if name in _DEVICE_STAGES or name.startswith("model:") else f"feature:{name}"
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    p10, median, p90 = np.percentile(values, [10, 50, 90], method="linear")
+    return {
+        "median": float(median),
+        "p10": float(p10),
+        "p90": float(p90),
+        "min": float(min(values)),
+        "max": float(max(values)),
+    }
+
+
+def profile_pack(client: Client, pack: Any | None, runs: int, warmup: int = 2) -> dict[str, Any]:
+    """Per-stage device time of the device's pack over ``runs`` timed runs after ``warmup``
+    untimed ones: each stage's median, p10..p90, min..max and mean, an ``other`` row (what the
+    whole classification took beyond its stages), and ``noisy`` when the total's run-to-run
+    spread is over ``NOISY_SPREAD`` of its median.
 
     The input is ``pack``'s first test vector (its raw window) when the pack file is given,
-    else a window of zeros of the device pack's input dtype.
+    else a window of zeros of the device pack's input dtype.  Shares are of the mean total, so
+    the stages and ``other`` add up to 100 %.
     """
     info = client.pack_get()
     if info is None:
@@ -164,16 +193,61 @@ def profile_pack(client: Client, pack: Any | None, runs: int) -> dict[str, Any]:
         x = np.zeros((info["window"][0], info["axes"]), dtype=info.get("dtype") or "float32")
     else:
         raise UsageError("give the pack file: its test vectors hold the input to profile")
-    result = client.profile(x, runs)
+    names: list[str] = []
+    per_stage: dict[str, list[float]] = {}
+    totals: list[float] = []
+    done = 0
+    while done < runs:
+        n = min(_RUNS_A_REQUEST, runs - done)
+        reply = client.profile(x, n, warmup if done == 0 else 0)
+        if len(reply.get("totals") or []) != n:
+            raise UsageError(
+                "the device's agent returns no per-run times (PROFILE_RUN); install the "
+                "current agent: kpdev agent install"
+            )
+        for stage in reply["stages"]:
+            name = _stage_name(stage["name"])
+            if name not in per_stage:
+                names.append(name)
+                per_stage[name] = [0.0] * done  # a stage not run before took no time
+            samples = stage["runs"]
+            if len(samples) != n:
+                raise UsageError(
+                    f"stage {stage['name']} ran in {len(samples)} of {n} runs: the pack's route "
+                    "changed between runs of the same input, so per-run times do not add up"
+                )
+            per_stage[name] += [float(t) for t in samples]
+        for name in names:
+            if len(per_stage[name]) < done + n:
+                per_stage[name] += [0.0] * n
+        totals += [float(t) for t in reply["totals"]]
+        done += n
+    other = [t - sum(per_stage[name][i] for name in names) for i, t in enumerate(totals)]
+    mean_total = float(np.mean(totals))
+
+    def row(name: str, values: list[float]) -> dict[str, Any]:
+        mean = float(np.mean(values))
+        share = 100 * mean / mean_total if mean_total else 0.0
+        return dict({"name": name, "us": mean, "share": share, "cycles": None}, **_spread(values))
+
+    total = dict({"us": mean_total}, **_spread(totals))
+    spread = (total["p90"] - total["p10"]) / total["median"] if total["median"] else 0.0
     return {
+        "kind": PROFILE_KIND,
+        "schema": PROFILE_SCHEMA,
         "pack": info["name"],
         "version": info["version"],
         "board": client.device.get("board"),
         "runtime": client.device.get("runtime"),
-        "runs": result["runs"],
-        "unit": result.get("unit", "us"),
-        "stages": [dict(s, cycles=None) for s in result["stages"]],
-        "total_us": result["total_us"],
+        "runs": runs,
+        "warmup": warmup,
+        "unit": "us",
+        "stages": [row(name, per_stage[name]) for name in names],
+        "other": row("other", other),
+        "total": total,
+        "total_us": mean_total,
+        "spread": spread,
+        "noisy": spread > NOISY_SPREAD,
     }
 
 
@@ -212,16 +286,56 @@ def test_split(
     return ds, test
 
 
+def known_only(test, known: list[str]):
+    """``test`` without the samples whose true class is not in ``known`` (the classes a pack
+    answers with), and ``{class: samples}`` of what was left out; UsageError when none is known.
+
+    A pack cannot answer with a class it was not built for, so scoring those samples would
+    count them as errors the pack never had a chance to avoid."""
+    keep = np.array([test.classes[int(i)] in known for i in test.y], dtype=bool)
+    skipped: dict[str, int] = {}
+    for i in test.y[~keep]:
+        label = test.classes[int(i)]
+        skipped[label] = skipped.get(label, 0) + 1
+    if not keep.any():
+        raise UsageError(
+            f"none of the test samples' classes ({', '.join(skipped)}) is one the pack knows "
+            f"({', '.join(known)}): evaluate it on data of its own classes"
+        )
+    return (test.subset(np.flatnonzero(keep)) if skipped else test), skipped
+
+
+def saturation(x: np.ndarray, spec: dict[str, Any]) -> dict[str, Any] | None:
+    """How many values of float samples ``x`` fall outside what the quantized input ``spec``
+    holds (they saturate to its lowest or highest value); None when nothing is quantized."""
+    dtype = np.dtype(spec["dtype"])
+    if x.dtype.kind != "f" or dtype.kind not in "iu" or not spec.get("scale"):
+        return None
+    info = np.iinfo(dtype)
+    zero = spec.get("zero_point") or 0
+    t = np.asarray(x, dtype=np.float64) / float(spec["scale"])
+    q = np.sign(t) * np.floor(np.abs(t) + 0.5) + zero  # rounded as packs.build quantizes
+    return {
+        "saturated": int(np.count_nonzero((q < info.min) | (q > info.max))),
+        "values": int(q.size),
+        "scale": float(spec["scale"]),
+        "zero_point": int(zero),
+        "dtype": dtype.name,
+    }
+
+
 class Target:
     """What ``evaluate`` runs on the device: a deployed pack or an uploaded model, the inputs
     in the form it takes, and the class labels it can answer with."""
 
-    def __init__(self, name, model, stored, classes, inputs):
+    def __init__(self, name, model, stored, classes, inputs, quantization=None):
         self.name = name  # the pack's or the model's name
         self.model = model  # the model INFER runs (None: a pack, CLASSIFY)
         self.stored = stored  # the device's model names whose statistics count
         self.classes = classes
         self.inputs = inputs
+        # How the host quantized the samples (``saturation``), None when it did not.
+        self.quantization = quantization
 
 
 def put_on_device(
@@ -233,29 +347,49 @@ def put_on_device(
     model_file: Any | None = None,
     board: Any | None = None,
     where: str = "dataset",
+    input_scale: float | None = None,
     progress: Progress | None = None,
 ) -> Target:
     """Make the device ready to evaluate ``samples``: deploy the ``pack`` (kept when the device
     holds it already; see ``packs.deploy.deploy_pack``), or upload ``model_file`` stored but not
     activated.  Samples that a model takes directly (a pack with no pipeline, a bare model with
-    one input) are shaped and quantized as its input tensor wants them."""
+    one input) are multiplied by ``input_scale`` when given, then shaped and quantized as its
+    input tensor wants them; ``Target.quantization`` counts the values that saturated."""
     from kpdev.host.packs.build import dataset_inputs
     from kpdev.host.packs.deploy import deploy_pack, read_model_file
 
     classes = list(dataset_classes)
+    direct = pack is None or (
+        not pack.manifest.get("pipeline") and len(pack.root()["inputs"]) == 1
+    )
+    if input_scale is not None and not direct:
+        raise UsageError(
+            f"--input-scale scales samples a model takes directly; pack {pack.name}'s pipeline "
+            "makes its model input from raw windows: leave --input-scale out"
+        )
+    if input_scale is not None:
+        samples = np.asarray(samples, dtype=np.float64) * input_scale
+
+    def model_inputs(spec):
+        # The samples are the model input: shape them as kpdev pack build did for a pack's
+        # own accuracy, and count what the input quantization cannot hold.
+        sat = saturation(samples, spec)
+        if sat is not None:
+            sat["input_scale"] = input_scale
+        return dataset_inputs(samples, spec, where), sat
+
+    quantization = None
     if pack is not None:
         plan = deploy_pack(client, pack, board, progress=progress)
-        if not pack.manifest.get("pipeline") and len(pack.root()["inputs"]) == 1:
-            # The samples are the model input: shape them as kpdev pack build did for the
-            # pack's own accuracy.
-            samples = dataset_inputs(samples, pack.root()["inputs"][0], where)
+        if direct:
+            samples, quantization = model_inputs(pack.root()["inputs"][0])
         classes += [label for label in pack.classes() if label not in classes]
         stored = [m["name"] for m in plan["models"]]
-        return Target(pack.name, None, stored, classes, samples)
+        return Target(pack.name, None, stored, classes, samples, quantization)
     data, fmt = read_model_file(model_file)
     name = model_file.stem
     client.upload(name, data, fmt, {}, activate=False, progress=progress)
     inputs = (client.model_info(name).get("io") or {}).get("inputs") or []
     if len(inputs) == 1:
-        samples = dataset_inputs(samples, inputs[0], where)
-    return Target(name, name, [name], classes, samples)
+        samples, quantization = model_inputs(inputs[0])
+    return Target(name, name, [name], classes, samples, quantization)

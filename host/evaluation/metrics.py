@@ -14,10 +14,15 @@ A measurements file is UTF-8 JSON, one object:
              "wall_s": X, "profile": {...} | null}}
 ```
 
-Every member of ``results`` is optional; readers skip what is missing.  ``energy`` covers the
-span the latency figures cover (a pack: the whole CLASSIFY, pipeline + model graph, with
-``stages_uj`` splitting it; a bare model: INFER) and ``method`` says how it was obtained: an
-estimate from the board's power model, or the sensor that measured it.
+Every member of ``results`` is optional; readers skip what is missing.  ``classification``'s
+``macro_f1`` is the mean F1 over ``macro_f1_classes``, the classes present in the true labels.
+``kpdev eval`` adds ``"skipped": {class: samples} | null`` (test samples of classes the pack
+does not know, left out of every figure) and ``"input_quantization": {"saturated": N,
+"values": N, "scale", "zero_point", "dtype", "input_scale"} | null`` (samples the host
+quantized for the model's input: how many values fell outside its range and saturated).
+``energy`` covers the span the latency figures cover (a pack: the whole CLASSIFY, pipeline +
+model graph, with ``stages_uj`` splitting it; a bare model: INFER) and ``method`` says how it
+was obtained: an estimate from the board's power model, or the sensor that measured it.
 """
 
 from __future__ import annotations
@@ -71,7 +76,9 @@ def classification(y_true: Sequence[Any], y_pred: Sequence[Any], classes: list[s
     confusion matrix has a row per true class and a column per predicted class, in the order of
     ``classes``. A ratio whose denominator is zero (precision of a class never predicted, recall
     of a class absent from ``y_true``, F1 when both are 0) is 0.0. Macro F1 is the plain mean of
-    the per-class F1 over all of ``classes``, absent ones included.
+    the per-class F1 over the classes present in ``y_true`` (``macro_f1_classes`` names them):
+    a class the test data lacks has no recall to score, and counting it as 0 would understate a
+    perfect run (scikit-learn's ``f1_score(average="macro", labels=present)``).
     """
     classes = [str(c) for c in classes]
     if not classes:
@@ -107,13 +114,15 @@ def classification(y_true: Sequence[Any], y_pred: Sequence[Any], classes: list[s
             "support": int(support[i]),
         }
     n = len(y_true)
+    present = [label for label in classes if per_class[label]["support"]]
     return {
         "n": n,
         "accuracy": float(tp.sum() / n),
         "classes": classes,
         "confusion": confusion.tolist(),
         "per_class": per_class,
-        "macro_f1": float(np.mean([c["f1"] for c in per_class.values()])),
+        "macro_f1": float(np.mean([per_class[label]["f1"] for label in present])),
+        "macro_f1_classes": present,
     }
 
 

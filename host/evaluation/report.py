@@ -119,6 +119,14 @@ def _section(results: dict, key: str) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
+def _macro_over(cls: dict) -> str:
+    # Which classes macro F1 averages over (documents before it did: every class, say nothing).
+    present = cls.get("macro_f1_classes")
+    if not isinstance(present, list):
+        return ""
+    return f" (over the {len(present)} classes in the test data)"
+
+
 def _energy_text(energy: Any) -> str:
     if not isinstance(energy, dict) or _num(energy.get("uj_per_inference")) is None:
         return "-"
@@ -310,8 +318,8 @@ def _run_blocks(name: str, slug: str, doc: dict, out_dir: Path, figures: list[Pa
         blocks.append(_Heading(3, "Classification"))
         blocks.append(
             _Para(
-                f"accuracy {_fmt(cls['accuracy'], 4)}, macro F1 {_fmt(cls.get('macro_f1'), 4)}, "
-                f"{_fmt_int(cls.get('n'))} samples"
+                f"accuracy {_fmt(cls['accuracy'], 4)}, macro F1 {_fmt(cls.get('macro_f1'), 4)}"
+                f"{_macro_over(cls)}, {_fmt_int(cls.get('n'))} samples"
             )
         )
         per_class = cls.get("per_class")
@@ -370,18 +378,44 @@ def _run_blocks(name: str, slug: str, doc: dict, out_dir: Path, figures: list[Pa
         total = _num(profile.get("total_us")) or sum(_num(s.get("us")) or 0.0 for s in stages)
         blocks.append(_Heading(3, "Profile"))
         runs = _num(profile.get("runs"))
-        if runs is not None:
-            blocks.append(_Para(f"mean of {runs:.0f} runs, {_fmt(total, 1)} µs in all"))
-        rows = [
-            [
-                str(s.get("name", "?")),
-                _fmt(s.get("us"), 1),
-                _fmt_int(s.get("cycles")),
-                _fmt(100 * (_num(s.get("us")) or 0.0) / total, 1, " %") if total else "-",
+        other = profile.get("other")
+        if isinstance(other, dict) and _num(other.get("median")) is not None:
+            # Per-run times: medians and spreads, and the time beyond the stages.
+            note = (
+                f"{runs:.0f} runs after {_fmt_int(profile.get('warmup'))} warm-up, mean total "
+                f"{_fmt(total, 1)} µs; shares are of the mean total"
+            )
+            if profile.get("noisy"):
+                note += (
+                    f"; the total spreads over {_fmt(100 * (_num(profile.get('spread')) or 0), 0)}"
+                    " % of its median between runs: the board or its host was busy"
+                )
+            blocks.append(_Para(note))
+            rows = [
+                [
+                    str(s.get("name", "?")),
+                    _fmt(s.get("median"), 1),
+                    f"{_fmt(s.get('p10'), 1)}-{_fmt(s.get('p90'), 1)}",
+                    _fmt(s.get("us"), 1),
+                    _fmt(s.get("share"), 1, " %"),
+                ]
+                for s in stages + [other]
             ]
-            for s in stages
-        ]
-        blocks.append(_Table(["stage", "µs", "cycles", "share"], rows, (1, 2, 3)))
+            header = ["stage", "median µs", "p10-p90 µs", "mean µs", "share"]
+            blocks.append(_Table(header, rows, (1, 2, 3, 4)))
+        else:
+            if runs is not None:
+                blocks.append(_Para(f"mean of {runs:.0f} runs, {_fmt(total, 1)} µs in all"))
+            rows = [
+                [
+                    str(s.get("name", "?")),
+                    _fmt(s.get("us"), 1),
+                    _fmt_int(s.get("cycles")),
+                    _fmt(100 * (_num(s.get("us")) or 0.0) / total, 1, " %") if total else "-",
+                ]
+                for s in stages
+            ]
+            blocks.append(_Table(["stage", "µs", "cycles", "share"], rows, (1, 2, 3)))
         path = _profile_bars(stages, f"{name}: time per stage", out_dir / f"{slug}-profile.png")
         figures.append(path)
         blocks.append(_Figure(path, f"{name}: profile"))
@@ -502,6 +536,38 @@ def _html(blocks: list, title: str) -> str:
             parts.append(f'<img src="data:image/png;base64,{data}" alt="{esc(block.alt)}">')
     parts += ["</body>", "</html>", ""]
     return "\n".join(parts)
+
+
+def attach_profile(doc: dict, profile: Any, where: str) -> dict:
+    """``doc`` (a measurements document) with ``profile`` (a ``kpdev profile`` document) as its
+    ``results.profile``; UsageError when it is not a profile, or profiles another board or
+    pack than the run."""
+    from kpdev.host.evaluation.evaluate import PROFILE_KIND
+
+    if not isinstance(profile, dict):
+        raise UsageError(f"{where} is not a kpdev profile (kpdev profile --out)")
+    kind = profile.get("kind")
+    if kind == KIND:
+        raise UsageError(
+            f"{where} is a measurements file, not a profile: give it as a report file, and to "
+            "--profile a file from kpdev profile --out"
+        )
+    if kind not in (PROFILE_KIND, None) or not isinstance(profile.get("stages"), list):
+        raise UsageError(f"{where} is not a kpdev profile (kpdev profile --out)")
+    board = doc.get("board") if isinstance(doc.get("board"), dict) else {}
+    pack = doc.get("pack") if isinstance(doc.get("pack"), dict) else {}
+    if profile.get("board") != board.get("name"):
+        raise UsageError(
+            f"{where} profiles board {profile.get('board')}, but the run is on "
+            f"{board.get('name')}: profile the run's board (kpdev profile --board ...)"
+        )
+    if profile.get("pack") != pack.get("name"):
+        run = f"pack {pack.get('name')}" if pack else "a bare model"
+        raise UsageError(
+            f"{where} profiles pack {profile.get('pack')}, but the run evaluated {run}: "
+            "profile the pack the run evaluated"
+        )
+    return dict(doc, results=dict(doc.get("results") or {}, profile=profile))
 
 
 def write_report(docs: list[dict], out_dir: Path, names: list[str] | None = None) -> dict:

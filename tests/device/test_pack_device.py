@@ -139,9 +139,22 @@ def test_profile_times_every_stage(agents, board):
     assert all(s["us"] >= 0 for s in p["stages"]) and p["total_us"] > 0
     assert sum(s["us"] for s in p["stages"]) <= p["total_us"] + 1e-6
     assert p["runs"] == 3
-    with pytest.raises(DeviceError) as e:
-        client.profile(windows(1)[0], runs=0)
-    assert e.value.code == ops.E_BAD_REQUEST
+    # The times of each run, per stage and in all: their means are the means
+    assert len(p["totals"]) == 3 and p["w"] == 0
+    assert sum(p["totals"]) / 3 == pytest.approx(p["total_us"])
+    for s in p["stages"]:
+        assert len(s["runs"]) == 3
+        assert sum(s["runs"]) / 3 == pytest.approx(s["us"])
+    for i, total in enumerate(p["totals"]):
+        assert sum(s["runs"][i] for s in p["stages"]) <= total
+    # Warm-up runs are not counted; the per-run times stop at 64 runs, the means do not.
+    many = client.profile(windows(1)[0], runs=70, warmup=2)
+    assert (many["runs"], many["w"], len(many["totals"])) == (70, 2, 64)
+    assert all(len(s["runs"]) == 64 for s in many["stages"])
+    for runs, warmup in ((0, 0), (1, -1), (1, 10001)):
+        with pytest.raises(DeviceError) as e:
+            client.profile(windows(1)[0], runs=runs, warmup=warmup)
+        assert e.value.code == ops.E_BAD_REQUEST
 
 
 @pytest.mark.parametrize("board", BOARDS)

@@ -34,7 +34,17 @@ def test_hand_computed_case():
     # Zero division counts as 0.0: c is never predicted, d never occurs at all.
     assert pc["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 2}
     assert pc["d"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
-    assert m["macro_f1"] == pytest.approx((4 / 7 + 0.4) / 4)
+    # Macro F1 averages over the classes present in y_true: a, b and c, not d.
+    assert m["macro_f1"] == pytest.approx((4 / 7 + 0.4 + 0.0) / 3)
+    assert m["macro_f1_classes"] == ["a", "b", "c"]
+
+
+def test_macro_f1_ignores_classes_absent_from_the_data():
+    # Two of five classes in the sample, all right: macro F1 is 1.0, not 2/5.
+    m = classification(["a", "b", "b"], ["a", "b", "b"], ["a", "b", "c", "d", "e"])
+    assert m["accuracy"] == 1.0
+    assert m["macro_f1"] == 1.0
+    assert m["macro_f1_classes"] == ["a", "b"]
 
 
 def test_indices_and_labels_agree():
@@ -85,10 +95,12 @@ def test_matches_scikit_learn(seed):
         assert got["recall"] == pytest.approx(r[i])
         assert got["f1"] == pytest.approx(f[i])
         assert got["support"] == s[i]
+    present = sorted(set(y_true.tolist()))
     macro = sklearn_metrics.f1_score(
-        y_true, y_pred, labels=labels, average="macro", zero_division=0
+        y_true, y_pred, labels=present, average="macro", zero_division=0
     )
     assert m["macro_f1"] == pytest.approx(macro)
+    assert m["macro_f1_classes"] == [classes[i] for i in present]
 
 
 @pytest.mark.parametrize(

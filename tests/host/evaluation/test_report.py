@@ -12,7 +12,7 @@ from kpdev.host.evaluation.metrics import latency, measurements
 
 pytest.importorskip("matplotlib")
 
-from kpdev.host.evaluation.report import write_report  # noqa: E402
+from kpdev.host.evaluation.report import attach_profile, write_report  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -139,3 +139,51 @@ def test_missing_matplotlib_names_the_extra(tmp_path, monkeypatch):
     with pytest.raises(UsageError, match=r"pip install 'kpdev\[report\]'"):
         write_report([run_doc(7, {"id": "sim-mcu"})], tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def _profile(board="sim-mcu", pack="basicmotions"):
+    row = {"us": 10.0, "median": 9.0, "p10": 8.0, "p90": 12.0, "min": 7.0, "max": 30.0}
+    return {
+        "kind": "kpdev-profile",
+        "schema": 1,
+        "pack": pack,
+        "version": "1.0.0",
+        "board": board,
+        "runs": 20,
+        "warmup": 2,
+        "stages": [
+            dict(row, name="feature:std", share=40.0),
+            dict(row, name="model:m", share=40.0),
+        ],
+        "other": dict(row, name="other", us=5.0, share=20.0),
+        "total": dict(row, us=25.0),
+        "total_us": 25.0,
+        "spread": 0.6,
+        "noisy": True,
+    }
+
+
+def test_profile_of_the_run_is_shown_with_medians_and_other(tmp_path):
+    doc = run_doc(0, {"name": "sim-mcu"}, profile=False)
+    out = write_report([attach_profile(doc, _profile(), "prof.json")], tmp_path / "rep")
+    md = out["markdown"].read_text()
+    assert "| feature:std | 9.0 | 8.0-12.0 | 10.0 | 40.0 % |" in md
+    assert "| other | 9.0 | 8.0-12.0 | 5.0 | 20.0 % |" in md
+    assert "spreads over 60 % of its median" in md
+
+
+@pytest.mark.parametrize(
+    "profile, message",
+    [
+        (_profile(board="sim-linux"), "profiles board sim-linux, but the run is on sim-mcu"),
+        (_profile(pack="other"), "profiles pack other, but the run evaluated pack basicmotions"),
+        (run_doc(1, {"name": "sim-mcu"}), "is a measurements file, not a profile"),
+        ({"kind": "something"}, "is not a kpdev profile"),
+        ([1, 2], "is not a kpdev profile"),
+    ],
+)
+def test_a_profile_of_another_run_is_refused(profile, message):
+    doc = run_doc(0, {"name": "sim-mcu"}, profile=False)
+    with pytest.raises(UsageError) as caught:
+        attach_profile(doc, profile, "prof.json")
+    assert str(caught.value).startswith("prof.json ") and message in str(caught.value)
