@@ -263,7 +263,7 @@ def test_tcp_off_loopback_with_a_key_and_replay_across_connections(agents, board
     assert replies(second, captured, [0x6100])[0x6100][1]["code"] == ops.E_REPLAY
     second.hello()
     unsigned = FrameWriter().pack(ops.PING, 0x6101, b"\xa0")
-    assert replies(second, unsigned, [0x6101])[0x6101][1]["code"] == ops.E_AUTH
+    assert replies(second, unsigned, [0x6101])[0x6101][1]["code"] == ops.E_KEY_REQUIRED
     assert_serving(second)
     second.close()
 
