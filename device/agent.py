@@ -207,7 +207,9 @@ class Agent:
         self.close()
 
     def _on_connect(self):
-        # A new TCP client: forget half a frame from the last one; the auth counter stays.
+        # A new TCP client: forget half a frame from the last one; the auth counter stays, and
+        # the link counters so far go to the since-start totals.
+        self.stats.end_connection(self.parser)
         last = self.parser.last_counter
         self.parser = FrameParser(self.max_payload, self.key)
         self.parser.last_counter = last

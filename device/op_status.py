@@ -5,6 +5,7 @@ import sys
 from kpdev import __version__, accelerators
 from kpdev.device import sysinfo
 from kpdev.device.agent import field
+from kpdev.device.stats import link_counts
 from kpdev.device.store import ModelStore
 from kpdev.protocol.compat import const
 from kpdev.protocol.framing import DEFAULT_MAX_PAYLOAD
@@ -53,6 +54,21 @@ def hello(agent, body):
     return info(agent, body)
 
 
+# The parser counters STATS reports, in stats.link_counts order.
+_LINK_NAMES = (
+    "garbage_bytes",
+    "header_errors",
+    "crc_errors",
+    "oversize",
+    "auth_failures",
+    "replays",
+)
+
+
+def _link(counts):
+    return {_LINK_NAMES[i]: counts[i] for i in range(len(counts))}
+
+
 def stats(agent, body):
     """STATS: counters, latencies and energy, link errors, memory and uptime; ``reset`` zeroes
     them."""
@@ -60,14 +76,10 @@ def stats(agent, body):
     out = agent.stats.summary(agent.power_config)
     p = agent.parser
     if p is not None:
-        out["link"] = {
-            "garbage_bytes": p.garbage,
-            "header_errors": p.header_errors,
-            "crc_errors": p.crc_errors,
-            "oversize": p.oversize,
-            "auth_failures": p.auth_failures,
-            "replays": p.replays,
-        }
+        now = link_counts(p)
+        before = agent.stats.link
+        out["link"] = _link([before[i] + now[i] for i in range(len(now))])
+        out["link_connection"] = _link(now)
     out["memory"] = sysinfo.memory(reset)
     out["uptime_ms"] = sysinfo.uptime_ms()
     if reset:
