@@ -5,7 +5,6 @@ import sys
 from kpdev import __version__, accelerators
 from kpdev.device import sysinfo
 from kpdev.device.agent import field
-from kpdev.device.stats import link_counts
 from kpdev.device.store import ModelStore
 from kpdev.protocol.compat import const
 from kpdev.protocol.framing import DEFAULT_MAX_PAYLOAD
@@ -54,19 +53,16 @@ def hello(agent, body):
     return info(agent, body)
 
 
-# The parser counters STATS reports, in stats.link_counts order.
-_LINK_NAMES = (
-    "garbage_bytes",
-    "header_errors",
-    "crc_errors",
-    "oversize",
-    "auth_failures",
-    "replays",
-)
-
-
-def _link(counts):
-    return {_LINK_NAMES[i]: counts[i] for i in range(len(counts))}
+def _link(c):
+    # Parser counters (in agent._on_connect's order) as STATS names them.
+    return {
+        "garbage_bytes": c[0],
+        "header_errors": c[1],
+        "crc_errors": c[2],
+        "oversize": c[3],
+        "auth_failures": c[4],
+        "replays": c[5],
+    }
 
 
 def stats(agent, body):
@@ -76,14 +72,18 @@ def stats(agent, body):
     out = agent.stats.summary(agent.power_config)
     p = agent.parser
     if p is not None:
-        now = link_counts(p)
-        before = agent.stats.link
-        out["link"] = _link([before[i] + now[i] for i in range(len(now))])
+        now = [p.garbage, p.header_errors, p.crc_errors, p.oversize, p.auth_failures, p.replays]
+        out["link"] = _link(now)
+        base = agent.stats.link
+        if base:
+            for i in range(6):
+                now[i] -= base[i]
         out["link_connection"] = _link(now)
     out["memory"] = sysinfo.memory(reset)
     out["uptime_ms"] = sysinfo.uptime_ms()
     if reset:
         agent.stats.reset()
+        agent.stats.link = None
         if p is not None:
             p.garbage = p.header_errors = p.crc_errors = p.oversize = 0
             p.auth_failures = p.replays = 0

@@ -1,14 +1,12 @@
 """Counters, latency and energy figures the STATS operation reports."""
 
 
-def link_counts(parser):
-    """A frame parser's counters, in the order of op_status's link names."""
-    p = parser
-    return [p.garbage, p.header_errors, p.crc_errors, p.oversize, p.auth_failures, p.replays]
-
-
 class Stats:
     """Everything the agent counts since start or the last reset."""
+
+    # The parser counters when the current TCP client connected (in agent._on_connect's
+    # order), set by the agent: STATS tells this connection's counts from those since start.
+    link = None
 
     def __init__(self):
         self.reset()
@@ -22,15 +20,6 @@ class Stats:
         self.errors = {}
         self.models = {}
         self.energies = {}  # model -> [µJ, inferences, µs] measured by the power source
-        # The link counters of the connections before the current one (link_counts order): a
-        # new TCP client gets a new parser, and a noisy session's errors must not go with it.
-        self.link = [0, 0, 0, 0, 0, 0]
-
-    def end_connection(self, parser):
-        """Add the counters of a parser whose connection ended to the since-start totals."""
-        counts = link_counts(parser)
-        for i in range(len(counts)):
-            self.link[i] += counts[i]
 
     def error(self, code):
         """Count one ERROR frame sent with ``code``."""

@@ -14,7 +14,6 @@ and is imported by the first upload: a board that only runs models never holds i
 """
 
 import json
-import sys
 
 from kpdev.device import fsutil
 from kpdev.protocol.compat import const, forget_modules
@@ -23,7 +22,6 @@ from kpdev.protocol.errors import DeviceError
 # Protocol numbers of kpdev.protocol.ops as compile-time constants: importing ops would keep
 # its whole table in a board's heap.  stage_lib checks that these still match ops.py.
 _E_NO_MODEL = const(16)
-_UPLOAD = "kpdev.device.upload"
 
 
 def _upload():
@@ -50,10 +48,8 @@ class ModelStore:
         # the sweep: a blob may go back to its upload) and blobs no entry names.
         fsutil.remove(self._index_path + ".tmp")
         if fsutil.listdir(self._uploads):
-            loaded = _UPLOAD in sys.modules
             _upload().recover(self)
-            if not loaded:
-                forget_modules((_UPLOAD,))  # needed again only by the next upload
+            forget_modules(("kpdev.device.upload",))  # needed again only by the next upload
         keep = {}
         for entry in self._index["models"].values():
             keep[entry["file"]] = True
