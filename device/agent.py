@@ -207,10 +207,15 @@ class Agent:
         self.close()
 
     def _on_connect(self):
-        # A new TCP client: forget half a frame from the last one; the auth counter stays.
-        last = self.parser.last_counter
-        self.parser = FrameParser(self.max_payload, self.key)
-        self.parser.last_counter = last
+        # A new TCP client: forget half a frame from the last one.  The auth counter and the
+        # link counters go on; those of this moment tell this connection's apart (STATS).
+        old = self.parser
+        p = self.parser = FrameParser(self.max_payload, self.key)
+        p.last_counter = old.last_counter
+        c = [old.garbage, old.header_errors, old.crc_errors, old.oversize]
+        c += [old.auth_failures, old.replays]
+        self.stats.link = c
+        p.garbage, p.header_errors, p.crc_errors, p.oversize, p.auth_failures, p.replays = c
         self.peer_max = DEFAULT_MAX_PAYLOAD
 
     def _dispatch_all(self, frames):

@@ -53,6 +53,18 @@ def hello(agent, body):
     return info(agent, body)
 
 
+def _link(c):
+    # Parser counters (in agent._on_connect's order) as STATS names them.
+    return {
+        "garbage_bytes": c[0],
+        "header_errors": c[1],
+        "crc_errors": c[2],
+        "oversize": c[3],
+        "auth_failures": c[4],
+        "replays": c[5],
+    }
+
+
 def stats(agent, body):
     """STATS: counters, latencies and energy, link errors, memory and uptime; ``reset`` zeroes
     them."""
@@ -60,18 +72,18 @@ def stats(agent, body):
     out = agent.stats.summary(agent.power_config)
     p = agent.parser
     if p is not None:
-        out["link"] = {
-            "garbage_bytes": p.garbage,
-            "header_errors": p.header_errors,
-            "crc_errors": p.crc_errors,
-            "oversize": p.oversize,
-            "auth_failures": p.auth_failures,
-            "replays": p.replays,
-        }
+        now = [p.garbage, p.header_errors, p.crc_errors, p.oversize, p.auth_failures, p.replays]
+        out["link"] = _link(now)
+        base = agent.stats.link
+        if base:
+            for i in range(6):
+                now[i] -= base[i]
+        out["link_connection"] = _link(now)
     out["memory"] = sysinfo.memory(reset)
     out["uptime_ms"] = sysinfo.uptime_ms()
     if reset:
         agent.stats.reset()
+        agent.stats.link = None
         if p is not None:
             p.garbage = p.header_errors = p.crc_errors = p.oversize = 0
             p.auth_failures = p.replays = 0

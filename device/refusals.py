@@ -24,12 +24,14 @@ _E_BAD_REQUEST = const(5)
 _E_AUTH = const(6)
 _E_REPLAY = const(7)
 _E_NOT_IMPLEMENTED = const(9)
+_E_KEY_REQUIRED = const(10)
 
 # FrameParser's error code -> what the ERROR reply says.
 _FRAME_ERRORS = {
     _E_BAD_CRC: "payload CRC mismatch: frame dropped, send it again",
     _E_TOO_LARGE: "frame payload larger than the negotiated maximum",
-    _E_AUTH: "frame failed authentication (wrong or missing key)",
+    _E_AUTH: "frame tag does not match: the sender uses a different key",
+    _E_KEY_REQUIRED: "frame not authenticated: this device requires a key",
     _E_REPLAY: "frame counter not above the last one: replay dropped",
     _E_BAD_REQUEST: "unsupported protocol version",
 }

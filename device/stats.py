@@ -4,6 +4,10 @@
 class Stats:
     """Everything the agent counts since start or the last reset."""
 
+    # The parser counters when the current TCP client connected (in agent._on_connect's
+    # order), set by the agent: STATS tells this connection's counts from those since start.
+    link = None
+
     def __init__(self):
         self.reset()
 

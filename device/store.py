@@ -16,7 +16,7 @@ and is imported by the first upload: a board that only runs models never holds i
 import json
 
 from kpdev.device import fsutil
-from kpdev.protocol.compat import const
+from kpdev.protocol.compat import const, forget_modules
 from kpdev.protocol.errors import DeviceError
 
 # Protocol numbers of kpdev.protocol.ops as compile-time constants: importing ops would keep
@@ -44,8 +44,12 @@ class ModelStore:
         fsutil.makedirs(self._blobs)
         fsutil.makedirs(self._uploads)
         self._index = self._load_index()
-        # Sweep what a crash left: a half-written index and blobs no entry names.
+        # Sweep what a crash left: a half-written index, uploads a commit left behind (before
+        # the sweep: a blob may go back to its upload) and blobs no entry names.
         fsutil.remove(self._index_path + ".tmp")
+        if fsutil.listdir(self._uploads):
+            _upload().recover(self)
+            forget_modules(("kpdev.device.upload",))  # needed again only by the next upload
         keep = {}
         for entry in self._index["models"].values():
             keep[entry["file"]] = True

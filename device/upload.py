@@ -211,3 +211,34 @@ def abort(store, name):
     part, desc_path = store._upload_paths(name)
     fsutil.remove(desc_path)
     fsutil.remove(part)
+
+
+def recover(store):
+    """Start-up: reconcile the uploads with the index after a crash inside ``commit``.
+
+    ``commit`` renames the part file to its blob, saves the index, then removes the descriptor.
+    Killed after the index, a descriptor is left whose model is committed with its sha256: it is
+    dropped, so the quota does not count the model twice.  Killed between the rename and the
+    index, the part is the blob no entry names: it goes back, and the upload resumes whole.  A
+    descriptor with no part and no such blob (or an unreadable one) holds nothing: dropped.
+    """
+    models = store._index["models"]
+    named = {}
+    for e in models.values():
+        named[e["file"]] = True
+    for fn in fsutil.listdir(store._uploads):
+        if not fn.endswith(".json"):
+            continue
+        name = fn[:-5]
+        part, desc_path = store._upload_paths(name)
+        desc = store._read_upload(name)
+        entry = models.get(name)
+        if desc is not None and not (entry and entry["sha256"] == desc["sha256"]):
+            if fsutil.exists(part):
+                continue  # an upload cut short: it resumes
+            blob = desc["sha256"][:16] + ".bin"
+            if blob not in named and fsutil.exists(store._blobs + "/" + blob):
+                fsutil.replace(store._blobs + "/" + blob, part)
+                continue
+        fsutil.remove(desc_path)
+        fsutil.remove(part)

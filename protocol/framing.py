@@ -37,6 +37,7 @@ _E_TOO_LARGE = const(2)
 _E_BAD_REQUEST = const(5)
 _E_AUTH = const(6)
 _E_REPLAY = const(7)
+_E_KEY_REQUIRED = const(10)
 
 SYNC = b"\xa5\x4b"
 _SYNC0 = const(0xA5)
@@ -206,7 +207,7 @@ class FrameParser:
             error = 0
             if self._auth:
                 if not flags & _FLAG_AUTH:
-                    error = _E_AUTH
+                    error = _E_KEY_REQUIRED  # no trailer: the sender holds no key
                 else:
                     c0 = p1 + CRC_SIZE
                     counter = struct.unpack_from("<Q", buf, c0)[0]
@@ -221,10 +222,10 @@ class FrameParser:
                         error = _E_REPLAY
                     else:
                         self.last_counter = counter
-                if error == _E_AUTH:
-                    self.auth_failures += 1
-                elif error:
+                if error == _E_REPLAY:
                     self.replays += 1
+                elif error:
+                    self.auth_failures += 1
             out.append(Frame(flags, op, rid, None if error else payload, counter, error))
             pos += total
         # Drop consumed bytes; MicroPython's bytearray has no slice deletion.

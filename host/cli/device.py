@@ -212,9 +212,14 @@ def _print_stats(data: dict) -> None:
     t.add_row(
         "bytes in / out", f"{human_bytes(data['bytes_in'])} / {human_bytes(data['bytes_out'])}"
     )
-    for k, v in (data.get("link") or {}).items():
-        if v:
-            t.add_row(k.replace("_", " "), str(v))
+    # Link errors since the agent started (or the last reset), and those of this connection: a
+    # TCP client's reconnect starts the second over, never the first.
+    link = data.get("link") or {}
+    now = data.get("link_connection") or {}
+    for k, v in link.items():
+        if v or now.get(k):
+            shown = f"{v} since start, {now[k]} this connection" if k in now else str(v)
+            t.add_row(k.replace("_", " "), shown)
     for k, v in named_errors(data.get("errors") or {}).items():
         t.add_row(f"errors {k}", str(v))
     for k, v in (data.get("memory") or {}).items():

@@ -25,6 +25,17 @@ _RETRIES = 3
 
 Progress = Callable[[int, int], None]
 
+# Why a device's frame failed our parser's authentication (its code) -> the AuthError's message.
+# A frame with no AUTH trailer (KEY_REQUIRED, from our side) comes from a device without a key;
+# one whose tag does not match ours (AUTH) from a device that signs with another key.
+_AUTH_REFUSALS = {
+    ops.E_KEY_REQUIRED: "a key was given but the device does not use a key: "
+    "drop --key (and KPDEV_KEY)",
+    ops.E_AUTH: "the device uses a different key: pass the key its agent was started with",
+    ops.E_REPLAY: "the device sent a frame whose counter is not above the last one "
+    "(a replayed frame): reconnect",
+}
+
 
 class Client:
     """One conversation with one agent over one link."""
@@ -92,14 +103,14 @@ class Client:
 
     def _accept(self, frame) -> None:
         if frame.error:
-            if frame.error in (ops.E_AUTH, ops.E_REPLAY):
-                raise AuthError(
-                    "a frame from the device failed authentication: "
-                    + ("the device does not use a key" if self.key else "check the key")
-                )
+            why = _AUTH_REFUSALS.get(frame.error)
+            if why:
+                raise AuthError(why)
             return  # a damaged frame; the request it answered will time out
         if self.key is None and frame.flags & ops.FLAG_AUTH:
-            raise AuthError("the device authenticates its frames: pass --key or set KPDEV_KEY")
+            raise AuthError(
+                "the device requires a key and none was given: pass --key or set KPDEV_KEY"
+            )
         try:
             body = cbor2.loads(frame.payload) if frame.payload else None
         except (cbor2.CBORDecodeError, ValueError) as e:
@@ -158,7 +169,7 @@ class Client:
         self.max_payload = int(info.get("max_payload", DEFAULT_MAX_PAYLOAD))
         self.window = max(1, int(info.get("window", 1)))
         if self.key and not info.get("auth"):
-            raise AuthError("a key was given but the device does not authenticate frames")
+            raise AuthError(_AUTH_REFUSALS[ops.E_KEY_REQUIRED])
         return info
 
     def info(self) -> dict[str, Any]:

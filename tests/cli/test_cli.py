@@ -4,10 +4,16 @@ import json
 import os
 import re
 
+import cbor2
 import numpy as np
 import pytest
+from support.agents import free_port, replies
 from support.cli import cli, cli_json, kpdev, serve_sim
 from support.paths import DATA, read_data
+
+from kpdev.host.client.client import Client
+from kpdev.host.link.transport import open_url
+from kpdev.protocol import ops
 
 MODEL = DATA / "dense_int8.tflite"
 
@@ -71,6 +77,27 @@ def test_stats_counts_inferences_within_one_session(tmp_path):
         assert 0 < st["models"]["s"]["min_us"] <= st["models"]["s"]["p50_us"]
         assert st["models"]["s"]["p50_us"] <= st["models"]["s"]["max_us"]
         assert c.stats()["models"] == {}
+
+
+def test_stats_shows_link_errors_since_start_and_of_this_connection(agents):
+    # Each command is a new TCP connection: a noisy earlier session's errors must still show.
+    port = free_port()
+    agent = agents.start("sim-linux", link="tcp://127.0.0.1:%d" % port)
+    agent.wait_log(r"listening on tcp://127\.0\.0\.1:%d" % port)
+    url = "socket://127.0.0.1:%d" % port
+    noisy = Client(open_url(url), timeout=10)
+    noisy.hello()
+    for rid in (0x6300, 0x6301):
+        bad = bytearray(noisy.writer.pack(ops.PING, rid, cbor2.dumps({"data": b"abc"})))
+        bad[-2] ^= 0xFF
+        assert replies(noisy, bytes(bad), [rid])[rid][1]["code"] == ops.E_BAD_CRC
+    noisy.close()
+
+    st = cli_json("stats", "--port", url)
+    assert st["link"]["crc_errors"] == 2
+    assert st["link_connection"]["crc_errors"] == 0
+    shown = cli("stats", "--port", url).stdout
+    assert re.search(r"crc errors\s*│\s*2 since start, 0 this connection", shown), shown
 
 
 def test_models_persist_across_commands_like_flash():

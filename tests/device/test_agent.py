@@ -490,8 +490,12 @@ def test_keyed_agent_refuses_bad_missing_and_replayed_auth(keyed):
     client.stats(reset=True)
     assert_serving(client)
 
+    # No trailer: the sender holds no key (KEY_REQUIRED); a trailer whose tag does not match:
+    # the sender holds another key, or tampered with the frame (AUTH).
     unsigned = FrameWriter().pack(ops.PING, 0x7200, body(data=b"x"))
-    assert replies(client, unsigned, [0x7200])[0x7200][1]["code"] == ops.E_AUTH == 6
+    refusal = replies(client, unsigned, [0x7200])[0x7200][1]
+    assert refusal["code"] == ops.E_KEY_REQUIRED == 10
+    assert "requires a key" in refusal["msg"]
     assert_serving(client)
 
     bad_tag = bytearray(client.writer.pack(ops.PING, 0x7201, body(data=b"x")))
@@ -501,7 +505,9 @@ def test_keyed_agent_refuses_bad_missing_and_replayed_auth(keyed):
 
     other_key = FrameWriter(bytes(32), client.writer.counter + 10)
     foreign = other_key.pack(ops.PING, 0x7202, body(data=b"x"))
-    assert replies(client, foreign, [0x7202])[0x7202][1]["code"] == ops.E_AUTH
+    refusal = replies(client, foreign, [0x7202])[0x7202][1]
+    assert refusal["code"] == ops.E_AUTH == 6
+    assert "different key" in refusal["msg"]
     assert_serving(client)
 
     good = client.writer.pack(ops.PING, 0x7203, body(data=b"once"))
@@ -512,16 +518,29 @@ def test_keyed_agent_refuses_bad_missing_and_replayed_auth(keyed):
     stats = client.stats()
     assert stats["link"]["auth_failures"] == 3
     assert stats["link"]["replays"] == 1
-    assert stats["errors"] == {ops.E_AUTH: 3, ops.E_REPLAY: 1}
+    assert stats["errors"] == {ops.E_KEY_REQUIRED: 1, ops.E_AUTH: 2, ops.E_REPLAY: 1}
 
 
 def test_keyed_agent_and_a_client_without_the_key(keyed):
+    # The host says which mistake it is: no key given, or another key than the device's.
     sim, client = keyed
-    for key in (None, bytes(32)):
+    for key, why in (
+        (None, "the device requires a key and none was given"),
+        (bytes(32), "the device uses a different key"),
+    ):
         stranger = Client(client.link, key=key, timeout=10)
-        with pytest.raises(AuthError):
+        with pytest.raises(AuthError) as e:
             stranger.hello()
+        assert str(e.value).startswith(why), e.value
         assert_serving(client)
+
+
+def test_keyless_agent_and_a_client_with_a_key(dut):
+    stranger = Client(dut.client.link, key=KEY, timeout=10)
+    with pytest.raises(AuthError) as e:
+        stranger.hello()
+    assert str(e.value).startswith("a key was given but the device does not use a key"), e.value
+    assert_serving(dut.client)
 
 
 # --- an upload cut off by the agent's death resumes ---------------------------------------

@@ -165,3 +165,67 @@ def test_restart_cleans_a_temp_index_and_stray_blobs_but_keeps_uploads(agents, b
     assert not (root / "index.json.tmp").exists()
     assert json.loads((root / "index.json").read_bytes()) == json.loads(index)
     check_model(agent, client, "m", old)
+
+
+def crash_in_commit(agent, name, data):
+    """The store as a kill inside MODEL_COMMIT leaves it, after the part file became the blob:
+    the descriptor MODEL_BEGIN wrote (upload.begin's fields) is still there, the part is not."""
+    desc = {
+        "name": name,
+        "format": "tflite",
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "meta": {},
+    }
+    (models_dir(agent) / "upload" / (name + ".json")).write_text(json.dumps(desc))
+    return desc["sha256"][:16] + ".bin"
+
+
+def stored_bytes(agent):
+    """Bytes of every file under the store's blobs and uploads: what the device really holds."""
+    root = models_dir(agent)
+    files = list((root / "blobs").iterdir()) + list((root / "upload").glob("*.part"))
+    return sum(p.stat().st_size for p in files)
+
+
+@pytest.mark.parametrize("board", SIM_BOARDS)
+def test_killed_in_commit_after_the_index_counts_the_model_once(agents, board):
+    data = SMALL[1]
+    agent = agents.start(board)
+    client = agent.client()
+    client.upload("m", data, "tflite")
+    client.close()
+    assert agent.stop() == 0
+    crash_in_commit(agent, "m", data)  # killed after the index was saved
+
+    agent = agents.start(board, state=agent.state)
+    client = agent.client()
+    storage = client.info()["storage"]
+    assert storage["used"] == stored_bytes(agent) == len(data)
+    assert storage["free"] == storage["quota"] - len(data)
+    assert not list((models_dir(agent) / "upload").iterdir())  # the descriptor is dropped
+    # The device lists the model whole, with its sha256: a deploy's plan sees it is stored.
+    listed = {m["name"]: m for m in client.models()["models"]}
+    assert listed["m"]["sha256"] == hashlib.sha256(data).hexdigest()
+    check_model(agent, client, "m", data)
+
+
+@pytest.mark.parametrize("board", SIM_BOARDS)
+def test_killed_in_commit_before_the_index_resumes_the_upload_whole(agents, board):
+    old, new = SMALL[1], SMALL[2]
+    agent = agents.start(board)
+    client = agent.client()
+    client.upload("m", old, "tflite")
+    client.close()
+    assert agent.stop() == 0
+    blob = crash_in_commit(agent, "m", new)  # killed between the rename and the index
+    (models_dir(agent) / "blobs" / blob).write_bytes(new)
+
+    agent = agents.start(board, state=agent.state)
+    client = agent.client()
+    check_model(agent, client, "m", old)  # the index still names the old model
+    assert client.info()["storage"]["used"] == stored_bytes(agent) == len(old) + len(new)
+    done = client.upload("m", new, "tflite")
+    assert done["resumed_from"] == len(new)  # nothing sent again
+    check_model(agent, client, "m", new)
+    assert client.info()["storage"]["used"] == stored_bytes(agent) == len(new)

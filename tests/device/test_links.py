@@ -198,9 +198,50 @@ def test_tcp_client_gone_mid_frame_or_mid_burst_then_the_next_is_served(agents, 
     time.sleep(1.3)
     last = tcp_client(port)
     assert_serving(last)
-    assert last.stats()["link"]["garbage_bytes"] == 0  # a new client starts a clean stream
+    # A new client starts a clean stream.
+    assert last.stats()["link_connection"]["garbage_bytes"] == 0
     last.close()
     assert agent.alive(), agent.log()
+
+
+def noisy(client, crc_errors, garbage):
+    """Send ``garbage`` bytes outside any frame and ``crc_errors`` frames with a damaged payload;
+    returns the garbage bytes the agent's parser must count (§3: a bad CRC skips the sync word,
+    and the rest of the frame is rescanned as garbage)."""
+    client.link.write(bytes(range(1, garbage + 1)))  # no A5 among them: all skipped
+    for i in range(crc_errors):
+        bad = bytearray(client.writer.pack(ops.PING, 0x6200 + i, cbor2.dumps({"data": b"abc"})))
+        bad[-2] ^= 0xFF
+        assert replies(client, bytes(bad), [0x6200 + i])[0x6200 + i][1]["code"] == ops.E_BAD_CRC
+        garbage += len(bad) - 2
+    return garbage
+
+
+@pytest.mark.parametrize("board", RUNTIMES)
+def test_tcp_link_counters_since_start_outlive_a_connection(agents, board):
+    port = free_port()
+    agent = agents.start(board, link="tcp://127.0.0.1:%d" % port)
+    agent.wait_log(r"listening on tcp://127\.0\.0\.1:%d" % port)
+    first = tcp_client(port)
+    garbage1 = noisy(first, crc_errors=2, garbage=10)
+    st = first.stats()
+    assert st["link"]["crc_errors"] == st["link_connection"]["crc_errors"] == 2
+    assert st["link"]["garbage_bytes"] == st["link_connection"]["garbage_bytes"] == garbage1
+    first.close()
+
+    second = tcp_client(port)
+    garbage2 = noisy(second, crc_errors=1, garbage=3)
+    st = second.stats()
+    assert st["link_connection"]["crc_errors"] == 1
+    assert st["link_connection"]["garbage_bytes"] == garbage2
+    assert st["link"]["crc_errors"] == 3  # the first session's errors are still there
+    assert st["link"]["garbage_bytes"] == garbage1 + garbage2
+    assert st["errors"] == {ops.E_BAD_CRC: 3}
+
+    second.stats(reset=True)
+    second.close()
+    st = tcp_client(port).stats()
+    assert set(st["link"].values()) == set(st["link_connection"].values()) == {0}
 
 
 def test_tcp_port_zero_reports_the_port_chosen(agents):
@@ -263,7 +304,7 @@ def test_tcp_off_loopback_with_a_key_and_replay_across_connections(agents, board
     assert replies(second, captured, [0x6100])[0x6100][1]["code"] == ops.E_REPLAY
     second.hello()
     unsigned = FrameWriter().pack(ops.PING, 0x6101, b"\xa0")
-    assert replies(second, unsigned, [0x6101])[0x6101][1]["code"] == ops.E_AUTH
+    assert replies(second, unsigned, [0x6101])[0x6101][1]["code"] == ops.E_KEY_REQUIRED
     assert_serving(second)
     second.close()
 

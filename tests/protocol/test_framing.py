@@ -268,12 +268,15 @@ def test_auth_bad_tag_wrong_key_and_tampered_counter(impl):
 
 
 def test_auth_missing_when_a_key_is_set(impl):
+    # A frame without the trailer is refused as KEY_REQUIRED, not AUTH: its sender holds no key
+    # (AUTH, a tag that does not match, says the sender holds another one).
     out = impl.run(
         ["parser 1024 " + KEY.hex(), "feed " + (GOLDEN_PING + signed(1)).hex(), "counters"]
     )
+    assert ops.E_KEY_REQUIRED == 10
     assert out[1] == " ".join(
         [
-            desc(ops.PING, 1, 0, None, error=ops.E_AUTH),
+            desc(ops.PING, 1, 0, None, error=ops.E_KEY_REQUIRED),
             desc(ops.PING, 7, ops.FLAG_AUTH, PING_BODY, counter=1),
         ]
     )
