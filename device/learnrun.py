@@ -138,16 +138,6 @@ def _check_classes(ys, n_classes):
         )
 
 
-def _batch(vectors):
-    # Stack single-sample tensors [1, ...] into one batch tensor [n, ...].
-    from kpdev.protocol.tensors import Tensor
-
-    first = vectors[0]
-    shape = list(first.shape)
-    shape[0] = len(vectors)
-    return Tensor(first.dtype, shape, b"".join([v.data for v in vectors]))
-
-
 class _Memory:
     # The memory learner of a pack, over the pipeline's output or a model's embedding.
 
@@ -224,62 +214,6 @@ class _Memory:
         return self.learner.info()
 
 
-class _Akida:
-    # Akida's own learning on the pack model whose last layer is compiled for it.
-
-    def __init__(self, agent, runner, spec):
-        self.spec = spec
-        self.name = runner.models[spec["model"]]["model"]
-        self.loaded = None
-        self.names = []
-
-    def start(self, agent, payload, labels):
-        from kpdev import accelerators
-
-        source = agent.store.path(self.name) if payload is None else payload
-        self.loaded = accelerators.get("akida").load(source, {"output": "forward"})
-        learning = self.loaded.learning()
-        _need(
-            learning is not None,
-            "pack model %r has no learning layer: build the pack with an akida learner "
-            "(kpdev pack build --learner akida)" % self.spec["model"],
-        )
-        _need(
-            learning["num_classes"] == len(labels),
-            "the akida model learns %d classes, the pack names %d"
-            % (learning["num_classes"], len(labels)),
-        )
-        self.names = list(labels)
-
-    def vector(self, agent, x):
-        return x
-
-    def labels(self):
-        return self.names
-
-    def predict(self, vectors):
-        return self.loaded.predict_classes([_batch(vectors)])
-
-    def learn(self, vectors, ys):
-        batch = [_batch(vectors)]
-        before = [c for c, _ in self.loaded.predict_classes(batch)]
-        self.loaded.fit(batch, ys)
-        return before
-
-    def add_classes(self, labels):
-        self.loaded.add_classes(len(labels))
-        self.names += labels
-
-    def payload(self):
-        return self.loaded.to_bytes()
-
-    def info(self):
-        return {"kind": "akida", "labels": self.names, "learning": self.loaded.learning()}
-
-
-_ADAPTERS = {"memory": _Memory, "akida": _Akida}
-
-
 class LearnSession:
     """The learner of the active pack with its settings, its saved state and its export."""
 
@@ -292,7 +226,12 @@ class LearnSession:
         if self.kind == "akida":
             self.base = runner.models[spec["model"]]["sha256"]
         self.max_classes = spec.get("max_classes") or _MAX_CLASSES
-        self.adapter = _ADAPTERS[self.kind](agent, runner, spec)
+        if self.kind == "akida":
+            # Akida learns on CPython boards only: a microcontroller never loads this code.
+            from kpdev.device.learn_akida import AkidaAdapter as adapter
+        else:
+            adapter = _Memory
+        self.adapter = adapter(agent, runner, spec)
         self.enabled = True
         self.session = None
         self.samples = 0  # learned since the pack's own state

@@ -120,7 +120,11 @@ class AgentTree:
 
 
 # Device modules that only work on CPython (numpy, a vendor SDK): kept off MicroPython boards.
-_CPYTHON_DEVICE_MODULES = ("kpdev.device.power_akida", "kpdev.accelerators.ndarray")
+_CPYTHON_DEVICE_MODULES = (
+    "kpdev.device.power_akida",
+    "kpdev.device.learn_akida",
+    "kpdev.accelerators.ndarray",
+)
 
 
 def board_modules(runtime: str) -> Callable[[str], bool]:
