@@ -37,8 +37,12 @@ _E_NO_BACKEND = const(17)
 # its runtime is installed (``RUNTIME_PACKAGES``).  ``runtime`` None marks a pure-Python backend
 # that works on every runtime: ``version`` is its version, so it is offered without being
 # imported (probing costs a small board no RAM), and ``heap`` the free heap (bytes) it needs to
-# load a model: on MicroPython it is not even imported without that room.
-BackendEntry = namedtuple("BackendEntry", ("module", "classname", "runtime", "version", "heap"))
+# load a model: on MicroPython it is not even imported without that room.  ``options`` are the
+# load options (model meta keys) its ``load`` reads: the host refuses any other before an upload,
+# and tests/accelerators/test_backends.py checks them against each backend's code.
+BackendEntry = namedtuple(
+    "BackendEntry", ("module", "classname", "runtime", "version", "heap", "options")
+)
 
 # Backend name -> BackendEntry.
 BACKENDS = {
@@ -48,6 +52,7 @@ BACKENDS = {
         runtime="cpython",
         version=None,
         heap=None,
+        options=("arena_size",),
     ),
     "litert": BackendEntry(
         module="kpdev.accelerators.litert",
@@ -55,6 +60,7 @@ BACKENDS = {
         runtime="cpython",
         version=None,
         heap=None,
+        options=("threads", "op_resolver"),
     ),
     "iree": BackendEntry(
         module="kpdev.accelerators.iree",
@@ -62,6 +68,7 @@ BACKENDS = {
         runtime="cpython",
         version=None,
         heap=None,
+        options=("driver", "function"),
     ),
     "akida": BackendEntry(
         module="kpdev.accelerators.akida",
@@ -69,6 +76,7 @@ BACKENDS = {
         runtime="cpython",
         version=None,
         heap=None,
+        options=("output", "device", "virtual"),
     ),
     "tflite_int8": BackendEntry(
         module="kpdev.accelerators.tflite_int8",
@@ -76,6 +84,7 @@ BACKENDS = {
         runtime=None,
         version="1.0",
         heap=45056,
+        options=("kernels", "weights"),
     ),
 }
 
@@ -257,14 +266,19 @@ def for_format(fmt, prefer=None):
 
     Raises KpdevError (E_NO_BACKEND) naming the runtime and what this agent does offer.
     """
+    return _instance(choose(fmt, prefer))
+
+
+def choose(fmt, prefer=None):
+    """The name of the backend ``for_format`` gives, without importing it; raises as it does."""
     names = FORMATS.get(fmt)
     offered = available()
     if names:
         if prefer is not None and prefer in names and prefer in offered:
-            return _instance(prefer)
+            return prefer
         for name in names:
             if name in offered:
-                return _instance(name)
+                return name
     for name in names or ():
         if name in _short:
             raise KpdevError(
