@@ -600,3 +600,39 @@ def test_ctrl_c_bytes_inside_frames_are_data(agents):
     data = b"\x03\x03\x03\x03" * 8
     assert client.request(ops.PING, {"data": data})["data"] == data
     assert agent.alive()
+
+
+def test_activate_refuses_a_model_that_cannot_load_and_changes_nothing(dut):
+    client = dut.client
+    before = client.models()["active"]
+    assert before is not None  # else the upload below would become active by itself
+    client.upload("junk", b"text, not a model", "tflite", activate=False)
+    try:
+        refusal = client.model_info("junk")["load_error"]
+        assert refusal is not None
+        with pytest.raises(DeviceError) as e:
+            client.activate("junk")
+        assert e.value.code == refusal["code"]
+        assert client.models()["active"] == before
+        assert_serving(client)
+    finally:
+        client.delete("junk")
+
+
+def test_models_list_the_backend_a_load_uses_not_the_one_meta_asks_for(dut):
+    client = dut.client
+    # Meta asking for a backend that does not read the format (the host refuses this; a raw
+    # client need not): the device loads it with its own choice, and the listing says which.
+    client.upload("asked", DENSE, "tflite", meta={"backend": "iree"}, activate=False)
+    try:
+        listed = {m["name"]: m for m in client.models()["models"]}
+        assert listed["asked"]["meta"] == {"backend": "iree"}
+        for name in ("asked", "dense"):
+            info = client.model_info(name)  # loads it: the backend that actually ran the load
+            if info.get("load_error") is None:
+                assert listed[name]["backend"] == info["backend"] != "iree"
+            else:  # sim-mcu-64k: no room for the int8 interpreter, but it is the one a load uses
+                assert info["load_error"]["code"] == ops.E_MODEL_LOAD
+                assert listed[name]["backend"] == "tflite_int8"
+    finally:
+        client.delete("asked")
