@@ -37,12 +37,8 @@ _E_NO_BACKEND = const(17)
 # its runtime is installed (``RUNTIME_PACKAGES``).  ``runtime`` None marks a pure-Python backend
 # that works on every runtime: ``version`` is its version, so it is offered without being
 # imported (probing costs a small board no RAM), and ``heap`` the free heap (bytes) it needs to
-# load a model: on MicroPython it is not even imported without that room.  ``options`` are the
-# load options (model meta keys) its ``load`` reads: the host refuses any other before an upload,
-# and tests/accelerators/test_backends.py checks them against each backend's code.
-BackendEntry = namedtuple(
-    "BackendEntry", ("module", "classname", "runtime", "version", "heap", "options")
-)
+# load a model: on MicroPython it is not even imported without that room.
+BackendEntry = namedtuple("BackendEntry", ("module", "classname", "runtime", "version", "heap"))
 
 # Backend name -> BackendEntry.
 BACKENDS = {
@@ -52,7 +48,6 @@ BACKENDS = {
         runtime="cpython",
         version=None,
         heap=None,
-        options=("arena_size",),
     ),
     "litert": BackendEntry(
         module="kpdev.accelerators.litert",
@@ -60,7 +55,6 @@ BACKENDS = {
         runtime="cpython",
         version=None,
         heap=None,
-        options=("threads", "op_resolver"),
     ),
     "iree": BackendEntry(
         module="kpdev.accelerators.iree",
@@ -68,7 +62,6 @@ BACKENDS = {
         runtime="cpython",
         version=None,
         heap=None,
-        options=("driver", "function"),
     ),
     "akida": BackendEntry(
         module="kpdev.accelerators.akida",
@@ -76,7 +69,6 @@ BACKENDS = {
         runtime="cpython",
         version=None,
         heap=None,
-        options=("output", "device", "virtual"),
     ),
     "tflite_int8": BackendEntry(
         module="kpdev.accelerators.tflite_int8",
@@ -84,7 +76,6 @@ BACKENDS = {
         runtime=None,
         version="1.0",
         heap=45056,
-        options=("kernels", "weights"),
     ),
 }
 
@@ -157,6 +148,18 @@ if not MICROPYTHON:  # a board keeps no table or code it never uses
         "litert": ("ai_edge_litert", "ai-edge-litert"),
         "iree": ("iree.runtime", "iree-base-runtime"),
         "akida": ("akida", "akida"),
+    }
+
+    # Backend name -> the load options (model meta keys) its ``load`` reads.  The host refuses
+    # any other before an upload (host/packs/deploy.py check_load), and
+    # tests/accelerators/test_options.py checks them against each backend's code.  Only the
+    # host reads it: a board keeps no copy.
+    OPTIONS = {
+        "tflite_micro": ("arena_size",),
+        "litert": ("threads", "op_resolver"),
+        "iree": ("driver", "function"),
+        "akida": ("output", "device", "virtual"),
+        "tflite_int8": ("kernels", "weights"),
     }
 
     def _installed_version(name):

@@ -123,9 +123,9 @@ def check_load(fmt: str, meta: dict[str, Any], info: dict[str, Any]) -> str | No
                 f"{', '.join(offered) or 'none'})" + install_hint(board, backend=asked)
             )
     which = asked or (offered[0] if offered else None)
-    known = accelerators.BACKENDS[which].options if which else ()
+    known = accelerators.OPTIONS[which] if which else ()
     if which is None:  # the load will fail anyway; accept what any backend of the format reads
-        known = tuple(o for n in names for o in accelerators.BACKENDS[n].options)
+        known = tuple(o for n in names for o in accelerators.OPTIONS[n])
     for key in meta:
         if key != "backend" and key not in known:
             raise UsageError(

@@ -1,4 +1,4 @@
-"""The load options each backend declares (``BACKENDS[name].options``) are the ones its code reads.
+"""The load options each backend declares (``OPTIONS[name]``) are the ones its code reads.
 
 The host refuses any other option before an upload, so an option a backend reads but does not
 declare could never be given, and one declared but never read would be accepted silently.
@@ -19,9 +19,10 @@ def _reads(name):
 
 
 def test_every_option_a_backend_reads_is_declared_and_no_other():
-    for name, entry in accelerators.BACKENDS.items():
+    assert set(accelerators.OPTIONS) == set(accelerators.BACKENDS)
+    for name, options in accelerators.OPTIONS.items():
         assert _reads(name), name  # the pattern still finds this backend's reads
-        assert set(entry.options) == _reads(name), name
+        assert set(options) == _reads(name), name
 
 
 def test_the_pattern_finds_the_forms_backends_use():
