@@ -19,10 +19,12 @@ def model_list(agent, body):
     models = []
     for name in store.names():
         d = store.describe(name)
+        fmt = d["format"]
         d["backend"] = None  # none here runs it (or it is no model: a learner's state)
-        if d["format"] in accelerators.FORMATS:
-            try:  # the backend a load picks, found without loading: what runs, not what was asked
-                d["backend"] = accelerators.choose(d["format"], d["meta"].get("backend"))
+        if fmt in accelerators.FORMATS:
+            # The backend a load picks, found without loading: what runs, not what was asked.
+            try:
+                d["backend"] = accelerators.for_format(fmt, d["meta"].get("backend"), False)
             except KpdevError:
                 pass
         models.append(d)

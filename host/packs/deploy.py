@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from kpdev import accelerators
+from kpdev.accelerators.options import OPTIONS
 from kpdev.host.boards.catalog import Board, load_boards
 from kpdev.host.client.client import Client
 from kpdev.host.errors import UsageError
@@ -123,9 +124,9 @@ def check_load(fmt: str, meta: dict[str, Any], info: dict[str, Any]) -> str | No
                 f"{', '.join(offered) or 'none'})" + install_hint(board, backend=asked)
             )
     which = asked or (offered[0] if offered else None)
-    known = accelerators.OPTIONS[which] if which else ()
+    known = OPTIONS[which] if which else ()
     if which is None:  # the load will fail anyway; accept what any backend of the format reads
-        known = tuple(o for n in names for o in accelerators.OPTIONS[n])
+        known = tuple(o for n in names for o in OPTIONS[n])
     for key in meta:
         if key != "backend" and key not in known:
             raise UsageError(

@@ -1,4 +1,4 @@
-"""The load options each backend declares (``OPTIONS[name]``) are the ones its code reads.
+"""The load options declared per backend (accelerators/options.py) are the ones its code reads.
 
 The host refuses any other option before an upload, so an option a backend reads but does not
 declare could never be given, and one declared but never read would be accepted silently.
@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from kpdev import accelerators
+from kpdev.accelerators.options import OPTIONS
 
 # How backend code reads a load option: meta.get("key" ...), meta["key"], (meta or {}).get("key".
 _READS = re.compile(r"""meta(?: or \{\}\))?(?:\.get\(|\[)\s*["']([a-z_]+)["']""")
@@ -19,8 +20,8 @@ def _reads(name):
 
 
 def test_every_option_a_backend_reads_is_declared_and_no_other():
-    assert set(accelerators.OPTIONS) == set(accelerators.BACKENDS)
-    for name, options in accelerators.OPTIONS.items():
+    assert set(OPTIONS) == set(accelerators.BACKENDS)
+    for name, options in OPTIONS.items():
         assert _reads(name), name  # the pattern still finds this backend's reads
         assert set(options) == _reads(name), name
 

@@ -153,7 +153,13 @@ def test_model_list_info_activate_delete(dut):
         assert info["io"]["outputs"][0]["shape"] == [1, 4]
     assert client.model_info()["name"] == "dense"  # no name: the active model
 
-    assert client.activate("conv") == {"active": "conv"}
+    if dut.tflite:
+        assert client.activate("conv") == {"active": "conv"}
+    else:  # no model loads in this heap: activating one is refused and changes nothing
+        with pytest.raises(DeviceError) as e:
+            client.activate("conv")
+        assert e.value.code == ops.E_MODEL_LOAD and client.models()["active"] == "dense"
+        client.upload("conv", CONV, "tflite")  # a commit still activates what it stores
     assert client.models()["active"] == "conv"
     assert client.model_info()["name"] == "conv"
     assert client.delete("conv") == {"deleted": "conv"}
@@ -162,7 +168,11 @@ def test_model_list_info_activate_delete(dut):
     with pytest.raises(DeviceError) as e:
         client.delete("conv")
     assert e.value.code == ops.E_NO_MODEL
-    assert client.activate("dense") == {"active": "dense"}
+    if dut.tflite:
+        assert client.activate("dense") == {"active": "dense"}
+    else:
+        client.upload("dense", DENSE, "tflite")
+    assert client.models()["active"] == "dense"
 
 
 def test_abort_upload_frees_its_room(dut):
@@ -554,7 +564,12 @@ def test_interrupted_upload_resumes_and_the_old_model_stays_valid(agents, board)
     second = agents.start(board, state=first.state)
     client = second.client()
     assert client.model_info("m")["sha256"] == hashlib.sha256(V1).hexdigest()
-    assert client.activate("m") == {"active": "m"}
+    if fits:
+        assert client.activate("m") == {"active": "m"}
+    else:  # it cannot load in this heap: activating it is refused; it stays active
+        with pytest.raises(DeviceError) as e:
+            client.activate("m")
+        assert e.value.code == ops.E_MODEL_LOAD and client.models()["active"] == "m"
     if fits:
         assert np.array_equal(client.infer(x)[0][0], reference(V1, x))
     done = client.upload("m", V2, "tflite")
