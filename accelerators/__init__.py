@@ -12,7 +12,7 @@ Adding a backend:
 2. ``BACKENDS`` here: its ``BackendEntry`` (the runtime it needs, or for pure Python none but
    a version and the heap a load needs); on CPython ``RUNTIME_PACKAGES``: the package and
    distribution of its engine; ``FORMATS``: its place in each format's preference order (a new
-   format: protocol/formats.py ``EXTENSIONS`` too);
+   format: protocol/formats.py ``EXTENSIONS`` too); ``options.py``: the load options it reads;
 3. the host: host/extras.py (the pip extra of its runtime) and pyproject.toml's extras; a new
    format: which board runtimes take it (host/packs/deploy.py);
 4. tests/test_<name>.py (as tests/test_litert.py: offered, io spec, inference, refusals) and
@@ -252,8 +252,9 @@ def get(name):
     )
 
 
-def for_format(fmt, prefer=None):
-    """The first available backend that loads ``fmt``, or ``prefer`` when it is one of them.
+def for_format(fmt, prefer=None, load=True):
+    """The first available backend that loads ``fmt``, or ``prefer`` when it is one of them;
+    with ``load`` false only its name (nothing is imported).
 
     Raises KpdevError (E_NO_BACKEND) naming the runtime and what this agent does offer.
     """
@@ -261,10 +262,10 @@ def for_format(fmt, prefer=None):
     offered = available()
     if names:
         if prefer is not None and prefer in names and prefer in offered:
-            return _instance(prefer)
+            return _instance(prefer) if load else prefer
         for name in names:
             if name in offered:
-                return _instance(name)
+                return _instance(name) if load else name
     for name in names or ():
         if name in _short:
             raise KpdevError(

@@ -1,6 +1,6 @@
 """MODEL_LIST, MODEL_INFO, MODEL_ACTIVATE, MODEL_DELETE: stored models (a handler group)."""
 
-from kpdev import accelerators  # noqa: F401  (Agent.model uses it: loaded as part of this group)
+from kpdev import accelerators
 from kpdev.device.agent import field
 from kpdev.protocol.compat import const
 from kpdev.protocol.errors import KpdevError
@@ -14,9 +14,21 @@ _MODEL_DELETE = const(0x17)
 
 
 def model_list(agent, body):
-    """MODEL_LIST: every stored model, and which one is active."""
+    """MODEL_LIST: every stored model, the backend that runs it here, and which one is active."""
     store = agent.store
-    return {"models": [store.describe(name) for name in store.names()], "active": store.active}
+    models = []
+    for name in store.names():
+        d = store.describe(name)
+        fmt = d["format"]
+        d["backend"] = None  # none here runs it (or it is no model: a learner's state)
+        if fmt in accelerators.FORMATS:
+            # The backend a load picks, found without loading: what runs, not what was asked.
+            try:
+                d["backend"] = accelerators.for_format(fmt, d["meta"].get("backend"), False)
+            except KpdevError:
+                pass
+        models.append(d)
+    return {"models": models, "active": store.active}
 
 
 def model_info(agent, body):
@@ -36,8 +48,10 @@ def model_info(agent, body):
 
 
 def activate(agent, body):
-    """MODEL_ACTIVATE: the model INFER uses when none is named."""
+    """MODEL_ACTIVATE: the model INFER uses when none is named; one that cannot load here is
+    refused (the load's ERROR) and nothing changes."""
     name = field(body, "name", str)
+    agent.model(name)
     agent.store.activate(name)
     return {"active": name}
 

@@ -80,6 +80,14 @@ def deploy(
             "--force", help="Pack: activate even when a model's test vectors differ on the device."
         ),
     ] = False,
+    keep_unloadable: Annotated[
+        bool,
+        typer.Option(
+            "--keep-unloadable",
+            help="Model file: keep it stored even when the device cannot load it "
+            "(it is never activated); by default such a model is deleted again.",
+        ),
+    ] = False,
     board: BoardOpt = None,
     port: PortOpt = None,
     key: KeyOpt = None,
@@ -93,13 +101,16 @@ def deploy(
     and checked with the pack's test vectors, then the pack is switched in atomically and its
     pipeline checked too: one line per vector, match or mismatch (bit-exact for integer models).
 
-    A model file is uploaded under --name; the device stores the load options with it and uses
-    them whenever it loads it.
+    A model file is checked (its format, --backend and --option) before anything is sent, and
+    uploaded under --name; the device stores the load options with it and uses them whenever it
+    loads it.  One the device cannot load is not activated, and is deleted again unless
+    --keep-unloadable.
     """
     if model_file.suffix == ".kp":
-        if name or backend or option:
+        if name or backend or option or keep_unloadable:
             raise UsageError(
-                "--name, --backend and --option apply to model files; a pack names its models"
+                "--name, --backend, --option and --keep-unloadable apply to model files; "
+                "a pack names its models"
             )
         _deploy_pack(model_file, board, port, key, timeout, json_, dry_run, force)
         return
@@ -116,7 +127,15 @@ def deploy(
     with session(board, port, key, timeout) as c:
         with progress_bar(not json_, f"upload {name}", len(data), unit="bytes") as progress:
             result = deploy_model(
-                c, name, data, fmt, meta, activate=activate, board=b, progress=progress
+                c,
+                name,
+                data,
+                fmt,
+                meta,
+                activate=activate,
+                keep_unloadable=keep_unloadable,
+                board=b,
+                progress=progress,
             )
     if json_:
         emit(result)
@@ -174,9 +193,19 @@ def models(
             m["format"],
             human_bytes(m["size"]),
             m["sha256"][:16],
-            (m.get("meta") or {}).get("backend", "auto"),
+            _backend_cell(m),
         )
     out.print(table)
+
+
+def _backend_cell(m: dict) -> str:
+    # The backend the device runs the model with (MODEL_LIST says); what meta asked for is
+    # shown only beside it, when it differs.
+    if "backend" not in m:
+        return "? (agent too old to say)"
+    runs = m["backend"] or "none"
+    asked = (m.get("meta") or {}).get("backend")
+    return runs if asked in (None, runs) else f"{runs} (asked {asked})"
 
 
 @model_app.command("info")
@@ -225,17 +254,27 @@ def model_activate(
 
 @model_app.command("delete")
 def model_delete(
-    name: Annotated[str, typer.Argument(help="Model to delete.")],
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Models to delete.", show_default=False)
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Delete every stored model.")] = False,
     board: BoardOpt = None,
     port: PortOpt = None,
     key: KeyOpt = None,
     timeout: TimeoutOpt = 10.0,
     json_: JsonOpt = False,
 ) -> None:
-    """Delete a stored model."""
+    """Delete stored models: the ones named, or --all.  If one is not on the device, none is."""
+    from kpdev.host.packs.deploy import delete_models
+
+    if bool(names) == all_:
+        raise UsageError("name the models to delete, or give --all (not both)")
     with session(board, port, key, timeout) as c:
-        data = c.delete(name)
-    emit(data) if json_ else out.print(f"deleted {name}")
+        deleted = delete_models(c, None if all_ else names)
+    if json_:
+        emit({"deleted": deleted})
+    else:
+        out.print(f"deleted {', '.join(deleted)}" if deleted else "no models to delete")
 
 
 def _deploy_pack(

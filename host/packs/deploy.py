@@ -10,12 +10,15 @@ device.  A refusal at any step leaves the previous pack active.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from kpdev import accelerators
+from kpdev.accelerators.options import OPTIONS
 from kpdev.host.boards.catalog import Board, load_boards
 from kpdev.host.client.client import Client
 from kpdev.host.errors import UsageError
@@ -30,8 +33,51 @@ from kpdev.protocol.formats import EXTENSIONS, format_of
 _RUNTIME_FORMATS = {"micropython": ("tflite",), "linux": ("tflite", "vmfb", "fbz")}
 
 
+def _flatbuffer_id(data: bytes, at: int = 0) -> bytes:
+    # A FlatBuffer's file identifier: bytes 4..8 after its start (8..12 when size-prefixed).
+    return data[at + 4 : at + 8]
+
+
+def _is_tflite(data: bytes) -> bool:
+    return _flatbuffer_id(data) == b"TFL3"
+
+
+def _is_vmfb(data: bytes) -> bool:
+    # IREE writes a FlatBuffer with identifier "IREE", bare, size-prefixed, or (as its compiler
+    # does today) as the first member of a zip archive, stored uncompressed.
+    at = 0
+    if data[:4] == b"PK\x03\x04" and len(data) >= 30:
+        name_len, extra_len = struct.unpack_from("<HH", data, 26)
+        at = 30 + name_len + extra_len
+    return b"IREE" in (_flatbuffer_id(data, at), _flatbuffer_id(data, at + 4))
+
+
+def _is_fbz(data: bytes) -> bool:
+    # Akida writes a Snappy-compressed FlatBuffer that has no file identifier: a varint of the
+    # uncompressed length n, then elements of which the first is a literal (tag bits 00); a
+    # Snappy block is never longer than 32 + n + n/6 bytes (Akida writes exactly that long).
+    n = at = 0
+    while at < min(len(data), 5):
+        n |= (data[at] & 0x7F) << (7 * at)
+        at += 1
+        if data[at - 1] < 0x80:
+            break
+    else:
+        return False
+    return 0 < n and at < len(data) and data[at] & 3 == 0 and len(data) <= 32 + n + n // 6
+
+
+# Model format -> (check of its bytes, what a file of that format is).
+_FORMAT_CHECKS = {
+    "tflite": (_is_tflite, "a TFLite model (FlatBuffer identifier TFL3 at bytes 4..8)"),
+    "vmfb": (_is_vmfb, "an IREE module (FlatBuffer identifier IREE, bare or in a zip)"),
+    "fbz": (_is_fbz, "an Akida model (a Snappy-compressed FlatBuffer)"),
+}
+
+
 def read_model_file(path: Path) -> tuple[bytes, str]:
-    """The bytes and format of a model file; UsageError naming the problem."""
+    """The bytes and format of a model file; UsageError naming the problem (an unknown
+    extension, or bytes that are not a model of the format the extension names)."""
     try:
         data = path.read_bytes()
     except OSError as e:
@@ -41,7 +87,72 @@ def read_model_file(path: Path) -> tuple[bytes, str]:
         raise UsageError(
             f"{path.name}: not a model file; use one of {', '.join(EXTENSIONS)} (or a .kp pack)"
         )
+    check, what = _FORMAT_CHECKS[fmt]
+    if not check(data):
+        raise UsageError(
+            f"{path}: not {what}, although its name ends in .{fmt}; "
+            "give the model file itself (kpdev sends nothing else)"
+        )
     return data, fmt
+
+
+def check_load(fmt: str, meta: dict[str, Any], info: dict[str, Any]) -> str | None:
+    """Refuse (UsageError, one line naming the choices) a backend or load option the device
+    would not use for a ``fmt`` model: an unknown backend, one that does not read ``fmt`` or
+    that the device (``info``, its INFO) lacks, or a load option that backend does not read.
+
+    Returns the backend the device will load it with (None: none there reads ``fmt``).
+    """
+    names = accelerators.FORMATS.get(fmt, ())
+    offered = (info.get("formats") or {}).get(fmt) or []
+    asked = meta.get("backend")
+    if asked is not None:
+        if asked not in accelerators.BACKENDS:
+            raise UsageError(
+                f"--backend {asked}: no such backend; use one of "
+                f"{', '.join(accelerators.BACKENDS)}"
+            )
+        if asked not in names:
+            raise UsageError(
+                f"--backend {asked} does not read .{fmt} models; use one of {', '.join(names)}"
+            )
+        if asked not in offered:
+            where = info.get("board") or "the device"
+            board = load_boards().get(str(info.get("board")))
+            raise UsageError(
+                f"--backend {asked}: {where} lacks it (for .{fmt} it has "
+                f"{', '.join(offered) or 'none'})" + install_hint(board, backend=asked)
+            )
+    which = asked or (offered[0] if offered else None)
+    known = OPTIONS[which] if which else ()
+    if which is None:  # the load will fail anyway; accept what any backend of the format reads
+        known = tuple(o for n in names for o in OPTIONS[n])
+    for key in meta:
+        if key != "backend" and key not in known:
+            raise UsageError(
+                f"-O {key}: {which or 'no backend of .' + fmt} takes no load option {key!r}; "
+                f"use one of {', '.join(known) or 'none'}"
+            )
+    return which
+
+
+def delete_models(client: Client, names: list[str] | None) -> list[str]:
+    """Delete the named models (None: every stored model); returns the names deleted.
+
+    Every name is checked first: a name the device does not hold is refused (UsageError) and
+    nothing is deleted.
+    """
+    stored = [m["name"] for m in client.models().get("models", [])]
+    names = stored if names is None else list(dict.fromkeys(names))
+    missing = [n for n in names if n not in stored]
+    if missing:
+        raise UsageError(
+            f"no model {', '.join(missing)} on the device (it has {', '.join(stored) or 'none'});"
+            " nothing was deleted"
+        )
+    for n in names:
+        client.delete(n)
+    return names
 
 
 def store_name(pack: Pack, model_id: str) -> str:
@@ -287,17 +398,21 @@ def deploy_model(
     meta: dict[str, Any],
     *,
     activate: bool = True,
+    keep_unloadable: bool = False,
     board: Board | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Put one model file on the device safely: store it without activating it, check that the
-    device can load it, and only then make it the active model.
+    """Put one model file on the device safely: check its backend and load options, store it
+    without activating it, check that the device can load it, and only then make it the active
+    model.
 
-    A model the device cannot load (an operator its backend lacks, too little memory, no
-    backend for the format) must not replace the active one: it stays stored, the active model
-    is unchanged, and DeviceError says why (with the pip extra to install when a backend is
-    missing); the error's ``detail`` carries the result for --json.  Returns the upload result
-    with the board, seconds, backend, io spec and whether it is active.
+    A backend or option the device would not use is refused before anything is sent
+    (``check_load``).  A model the device cannot load (an operator its backend lacks, too
+    little memory, no backend for the format) is never activated and is deleted again unless
+    ``keep_unloadable``; DeviceError says why, what became of it and of the active model (with
+    the pip extra to install when a backend is missing); its ``detail`` carries the result for
+    --json.  Returns the upload result with the board, seconds, backend, io spec and whether it
+    is active.
     """
     import time
 
@@ -306,6 +421,9 @@ def deploy_model(
             f"{name} is {human_bytes(len(data))} but {board.id} stores at most "
             f"{human_bytes(board.quota)}"
         )
+    check_load(fmt, meta, client.device)
+    before = client.models()
+    replaced = any(m["name"] == name for m in before.get("models", []))
     t0 = time.perf_counter()
     result = client.upload(name, data, fmt, meta, activate=False, progress=progress)
     seconds = time.perf_counter() - t0
@@ -328,9 +446,22 @@ def deploy_model(
         if problem["code"] == ops.E_NO_BACKEND:
             found = board or load_boards().get(str(result["board"]))
             hint = install_hint(found, fmt, meta.get("backend"))
+        if keep_unloadable:
+            fate = f"{name} is stored on {result['board']} (--keep-unloadable)"
+        else:
+            client.delete(name)
+            fate = f"{name} was deleted again from {result['board']} (--keep-unloadable keeps it)"
+        if replaced:
+            fate += f"; the model stored as {name} before was replaced by it"
+        active = client.models().get("active")
+        result["active"] = active == name
+        result["stored"] = keep_unloadable
+        if active == before.get("active"):
+            fate += "; the active model is unchanged"
+        else:
+            fate += f"; the active model is now {active or 'none'}"
         error = DeviceError(
-            f"{name} is stored on {result['board']} but cannot run there: "
-            f"{problem['msg']} (the active model is unchanged){hint}",
+            f"{name} cannot run on {result['board']}: {problem['msg']}; {fate}{hint}",
             problem["code"],
         )
         error.detail = jsonable(result)  # under --json, the CLI puts it in the error object

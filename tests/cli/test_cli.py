@@ -111,12 +111,13 @@ def test_models_persist_across_commands_like_flash():
 
 def test_infer_on_a_board_without_the_memory_says_so_in_one_line(tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((1, 16), np.int8))
-    r = kpdev("deploy", MODEL, "--name", "dense", "--board", "sim-mcu-64k", "--json")
+    b = ["--board", "sim-mcu-64k"]
+    r = kpdev("deploy", MODEL, "--name", "dense", "--keep-unloadable", *b, "--json")
     # Under --json a failure is one error object on stdout, with the upload's result in it.
     error = json.loads(r.stdout)["error"]
     assert r.returncode == 3 and error["code"] == 23 and error["exit"] == 3
     assert error["detail"]["load_error"]["code"] == 23 and error["detail"]["size"] > 0
-    assert "cannot run there: not enough memory to load" in r.stderr
+    assert "dense cannot run on sim-mcu-64k: not enough memory to load" in r.stderr
     r = kpdev("infer", "--board", "sim-mcu-64k", "-m", "dense", "-i", tmp_path / "x.npy")
     assert r.returncode == 3
     lines = r.stderr.strip().splitlines()

@@ -153,7 +153,13 @@ def test_model_list_info_activate_delete(dut):
         assert info["io"]["outputs"][0]["shape"] == [1, 4]
     assert client.model_info()["name"] == "dense"  # no name: the active model
 
-    assert client.activate("conv") == {"active": "conv"}
+    if dut.tflite:
+        assert client.activate("conv") == {"active": "conv"}
+    else:  # no model loads in this heap: activating one is refused and changes nothing
+        with pytest.raises(DeviceError) as e:
+            client.activate("conv")
+        assert e.value.code == ops.E_MODEL_LOAD and client.models()["active"] == "dense"
+        client.upload("conv", CONV, "tflite")  # a commit still activates what it stores
     assert client.models()["active"] == "conv"
     assert client.model_info()["name"] == "conv"
     assert client.delete("conv") == {"deleted": "conv"}
@@ -162,7 +168,11 @@ def test_model_list_info_activate_delete(dut):
     with pytest.raises(DeviceError) as e:
         client.delete("conv")
     assert e.value.code == ops.E_NO_MODEL
-    assert client.activate("dense") == {"active": "dense"}
+    if dut.tflite:
+        assert client.activate("dense") == {"active": "dense"}
+    else:
+        client.upload("dense", DENSE, "tflite")
+    assert client.models()["active"] == "dense"
 
 
 def test_abort_upload_frees_its_room(dut):
@@ -573,7 +583,12 @@ def test_interrupted_upload_resumes_and_the_old_model_stays_valid(agents, board)
     second = agents.start(board, state=first.state)
     client = second.client()
     assert client.model_info("m")["sha256"] == hashlib.sha256(V1).hexdigest()
-    assert client.activate("m") == {"active": "m"}
+    if fits:
+        assert client.activate("m") == {"active": "m"}
+    else:  # it cannot load in this heap: activating it is refused; it stays active
+        with pytest.raises(DeviceError) as e:
+            client.activate("m")
+        assert e.value.code == ops.E_MODEL_LOAD and client.models()["active"] == "m"
     if fits:
         assert np.array_equal(client.infer(x)[0][0], reference(V1, x))
     done = client.upload("m", V2, "tflite")
@@ -619,3 +634,39 @@ def test_ctrl_c_bytes_inside_frames_are_data(agents):
     data = b"\x03\x03\x03\x03" * 8
     assert client.request(ops.PING, {"data": data})["data"] == data
     assert agent.alive()
+
+
+def test_activate_refuses_a_model_that_cannot_load_and_changes_nothing(dut):
+    client = dut.client
+    before = client.models()["active"]
+    assert before is not None  # else the upload below would become active by itself
+    client.upload("junk", b"text, not a model", "tflite", activate=False)
+    try:
+        refusal = client.model_info("junk")["load_error"]
+        assert refusal is not None
+        with pytest.raises(DeviceError) as e:
+            client.activate("junk")
+        assert e.value.code == refusal["code"]
+        assert client.models()["active"] == before
+        assert_serving(client)
+    finally:
+        client.delete("junk")
+
+
+def test_models_list_the_backend_a_load_uses_not_the_one_meta_asks_for(dut):
+    client = dut.client
+    # Meta asking for a backend that does not read the format (the host refuses this; a raw
+    # client need not): the device loads it with its own choice, and the listing says which.
+    client.upload("asked", DENSE, "tflite", meta={"backend": "iree"}, activate=False)
+    try:
+        listed = {m["name"]: m for m in client.models()["models"]}
+        assert listed["asked"]["meta"] == {"backend": "iree"}
+        for name in ("asked", "dense"):
+            info = client.model_info(name)  # loads it: the backend that actually ran the load
+            if info.get("load_error") is None:
+                assert listed[name]["backend"] == info["backend"] != "iree"
+            else:  # sim-mcu-64k: no room for the int8 interpreter, but it is the one a load uses
+                assert info["load_error"]["code"] == ops.E_MODEL_LOAD
+                assert listed[name]["backend"] == "tflite_int8"
+    finally:
+        client.delete("asked")
