@@ -407,12 +407,13 @@ def deploy_model(
     model.
 
     A backend or option the device would not use is refused before anything is sent
-    (``check_load``).  A model the device cannot load (an operator its backend lacks, too
-    little memory, no backend for the format) is never activated and is deleted again unless
-    ``keep_unloadable``; DeviceError says why, what became of it and of the active model (with
-    the pip extra to install when a backend is missing); its ``detail`` carries the result for
-    --json.  Returns the upload result with the board, seconds, backend, io spec and whether it
-    is active.
+    (``check_load``), and so is a model of a format no backend there reads (unless
+    ``keep_unloadable``: the user stores it for a runtime to come).  A model the device cannot
+    load (an operator its backend lacks, too little memory) is never activated and is deleted
+    again unless ``keep_unloadable``; DeviceError says why, what became of it and of the active
+    model (with the pip extra to install when a backend is missing); its ``detail`` carries the
+    result for --json.  Returns the upload result with the board, seconds, backend, io spec and
+    whether it is active.
     """
     import time
 
@@ -421,7 +422,21 @@ def deploy_model(
             f"{name} is {human_bytes(len(data))} but {board.id} stores at most "
             f"{human_bytes(board.quota)}"
         )
-    check_load(fmt, meta, client.device)
+    which = check_load(fmt, meta, client.device)
+    where = client.device.get("board") or "the device"
+    if which is None and not keep_unloadable:
+        # No backend there reads the format: the load would fail, so nothing is sent.
+        offered = client.device.get("formats") or {}
+        has = ", ".join(f".{f}" for f in offered) or "none"
+        found = board or load_boards().get(str(client.device.get("board")))
+        error = DeviceError(
+            f"{name} cannot run on {where}: it has no backend for .{fmt} models (it runs "
+            f"{has}); nothing was sent (--keep-unloadable stores it anyway)"
+            + install_hint(found, fmt, meta.get("backend")),
+            ops.E_NO_BACKEND,
+        )
+        error.detail = {"board": where, "format": fmt, "sent": False}
+        raise error
     before = client.models()
     replaced = any(m["name"] == name for m in before.get("models", []))
     t0 = time.perf_counter()

@@ -32,9 +32,10 @@ def test_a_model_the_device_cannot_load_is_not_kept_nor_activated():
     models, active, used = stored("sim-mcu")
     assert active == "dense" and "mlp_f32" not in models
 
+    # No backend there reads the format: refused from the device's INFO, nothing is sent.
     line = one_line_error(kpdev("deploy", VMFB, *b), 3)
-    assert "mlp_f32 cannot run on sim-mcu: no backend for vmfb" in line
-    assert "was deleted again" in line and "the active model is unchanged" in line
+    assert "mlp_f32 cannot run on sim-mcu: it has no backend for .vmfb models" in line
+    assert "nothing was sent" in line
     assert stored("sim-mcu") == (models, active, used)  # nothing left, not a byte of storage
 
     r = kpdev("deploy", VMFB, "--keep-unloadable", *b, "--json")
@@ -96,3 +97,13 @@ def test_the_models_table_names_the_backend_that_runs_not_the_one_asked():
     assert listed["backend"] == "tflite_micro"
     assert "tflite_micro (asked iree)" in cli("models", "--board", "sim-linux").stdout
     cli("model", "delete", "asked", "--board", "sim-linux")
+
+
+def test_a_model_that_fails_to_load_is_deleted_again():
+    # sim-mcu-64k has the int8 interpreter but too little heap to load a model with it.
+    b = ["--board", "sim-mcu-64k"]
+    before = stored("sim-mcu-64k")
+    line = one_line_error(kpdev("deploy", MODEL, "--name", "dense", *b), 3)
+    assert "dense cannot run on sim-mcu-64k" in line and "was deleted again" in line
+    assert "the active model is unchanged" in line
+    assert stored("sim-mcu-64k") == before  # nothing left, not a byte of storage
