@@ -92,7 +92,6 @@ def demo(
                 labels,
                 classes=CLASSES,
                 pipeline=pack.manifest["pipeline"],
-                stored_models=[m["name"] for m in plan["models"]],
                 progress=progress,
             )
         say("[bold]4/6[/bold] profiling each stage on the device")

@@ -158,7 +158,6 @@ def eval_(
                 classes=on.classes,
                 pipeline=pipeline,
                 model=on.model,
-                stored_models=on.stored,
                 batch=batch,
                 window=requests,
                 progress=progress,

@@ -75,7 +75,6 @@ def evaluate(
     classes: list[str],
     pipeline: dict[str, Any] | None = None,
     model: str | None = None,
-    stored_models: list[str] | None = None,
     batch: int | None = None,
     window: int | None = None,
     progress: Progress | None = None,
@@ -84,8 +83,7 @@ def evaluate(
 
     With ``model`` None the device's pack classifies (``x`` raw windows when the pack has a
     pipeline); otherwise stored model ``model`` runs each row and the largest output of output 0
-    is the class index into ``classes``.  ``labels`` are the true class names.  ``stored_models``
-    names the pack's models on the device (kept for callers; energy covers the whole CLASSIFY).
+    is the class index into ``classes``.  ``labels`` are the true class names.
     """
     n = len(x)
     if n == 0:
@@ -328,10 +326,9 @@ class Target:
     """What ``evaluate`` runs on the device: a deployed pack or an uploaded model, the inputs
     in the form it takes, and the class labels it can answer with."""
 
-    def __init__(self, name, model, stored, classes, inputs, quantization=None):
+    def __init__(self, name, model, classes, inputs, quantization=None):
         self.name = name  # the pack's or the model's name
         self.model = model  # the model INFER runs (None: a pack, CLASSIFY)
-        self.stored = stored  # the device's model names whose statistics count
         self.classes = classes
         self.inputs = inputs
         # How the host quantized the samples (``saturation``), None when it did not.
@@ -380,16 +377,15 @@ def put_on_device(
 
     quantization = None
     if pack is not None:
-        plan = deploy_pack(client, pack, board, progress=progress)
+        deploy_pack(client, pack, board, progress=progress)
         if direct:
             samples, quantization = model_inputs(pack.root()["inputs"][0])
         classes += [label for label in pack.classes() if label not in classes]
-        stored = [m["name"] for m in plan["models"]]
-        return Target(pack.name, None, stored, classes, samples, quantization)
+        return Target(pack.name, None, classes, samples, quantization)
     data, fmt = read_model_file(model_file)
     name = model_file.stem
     client.upload(name, data, fmt, {}, activate=False, progress=progress)
     inputs = (client.model_info(name).get("io") or {}).get("inputs") or []
     if len(inputs) == 1:
         samples, quantization = model_inputs(inputs[0])
-    return Target(name, name, [name], classes, samples, quantization)
+    return Target(name, name, classes, samples, quantization)

@@ -27,8 +27,7 @@ def test_pack_energy_covers_pipeline_and_model_graph(agents, board):
     client.pack_set(device_pack())
     x = windows(10)
     labels = [CLASSES[i % 5] for i in range(len(x))]
-    stored = ["demo.router", "demo.left", "demo.right"]  # as kpdev demo passes them
-    r = evaluate(client, x, labels, classes=CLASSES, pipeline=SPEC, stored_models=stored, batch=3)
+    r = evaluate(client, x, labels, classes=CLASSES, pipeline=SPEC, batch=3)
     active = get_board(board).power["active_mw"]
     times = r["latency_samples_us"]  # tf + tm of each CLASSIFY reply
     e = r["energy"]
