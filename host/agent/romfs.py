@@ -26,15 +26,16 @@ import tempfile
 from kpdev.host.errors import UsageError
 
 # What board firmware does at boot, for the unix port: mount the ROMFS image at /rom, put
-# /rom/lib on the path; then start the agent (sys.argv[1:] are its options).
-BOOT = (
+# /rom/lib on the path.
+MOUNT = (
     "import os,sys,uctypes,vfs\n"
     "a,n=os.getenv('KPDEV_ROMFS').split(':')\n"
     "vfs.mount(vfs.VfsRom(uctypes.bytearray_at(int(a),int(n))),'/rom')\n"
     "sys.path.insert(0,'/rom/lib')\n"
     "del a,n,os,uctypes,vfs\n"
-    "import kpdev.device.__main__\n"
 )
+# Then start the agent (sys.argv[1:] are its options).
+BOOT = MOUNT + "import kpdev.device.__main__\n"
 
 
 def available() -> bool:
@@ -73,8 +74,9 @@ def write_image(lib: str, path: str) -> str:
     return path
 
 
-def command(image: str, heapsize: str, args: list[str]) -> list[str]:
-    """argv that runs the agent on the unix port from ``image`` with a ``heapsize`` heap."""
+def command(image: str, heapsize: str, args: list[str], program: str = BOOT) -> list[str]:
+    """argv that runs the agent (or another ``program`` that starts with ``MOUNT``) on the unix
+    port from ``image`` with a ``heapsize`` heap."""
     return [
         sys.executable,
         "-m",
@@ -83,7 +85,7 @@ def command(image: str, heapsize: str, args: list[str]) -> list[str]:
         "-X",
         "heapsize=" + heapsize,
         "-c",
-        BOOT,
+        program,
         *args,
     ]
 

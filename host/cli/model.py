@@ -71,7 +71,9 @@ def deploy(
         bool,
         typer.Option(
             "--dry-run",
-            help="Pack: only check that it fits the board (storage, RAM, backends); send nothing.",
+            help="Only check that it would deploy, and send nothing: backends, the model's load "
+            "(tried on this machine), free heap, storage and request sizes, from what the device "
+            "reports or, when none answers, the catalog.",
         ),
     ] = False,
     force: Annotated[
@@ -112,17 +114,23 @@ def deploy(
                 "--name, --backend, --option and --keep-unloadable apply to model files; "
                 "a pack names its models"
             )
-        _deploy_pack(model_file, board, port, key, timeout, json_, dry_run, force)
+        if dry_run:
+            _dry_run(model_file, None, {}, board, port, key, timeout, json_)
+            return
+        _deploy_pack(model_file, board, port, key, timeout, json_, force)
         return
-    if dry_run or force:
-        raise UsageError("--dry-run and --force apply to Knowledge Packs (.kp)")
+    if force:
+        raise UsageError("--force applies to Knowledge Packs (.kp)")
     from kpdev.host.packs.deploy import deploy_model, read_model_file
 
-    data, fmt = read_model_file(model_file)
     name = name or model_file.stem
     meta = dict(key_value(item, "--option", "driver=local-task") for item in option or [])
     if backend:
         meta["backend"] = backend
+    if dry_run:
+        _dry_run(model_file, name, meta, board, port, key, timeout, json_)
+        return
+    data, fmt = read_model_file(model_file)
     b = resolve_board(board, port)
     with session(board, port, key, timeout) as c:
         with progress_bar(not json_, f"upload {name}", len(data), unit="bytes") as progress:
@@ -277,9 +285,89 @@ def model_delete(
         out.print(f"deleted {', '.join(deleted)}" if deleted else "no models to delete")
 
 
-def _deploy_pack(
-    path: Path, board, port, key, timeout: float, json_: bool, dry_run: bool, force: bool
+def _dry_run(
+    path: Path, name: str | None, meta: dict, board, port, key, timeout: float, json_: bool
 ) -> None:
+    """``kpdev deploy --dry-run``: every check of the deploy, against the device's own report
+    when one answers, else the catalog; a table, and an error when it would not deploy."""
+    from kpdev.host.errors import BoardError, LinkError
+    from kpdev.host.packs import fit
+    from kpdev.host.packs.deploy import check_load, read_model_file
+    from kpdev.host.packs.pack import read_pack
+
+    pack = read_pack(path) if name is None else None
+    data, fmt = (None, None) if pack else read_model_file(path)
+    b = resolve_board(board, port)
+    info, why = None, ""
+    try:
+        with session(board, port, key, timeout) as c:
+            info = dict(c.device)
+            info["models"] = c.models().get("models", [])
+    except (LinkError, BoardError) as e:
+        if b is None:
+            raise
+        why = str(e)
+    if data is not None:
+        check_load(fmt, meta, info or fit.catalog_info(b))
+    with out.status("trying the load on this machine", spinner="dots") if not json_ else _null():
+        if pack is not None:
+            plan = fit.fit_pack(pack, b, info, why)
+        else:
+            plan = fit.fit_model(name, data, fmt, meta, b, info, why)
+    plan["dry_run"] = True
+    subject = pack.name if pack else name
+    if not json_:
+        _print_fit(plan, subject)
+    if not plan["fits"]:
+        said = "would not" if plan["fits"] is False else "may not"
+        error = UsageError(
+            f"{subject} {said} deploy on {plan['board']}: {'; '.join(plan['problems'])} "
+            "(dry run: nothing sent)"
+        )
+        error.detail = plan
+        raise error
+    if json_:
+        emit(plan)
+        return
+    out.print(f"[bold]{subject}[/bold] would deploy on {plan['board']} (dry run: nothing sent)")
+
+
+def _null():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def _print_fit(plan: dict, subject: str) -> None:
+    t = Table(title=f"dry run of {subject} on {plan['board']}", title_justify="left")
+    for col in ("check", "of", "needs", "has", "result", "how, and why not"):
+        t.add_column(col, overflow="fold")
+    marks = {True: "[green]ok[/green]", False: "[red]NO[/red]", None: "[yellow]unsure[/yellow]"}
+    for c in plan["checks"]:
+        t.add_row(
+            c["check"],
+            c["subject"],
+            _cell(c["need"], c["check"]),
+            _cell(c["have"], c["check"]),
+            marks[c["ok"]],
+            c["how"] + (f"\n[{_COLOUR[c['ok']]}]{c['why']}[/]" if c["why"] else ""),
+        )
+    out.print(t)
+    out.print(f"[dim]{plan['basis']}[/dim]")
+
+
+_COLOUR = {False: "red", None: "yellow", True: "default"}
+
+
+def _cell(value, check: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, int) and check in ("heap", "storage", "ram", "request"):
+        return human_bytes(value)
+    return str(value)
+
+
+def _deploy_pack(path: Path, board, port, key, timeout: float, json_: bool, force: bool) -> None:
     """``kpdev deploy PACK.kp``: check, upload (resuming), verify, activate; report vectors."""
     from kpdev.host.packs.deploy import deploy_pack as run
     from kpdev.host.packs.pack import read_pack
@@ -287,20 +375,10 @@ def _deploy_pack(
     pack = read_pack(path)
     b = resolve_board(board, port)
     with session(board, port, key, timeout) as c:
-        with progress_bar(
-            not json_ and not dry_run, f"upload {pack.name}", unit="bytes"
-        ) as progress:
-            plan = run(c, pack, b, dry_run=dry_run, force=force, progress=progress)
+        with progress_bar(not json_, f"upload {pack.name}", unit="bytes") as progress:
+            plan = run(c, pack, b, force=force, progress=progress)
     if json_:
         emit(plan)
-        return
-    if dry_run:
-        out.print(
-            f"[bold]{pack.name}[/bold] {pack.manifest['version']} fits {plan['board']}: "
-            f"{human_bytes(plan['model_bytes'])} of models, "
-            f"{human_bytes(plan['ram_bytes']) if plan['ram_bytes'] else 'unknown'} of RAM planned "
-            "(dry run: nothing sent)"
-        )
         return
     out.print(
         f"deployed [bold]{pack.name}[/bold] {pack.manifest['version']} to {plan['board']}: "

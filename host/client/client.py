@@ -248,10 +248,7 @@ class Client:
 
     def infer(self, inputs, model: str | None = None) -> tuple[list[np.ndarray], int]:
         """One inference: inputs (an array or a list of arrays) -> (outputs, device µs)."""
-        body = {"x": _wire_inputs(inputs)}
-        if model:
-            body["m"] = model
-        reply = self.request(ops.INFER, body)
+        reply = self.request(ops.INFER, infer_body(inputs, model))
         return [from_wire(t) for t in reply["y"]], int(reply["t"])
 
     def infer_batch(self, batch, model: str | None = None) -> tuple[list[list[np.ndarray]], list]:
@@ -267,10 +264,7 @@ class Client:
 
         def requests():
             for x in batch:
-                body = {"x": _wire_inputs(x)}
-                if model:
-                    body["m"] = model
-                yield ops.INFER, body
+                yield ops.INFER, infer_body(x, model)
 
         for reply in self.pipeline(requests(), window):
             yield [from_wire(t) for t in reply["y"]], int(reply["t"])
@@ -278,7 +272,7 @@ class Client:
     # -- Knowledge Packs -----------------------------------------------------------------
     def pack_set(self, pack: dict[str, Any]) -> dict[str, Any]:
         """Make ``pack`` (``kpdev.host.packs.pack.device_pack``) the device's pack, atomically."""
-        return self.request(ops.PACK_SET, {"pack": pack})
+        return self.request(ops.PACK_SET, pack_set_body(pack))
 
     def pack_get(self) -> dict[str, Any] | None:
         """The device's pack (name, version, models, window), or None."""
@@ -293,8 +287,7 @@ class Client:
 
         ``features`` adds ``"x"``: the model input the device's pipeline made, as an array.
         """
-        body = {"x": to_wire(np.asarray(x)), "features": features}
-        result = self.request(ops.CLASSIFY, body)["r"][0]
+        result = self.request(ops.CLASSIFY, classify_body(x, features))["r"][0]
         if "x" in result:
             result["x"] = from_wire(result["x"])
         return result
@@ -449,6 +442,31 @@ POWER_EVENT_FIELDS = ("ts_ms", "voltage_uv", "current_ma", "power_mw")
 def power_event(event) -> dict[str, Any]:
     """A POWER_READ event ([ts_ms, voltage_uv, current_ma, power_mw]) as a map."""
     return dict(zip(POWER_EVENT_FIELDS, event, strict=False))
+
+
+# Request bodies built the one way both the requests and the deploy's fit check
+# (kpdev.host.packs.fit: will each fit the device's maximum payload?) use.
+def infer_body(inputs, model: str | None = None) -> dict[str, Any]:
+    """The body of an INFER request."""
+    body = {"x": _wire_inputs(inputs)}
+    if model:
+        body["m"] = model
+    return body
+
+
+def classify_body(x: np.ndarray, features: bool = False) -> dict[str, Any]:
+    """The body of a CLASSIFY request of one window (or model input)."""
+    return {"x": to_wire(np.asarray(x)), "features": features}
+
+
+def pack_set_body(pack: dict[str, Any]) -> dict[str, Any]:
+    """The body of a PACK_SET request."""
+    return {"pack": pack}
+
+
+def payload_size(body: dict[str, Any]) -> int:
+    """Bytes of a request body as sent (its CBOR encoding): what ``max_payload`` limits."""
+    return len(cbor2.dumps(body))
 
 
 def _wire_inputs(inputs):

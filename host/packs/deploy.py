@@ -20,10 +20,10 @@ import numpy as np
 from kpdev import accelerators
 from kpdev.accelerators.options import OPTIONS
 from kpdev.host.boards.catalog import Board, load_boards
-from kpdev.host.client.client import Client
+from kpdev.host.client.client import Client, pack_set_body, payload_size
 from kpdev.host.errors import UsageError
 from kpdev.host.extras import extra_for, pip_install
-from kpdev.host.packs.pack import Pack, device_pack, state_store_name
+from kpdev.host.packs.pack import Pack, device_pack, state_store_name, store_name
 from kpdev.host.plain import human_bytes, jsonable
 from kpdev.protocol import ops
 from kpdev.protocol.errors import DeviceError
@@ -153,11 +153,6 @@ def delete_models(client: Client, names: list[str] | None) -> list[str]:
     for n in names:
         client.delete(n)
     return names
-
-
-def store_name(pack: Pack, model_id: str) -> str:
-    """The name a pack's model is stored under on the device."""
-    return f"{pack.manifest['name']}.{model_id}"
 
 
 def _fits(pack: Pack, board: Board) -> bool:
@@ -353,25 +348,27 @@ def deploy_pack(
     pack: Pack,
     board: Board | None,
     *,
-    dry_run: bool = False,
     force: bool = False,
     progress: Callable | None = None,
 ) -> dict[str, Any]:
     """Check, upload, verify and activate ``pack`` on the device behind ``client``.
 
     Returns the plan with ``vectors`` (per vector and check: match or not) and ``active``.
-    Model vectors that differ stop the deploy before activation unless ``force``.
+    A model the device cannot load stops the deploy, and the models this deploy stored are
+    deleted again (DeviceError saying why); model vectors that differ stop it before activation
+    unless ``force``.  Either way the previous pack stays active.
+    (``kpdev.host.packs.fit.fit_pack`` predicts all this without sending anything.)
     """
     info = dict(client.device)
     info["models"] = client.models().get("models", [])
     plan = check_pack(pack, board, info)
     plan.update({"pack": pack.manifest["name"], "version": pack.manifest["version"]})
-    plan["dry_run"] = dry_run
+    plan["dry_run"] = False
     plan["active"] = False
-    if dry_run:
-        return plan
+    _check_requests(pack, client.max_payload, plan["board"])
     upload_models(client, pack, plan, progress)
     _upload_state(client, pack, info)
+    _check_loads(client, pack, plan)
     vectors = check_vectors(client, pack, "models")
     bad = [r for r in vectors if not r["match"]]
     if bad and not force:
@@ -388,6 +385,37 @@ def deploy_pack(
     vectors += check_vectors(client, pack, "pipeline")
     plan["vectors"] = vectors
     return plan
+
+
+def _check_requests(pack: Pack, max_payload: int, where: str) -> None:
+    # The pack's description must fit in one PACK_SET: refused before any model is sent.
+    names = {x["id"]: store_name(pack, x["id"]) for x in pack.manifest["models"]}
+    size = payload_size(pack_set_body(device_pack(pack, names)))
+    if size > max_payload:
+        raise UsageError(
+            f"{pack.name} does not fit {where}: its description (PACK_SET) is {size} bytes, "
+            f"over the agent's maximum payload of {max_payload}; nothing was sent (fewer "
+            "classes or models, or a board with a larger max_payload)"
+        )
+
+
+def _check_loads(client: Client, pack: Pack, plan: dict[str, Any]) -> None:
+    # Every model loads before a vector runs; else the models this deploy stored go again.
+    for p in plan["models"]:
+        problem = client.model_info(p["name"]).get("load_error")
+        if not problem:
+            continue
+        sent = [q["name"] for q in plan["models"] if not q["stored"]]
+        for name in sent:
+            client.delete(name)
+        gone = f"; {', '.join(sent)} deleted again" if sent else ""
+        error = DeviceError(
+            f"{pack.name} cannot run on {plan['board']}: model {p['name']}: {problem['msg']}"
+            f"{gone}; the previous pack stays active",
+            problem["code"],
+        )
+        error.detail = jsonable(plan)
+        raise error
 
 
 def deploy_model(

@@ -248,6 +248,11 @@ def device_pack(pack: Pack, store_names: dict[str, str]) -> dict[str, Any]:
     return out
 
 
+def store_name(pack: Pack, model_id: str) -> str:
+    """The name a pack's model is stored under on the device."""
+    return f"{pack.manifest['name']}.{model_id}"
+
+
 def state_store_name(pack: Pack) -> str:
     """The name a pack's learner state is stored under on the device (no model id has a dot)."""
     return f"{pack.name}.state.kpl"

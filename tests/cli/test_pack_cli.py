@@ -225,17 +225,6 @@ def test_a_pack_the_board_cannot_take_is_refused_before_anything_is_sent(
     assert store(board) == before
 
 
-def test_dry_run_of_a_fitting_pack_sends_no_model(flat):
-    path, manifest = flat
-    before = store("sim-mcu-64k")
-    plan = cli_json("deploy", path, "--board", "sim-mcu-64k", "--dry-run")
-    assert plan["dry_run"] and not plan["active"] and "vectors" not in plan
-    assert plan["board"] == "sim-mcu-64k"
-    assert plan["model_bytes"] == manifest["cost"]["model_bytes"]
-    assert [m["name"] for m in plan["models"]] == ["basicmotions.main"]
-    assert store("sim-mcu-64k") == before
-
-
 # -- a model tree on the device --------------------------------------------------------------
 
 
