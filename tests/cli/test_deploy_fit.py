@@ -69,7 +69,10 @@ def test_the_dry_run_verdict_is_the_deploys_outcome(board, packs):
     outcomes = []
     for path in [*MODELS, *packs]:
         plan = dry_run(path, board)
+        before = cli_json("models", "--board", board)
         ok, why = deploy(path, board)
+        if not ok:  # a refused deploy leaves the store as it was
+            assert cli_json("models", "--board", board) == before, (path.name, why)
         outcomes.append((path.name, plan["fits"], ok))
         # "may not fit" (a tight heap) is no promise either way; the others are.
         if plan["fits"] is not None:
