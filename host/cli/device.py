@@ -218,7 +218,7 @@ def _print_stats(data: dict) -> None:
     now = data.get("link_connection") or {}
     for k, v in link.items():
         if v or now.get(k):
-            shown = f"{v} since start, {now[k]} this connection" if k in now else str(v)
+            shown = f"{v} since start or reset, {now[k]} this connection" if k in now else str(v)
             t.add_row(k.replace("_", " "), shown)
     for k, v in named_errors(data.get("errors") or {}).items():
         t.add_row(f"errors {k}", str(v))
@@ -228,7 +228,10 @@ def _print_stats(data: dict) -> None:
     out.print(t)
     if data.get("models"):
         energy = any(m.get("energy") for m in data["models"].values())
-        lt = Table(title="inference latency (µs)" + (" and energy" if energy else ""))
+        lt = Table(
+            title="inference latency (µs, device clock; p50 and p99 of the last 128)"
+            + (" and energy" if energy else "")
+        )
         cols = ["model", "count", "min", "mean", "p50", "p99", "max"]
         if energy:
             cols += ["mJ/inference", "energy"]

@@ -74,7 +74,7 @@ def _round_table(rows: list[dict[str, Any]], scored: list[str]) -> Table:
     table.add_column("shots/class", justify="right")
     table.add_column("accuracy", justify="right")
     table.add_column("before learning", justify="right")
-    table.add_column("ms/shot", justify="right")
+    table.add_column("ms/shot (host clock)", justify="right")
     for label in scored:
         table.add_column(label, justify="right")
     for row in rows:
