@@ -223,7 +223,11 @@ def build_learning_pack(
     model_bytes = sum(len(files[m["file"]]) for m in models)
     manifest["cost"] = {
         "model_bytes": model_bytes + (learning["state"] or {}).get("bytes", 0),
-        "ram_bytes": cost["window_bytes"] + cost["buffer_bytes"] + (memory or 0),
+        # The Akida engine does not say what its model takes: unknown, as build.py leaves it
+        # for an engine that does not report its arena.
+        "ram_bytes": cost["window_bytes"] + cost["buffer_bytes"] + memory
+        if memory is not None
+        else None,
         "learner_memory_bytes": memory,
         "models": {m["id"]: {"bytes": m["bytes"], "backend": "akida"} for m in models},
         "pipeline": cost,
