@@ -74,6 +74,12 @@ _E_BAD_REQUEST = const(5)
 _E_INTERNAL = const(32)
 _E_MODEL_LOAD = const(23)
 
+# Operations that change nothing (STATS too, without "reset"): a reply of theirs too large for
+# the host is refused with TOO_LARGE.  Any other operation's is replaced by {"trimmed": N}
+# (docs/protocol.md §6), as an ERROR reply always means nothing changed.
+_READ_ONLY = b"\x02\x03\x14\x15\x20\x21\x30\x36\x41\x42\x48\x50\x61\x63"
+_STATS = const(0x04)
+
 _IDLE_RESYNC_MS = const(1000)  # a partial frame this stale is given up on
 # Two Ctrl-C, sent alone outside any frame, end the agent loop: the console goes back
 # to the board's REPL.
@@ -259,14 +265,18 @@ class Agent:
             self.send_error(frame.rid, op, _E_INTERNAL, "%s: %s" % (type(e).__name__, e))
             return
         if len(payload) > self.peer_max:
-            self.send_error(
-                frame.rid,
-                op,
-                _E_TOO_LARGE,
-                "reply of %d bytes exceeds the host's maximum of %d; send smaller batches"
-                % (len(payload), self.peer_max),
-            )
-            return
+            if op in _READ_ONLY or (op == _STATS and not body.get("reset")):
+                self.send_error(
+                    frame.rid,
+                    op,
+                    _E_TOO_LARGE,
+                    "reply of %d bytes exceeds the host's maximum of %d; send smaller batches"
+                    % (len(payload), self.peer_max),
+                )
+                return
+            # The request was carried out: an ERROR would say it was not.  Say so in a reply
+            # that fits, with the size of the one the host could not take.
+            payload = cbor.dumps({"trimmed": len(payload)})
         self._send(op, frame.rid, payload, _FLAG_RESPONSE)
 
     def request(self, op, body=None):

@@ -21,8 +21,8 @@ from kpdev.protocol.ops import (
 
 def _is_op(name):
     # ops.py's rule: every upper-case name is an operation code, but for the frame flags, the
-    # error codes, the bounds of the reserved ranges and the protocol version.
-    if not name.isupper() or name == "PROTOCOL_VERSION":
+    # error codes, the bounds of the reserved ranges, the protocol version and READ_ONLY.
+    if not name.isupper() or name in ("PROTOCOL_VERSION", "READ_ONLY"):
         return False
     if name.startswith("FLAG_") or name.startswith("E_"):
         return False

@@ -68,6 +68,27 @@ LEARN_LOAD = const(0x37)
 # Per-stage timing of the active pack (0x50-0x5F; the codes not named here stay reserved).
 PROFILE_RUN = const(0x50)
 
+# Operations that change nothing on the agent (STATS neither, unless asked to "reset"): a reply
+# of theirs too large for the host's limit is refused with ERROR 2 TOO_LARGE.  Any other
+# operation's is replaced by {"trimmed": N}: it was carried out, and an ERROR reply always means
+# nothing changed (docs/protocol.md §6).  device/agent.py keeps these as bytes (_READ_ONLY).
+READ_ONLY = (
+    INFO,
+    PING,
+    MODEL_LIST,
+    MODEL_INFO,
+    INFER,
+    INFER_BATCH,
+    LEARN_INFO,
+    LEARN_EXPORT,
+    POWER_READ,
+    POWER_FLOOR,
+    CLOCK_GET,
+    PROFILE_RUN,
+    PACK_GET,
+    CLASSIFY,
+)
+
 # Reserved ranges, filled in by later protocol revisions (LEARN, POWER, PROFILE, PACK: their
 # codes not named above).
 LEARN_FIRST = const(0x30)

@@ -14,7 +14,7 @@ import numpy as np
 from kpdev.host.client.tensors import from_wire, to_wire
 from kpdev.host.errors import AuthError, LinkError, LinkTimeout, UsageError
 from kpdev.protocol import names, ops
-from kpdev.protocol.errors import DeviceError, ProtocolError
+from kpdev.protocol.errors import DeviceError, KpdevError, ProtocolError
 from kpdev.protocol.framing import DEFAULT_MAX_PAYLOAD, FrameParser, FrameWriter
 
 HOST_MAX_PAYLOAD = 16 * 1024 * 1024
@@ -97,7 +97,7 @@ class Client:
                     self._accept(frame)
         result = self._done.pop(rid)
         self._sent.pop(rid, None)
-        if isinstance(result, DeviceError):
+        if isinstance(result, KpdevError):  # an ERROR reply, or a reply it cannot use
             raise result
         return result
 
@@ -135,6 +135,12 @@ class Client:
                 f"{names.op_name(op)} failed: {msg} [{names.error_name(code)}]", code
             )
             return
+        if isinstance(body, dict) and list(body) == ["trimmed"]:
+            op = self._sent[frame.rid][0]
+            body = ProtocolError(
+                f"the device carried out {names.op_name(op)}, but its reply of "
+                f"{body['trimmed']} bytes was over the limit this client announced at HELLO"
+            )
         self._done[frame.rid] = body
 
     def request(self, op: int, body: dict[str, Any] | None = None, timeout=None) -> Any:

@@ -20,7 +20,7 @@ from kpdev.host.client.client import Client
 from kpdev.host.errors import AuthError, LinkError
 from kpdev.host.runtime import modelgen
 from kpdev.protocol import ops
-from kpdev.protocol.errors import DeviceError, KpdevError
+from kpdev.protocol.errors import DeviceError, KpdevError, ProtocolError
 from kpdev.protocol.framing import FrameWriter
 
 DENSE = read_data("dense_int8.tflite")
@@ -389,6 +389,33 @@ def test_oversized_frame_is_refused_then_the_next_one_answered(dut):
     stats = client.stats()
     assert stats["link"]["oversize"] == 1
     assert stats["errors"] == {ops.E_TOO_LARGE: 1}
+
+
+def test_an_error_reply_means_nothing_changed_even_when_the_reply_does_not_fit(dut):
+    # A host that takes replies of 64 bytes at most: a request that changes state is still
+    # answered as done (trimmed), never with an ERROR; one that changes nothing is refused.
+    client = dut.client
+    name = "n" * 48  # the longest name: MODEL_COMMIT's reply is well over 64 bytes
+    _, reply = raw(client, ops.HELLO, cbor2.dumps({"max_payload": 64}))
+    assert list(reply) == ["trimmed"] and reply["trimmed"] > 64  # HELLO set the limit
+    try:
+        with pytest.raises(ProtocolError, match="carried out MODEL_COMMIT"):
+            client.upload(name, DENSE, "tflite", activate=False)
+        code, _ = error_of(client, ops.MODEL_LIST, b"")
+        assert code == ops.E_TOO_LARGE
+        code, _ = error_of(client, ops.STATS, b"")
+        assert code == ops.E_TOO_LARGE
+    finally:
+        client.hello()
+    stored = {m["name"]: m for m in client.models()["models"]}
+    assert stored[name]["sha256"] == sha256(DENSE).hex()
+    client.delete(name)
+
+
+def test_the_agents_read_only_operations_are_the_protocols():
+    from kpdev.device import agent
+
+    assert agent._READ_ONLY == bytes(sorted(ops.READ_ONLY))
 
 
 def test_damage_on_the_live_link_is_survived_and_counted(dut):
