@@ -297,6 +297,17 @@ def recognize(
     label_column: Annotated[
         str, typer.Option("--label-column", help="CSV column holding per-sample labels.")
     ] = "label",
+    out_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Also write the recognition JSON here, for kpdev report (an existing file is "
+            "kept unless --force).",
+            show_default=False,
+        ),
+    ] = None,
+    force: ForceOpt = False,
     board: BoardOpt = None,
     port: PortOpt = None,
     key: KeyOpt = None,
@@ -306,13 +317,15 @@ def recognize(
     """Run a raw recording through a pack's pipeline and models; print the class of each window.
 
     With labels in the recording, each window's true class is the majority label of its samples
-    and a confusion matrix follows.
+    and a confusion matrix follows. --out keeps the result for kpdev report.
     """
     from kpdev.host.datasets import load_signal
     from kpdev.host.evaluation.recognize import recognize as run
 
     if platform not in ("device", "host"):
         raise UsageError(f"--platform {platform!r}: use device or host")
+    if out_file is not None:
+        refuse_existing(out_file, force, "recognition file")
     pack = read_pack(pack_path)
     sig = load_signal(str(signal), label_column=label_column)
     if platform == "host":
@@ -326,6 +339,9 @@ def recognize(
             with progress_bar(not json_, f"recognize on {c.device.get('board')}") as progress:
                 doc = run(pack, sig, c, progress)
     doc["signal"] = str(signal)
+    if out_file:
+        text = json.dumps(jsonable(doc), indent=2) + "\n"
+        write_atomic(out_file, lambda f: f.write(text.encode("utf-8")))
     if json_:
         emit(doc)
         return

@@ -33,8 +33,13 @@ def test_one_run(tmp_path):
     assert out["markdown"] == tmp_path / "rep" / "report.md"
     assert out["html"] == tmp_path / "rep" / "report.html"
     names = sorted(p.name for p in out["figures"])
-    assert len(names) == 3
-    assert [n.rsplit("-", 1)[1] for n in names] == ["confusion.png", "latency.png", "profile.png"]
+    assert len(names) == 4
+    assert [n.rsplit("-", 1)[1] for n in names] == [
+        "confusion.png",
+        "latency.png",
+        "profile.png",
+        "timeline.png",
+    ]
     for path in out["figures"]:
         assert path.parent == tmp_path / "rep"
         check_png(path)
@@ -46,7 +51,7 @@ def test_one_run(tmp_path):
     assert f"accuracy {cls['accuracy']:.4f}" in md
     assert f"macro F1 {cls['macro_f1']:.4f}" in md
     assert f"{doc['results']['latency_us']['p50']:.1f}" in md
-    assert "feature:mean" in md and "52.50 µJ (estimated)" in md
+    assert "feature:mean" in md and "| per inference | 52.50 | estimated |" in md
     assert "Comparison" not in md  # one run: nothing to compare
 
     page = out["html"].read_text()
@@ -64,7 +69,8 @@ def test_two_runs_compared_and_escaped(tmp_path):
     out = write_report(docs, tmp_path, names=["mcu", "<x&y> | board"])
     figures = {p.name for p in out["figures"]}
     assert "comparison.png" in figures
-    assert len(figures) == 1 + 3 + 2  # comparison, run one with profile, run two without
+    # comparison, run one with profile, run two without (each: confusion, histogram, timeline)
+    assert len(figures) == 1 + 4 + 3
     for path in out["figures"]:
         check_png(path)
 
