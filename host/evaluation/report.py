@@ -524,8 +524,8 @@ def _memory_rows(results: dict) -> list[list[str]]:
         mem.get("heap_peak"),
         heap_limit,
         heap_text,
-        "most MicroPython heap in use seen after a request during the run, garbage not yet "
-        "collected included: an upper bound",
+        "most MicroPython heap in use (the agent, its pack and the requests) seen after a "
+        "request during the run, garbage not yet collected included: an upper bound",
     )
     add(
         "peak live heap",
@@ -572,14 +572,16 @@ def _memory_rows(results: dict) -> list[list[str]]:
     for name, m in (_section(results, "models") or {}).items():
         details = m.get("details") if isinstance(m, dict) else None
         if isinstance(details, dict):
-            arena = details.get("arena_used_bytes", details.get("arena_size_bytes"))
-            add(
-                f"arena of {name} on the device",
-                arena,
-                heap_limit,
-                heap_text,
-                f"arena the device's {m.get('backend')} backend allocated (MODEL_INFO)",
-            )
+            if _num(details.get("arena_used_bytes")) is not None:
+                arena = details["arena_used_bytes"]
+                what = (
+                    f"arena the device's {m.get('backend')} allocator used, of "
+                    f"{_fmt_int(details.get('arena_size_bytes'))} B given (MODEL_INFO)"
+                )
+            else:
+                arena = details.get("arena_size_bytes")
+                what = f"arena the device's {m.get('backend')} backend allocated (MODEL_INFO)"
+            add(f"arena of {name} on the device", arena, heap_limit, heap_text, what)
     add(
         "model bytes",
         foot.get("model_bytes"),
@@ -1157,7 +1159,7 @@ body { font-family: system-ui, sans-serif; max-width: 1000px; margin: 2em auto; 
 table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
 th { background: #f3f3f3; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 img { max-width: 100%; display: block; margin: 0.5em 0 1.5em; }
 """
 
