@@ -474,7 +474,7 @@ def _throughput_rows(results: dict) -> list[list[str]]:
     if _num(tp.get("device_per_s")) is not None:
         rows.append(
             [
-                "device time",
+                "over device time",
                 _fmt(tp["device_per_s"], 1),
                 f"{_fmt_int(tp.get('n'))} inferences / {_fmt(tp.get('device_s'), 4)} s: the sum "
                 "of the device's per-inference times (the device busy with nothing else)",
@@ -483,7 +483,7 @@ def _throughput_rows(results: dict) -> list[list[str]]:
     if _num(tp.get("wall_per_s")) is not None:
         rows.append(
             [
-                "wall time",
+                "over wall time",
                 _fmt(tp["wall_per_s"], 1),
                 f"{_fmt_int(tp.get('n'))} inferences / {_fmt(tp.get('wall_s'), 4)} s of the "
                 "host's clock: link, batching and the host included",
@@ -893,7 +893,7 @@ def _run_blocks(name: str, slug: str, doc: dict, out_dir: Path, figures: list[Pa
         blocks.append(_Table([keys[0]] + [f"{k} (µs)" for k in keys[1:]], [row], tuple(range(8))))
     tp_rows = _throughput_rows(results)
     if tp_rows:
-        blocks.append(_Table(["throughput over", "inferences / s", "computed as"], tp_rows, (1,)))
+        blocks.append(_Table(["throughput", "inferences / s", "computed as"], tp_rows, (1,)))
     if samples:
         path = _latency_histogram(
             samples,
