@@ -59,7 +59,7 @@ def demo(
     """
     from kpdev.host.boards.catalog import get_board
     from kpdev.host.datasets import load_dataset, load_signal
-    from kpdev.host.evaluation.evaluate import evaluate, profile_pack
+    from kpdev.host.evaluation.evaluate import evaluate, footprint, profile_pack
     from kpdev.host.evaluation.metrics import measurements, write_measurements
     from kpdev.host.evaluation.recognize import recognize
     from kpdev.host.evaluation.report import write_report
@@ -97,6 +97,7 @@ def demo(
         say("[bold]4/6[/bold] profiling each stage on the device")
         prof = profile_pack(c, pack, 20)
         results["profile"] = prof
+        results["footprint"] = footprint(pack, None, b)
         say("[bold]5/6[/bold] recognizing a continuous recording, streamed to the device")
         with progress_bar(not json_, "stream") as progress:
             rec = recognize(pack, load_signal(str(DEMO / "basicmotions_walk.npz")), c, progress)

@@ -93,6 +93,15 @@ def eval_(
         ),
     ] = None,
     force: ForceOpt = False,
+    label: Annotated[
+        str | None,
+        typer.Option(
+            "--label",
+            help="A name for this run, kept in the measurements; kpdev report heads the run "
+            "and its comparison column with it. Default: the board and the pack.",
+            show_default=False,
+        ),
+    ] = None,
     board: BoardOpt = None,
     port: PortOpt = None,
     key: KeyOpt = None,
@@ -104,14 +113,21 @@ def eval_(
     Streams the test samples through the device (batched and pipelined), then reports accuracy,
     per-class precision/recall/F1 (macro F1 over the classes in the test data), the confusion
     matrix, on-device latency (mean/p50/p99), link bytes and, where the board reports it, energy
-    per inference; writes a measurements file that `kpdev report` turns into a report.
+    per inference, throughput, the device's memory and storage after the run and the host's
+    load; writes a measurements file that `kpdev report` turns into a report.
 
     Test samples of a class a pack does not know are left out and counted (a warning on stderr,
     `skipped` in the measurements); none known is refused. Samples quantized on the host for a
     model's input are checked against its range: values that saturate are counted (a warning,
     `input_quantization`); --input-scale rescales them first.
     """
-    from kpdev.host.evaluation.evaluate import evaluate, known_only, put_on_device, test_split
+    from kpdev.host.evaluation.evaluate import (
+        evaluate,
+        footprint,
+        known_only,
+        put_on_device,
+        test_split,
+    )
     from kpdev.host.evaluation.metrics import measurements, write_measurements
 
     win = parse_window(window)
@@ -164,8 +180,10 @@ def eval_(
             )
         results["skipped"] = skipped or None
         results["input_quantization"] = on.quantization
+        results["footprint"] = footprint(pack, None if pack else target.stat().st_size, b)
         doc = measurements(
             "eval",
+            label=label,
             board=board_info(c, b),
             versions=versions_of(c),
             results=results,
@@ -245,6 +263,12 @@ def print_results(doc: dict, console) -> None:
         f" · link {link['per_inference']:.0f} B/sample (batch {link['batch']}, "
         f"{link['window']} in flight) · energy/inference {e_text} · {r['wall_s']:.1f} s"
     )
+    tp = r.get("throughput") or {}
+    if tp.get("device_per_s") and tp.get("wall_per_s"):
+        console.print(
+            f"throughput: {tp['device_per_s']:.1f} inferences/s of device time, "
+            f"{tp['wall_per_s']:.1f}/s of wall time (link and host included)"
+        )
 
 
 # -- recognize -----------------------------------------------------------------------------
@@ -273,6 +297,17 @@ def recognize(
     label_column: Annotated[
         str, typer.Option("--label-column", help="CSV column holding per-sample labels.")
     ] = "label",
+    out_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Also write the recognition JSON here, for kpdev report (an existing file is "
+            "kept unless --force).",
+            show_default=False,
+        ),
+    ] = None,
+    force: ForceOpt = False,
     board: BoardOpt = None,
     port: PortOpt = None,
     key: KeyOpt = None,
@@ -282,13 +317,15 @@ def recognize(
     """Run a raw recording through a pack's pipeline and models; print the class of each window.
 
     With labels in the recording, each window's true class is the majority label of its samples
-    and a confusion matrix follows.
+    and a confusion matrix follows. --out keeps the result for kpdev report.
     """
     from kpdev.host.datasets import load_signal
     from kpdev.host.evaluation.recognize import recognize as run
 
     if platform not in ("device", "host"):
         raise UsageError(f"--platform {platform!r}: use device or host")
+    if out_file is not None:
+        refuse_existing(out_file, force, "recognition file")
     pack = read_pack(pack_path)
     sig = load_signal(str(signal), label_column=label_column)
     if platform == "host":
@@ -302,6 +339,9 @@ def recognize(
             with progress_bar(not json_, f"recognize on {c.device.get('board')}") as progress:
                 doc = run(pack, sig, c, progress)
     doc["signal"] = str(signal)
+    if out_file:
+        text = json.dumps(jsonable(doc), indent=2) + "\n"
+        write_atomic(out_file, lambda f: f.write(text.encode("utf-8")))
     if json_:
         emit(doc)
         return

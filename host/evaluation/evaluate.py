@@ -10,6 +10,8 @@ measurements document.
 
 from __future__ import annotations
 
+import os
+import platform
 import time
 from collections.abc import Callable
 from typing import Any
@@ -67,6 +69,61 @@ def _energy(stats: dict[str, Any], model: str | None) -> dict[str, Any] | None:
     return out
 
 
+def _load_average() -> list[float] | None:
+    # 1, 5 and 15 minute load averages; None where the OS keeps none (Windows).
+    try:
+        return [float(v) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def host_facts() -> dict[str, Any]:
+    """The host a run is measured from: name, OS, Python, CPU count and its load average now
+    (``load_start``; ``evaluate`` adds ``load_end``), so a noisy figure can be explained."""
+    return {
+        "name": platform.node(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "load_start": _load_average(),
+    }
+
+
+def _device_memory(client: Client, stats: dict[str, Any]) -> dict[str, Any] | None:
+    """What the device says of its memory and storage after the run: STATS ``memory`` (the
+    MicroPython heap and its peaks since the run's STATS reset, or the Linux agent's RSS) and
+    INFO ``storage`` (the model store's quota and use)."""
+    out: dict[str, Any] = dict(stats.get("memory") or {})
+    try:
+        storage = client.info().get("storage")
+    except DeviceError:
+        storage = None
+    if storage:
+        out["storage"] = storage
+    if not out:
+        return None
+    out["runtime"] = client.device.get("runtime")
+    return out
+
+
+def _model_facts(client: Client, pack: str | None, model: str | None) -> dict[str, Any] | None:
+    """MODEL_INFO of each stored model the run used (the pack's, or the bare model): its
+    backend, size and what the backend says of it (arena, Akida's layers and mapping...)."""
+    try:
+        names = [m["name"] for m in client.models().get("models") or []]
+        if model is None:
+            names = [n for n in names if pack and n.startswith(pack + ".")]
+        else:
+            names = [n for n in names if n == model]
+        facts = {}
+        for name in names:
+            info = client.model_info(name)
+            facts[name] = {k: info.get(k) for k in ("backend", "format", "size", "details")}
+    except DeviceError:
+        return None
+    return facts or None
+
+
 def evaluate(
     client: Client,
     x: np.ndarray,
@@ -90,6 +147,7 @@ def evaluate(
         raise UsageError("the test set is empty: nothing to evaluate")
     xs = features.raw_input(pipeline, x) if pipeline and model is None else x
     size = frame_batch(client, np.asarray(xs[0]), batch)
+    host = host_facts()
     client.stats(reset=True)  # the energy figures afterwards cover this run only
     out0, in0 = client.bytes_out, client.bytes_in
     predicted: list[str] = []
@@ -121,6 +179,13 @@ def evaluate(
         stats = client.stats()
     except DeviceError:
         stats = {}
+    host["load_end"] = _load_average()
+    memory = _device_memory(client, stats)
+    try:
+        pack_name = (client.pack_get() or {}).get("name") if model is None else None
+    except DeviceError:
+        pack_name = None
+    models = _model_facts(client, pack_name, model)
     names = list(classes) + sorted(set(labels + predicted) - set(classes))
     index = {c: i for i, c in enumerate(names)}
     report = classification(
@@ -140,6 +205,40 @@ def evaluate(
         },
         "energy": _energy(stats, model),
         "wall_s": wall,
+        "throughput": throughput(times, wall),
+        "device_memory": memory,
+        "models": models,
+        "host": host,
+    }
+
+
+def throughput(times_us: list[float], wall_s: float | None) -> dict[str, Any]:
+    """Inferences per second two ways: over the device's own time (count / the sum of the
+    per-inference times: the device busy with nothing else) and over the host's wall time of
+    the whole run (link, batching and the host included)."""
+    n = len(times_us)
+    busy = sum(times_us) / 1e6
+    return {
+        "n": n,
+        "device_per_s": n / busy if busy > 0 else None,
+        "device_s": busy,
+        "wall_per_s": n / wall_s if wall_s else None,
+        "wall_s": wall_s,
+    }
+
+
+def footprint(pack: Any | None, model_bytes: int | None, board: Any | None) -> dict[str, Any]:
+    """What a run's pack or model costs and the board's limits: the pack manifest's ``cost``
+    (model bytes, the arena each model's engine planned on the host, the pipeline's buffers,
+    the RAM it plans) or a bare model's file size, and the catalog's ``ram_kb`` and
+    ``storage_kb`` of ``board`` in bytes (None for a board not in the catalog)."""
+    cost = pack.manifest.get("cost") if pack is not None else None
+    return {
+        "cost": cost,
+        "model_bytes": (cost or {}).get("model_bytes") if cost else model_bytes,
+        "catalog": board.id if board is not None else None,
+        "ram_bytes": board.ram_kb * 1024 if board is not None else None,
+        "storage_bytes": board.storage_kb * 1024 if board is not None else None,
     }
 
 

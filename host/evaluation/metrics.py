@@ -4,15 +4,34 @@ A measurements file is UTF-8 JSON, one object:
 
 ```
 {"kind": "kpdev-measurements", "schema": 1, "created": "2026-11-21T10:00:00Z",
- "command": "eval", "board": {...}, "pack": {...} | null, "model": {...} | null,
+ "command": "eval", "label": text | null, "board": {...}, "pack": {...} | null,
+ "model": {...} | null,
  "dataset": {...} | null, "inputs": {...} | null, "versions": {...},
  "results": {"classification": {...}, "latency_us": {...}, "latency_samples_us": [...],
              "link": {"bytes_out": N, "bytes_in": N, "per_inference": N},
              "energy": {"uj_per_inference": X, "estimated": true, "method": text,
                         "source": text, "mw": X, "count": N, "span": text,
                         "stages_uj": {"pipeline": X, "models": X}} | null,
-             "wall_s": X, "profile": {...} | null}}
+             "wall_s": X, "profile": {...} | null,
+             "throughput": {"n", "device_per_s", "device_s", "wall_per_s", "wall_s"},
+             "device_memory": {"runtime", "heap_peak", "heap_live_peak", "heap_total", ... |
+                               "rss", "rss_peak", "ram_free", "storage": {quota, used, free}},
+             "footprint": {"cost": pack cost | null, "model_bytes", "catalog", "ram_bytes",
+                           "storage_bytes"},
+             "models": {stored name: {"backend", "format", "size", "details"}},
+             "host": {"name", "os", "python", "cpus", "load_start", "load_end"}}}
 ```
+
+``label`` is the name the user gave the run (``kpdev eval --label``); reports head the run with
+it.  ``throughput`` is inferences per second over the device's own time (count / the sum of the
+latency samples) and over the host's wall time of the run (link included).  ``device_memory``
+is what STATS and INFO say after the run: on MicroPython ``heap_peak`` is the most heap seen in
+use after a request since the run's STATS reset (an upper bound, garbage included) and
+``heap_live_peak`` the most live heap after a collection (a lower bound); on the Linux agent
+``rss_peak`` is the agent process's peak resident set since it started.  ``footprint`` holds the
+pack manifest's cost (``arena_bytes``: planned by the host reference runtime) and the catalog
+board's RAM and storage.  ``host`` names the machine that ran kpdev and its 1/5/15-minute load
+averages at the start and the end of the run.
 
 Every member of ``results`` is optional; readers skip what is missing.  ``classification``'s
 ``macro_f1`` is the mean F1 over ``macro_f1_classes``, the classes present in the true labels.
@@ -165,8 +184,10 @@ def measurements(
     dataset: dict | None = None,
     inputs: dict | None = None,
     created: str | None = None,
+    label: str | None = None,
 ) -> dict:
-    """A measurements document (plain JSON data) for one run of ``command``."""
+    """A measurements document (plain JSON data) for one run of ``command``; ``label`` is the
+    name a user gave the run."""
     if not command or not isinstance(command, str):
         raise UsageError("a measurements document needs the command that made it")
     if not isinstance(results, dict):
@@ -176,6 +197,7 @@ def measurements(
         "schema": SCHEMA,
         "created": created or utc_now(),
         "command": command,
+        "label": label,
         "board": board,
         "pack": pack,
         "model": model,

@@ -18,9 +18,11 @@ from kpdev.host import features
 from kpdev.host.client.client import Client
 from kpdev.host.datasets import Signal
 from kpdev.host.errors import UsageError
-from kpdev.host.evaluation.metrics import classification
+from kpdev.host.evaluation.metrics import classification, utc_now
 from kpdev.host.packs.pack import Pack
 from kpdev.protocol import ops
+
+RECOGNITION_KIND = "kpdev-recognition"  # the document ``kpdev recognize --out`` writes
 
 
 def _stream(client: Client, samples: np.ndarray, progress: Callable | None) -> list[dict]:
@@ -53,8 +55,10 @@ def recognize(
     """Classify every window of ``signal``: on the device behind ``client`` (which must hold
     ``pack``), or on the host when ``client`` is None.
 
-    Returns ``{"pack", "platform", "board", "windows": [{"window", "start", "class", "score",
-    "us", "path", "label"}], "classification": metrics or None}``.
+    Returns ``{"kind": "kpdev-recognition", "created", "pack", "platform", "board", "windows":
+    [{"window", "start", "class", "score", "us", "path", "label"}], "classification": metrics
+    or None}``.  A window's ``us`` is the device's own time for it (pipeline + models) on the
+    device, and the host's time of its emulation on the host.
     """
     pipeline = pack.manifest.get("pipeline")
     if not pipeline:
@@ -110,6 +114,8 @@ def recognize(
             [names.index(t) for t in truth], [names.index(r["class"]) for r in rows], names
         )
     return {
+        "kind": RECOGNITION_KIND,
+        "created": utc_now(),
         "pack": pack.name,
         "platform": "host" if client is None else "device",
         "board": board,

@@ -38,6 +38,7 @@ from kpdev.host.evaluation.metrics import utc_now
 from kpdev.host.packs.pack import MANIFEST, STATE_FILE, Pack, model_path, npy_bytes, write_pack
 
 _MAGIC = b"KPL1"
+SESSION_KIND = "kpdev-learn-session"  # session.json, which kpdev report takes
 Progress = Callable[[int, int], None]
 OnRound = Callable[[dict[str, Any]], None]
 
@@ -252,6 +253,7 @@ def run_session(
             on_round(row)
     final = client.learn_info()
     log = {
+        "kind": SESSION_KIND,
         "session": session,
         "kpdev": __version__,
         "started": started,

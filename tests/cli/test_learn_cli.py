@@ -5,6 +5,7 @@ to another board, and the one-line refusals of bad requests.
 
 import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 from support.cli import PNG, cli, cli_json, kpdev, one_line_error
@@ -52,6 +53,13 @@ def test_a_session_on_sim_mcu_then_export_and_deploy_on_sim_linux(tmp_path):
     written = json.loads((out / "session.json").read_text())
     assert written["session"] == log["session"] and written["curve"] == log["curve"]
     assert (out / "learning_curve.png").read_bytes().startswith(PNG)
+    # session.json is a report input: its rounds, as the log holds them.
+    assert written["kind"] == "kpdev-learn-session"
+    made = cli_json("report", out / "session.json", "-o", tmp_path / "rep")
+    md = Path(made["markdown"]).read_text()
+    assert f"## Learning session: sim-mcu / {written['pack']['name']} / {log['session']}" in md
+    last = log["rows"][-1]
+    assert f"| 2 | 8 | 32 | {last['learn_s']:.3f} |" in md
     cli_json("reboot", "--board", "sim-mcu")
     info = cli_json("learn", "info", "--board", "sim-mcu")
     assert info["restored"] == "saved" and info["samples"] == 32

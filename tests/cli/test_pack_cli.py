@@ -110,7 +110,10 @@ def flat_evals(flat, work):
     runs = {}
     for board in ("sim-mcu", "sim-linux"):
         out = work / f"eval-{board}.json"
-        doc = cli_json("eval", path, "--board", board, "--dataset", DATASET, "-o", out)
+        label = f"{board} run"
+        doc = cli_json(
+            "eval", path, "--board", board, "--dataset", DATASET, "-o", out, "--label", label
+        )  # fmt: skip
         runs[board] = (doc, out)
     return runs
 
@@ -285,6 +288,35 @@ def test_eval_on_sim_mcu_and_sim_linux_matches_the_host_accuracy(flat, flat_eval
     assert energy["estimated"] is True and energy["uj_per_inference"] > 0
 
 
+def test_eval_records_throughput_memory_footprint_and_the_host(flat, flat_evals):
+    _, manifest = flat
+    for board, (doc, _) in flat_evals.items():
+        r = doc["results"]
+        assert doc["label"] == f"{board} run"
+        samples = r["latency_samples_us"]
+        tp = r["throughput"]
+        assert tp["n"] == len(samples) == 40
+        assert tp["device_per_s"] == pytest.approx(len(samples) / (sum(samples) / 1e6))
+        assert tp["wall_per_s"] == pytest.approx(len(samples) / r["wall_s"])
+        assert tp["wall_per_s"] < tp["device_per_s"]  # the wall clock also counts the link
+        foot = r["footprint"]
+        assert foot["cost"] == manifest["cost"]
+        assert foot["model_bytes"] == manifest["cost"]["model_bytes"]
+        catalog = {"sim-mcu": (256, 1024), "sim-linux": (1048576, 65536)}[board]
+        assert (foot["ram_bytes"], foot["storage_bytes"]) == tuple(k * 1024 for k in catalog)
+        memory = r["device_memory"]
+        assert memory["storage"]["used"] >= manifest["cost"]["model_bytes"]
+        if board == "sim-mcu":
+            assert 0 < memory["heap_live_peak"] <= memory["heap_peak"] <= memory["heap_total"]
+        else:
+            assert 0 < memory["rss"] <= memory["rss_peak"]
+        (stored,) = r["models"]
+        assert stored == "basicmotions.main" and r["models"][stored]["size"] == 2152
+        host = r["host"]
+        assert host["cpus"] == os.cpu_count() and host["python"] and host["name"]
+        assert len(host["load_start"]) == len(host["load_end"]) == 3
+
+
 def test_recognize_on_the_device_and_on_the_host_agree_window_by_window(flat):
     path, _ = flat
     signal = np.load(WALK)["signal"]
@@ -296,6 +328,20 @@ def test_recognize_on_the_device_and_on_the_host_agree_window_by_window(flat):
     assert [w["class"] for w in device["windows"]] == [w["class"] for w in host["windows"]]
     assert [w["path"] for w in device["windows"]] == [w["path"] for w in host["windows"]]
     assert device["classification"]["accuracy"] == host["classification"]["accuracy"]
+
+
+def test_recognize_out_goes_into_a_report(flat, work):
+    out = work / "recognized.json"
+    doc = cli_json("recognize", flat[0], "--board", "sim-mcu", "--signal", WALK, "-o", out)
+    assert json.loads(out.read_text()) == doc and doc["kind"] == "kpdev-recognition"
+    made = cli_json("report", out, "-o", work / "rec-report", "--label", "walk")
+    md = Path(made["markdown"]).read_text()
+    assert "## Recognition: walk" in md
+    assert f"accuracy {doc['classification']['accuracy']:.4f}" in md
+    for w in doc["windows"]:
+        assert f"| {w['window']} | {w['start']:,} | {w['class']} | {w['score']:.3f} |" in md
+    assert "the device's own time per window" in md
+    assert any(Path(f).name == "walk-timeline.png" for f in made["figures"])
 
 
 def test_profile_times_each_feature_generator_then_scale_quantize_and_the_model(flat, profile):
@@ -332,6 +378,11 @@ def test_report_compares_two_boards_with_figures(flat_evals, profile, work):
     assert any("comparison" in f.name for f in figures)
     assert any("profile" in f.name for f in figures)
     assert sum("confusion" in f.name for f in figures) == 2
+    # The labels eval stored head the runs and the comparison's columns.
+    assert "## Run: sim-mcu run\n" in md and "## Run: sim-linux run\n" in md
+    assert "| figure | sim-mcu run | sim-linux run |" in md
+    # The profile's other row is in the table and the shares add up to 100 %.
+    assert "| other |" in md and "| total |" in md and "| 100.0 % |" in md
     for f in figures:
         assert f.parent == out and f.read_bytes()[:8] == PNG, f
 

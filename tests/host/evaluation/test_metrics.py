@@ -178,9 +178,10 @@ def _doc(**overrides):
 def test_measurements_document_shape():
     doc = _doc(created="2026-11-21T10:00:00Z")
     assert list(doc) == [
-        "kind", "schema", "created", "command", "board", "pack", "model", "dataset", "inputs",
-        "versions", "results",
+        "kind", "schema", "created", "command", "label", "board", "pack", "model", "dataset",
+        "inputs", "versions", "results",
     ]  # fmt: skip
+    assert doc["label"] is None  # kpdev eval --label sets it
     assert doc["kind"] == "kpdev-measurements"
     assert doc["schema"] == SCHEMA == 1
     assert doc["created"] == "2026-11-21T10:00:00Z"
