@@ -194,7 +194,7 @@ def commit(store, name, activate=True):
         "meta": desc["meta"],
     }
     models[name] = entry
-    if activate or not store._index.get("active"):
+    if activate:
         store._index["active"] = name
     store._save_index()
     fsutil.remove(desc_path)

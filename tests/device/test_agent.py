@@ -175,6 +175,17 @@ def test_model_list_info_activate_delete(dut):
     assert client.models()["active"] == "dense"
 
 
+@pytest.mark.parametrize("board", ["sim-mcu", "sim-linux"])
+def test_commit_without_activate_activates_nothing_on_an_empty_device(agents, board):
+    client = agents.start(board).client()
+    done = client.upload("m", DENSE, "tflite", activate=False)
+    assert done["active"] is False and client.models()["active"] is None
+    with pytest.raises(DeviceError) as e:
+        client.infer(int8_inputs(1)[0])  # no model named and none active
+    assert e.value.code == ops.E_NO_MODEL
+    assert client.upload("m", DENSE, "tflite")["active"] is True  # asked for: it is
+
+
 def test_abort_upload_frees_its_room(dut):
     client = dut.client
     quota = dut.board.quota
