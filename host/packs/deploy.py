@@ -402,18 +402,19 @@ def deploy_model(
     board: Board | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Put one model file on the device safely: check its backend and load options, store it
-    without activating it, check that the device can load it, and only then make it the active
-    model.
+    """Put one model file on the device safely: check its backend and load options, send it,
+    check that the device can load it, and only then store it (replacing the model of that name)
+    and make it the active model.
 
     A backend or option the device would not use is refused before anything is sent
     (``check_load``), and so is a model of a format no backend there reads (unless
     ``keep_unloadable``: the user stores it for a runtime to come).  A model the device cannot
-    load (an operator its backend lacks, too little memory) is never activated and is deleted
-    again unless ``keep_unloadable``; DeviceError says why, what became of it and of the active
-    model (with the pip extra to install when a backend is missing); its ``detail`` carries the
-    result for --json.  Returns the upload result with the board, seconds, backend, io spec and
-    whether it is active.
+    load (an operator its backend lacks, too little memory) is never activated, and is not
+    stored unless ``keep_unloadable``: its upload is dropped, and a model stored under its name
+    and the active model stay exactly as they were.  DeviceError says why, what became of it
+    and of the active model (with the pip extra to install when a backend is missing); its
+    ``detail`` carries the result for --json.  Returns the upload result with the board,
+    seconds, backend, io spec and whether it is active.
     """
     import time
 
@@ -440,10 +441,20 @@ def deploy_model(
     before = client.models()
     replaced = any(m["name"] == name for m in before.get("models", []))
     t0 = time.perf_counter()
-    result = client.upload(name, data, fmt, meta, activate=False, progress=progress)
+    offset = client.send_model(name, data, fmt, meta, progress=progress)
+    # The load is checked on the upload itself, before MODEL_COMMIT: a model the device refuses
+    # never replaces the one stored under its name.
+    detail = client.model_info(name, upload=True)
+    problem = detail.get("load_error")
+    result: dict[str, Any] = {"name": name, "active": False, "stored": False}
+    if problem and not keep_unloadable:
+        client.abort_upload(name)
+    else:
+        result = client.commit(name, activate=False)
+        result["stored"] = True
+    result["resumed_from"] = offset
     seconds = time.perf_counter() - t0
-    detail = client.model_info(name)
-    if activate and not detail.get("load_error"):
+    if activate and not problem:
         client.activate(name)
         result["active"] = True
     result.update(
@@ -452,10 +463,9 @@ def deploy_model(
             "seconds": seconds,
             "backend": detail.get("backend"),
             "io": detail.get("io"),
-            "load_error": detail.get("load_error"),
+            "load_error": problem,
         }
     )
-    problem = result["load_error"]
     if problem:
         hint = ""
         if problem["code"] == ops.E_NO_BACKEND:
@@ -463,14 +473,14 @@ def deploy_model(
             hint = install_hint(found, fmt, meta.get("backend"))
         if keep_unloadable:
             fate = f"{name} is stored on {result['board']} (--keep-unloadable)"
+            if replaced:
+                fate += f"; the model stored as {name} before was replaced by it"
         else:
-            client.delete(name)
-            fate = f"{name} was deleted again from {result['board']} (--keep-unloadable keeps it)"
-        if replaced:
-            fate += f"; the model stored as {name} before was replaced by it"
+            fate = f"nothing was stored on {result['board']} (--keep-unloadable stores it)"
+            if replaced:
+                fate += f"; the model stored as {name} before is unchanged"
         active = client.models().get("active")
-        result["active"] = active == name
-        result["stored"] = keep_unloadable
+        result["active"] = active == name and keep_unloadable
         if active == before.get("active"):
             fate += "; the active model is unchanged"
         else:

@@ -211,6 +211,35 @@ def test_a_load_option_the_backend_does_not_read_is_refused_and_nothing_stored(d
     client.delete("opt")
 
 
+def test_model_info_of_an_upload_loads_it_before_it_is_stored(dut):
+    client = dut.client
+    before = client.models()
+    stored = client.model_info("dense")
+    for data in (DENSE, b"\0\0\0\0TFL3 and no model"):
+        client.send_model("dense", data, "tflite")  # under the name of the active model
+        info = client.model_info("dense", upload=True)
+        assert info["sha256"] == hashlib.sha256(data).hexdigest() and info["size"] == len(data)
+        if data == DENSE and dut.tflite:
+            assert info["backend"] == stored["backend"] and info["io"] == stored["io"]
+        else:  # the load's error, as MODEL_INFO of a stored model would report it
+            assert info["backend"] is None and info["load_error"]["code"] == ops.E_MODEL_LOAD
+        assert client.models() == before  # nothing stored, nothing activated
+        assert client.model_info("dense")["sha256"] == stored["sha256"]
+        client.abort_upload("dense")
+    assert_serving(client)
+
+    half = {"name": "half", "format": "tflite", "size": len(DENSE), "sha256": sha256(DENSE)}
+    client.request(ops.MODEL_BEGIN, half)
+    client.request(ops.MODEL_CHUNK, {"name": "half", "offset": 0, "data": DENSE[:100]})
+    for name, code in (("half", ops.E_UPLOAD_STATE), ("none", ops.E_UPLOAD_STATE),
+                       ("../index", ops.E_BAD_REQUEST)):  # fmt: skip
+        with pytest.raises(DeviceError) as e:
+            client.model_info(name, upload=True)
+        assert e.value.code == code, name
+    client.abort_upload("half")
+    assert client.models() == before
+
+
 def test_abort_upload_frees_its_room(dut):
     client = dut.client
     quota = dut.board.quota
