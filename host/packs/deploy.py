@@ -2,8 +2,9 @@
 the test vectors run on the device.
 
 The order keeps the device whole: every check that can refuse the pack (storage, RAM, backends)
-runs on the pack file and the device's INFO before the first byte goes out; models are stored
-without being activated (an interrupted upload resumes where it stopped); their test vectors run
+runs on the pack file and the device's INFO before the first byte goes out; models are sent
+(an interrupted upload resumes where it stopped), loaded on the device before any is stored, and
+stored without being activated; their test vectors run
 by name before the pack is switched; the switch itself (PACK_SET) is one atomic write on the
 device.  A refusal at any step leaves the previous pack active.
 """
@@ -269,10 +270,14 @@ def upload_models(
     """Store every model of the pack under its store name, not activated; uploads resume.
 
     Models the plan marks ``stored`` (the same bytes and meta already there) are not sent again.
-    ``progress(done, total)`` counts bytes over all models.
+    Every model is sent and loaded on the device (MODEL_INFO of the upload) before any is
+    committed: one the device cannot load is refused (DeviceError) with the uploads dropped, and
+    the models stored under those names (the active pack's, when it is an older version of this
+    one) stay as they were.  ``progress(done, total)`` counts bytes over all models.
     """
     total = sum(p["bytes"] for p in plan["models"])
     base = 0
+    sent = [p for p in plan["models"] if not p["stored"]]
     for p in plan["models"]:
         if p["stored"]:
             base += p["bytes"]
@@ -284,8 +289,20 @@ def upload_models(
             if progress:
                 progress(base + done, total)
 
-        client.upload(p["name"], data, p["format"], meta, activate=False, progress=step)
+        client.send_model(p["name"], data, p["format"], meta, progress=step)
         base += p["bytes"]
+    for p in sent:
+        problem = client.model_info(p["name"], upload=True).get("load_error")
+        if problem:
+            for q in sent:
+                client.abort_upload(q["name"])
+            raise DeviceError(
+                f"model {p['id']} of {pack.manifest['name']} cannot run on {plan['board']}: "
+                f"{problem['msg']}; nothing was stored, the previous pack stays active",
+                problem["code"],
+            )
+    for p in sent:
+        client.commit(p["name"], activate=False)
     if progress:
         progress(total, total)
 
