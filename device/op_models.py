@@ -40,12 +40,13 @@ def model_info(agent, body):
     name = field(body, "name", str, False, store.active)
     upload = field(body, "upload", bool, False, False)
     if upload:
-        from kpdev.device.upload import check_name
-
-        check_name(name)
         out = store._read_upload(name)  # name, format, size, sha256, meta
         path = store._upload_paths(name)[0]
-        if out is None or fsutil.size(path) != out["size"]:
+        # Only an upload's own description holds its name: a name that is a path to another
+        # file never matches (and the upload module, to check names, stays out of RAM).
+        if not (isinstance(out, dict) and out.get("name") == name) or (
+            fsutil.size(path) != out["size"]
+        ):
             raise DeviceError(
                 "no whole upload of %r: send all its bytes first" % name, _E_UPLOAD_STATE
             )
