@@ -1,9 +1,9 @@
 """The load options (model meta keys) each backend's ``load`` reads, by backend name.
 
-The host refuses any other option before an upload (host/packs/deploy.py ``check_load``), and
-tests/accelerators/test_options.py checks this table against each backend's code.  Only the host
-imports this module: on a board the table would cost RAM for nothing (the device never checks
-options; a backend ignores a key it does not read).
+The one table of them: the host refuses any other option before an upload (host/packs/deploy.py
+``check_load``), and the device refuses it at MODEL_BEGIN (device/upload.py, which imports this
+module for that check alone and forgets it after: a board keeps no table resident).
+tests/accelerators/test_options.py checks this table against each backend's code.
 """
 
 OPTIONS = {

@@ -365,8 +365,6 @@ class Agent:
 
     def model(self, name=None):
         """(name, LoadedModel) for ``name`` or the active model, loading it if needed."""
-        from kpdev import accelerators
-
         if name is None:
             name = self.store.active
         entry = self.store.entry(name)
@@ -376,10 +374,18 @@ class Agent:
         self.unload(name)
         while len(self._loaded) >= _MAX_LOADED:
             self.unload(next(iter(self._loaded)))
+        loaded = self.load(name, entry, self.store.path(name))
+        self._loaded[name] = (entry["sha256"], loaded)
+        return name, loaded
+
+    def load(self, name, entry, path):
+        """Load the model file ``path`` as ``entry`` (its format and meta) says; not kept."""
+        from kpdev import accelerators
+
         sysinfo.collect()
         try:
             backend = accelerators.for_format(entry["format"], entry["meta"].get("backend"))
-            loaded = backend.load(self.store.path(name), entry["meta"])
+            loaded = backend.load(path, entry["meta"])
         except MemoryError:
             self._release()
             raise DeviceError(
@@ -391,8 +397,7 @@ class Agent:
             self._release()
             raise
         loaded.backend_name = backend.name
-        self._loaded[name] = (entry["sha256"], loaded)
-        return name, loaded
+        return loaded
 
     def _release(self):
         # A failed load: with no model loaded, no backend code need stay in RAM.

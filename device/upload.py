@@ -13,8 +13,8 @@ except ImportError:
     from ubinascii import hexlify
 
 from kpdev.device import fsutil
-from kpdev.protocol.compat import const
-from kpdev.protocol.errors import DeviceError
+from kpdev.protocol.compat import const, forget_modules
+from kpdev.protocol.errors import DeviceError, KpdevError
 
 # Protocol numbers of kpdev.protocol.ops as compile-time constants: importing ops would keep
 # its whole table in a board's heap.  stage_lib checks that these still match ops.py.
@@ -66,6 +66,29 @@ def _check_meta(v, depth):
         )
 
 
+def _check_options(fmt, meta):
+    # A load option the backend does not read would be ignored silently: refuse it.  The table
+    # (accelerators/options.py, the host's too) is in RAM only while it is read.
+    from kpdev import accelerators
+    from kpdev.accelerators.options import OPTIONS
+
+    try:  # the backend a load will use, found without loading
+        names = (accelerators.for_format(fmt, meta.get("backend"), False),)
+    except KpdevError:  # none here reads fmt: what any backend of the format reads
+        names = accelerators.FORMATS.get(fmt, ())
+    known = []
+    for n in names:
+        known += OPTIONS[n]
+    forget_modules(("kpdev.accelerators.options",))
+    for key in meta:
+        if key != "backend" and key not in known:
+            raise DeviceError(
+                "%s takes no load option %r; it takes: %s"
+                % (", ".join(names) or "a ." + fmt + " model", key, ", ".join(known) or "none"),
+                _E_BAD_REQUEST,
+            )
+
+
 def begin(store, name, fmt, size, sha256, meta=None):
     """Start or resume an upload; returns the offset the device already holds."""
     check_name(name)
@@ -75,8 +98,12 @@ def begin(store, name, fmt, size, sha256, meta=None):
         raise DeviceError("upload size must be a positive int", _E_BAD_REQUEST)
     if not isinstance(sha256, (bytes, bytearray)) or len(sha256) != 32:
         raise DeviceError("upload sha256 must be 32 bytes", _E_BAD_REQUEST)
-    if meta is not None:
+    if meta:
         _check_meta(meta, 0)
+        for key in meta:
+            if key != "backend":  # an option: the table is read only then
+                _check_options(fmt, meta)
+                break
     part, desc_path = store._upload_paths(name)
     desc = store._read_upload(name)
     sha_hex = _hex(sha256)
@@ -194,7 +221,7 @@ def commit(store, name, activate=True):
         "meta": desc["meta"],
     }
     models[name] = entry
-    if activate or not store._index.get("active"):
+    if activate:
         store._index["active"] = name
     store._save_index()
     fsutil.remove(desc_path)

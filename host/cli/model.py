@@ -87,7 +87,7 @@ def deploy(
         typer.Option(
             "--keep-unloadable",
             help="Model file: keep it stored even when the device cannot load it "
-            "(it is never activated); by default such a model is deleted again.",
+            "(it is never activated); by default such a model is not stored.",
         ),
     ] = False,
     board: BoardOpt = None,
@@ -105,8 +105,9 @@ def deploy(
 
     A model file is checked (its format, --backend and --option) before anything is sent, and
     uploaded under --name; the device stores the load options with it and uses them whenever it
-    loads it.  One the device cannot load is not activated, and is deleted again unless
-    --keep-unloadable.
+    loads it.  The device loads it before storing it: one it cannot load is not stored (the model
+    of that name and the active model stay as they were) unless --keep-unloadable, and never
+    activated.
     """
     if model_file.suffix == ".kp":
         if name or backend or option or keep_unloadable:

@@ -202,9 +202,13 @@ class Client:
         """Stored models and which one is active."""
         return self.request(ops.MODEL_LIST)
 
-    def model_info(self, name: str | None = None) -> dict[str, Any]:
-        """A model's stored facts and, where a backend loads it, its io spec."""
-        return self.request(ops.MODEL_INFO, {"name": name} if name else {})
+    def model_info(self, name: str | None = None, upload: bool = False) -> dict[str, Any]:
+        """A model's stored facts and, where a backend loads it, its io spec; ``upload``: those
+        of the whole upload of that name, loaded before it is committed."""
+        body: dict[str, Any] = {"name": name} if name else {}
+        if upload:
+            body["upload"] = True
+        return self.request(ops.MODEL_INFO, body)
 
     def activate(self, name: str) -> dict[str, Any]:
         """Make a stored model the active one."""
@@ -224,6 +228,21 @@ class Client:
         progress: Progress | None = None,
     ) -> dict[str, Any]:
         """Upload a model (resuming where the device left off) and commit it."""
+        offset = self.send_model(name, data, fmt, meta, progress)
+        result = self.commit(name, activate)
+        result["resumed_from"] = offset
+        return result
+
+    def send_model(
+        self,
+        name: str,
+        data: bytes,
+        fmt: str,
+        meta: dict[str, Any] | None = None,
+        progress: Progress | None = None,
+    ) -> int:
+        """Send a model's bytes (resuming where the device left off), not committed yet;
+        returns the offset the upload resumed from."""
         sha = hashlib.sha256(data).digest()
         begin = self.request(
             ops.MODEL_BEGIN,
@@ -244,9 +263,11 @@ class Client:
         for reply in self.pipeline(chunks()):
             if progress:
                 progress(int(reply["offset"]), total)
-        result = self.request(ops.MODEL_COMMIT, {"name": name, "activate": activate})
-        result["resumed_from"] = offset
-        return result
+        return offset
+
+    def commit(self, name: str, activate: bool = True) -> dict[str, Any]:
+        """Store the whole upload of ``name`` (checked against its sha256) as that model."""
+        return self.request(ops.MODEL_COMMIT, {"name": name, "activate": activate})
 
     def abort_upload(self, name: str) -> None:
         """Drop a partial upload on the device."""

@@ -2,8 +2,9 @@
 the test vectors run on the device.
 
 The order keeps the device whole: every check that can refuse the pack (storage, RAM, backends)
-runs on the pack file and the device's INFO before the first byte goes out; models are stored
-without being activated (an interrupted upload resumes where it stopped); their test vectors run
+runs on the pack file and the device's INFO before the first byte goes out; models are sent
+(an interrupted upload resumes where it stopped), loaded on the device before any is stored, and
+stored without being activated; their test vectors run
 by name before the pack is switched; the switch itself (PACK_SET) is one atomic write on the
 device.  A refusal at any step leaves the previous pack active.
 """
@@ -264,10 +265,14 @@ def upload_models(
     """Store every model of the pack under its store name, not activated; uploads resume.
 
     Models the plan marks ``stored`` (the same bytes and meta already there) are not sent again.
-    ``progress(done, total)`` counts bytes over all models.
+    Every model is sent and loaded on the device (MODEL_INFO of the upload) before any is
+    committed: one the device cannot load is refused (DeviceError) with the uploads dropped, and
+    the models stored under those names (the active pack's, when it is an older version of this
+    one) stay as they were.  ``progress(done, total)`` counts bytes over all models.
     """
     total = sum(p["bytes"] for p in plan["models"])
     base = 0
+    sent = [p for p in plan["models"] if not p["stored"]]
     for p in plan["models"]:
         if p["stored"]:
             base += p["bytes"]
@@ -279,8 +284,20 @@ def upload_models(
             if progress:
                 progress(base + done, total)
 
-        client.upload(p["name"], data, p["format"], meta, activate=False, progress=step)
+        client.send_model(p["name"], data, p["format"], meta, progress=step)
         base += p["bytes"]
+    for p in sent:
+        problem = client.model_info(p["name"], upload=True).get("load_error")
+        if problem:
+            for q in sent:
+                client.abort_upload(q["name"])
+            raise DeviceError(
+                f"model {p['id']} of {pack.manifest['name']} cannot run on {plan['board']}: "
+                f"{problem['msg']}; nothing was stored, the previous pack stays active",
+                problem["code"],
+            )
+    for p in sent:
+        client.commit(p["name"], activate=False)
     if progress:
         progress(total, total)
 
@@ -430,18 +447,19 @@ def deploy_model(
     board: Board | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Put one model file on the device safely: check its backend and load options, store it
-    without activating it, check that the device can load it, and only then make it the active
-    model.
+    """Put one model file on the device safely: check its backend and load options, send it,
+    check that the device can load it, and only then store it (replacing the model of that name)
+    and make it the active model.
 
     A backend or option the device would not use is refused before anything is sent
     (``check_load``), and so is a model of a format no backend there reads (unless
     ``keep_unloadable``: the user stores it for a runtime to come).  A model the device cannot
-    load (an operator its backend lacks, too little memory) is never activated and is deleted
-    again unless ``keep_unloadable``; DeviceError says why, what became of it and of the active
-    model (with the pip extra to install when a backend is missing); its ``detail`` carries the
-    result for --json.  Returns the upload result with the board, seconds, backend, io spec and
-    whether it is active.
+    load (an operator its backend lacks, too little memory) is never activated, and is not
+    stored unless ``keep_unloadable``: its upload is dropped, and a model stored under its name
+    and the active model stay exactly as they were.  DeviceError says why, what became of it
+    and of the active model (with the pip extra to install when a backend is missing); its
+    ``detail`` carries the result for --json.  Returns the upload result with the board,
+    seconds, backend, io spec and whether it is active.
     """
     import time
 
@@ -468,10 +486,20 @@ def deploy_model(
     before = client.models()
     replaced = any(m["name"] == name for m in before.get("models", []))
     t0 = time.perf_counter()
-    result = client.upload(name, data, fmt, meta, activate=False, progress=progress)
+    offset = client.send_model(name, data, fmt, meta, progress=progress)
+    # The load is checked on the upload itself, before MODEL_COMMIT: a model the device refuses
+    # never replaces the one stored under its name.
+    detail = client.model_info(name, upload=True)
+    problem = detail.get("load_error")
+    result: dict[str, Any] = {"name": name, "active": False, "stored": False}
+    if problem and not keep_unloadable:
+        client.abort_upload(name)
+    else:
+        result = client.commit(name, activate=False)
+        result["stored"] = True
+    result["resumed_from"] = offset
     seconds = time.perf_counter() - t0
-    detail = client.model_info(name)
-    if activate and not detail.get("load_error"):
+    if activate and not problem:
         client.activate(name)
         result["active"] = True
     result.update(
@@ -480,10 +508,9 @@ def deploy_model(
             "seconds": seconds,
             "backend": detail.get("backend"),
             "io": detail.get("io"),
-            "load_error": detail.get("load_error"),
+            "load_error": problem,
         }
     )
-    problem = result["load_error"]
     if problem:
         hint = ""
         if problem["code"] == ops.E_NO_BACKEND:
@@ -491,14 +518,14 @@ def deploy_model(
             hint = install_hint(found, fmt, meta.get("backend"))
         if keep_unloadable:
             fate = f"{name} is stored on {result['board']} (--keep-unloadable)"
+            if replaced:
+                fate += f"; the model stored as {name} before was replaced by it"
         else:
-            client.delete(name)
-            fate = f"{name} was deleted again from {result['board']} (--keep-unloadable keeps it)"
-        if replaced:
-            fate += f"; the model stored as {name} before was replaced by it"
+            fate = f"nothing was stored on {result['board']} (--keep-unloadable stores it)"
+            if replaced:
+                fate += f"; the model stored as {name} before is unchanged"
         active = client.models().get("active")
-        result["active"] = active == name
-        result["stored"] = keep_unloadable
+        result["active"] = active == name and keep_unloadable
         if active == before.get("active"):
             fate += "; the active model is unchanged"
         else:

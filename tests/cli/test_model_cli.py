@@ -99,11 +99,36 @@ def test_the_models_table_names_the_backend_that_runs_not_the_one_asked():
     cli("model", "delete", "asked", "--board", "sim-linux")
 
 
-def test_a_model_that_fails_to_load_is_deleted_again():
+def test_a_model_that_fails_to_load_is_not_stored():
     # sim-mcu-64k has the int8 interpreter but too little heap to load a model with it.
     b = ["--board", "sim-mcu-64k"]
     before = stored("sim-mcu-64k")
     line = one_line_error(kpdev("deploy", MODEL, "--name", "dense", *b), 3)
-    assert "dense cannot run on sim-mcu-64k" in line and "was deleted again" in line
+    assert "dense cannot run on sim-mcu-64k" in line and "nothing was stored" in line
     assert "the active model is unchanged" in line
     assert stored("sim-mcu-64k") == before  # nothing left, not a byte of storage
+
+
+def test_a_refused_model_leaves_the_stored_model_of_its_name_as_it_was(tmp_path):
+    b = ["--board", "sim-mcu"]
+    cli("deploy", MODEL, "--name", "dense", *b)
+    before = stored("sim-mcu")
+    assert before[1] == "dense"
+    # A TFLite identifier and nothing else of a model: the host's format check passes, the
+    # device's load does not.
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"\0\0\0\0TFL3" + bytes(range(256)) * 8)
+    line = one_line_error(kpdev("deploy", junk, "--name", "dense", *b), 3)
+    assert "dense cannot run on sim-mcu" in line and "nothing was stored" in line, line
+    assert "the model stored as dense before is unchanged" in line
+    assert "the active model is unchanged" in line
+    assert stored("sim-mcu") == before  # the same bytes, meta, active model and storage used
+
+    # Kept on purpose: stored under its name, never activated.
+    out = kpdev("deploy", junk, "--name", "kept", "--keep-unloadable", "--json", *b)
+    assert out.returncode == 3
+    detail = json.loads(out.stdout)["error"]["detail"]
+    assert detail["stored"] is True and detail["active"] is False
+    models, active, _ = stored("sim-mcu")
+    assert active == "dense" and models["kept"]["size"] == junk.stat().st_size
+    cli("model", "delete", "kept", *b)

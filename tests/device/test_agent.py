@@ -14,6 +14,7 @@ from support.agents import KEY, SIM_BOARDS, assert_serving, error_of, raw, repli
 from support.paths import read_data, sha256
 from support.reference import reference
 
+from kpdev.accelerators.options import OPTIONS
 from kpdev.host.boards.catalog import get_board
 from kpdev.host.boards.sim import SimBoard
 from kpdev.host.client.client import Client
@@ -130,14 +131,16 @@ def test_ping_echoes_its_data(dut):
 
 def test_model_list_info_activate_delete(dut):
     client = dut.client
-    done = client.upload("conv", CONV, "tflite", meta={"note": "x"}, activate=False)
+    backend = {m["name"]: m for m in client.models()["models"]}["dense"]["backend"]
+    meta = {"backend": backend}  # what a load does anyway; other keys are load options
+    done = client.upload("conv", CONV, "tflite", meta=meta, activate=False)
     assert done["name"] == "conv" and done["size"] == len(CONV) and done["active"] is False
     assert done["sha256"] == hashlib.sha256(CONV).hexdigest()
     listed = client.models()
     assert listed["active"] == "dense"
     by_name = {m["name"]: m for m in listed["models"]}
     assert {"conv", "dense"} <= set(by_name)
-    assert by_name["conv"]["meta"] == {"note": "x"}
+    assert by_name["conv"]["meta"] == meta
     assert by_name["dense"]["sha256"] == hashlib.sha256(DENSE).hexdigest()
 
     info = client.model_info("dense")
@@ -173,6 +176,68 @@ def test_model_list_info_activate_delete(dut):
     else:
         client.upload("dense", DENSE, "tflite")
     assert client.models()["active"] == "dense"
+
+
+@pytest.mark.parametrize("board", ["sim-mcu", "sim-linux"])
+def test_commit_without_activate_activates_nothing_on_an_empty_device(agents, board):
+    client = agents.start(board).client()
+    done = client.upload("m", DENSE, "tflite", activate=False)
+    assert done["active"] is False and client.models()["active"] is None
+    with pytest.raises(DeviceError) as e:
+        client.infer(int8_inputs(1)[0])  # no model named and none active
+    assert e.value.code == ops.E_NO_MODEL
+    assert client.upload("m", DENSE, "tflite")["active"] is True  # asked for: it is
+
+
+def test_a_load_option_the_backend_does_not_read_is_refused_and_nothing_stored(dut):
+    client = dut.client
+    backend = {m["name"]: m for m in client.models()["models"]}["dense"]["backend"]
+    takes = OPTIONS[backend]
+    before = client.models(), client.info()["storage"]["used"]
+    for meta in ({"arena_sise": 4096}, {"backend": backend, "treads": 2}):
+        with pytest.raises(DeviceError) as e:
+            client.upload("opt", DENSE, "tflite", meta=meta, activate=False)
+        key = [k for k in meta if k != "backend"][0]
+        assert e.value.code == ops.E_BAD_REQUEST
+        want = "%s takes no load option %r; it takes: %s [" % (backend, key, ", ".join(takes))
+        assert want in str(e.value)
+        assert (client.models(), client.info()["storage"]["used"]) == before
+    # A model format no backend reads here takes only what some backend of the format reads.
+    with pytest.raises(DeviceError) as e:
+        client.upload("opt", b"x", "kpl", meta={"arena_size": 1})
+    assert e.value.code == ops.E_BAD_REQUEST and "it takes: none [" in str(e.value)
+    done = client.upload("opt", DENSE, "tflite", meta={takes[0]: "auto"}, activate=False)
+    assert done["meta"] == {takes[0]: "auto"}
+    client.delete("opt")
+
+
+def test_model_info_of_an_upload_loads_it_before_it_is_stored(dut):
+    client = dut.client
+    before = client.models()
+    stored = client.model_info("dense")
+    for data in (DENSE, b"\0\0\0\0TFL3 and no model"):
+        client.send_model("dense", data, "tflite")  # under the name of the active model
+        info = client.model_info("dense", upload=True)
+        assert info["sha256"] == hashlib.sha256(data).hexdigest() and info["size"] == len(data)
+        if data == DENSE and dut.tflite:
+            assert info["backend"] == stored["backend"] and info["io"] == stored["io"]
+        else:  # the load's error, as MODEL_INFO of a stored model would report it
+            assert info["backend"] is None and info["load_error"]["code"] == ops.E_MODEL_LOAD
+        assert client.models() == before  # nothing stored, nothing activated
+        assert client.model_info("dense")["sha256"] == stored["sha256"]
+        client.abort_upload("dense")
+    assert_serving(client)
+
+    half = {"name": "half", "format": "tflite", "size": len(DENSE), "sha256": sha256(DENSE)}
+    client.request(ops.MODEL_BEGIN, half)
+    client.request(ops.MODEL_CHUNK, {"name": "half", "offset": 0, "data": DENSE[:100]})
+    for name, code in (("half", ops.E_UPLOAD_STATE), ("none", ops.E_UPLOAD_STATE),
+                       ("../index", ops.E_UPLOAD_STATE)):  # fmt: skip
+        with pytest.raises(DeviceError) as e:
+            client.model_info(name, upload=True)
+        assert e.value.code == code, name
+    client.abort_upload("half")
+    assert client.models() == before
 
 
 def test_abort_upload_frees_its_room(dut):

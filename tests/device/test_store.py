@@ -196,6 +196,14 @@ def test_activate_delete_and_shared_blobs(impl, tmp_path):
     s.check(impl)
 
 
+def test_commit_without_activate_leaves_no_model_active(impl, tmp_path):
+    # activate false is honoured on a store with no active model too, across a restart
+    s = Script(tmp_path / "models").begin("m", V1).chunk("m", 0, V1)
+    s.commit("m", "%s %d None" % (sha(V1), len(V1)), activate=False).names(["m"], "None")
+    s.upload("n", V2).open().names(["m", "n"], "n")
+    s.check(impl)
+
+
 BAD_NAMES = ["", ".hidden", "..", "a/b", "../up", "x" * 49, "caf\u00e9", "a b", "a\\b", 5]
 
 

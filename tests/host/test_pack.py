@@ -593,3 +593,24 @@ def test_npy_vectors_never_unpickle(tree_pack, tmp_path):
     pack = read_pack(rewrite(tree_pack[0], tmp_path / "pickle.kp", edit_files=pickled))
     with pytest.raises(UsageError, match="vectors/0/x0.npy is not a .npy array"):
         pack.vectors()
+
+
+# -- deploy ------------------------------------------------------------------------------------
+def test_a_pack_model_the_device_cannot_load_replaces_nothing(tree_pack, agents):
+    from kpdev.host.boards.catalog import get_board
+    from kpdev.host.packs.deploy import deploy_pack
+    from kpdev.protocol import ops
+    from kpdev.protocol.errors import DeviceError
+
+    # sim-mcu-64k has the int8 interpreter but not the heap to load a model with it.
+    client = agents.start("sim-mcu-64k").client()
+    pack = read_pack(tree_pack[0])
+    old = dense_int8(outputs=2, seed=9)
+    for mid in ("main", "calm", "vigorous"):  # an older version's models under its names
+        client.upload("tree." + mid, old, "tflite", activate=False)
+    before = client.models(), client.info()["storage"]["used"]
+    with pytest.raises(DeviceError) as e:
+        deploy_pack(client, pack, get_board("sim-mcu-64k"))
+    assert (client.models(), client.info()["storage"]["used"]) == before
+    assert e.value.code == ops.E_MODEL_LOAD
+    assert "nothing was stored, the previous pack stays active" in str(e.value)
