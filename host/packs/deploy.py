@@ -371,8 +371,8 @@ def deploy_pack(
     """Check, upload, verify and activate ``pack`` on the device behind ``client``.
 
     Returns the plan with ``vectors`` (per vector and check: match or not) and ``active``.
-    A model the device cannot load stops the deploy, and the models this deploy stored are
-    deleted again (DeviceError saying why); model vectors that differ stop it before activation
+    A model the device cannot load stops the deploy before anything is stored (DeviceError
+    saying why; see ``upload_models``); model vectors that differ stop it before activation
     unless ``force``.  Either way the previous pack stays active.
     (``kpdev.host.packs.fit.fit_pack`` predicts all this without sending anything.)
     """
@@ -385,7 +385,6 @@ def deploy_pack(
     _check_requests(pack, client.max_payload, plan["board"])
     upload_models(client, pack, plan, progress)
     _upload_state(client, pack, info)
-    _check_loads(client, pack, plan)
     vectors = check_vectors(client, pack, "models")
     bad = [r for r in vectors if not r["match"]]
     if bad and not force:
@@ -414,25 +413,6 @@ def _check_requests(pack: Pack, max_payload: int, where: str) -> None:
             f"over the agent's maximum payload of {max_payload}; nothing was sent (fewer "
             "classes or models, or a board with a larger max_payload)"
         )
-
-
-def _check_loads(client: Client, pack: Pack, plan: dict[str, Any]) -> None:
-    # Every model loads before a vector runs; else the models this deploy stored go again.
-    for p in plan["models"]:
-        problem = client.model_info(p["name"]).get("load_error")
-        if not problem:
-            continue
-        sent = [q["name"] for q in plan["models"] if not q["stored"]]
-        for name in sent:
-            client.delete(name)
-        gone = f"; {', '.join(sent)} deleted again" if sent else ""
-        error = DeviceError(
-            f"{pack.name} cannot run on {plan['board']}: model {p['name']}: {problem['msg']}"
-            f"{gone}; the previous pack stays active",
-            problem["code"],
-        )
-        error.detail = jsonable(plan)
-        raise error
 
 
 def deploy_model(

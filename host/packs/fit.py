@@ -11,9 +11,10 @@ The checks, each with what it needs, what the board has and how the figure was f
   refuses (an operator the interpreter lacks) and the least free heap with which it loaded; that
   heap is checked against the device's free heap.  For a Linux board it loads it here with the
   backend the board would use (this machine's copy of the runtime).
-- ``storage``: the uploads, in the order the deploy sends them, each needing its size free when
-  it starts (the device counts a model it replaces until the new one is committed), against the
-  store's free bytes (the catalog: an empty store of the board's quota).
+- ``storage``: the uploads against the store's free bytes (the catalog: an empty store of the
+  board's quota).  A pack's models are all sent and checked before any is committed, so they
+  need their room together, beside the models they replace; a learner's state goes after the
+  commits, when the replaced models have freed theirs.
 - ``request``: the largest request the deploy sends of each kind (PACK_SET, a test vector's
   INFER and CLASSIFY) against the agent's maximum payload.
 - ``pipeline``: on a MicroPython board, the pack's planned pipeline buffers (and a learner's
@@ -199,10 +200,18 @@ def _heap(view: _Board, subject: str, need: int, how: str) -> None:
     view.add("heap", subject, ok, need, free, how, why)
 
 
-def _storage(view: _Board, uploads: list[tuple[str, int]]) -> None:
+def _storage(view: _Board, uploads: list[tuple[str, int]], after: list[tuple[str, int]]) -> None:
+    """``uploads`` are all under way at once (a deploy sends and checks every model before it
+    commits any); ``after`` go once they are committed, when the models they replaced have
+    freed their room."""
     free = view.free
     how = "free store" + (", empty" if view.source == "catalog" else "")
-    for name, size in uploads:
+    for i, (name, size) in enumerate(uploads + after):
+        if i == len(uploads):  # the first upload after the commits
+            for done, _ in uploads:
+                old = view.stored.get(done)
+                if old:
+                    free += int(old.get("size") or 0)
         ok = size <= free
         why = "" if ok else (
             f"needs {human_bytes(size)} of storage, {view.id} has {human_bytes(free)} free of "
@@ -212,9 +221,6 @@ def _storage(view: _Board, uploads: list[tuple[str, int]]) -> None:
         if not ok:
             return
         free -= size
-        old = view.stored.get(name)
-        if old:
-            free += int(old.get("size") or 0)  # the replaced model's room, after the commit
 
 
 def _request(view: _Board, what: str, size: int) -> None:
@@ -242,7 +248,7 @@ def fit_model(
     view = _Board(board, info, why)
     load_meta = {k: v for k, v in meta.items() if k != "backend"}
     backend = _backend(view, name, fmt, meta.get("backend"))
-    _storage(view, [(name, len(data))])
+    _storage(view, [(name, len(data))], [])
     if backend:
         need = _load(view, name, data, fmt, backend, load_meta)
         if need is not None:
@@ -271,13 +277,14 @@ def fit_pack(
             need = _load(view, name, data, x["format"], backend, load_meta)
             if need is not None:
                 needs.append((need, name))
+    after = []
     state = pack.learner_state()
     if state is not None:
         name = state_store_name(pack)
         have = view.stored.get(name)
         if not (have and have.get("sha256") == pack.learning["state"]["sha256"]):
-            uploads.append((name, len(state)))
-    _storage(view, uploads)
+            after.append((name, len(state)))
+    _storage(view, uploads, after)
     for need, name in needs:
         _heap(view, name, need, _MEASURED)
     cost = m.get("cost") or {}
