@@ -304,6 +304,7 @@ def _dry_run(
         with session(board, port, key, timeout) as c:
             info = dict(c.device)
             info["models"] = c.models().get("models", [])
+            info["pack"] = c.pack_get()
     except (LinkError, BoardError) as e:
         if b is None:
             raise
@@ -319,8 +320,15 @@ def _dry_run(
     subject = pack.name if pack else name
     if not json_:
         _print_fit(plan, subject)
-    if not plan["fits"]:
-        said = "would not" if plan["fits"] is False else "may not"
+    if plan["fits"] is None and not json_:
+        err.print(
+            f"[yellow]{subject} may not deploy on {plan['board']}: "
+            f"{'; '.join(plan['problems'])}[/yellow]"
+        )
+    elif plan["fits"] is None:
+        plan["warning"] = f"{subject} may not deploy on {plan['board']}"
+    if plan["fits"] is False:
+        said = "would not"
         error = UsageError(
             f"{subject} {said} deploy on {plan['board']}: {'; '.join(plan['problems'])} "
             "(dry run: nothing sent)"
@@ -330,7 +338,10 @@ def _dry_run(
     if json_:
         emit(plan)
         return
-    out.print(f"[bold]{subject}[/bold] would deploy on {plan['board']} (dry run: nothing sent)")
+    if plan["fits"]:
+        out.print(
+            f"[bold]{subject}[/bold] would deploy on {plan['board']} (dry run: nothing sent)"
+        )
 
 
 def _null():

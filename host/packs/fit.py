@@ -7,23 +7,25 @@ The checks, each with what it needs, what the board has and how the figure was f
 - ``backend``: a backend on the board reads the model's format (the one a pack or --backend
   names must be there).
 - ``load``: the model loads with that backend.  For a MicroPython board, kpdev loads it with the
-  agent's own backend code in MicroPython on this machine (``kpdev.host.agent.trial``): what it
-  refuses (an operator the interpreter lacks) and the least free heap with which it loaded; that
-  heap is checked against the device's free heap.  For a Linux board it loads it here with the
-  backend the board would use (this machine's copy of the runtime).
+  agent's own backend code in MicroPython on this machine (``kpdev.host.agent.trial``), which
+  finds what the backend refuses (an operator the interpreter lacks).  For a Linux board it
+  loads it here with the backend the board would use (this machine's copy of the runtime).
+- ``heap`` (MicroPython boards): the least free heap, as the agent's INFO reports it, with which
+  a twin of the board's agent, started here at growing heap sizes, took the load (a model file)
+  or the whole deploy (a pack: loads, test vectors, the switch, its pipeline), against the
+  device's free heap.  Without a device (no free heap to compare with) or a twin, the
+  fresh-heap figure of the load alone stands in, labelled as a lower bound.
 - ``storage``: the uploads against the store's free bytes (the catalog: an empty store of the
   board's quota).  A pack's models are all sent and checked before any is committed, so they
   need their room together, beside the models they replace; a learner's state goes after the
   commits, when the replaced models have freed theirs.
 - ``request``: the largest request the deploy sends of each kind (PACK_SET, a test vector's
   INFER and CLASSIFY) against the agent's maximum payload.
-- ``pipeline``: on a MicroPython board, the pack's planned pipeline buffers (and a learner's
-  memory) on top of the largest model's load.
 - ``ram``: from the catalog only, the pack's planned RAM against the board's RAM.
 
-A measured figure is labelled as what it is: the heap a load needs is that of this machine's
-64-bit MicroPython with a fresh heap, and a device's free heap moves by a few KB from one request
-to the next, so a margin under ``TIGHT`` bytes makes the verdict "may not fit", not "fits".
+The twin runs the unix port, 64-bit: a 32-bit board's objects are smaller, so for a real board
+the figure errs on the safe side.  A device that has served a while has its heap in more pieces
+than a fresh twin: with less than ``TIGHT`` bytes to spare the verdict is "may not fit".
 """
 
 from __future__ import annotations
@@ -37,11 +39,9 @@ from kpdev.host.client.client import classify_body, infer_body, pack_set_body, p
 from kpdev.host.packs.pack import Pack, device_pack, state_store_name, store_name
 from kpdev.host.plain import human_bytes
 
-# A load is called sure to fit the heap only with this much to spare: the free heap a device
-# reports moves by some KB between requests (each request brings its own code), and its heap is
-# fragmented where the trial's is not.  Measured on sim-mcu: a model whose trial needed
-# 141.6 KB did not load on a device that reported 143.0 KB free.
-TIGHT = 16 * 1024
+# A load is called sure to fit the heap only with this much to spare: a device that has served
+# for a while has its heap in more pieces than a twin agent that has just started.
+TIGHT = 8 * 1024
 
 # What a board's agent offers, from the catalog alone (no device to ask): by runtime, format ->
 # backends, most preferred first (a Linux board's when their runtimes are installed there).
@@ -68,6 +68,7 @@ class _Board:
             self.quota = int(storage.get("quota") or 0)
             self.free = int(storage.get("free", self.quota))
             self.stored = {m["name"]: m for m in info.get("models") or []}
+            self.pack = info.get("pack")  # the active pack (PACK_GET), when the caller asked
             memory = info.get("memory") or {}
             self.heap_free = memory.get("heap_free") if self.runtime == "micropython" else None
             self.max_payload = int(info.get("max_payload") or 1024)
@@ -79,6 +80,7 @@ class _Board:
             self.formats = {f: list(n) for f, n in _CATALOG_FORMATS.get(board.runtime, {}).items()}
             self.quota = self.free = board.quota
             self.stored = {}
+            self.pack = None
             self.heap_free = None
             self.max_payload = int(
                 board.agent.get("max_payload") or _AGENT_MAX_PAYLOAD.get(board.runtime, 1024)
@@ -173,7 +175,11 @@ def _load(view: _Board, subject: str, data: bytes, fmt: str, backend: str, meta)
     return None
 
 
-def _heap(view: _Board, subject: str, need: int, how: str) -> None:
+def _heap(view: _Board, subject: str, need: int, how: str, low: int | None = None) -> None:
+    """The heap check: ``need`` the free heap a just-started agent needed, ``low`` (when
+    known) the least any agent can need (the load alone on a fresh heap).  An agent that has
+    loaded models before needs less than a just-started one (the names the loader interns stay
+    interned), so a free heap between the two can go either way: "may not fit"."""
     if view.heap_free is None:
         ram = view.board.ram_kb * 1024 if view.board else None
         ok = None if ram is None or need <= ram else False
@@ -186,18 +192,20 @@ def _heap(view: _Board, subject: str, need: int, how: str) -> None:
         view.add("heap", subject, ok, need, ram, how + "; has: the board's RAM in all", why)
         return
     free = int(view.heap_free)
-    ok: bool | None = need <= free
+    low = need if low is None else min(low, need)
+    if free < low:
+        why = f"needs at least {human_bytes(low)} of free heap, {view.id} has {human_bytes(free)}"
+        view.add("heap", subject, False, need, free, how, why)
+        return
+    if free >= need + TIGHT:
+        view.add("heap", subject, True, need, free, how)
+        return
     why = (
-        "" if ok else f"needs {human_bytes(need)} of free heap, {view.id} has {human_bytes(free)}"
+        f"{view.id} has {human_bytes(free)} of free heap: a just-started agent needed "
+        f"{human_bytes(need)}, one that has loaded models before needs less (at least "
+        f"{human_bytes(low)}), and a heap in pieces more; it may or may not load"
     )
-    if ok and free - need < TIGHT:
-        ok = None
-        why = (
-            f"needs {human_bytes(need)} of free heap and {view.id} has {human_bytes(free)}: "
-            f"less than {human_bytes(TIGHT)} to spare, which a device's heap can lose to "
-            "fragmentation and to the code of the request that loads it"
-        )
-    view.add("heap", subject, ok, need, free, how, why)
+    view.add("heap", subject, None, need, free, how, why)
 
 
 def _storage(view: _Board, uploads: list[tuple[str, int]], after: list[tuple[str, int]]) -> None:
@@ -232,7 +240,9 @@ def _request(view: _Board, what: str, size: int) -> None:
     view.add("request", what, ok, size, view.max_payload, "CBOR body vs max payload", why)
 
 
-_MEASURED = "needs: least free heap it loaded with here (MicroPython x64, fresh heap)"
+_FRESH = "needs: least free heap it loaded with here (MicroPython x64, fresh heap): a lower bound"
+_TWIN = "needs: least free heap (INFO) a just-started twin of the agent here loaded it with"
+_TWIN_PACK = "needs: least free heap (INFO) a just-started twin of the agent here deployed it with"
 
 
 def fit_model(
@@ -250,9 +260,18 @@ def fit_model(
     backend = _backend(view, name, fmt, meta.get("backend"))
     _storage(view, [(name, len(data))], [])
     if backend:
-        need = _load(view, name, data, fmt, backend, load_meta)
-        if need is not None:
-            _heap(view, name, need, _MEASURED)
+        fresh = _load(view, name, data, fmt, backend, load_meta)
+        if fresh is not None and _twin_ok(view) and fresh <= view.heap_free:
+            try:
+                need, why = trial.agent_heap_to_load(view.board, data, fmt, backend, load_meta)
+            except trial.TrialUnavailable as e:
+                need, why = None, str(e)
+            if need is None:
+                view.add("heap", name, None, fresh, view.heap_free, _FRESH, why)
+            else:
+                _heap(view, name, need, _TWIN, low=fresh)
+        elif fresh is not None:
+            _heap(view, name, fresh, _FRESH)
     return view.result(name=name, format=fmt, bytes=len(data), backend=backend)
 
 
@@ -285,24 +304,43 @@ def fit_pack(
         if not (have and have.get("sha256") == pack.learning["state"]["sha256"]):
             after.append((name, len(state)))
     _storage(view, uploads, after)
-    for need, name in needs:
-        _heap(view, name, need, _MEASURED)
     cost = m.get("cost") or {}
-    pipe = cost.get("pipeline") or {}
-    if view.runtime == "micropython" and m.get("pipeline"):
-        buffers = int(pipe.get("window_bytes") or 0) + int(pipe.get("buffer_bytes") or 0)
-        if pack.learning is not None:
-            buffers = int(cost.get("ram_bytes") or buffers)  # the learner's memory too
-        top = max(needs) if needs else (0, "")
-        how = f"needs: {human_bytes(buffers)} of planned pipeline buffers" + (
-            f" + the load of {top[1]}" if top[1] else ""
-        )
-        _heap(view, "pipeline", top[0] + buffers, how)
+    requests_ok = _requests(view, pack, names)
+    if view.runtime == "micropython":
+        fresh = max(needs)[0] if needs else 0
+        clear = all(c["ok"] is not False for c in view.checks)  # the twin would fail the same
+        if clear and _twin_ok(view) and requests_ok and fresh <= view.heap_free:
+            try:
+                held = tuple(
+                    x["id"]
+                    for x in m["models"]
+                    if (view.stored.get(names[x["id"]]) or {}).get("sha256") == x["sha256"]
+                )
+                mine = view.pack or {}
+                active = (mine.get("name"), mine.get("version")) == (pack.name, m["version"])
+                need, why = trial.agent_heap_to_deploy(view.board, pack, fresh, held, active)
+            except trial.TrialUnavailable as e:
+                view.add("heap", pack.name, None, fresh, view.heap_free, _FRESH, str(e))
+            else:
+                if need is None:  # the twin refused it at every heap size: so will the device
+                    why = f"a twin of the agent here refused the deploy: {why}"
+                    view.add("heap", pack.name, False, None, view.heap_free, _TWIN_PACK, why)
+                else:
+                    _heap(view, pack.name, need, _TWIN_PACK, low=fresh)
+        else:
+            for need, name in needs:
+                _heap(view, name, need, _FRESH)
     if view.source == "catalog" and board is not None and cost.get("ram_bytes"):
         ram = int(cost["ram_bytes"])
         ok = ram <= board.ram_kb * 1024
         why = "" if ok else f"it plans {human_bytes(ram)} of RAM, {board.id} has {board.ram_kb} KB"
         view.add("ram", pack.name, ok, ram, board.ram_kb * 1024, "planned RAM vs the board's", why)
+    return view.result(pack=pack.name, version=m["version"])
+
+
+def _requests(view: _Board, pack: Pack, names: dict[str, str]) -> bool:
+    """The request checks of a pack's deploy; whether they all pass."""
+    before = len(view.checks)
     _request(view, "PACK_SET", payload_size(pack_set_body(device_pack(pack, names))))
     vectors = pack.vectors()
     infer = [
@@ -314,7 +352,12 @@ def fit_pack(
     if windows:
         biggest = max(payload_size(classify_body(w, True)) for w in windows)
         _request(view, "CLASSIFY (test vector)", biggest)
-    return view.result(pack=pack.name, version=m["version"])
+    return all(c["ok"] for c in view.checks[before:])
+
+
+def _twin_ok(view: _Board) -> bool:
+    # A twin agent answers for a MicroPython board whose free heap the device told.
+    return view.board is not None and view.heap_free is not None
 
 
 def catalog_info(board: Board) -> dict[str, Any]:

@@ -51,7 +51,7 @@ def dry_run(path, board):
     """The dry run's plan, checked for what it must say whatever its verdict."""
     before = cli_json("models", "--board", board)
     ok, plan, error = run("deploy", path, "--board", board, "--dry-run")
-    assert ok == (plan["fits"] is True), error
+    assert ok == (plan["fits"] is not False), error  # "may not fit" warns, exits 0
     assert isinstance(error, (UsageError, type(None))), error  # no device error: nothing sent
     assert plan["dry_run"] and plan["source"] == "device" and plan["board"] == board
     assert plan["verdict"] == VERDICTS[plan["fits"]]
@@ -82,7 +82,7 @@ def test_the_dry_run_verdict_is_the_deploys_outcome(board, packs):
     # Not one-sided: sim-mcu takes some and refuses others; sim-mcu-64k (26 KB of free heap,
     # a 1 KB maximum payload) takes none of them, sim-linux every one.
     fits = {name for name, f, _ in outcomes if f}
-    assert sum(f is None for _, f, _ in outcomes) <= 1, outcomes
+    assert sum(f is None for _, f, _ in outcomes) <= 2, outcomes
     expect = {"sim-mcu": None, "sim-mcu-64k": 0, "sim-linux": len(outcomes)}[board]
     if expect is None:
         assert fits and len(fits) < len(outcomes), outcomes
