@@ -5,7 +5,7 @@ needs it and kept on the active pack, so it outlives this handler group.
 """
 
 from kpdev import accelerators  # noqa: F401  (Agent.model uses it: loaded as part of this group)
-from kpdev.device.agent import field
+from kpdev.device.agent import field, reply_limit
 from kpdev.protocol.compat import const
 from kpdev.protocol.errors import DeviceError
 from kpdev.protocol.tensors import decode_tensor
@@ -95,12 +95,13 @@ def learn_export(agent, body):
     s = _session(agent)
     data = s.serialize()
     offset = field(body, "offset", int, False, 0)
-    size = field(body, "size", int, False, agent.peer_max // 2)
+    limit = reply_limit(agent)
+    size = field(body, "size", int, False, limit // 2)
     if offset < 0 or offset > len(data) or size < 1:
         raise DeviceError(
             "export offset must be 0..%d and size at least 1" % len(data), _E_BAD_REQUEST
         )
-    size = min(size, agent.peer_max // 2, agent.max_payload // 2)
+    size = min(size, limit // 2, agent.max_payload // 2)
     from kpdev.device.learnrun import sha256_hex
 
     return {
