@@ -2,6 +2,7 @@
 stranger locks nobody out, and several clients at once each get their own answers (R4, R6)."""
 
 import socket
+import threading
 import time
 
 import cbor2
@@ -173,3 +174,47 @@ def test_an_idle_unauthenticated_connection_is_closed(agents, board):
     client = connect(port)
     assert_serving(client)
     client.close()
+
+
+def test_eight_sessions_at_once_each_get_their_own_answers(agents):
+    # R6 bounded (bench/sessions.py runs 8 x 10,000): 8 keyed clients, each with inputs and PING
+    # data of its own, all connected and in mid-run together.
+    agent, port = listen(agents, "sim-linux")
+    setup = connect(port)
+    setup.upload("dense", DENSE, "tflite")
+    rng = np.random.default_rng(5)
+    xs = [[rng.integers(-128, 128, (1, 16)).astype(np.int8) for _ in range(8)] for _ in range(8)]
+    expected = [[setup.infer(x, "dense")[0][0] for x in row] for row in xs]
+    setup.close()
+    n = 200
+    clients = [connect(port) for _ in range(8)]  # all open at once before any request
+    wrong = [0] * 8
+    done = [0] * 8
+    progress_when_first_done = []
+
+    def session(s):
+        c = clients[s]
+        for i in range(n):
+            if i % 2:
+                data = b"s%d-%d" % (s, i)
+                wrong[s] += c.request(ops.PING, {"data": data})["data"] != data
+            else:
+                y = c.infer(xs[s][i // 2 % 8], "dense")[0][0]
+                wrong[s] += not np.array_equal(y, expected[s][i // 2 % 8])
+            done[s] += 1
+        if not progress_when_first_done:
+            progress_when_first_done.append(list(done))
+
+    threads = [threading.Thread(target=session, args=(s,)) for s in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert done == [n] * 8 and wrong == [0] * 8
+    # No session waited for another to finish: all were under way when the first was done.
+    assert min(progress_when_first_done[0]) > 0, progress_when_first_done
+    st = clients[0].stats()
+    assert st["errors"] == {} and st["link"] == st["link_connection"]
+    for c in clients:
+        c.close()
+    assert agent.alive(), agent.log()
