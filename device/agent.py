@@ -47,7 +47,7 @@ from kpdev.device.links.base import LinkClosed
 from kpdev.device.stats import Stats
 from kpdev.device.store import ModelStore
 from kpdev.protocol import cbor
-from kpdev.protocol.compat import MICROPYTHON, const, forget_modules
+from kpdev.protocol.compat import const, forget_modules
 from kpdev.protocol.errors import DeviceError, KpdevError
 from kpdev.protocol.framing import DEFAULT_MAX_PAYLOAD, FrameParser, FrameWriter
 
@@ -144,22 +144,12 @@ def ping(agent, body):
 HANDLERS = {_PING: ping}  # this module is the group of the one operation always at hand
 
 
-def reply_limit(agent):
-    """The largest reply the current session's host takes (the agent's own limit without one)."""
-    s = agent.session
-    return s.peer_max if s is not None else agent.max_payload
-
-
 class Session:
     """One host's conversation on one link: parser, writer, reply limit and session nonce.
 
     With a key, the parser takes no authenticated frame but HELLO until HELLO starts the session
     with a fresh nonce (``op_status.hello``), so no frame of another session or boot is taken.
     """
-
-    __slots__ = (
-        "link", "parser", "writer", "peer_max", "outbox", "trusted", "valid_at", "closing"
-    )  # fmt: skip
 
     def __init__(self, link, max_payload, key):
         self.link = link
@@ -217,25 +207,16 @@ class Agent:
     def serve(self, link):
         """Answer frames on ``link`` until it closes; every failure becomes an ERROR frame.
 
-        A listening link (TCP) is served one connection at a time on MicroPython, each its own
-        session; on CPython, ``kpdev.device.sessions`` serves several at once.
+        A listening link (TCP) gives each connection a session of its own
+        (``kpdev.device.sessions``: one at a time on MicroPython, several at once on CPython).
         """
         self._running = True
-        if not hasattr(link, "accept"):
-            self._serve_session(self.open_session(link))
-        elif MICROPYTHON:
-            while self._running:
-                conn = link.accept(_READ_MS)
-                if conn is not None:
-                    s = self.open_session(conn)
-                    try:
-                        self._serve_session(s, link)
-                    finally:
-                        self.end_session(s)
-        else:
-            from kpdev.device.sessions import serve_many  # CPython only: threads
+        if hasattr(link, "accept"):
+            from kpdev.device.sessions import serve_listener  # only a TCP agent needs it
 
-            serve_many(self, link)
+            serve_listener(self, link)
+        else:
+            self._serve_session(self.open_session(link))
         self.close()
 
     def open_session(self, link):
@@ -243,17 +224,6 @@ class Agent:
         s = Session(link, self.max_payload, self.key)
         self.sessions.append(s)
         return s
-
-    def end_session(self, s):
-        """Close a session's link; its link counters join those of the sessions before it."""
-        self.sessions.remove(s)
-        c = self.stats.link or [0, 0, 0, 0, 0, 0]
-        n = s.counters()
-        self.stats.link = [c[i] + n[i] for i in range(6)]
-        try:
-            s.link.close()
-        except Exception:
-            pass
 
     def _serve_session(self, s, listener=None, dispatch=None):
         # Frames of one session until its link closes, or on a listener's connection until it

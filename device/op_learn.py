@@ -5,7 +5,7 @@ needs it and kept on the active pack, so it outlives this handler group.
 """
 
 from kpdev import accelerators  # noqa: F401  (Agent.model uses it: loaded as part of this group)
-from kpdev.device.agent import field, reply_limit
+from kpdev.device.agent import field
 from kpdev.protocol.compat import const
 from kpdev.protocol.errors import DeviceError
 from kpdev.protocol.tensors import decode_tensor
@@ -95,7 +95,8 @@ def learn_export(agent, body):
     s = _session(agent)
     data = s.serialize()
     offset = field(body, "offset", int, False, 0)
-    limit = reply_limit(agent)
+    # The largest reply the session's host takes (the agent's own limit at the REPL).
+    limit = agent.session.peer_max if agent.session is not None else agent.max_payload
     size = field(body, "size", int, False, limit // 2)
     if offset < 0 or offset > len(data) or size < 1:
         raise DeviceError(

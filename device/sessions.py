@@ -1,33 +1,61 @@
-"""Several sessions at once on a listening link: one thread per connection (CPython only).
+"""Serving a listening link (TCP): each client connection is a session of its own.
 
-A microcontroller never imports this module: MicroPython's agent serves one connection at a
-time (``Agent.serve``).  Here each connection gets a thread that reads and parses its own bytes;
-answering a frame takes one lock, so frames of different sessions never interleave inside the
-agent (a model, an upload, the learner): the agent sees a sequence of whole frames, as one
-session could send them.  Replies collect in the session's outbox while the lock is held and are
-written after it is released, so a client that reads nothing stalls only its own thread.
-
-A connection that sends no whole valid frame (with a key: no authenticated one) within
-``agent._IDLE_CLOSE_MS`` is closed.  At most ``MAX_SESSIONS`` are open; when a new client comes
-to a full house, the oldest session without a valid frame yet makes room, else the new client is
-turned away.
+Only a TCP agent imports this module.  MicroPython serves one connection at a time (a small heap
+holds one session); the agent's session loop closes a connection that idles (``Agent.
+_serve_session``), so a stranger cannot hold the board.  CPython serves several at once, a thread
+per connection that reads and parses its own bytes; answering a frame takes one lock, so frames
+of different sessions never interleave inside the agent (a model, an upload, the learner): the
+agent sees a sequence of whole frames, as one session could send them.  Replies collect in the
+session's outbox while the lock is held and are written after it is released, so a client that
+reads nothing stalls only its own thread.  There a connection that sends no whole valid frame
+(with a key: no authenticated one) within ``agent._IDLE_CLOSE_MS`` is closed, and at most
+``MAX_SESSIONS`` are open: when a new client comes to a full house, the oldest session without a
+valid frame yet makes room, else the new client is turned away.
 """
 
 import sys
-import threading
 
-from kpdev.device import agent as agent_module
+from kpdev.protocol.compat import MICROPYTHON, const
 
 MAX_SESSIONS = 32
+_ACCEPT_MS = const(200)  # how long one wait for a new client lasts
 
 
-def serve_many(agent, listener):
-    """Serve each connection ``listener`` accepts in a thread of its own, until the agent stops."""
+def serve_listener(agent, listener):
+    """Serve the connections ``listener`` accepts until the agent stops."""
+    if not MICROPYTHON:
+        return _serve_threads(agent, listener)
+    while agent._running:
+        conn = listener.accept(_ACCEPT_MS)
+        if conn is not None:
+            s = agent.open_session(conn)
+            try:
+                agent._serve_session(s, listener)
+            finally:
+                end_session(agent, s)
+
+
+def end_session(agent, s):
+    """Close a session's link; its link counters join those of the sessions before it."""
+    agent.sessions.remove(s)
+    c = agent.stats.link or [0, 0, 0, 0, 0, 0]
+    n = s.counters()
+    agent.stats.link = [c[i] + n[i] for i in range(6)]
+    try:
+        s.link.close()
+    except Exception:
+        pass
+
+
+def _serve_threads(agent, listener):
+    # CPython: a thread per connection.
+    import threading
+
     lock = threading.Lock()
     exit_code = []
     threads = []
     while agent._running and not exit_code:
-        conn = listener.accept(agent_module._READ_MS)
+        conn = listener.accept(_ACCEPT_MS)
         threads = [t for t in threads if t.is_alive()]
         if conn is None:
             continue
@@ -78,7 +106,7 @@ def _run(agent, s, lock, exit_code):
         sys.stderr.write("kpdev-agent error: session ended: %s: %s\n" % (type(e).__name__, e))
     finally:
         with lock:
-            agent.end_session(s)
+            end_session(agent, s)
 
 
 class _NobodyWaits:
