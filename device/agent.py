@@ -56,6 +56,7 @@ from kpdev.protocol.framing import DEFAULT_MAX_PAYLOAD, FrameParser, FrameWriter
 _FLAG_RESPONSE = const(0x01)
 _FLAG_ERROR = const(0x02)
 _FLAG_EVENT = const(0x04)
+_HELLO = const(0x01)
 _PING = const(0x03)
 _INFO = const(0x02)
 # The first code of each handler group's range (see _group).
@@ -80,7 +81,12 @@ _E_MODEL_LOAD = const(23)
 _READ_ONLY = b"\x02\x03\x14\x15\x20\x21\x30\x36\x41\x42\x48\x50\x61\x63"
 _STATS = const(0x04)
 
+_READ_MS = const(200)  # one read's timeout
 _IDLE_RESYNC_MS = const(1000)  # a partial frame this stale is given up on
+# A connection this long without a whole valid frame but HELLO (with a key: authenticated in its
+# session) is closed if it never sent one, or else when another connection waits for its turn
+# (MicroPython serves one at a time; one that never sent one gives way after _READ_MS).
+_IDLE_CLOSE_MS = const(3000)
 # Two Ctrl-C, sent alone outside any frame, end the agent loop: the console goes back
 # to the board's REPL.
 _INTERRUPT = b"\x03\x03"
@@ -144,6 +150,31 @@ def ping(agent, body):
 HANDLERS = {_PING: ping}  # this module is the group of the one operation always at hand
 
 
+class Session:
+    """One host's conversation on one link: parser, writer, reply limit and session nonce.
+
+    With a key, the parser takes no authenticated frame but HELLO until HELLO starts the session
+    with a fresh nonce (``op_status.hello``), so no frame of another session or boot is taken.
+    """
+
+    def __init__(self, link, max_payload, key):
+        self.link = link
+        self.parser = FrameParser(max_payload, key)
+        if key:
+            self.parser.nonce = None
+        self.writer = FrameWriter(key)
+        self.peer_max = DEFAULT_MAX_PAYLOAD  # the largest reply the host takes (HELLO sets it)
+        self.outbox = None  # a list where a session thread collects its frames (CPython)
+        self.trusted = False  # a whole valid (with a key: authenticated) frame came
+        self.valid_at = sysinfo.uptime_ms()  # when the last one came, or the connection
+        self.closing = False  # set to end the session (CPython: a full house takes its place)
+
+    def counters(self):
+        """The parser's counters, in the order STATS and ``Stats.link`` keep them."""
+        p = self.parser
+        return [p.garbage, p.header_errors, p.crc_errors, p.oversize, p.auth_failures, p.replays]
+
+
 class Agent:
     """Model store, backends and statistics behind the operation table."""
 
@@ -171,58 +202,84 @@ class Agent:
         self.pack = None  # the Knowledge Pack (kpdev.device.packrun), loaded when first needed
         # Called (agent, model, µs) after each inference while power is measured.
         self.on_inference = None
-        self.peer_max = DEFAULT_MAX_PAYLOAD  # the largest reply the host takes (HELLO sets it)
-        self.parser = None
-        self.after_reply = None  # called once the current reply is out (REBOOT)
+        self.session = None  # the Session whose frame is being answered
+        self.sessions = []  # the open ones (STATS adds their link counters)
+        self.after_reply = None  # called once the current reply is out (REBOOT, HELLO)
         self._loaded = {}  # name -> (sha256, LoadedModel)
-        self._link = None
-        self._writer = None
         self._running = False
         self._overlay = ()  # modules the import of the last handler group brought in
 
     # -- serving -------------------------------------------------------------------------
     def serve(self, link):
-        """Answer frames on ``link`` until it closes; every failure becomes an ERROR frame."""
-        self._link = link
-        self.parser = FrameParser(self.max_payload, self.key)
-        self._writer = FrameWriter(self.key)
-        if hasattr(link, "on_connect"):
-            link.on_connect = self._on_connect
+        """Answer frames on ``link`` until it closes; every failure becomes an ERROR frame.
+
+        A listening link (TCP) gives each connection a session of its own
+        (``kpdev.device.sessions``: one at a time on MicroPython, several at once on CPython).
+        """
         self._running = True
+        if hasattr(link, "accept"):
+            from kpdev.device.sessions import serve_listener  # only a TCP agent needs it
+
+            serve_listener(self, link)
+        else:
+            self._serve_session(self.open_session(link))
+        self.close()
+
+    def open_session(self, link):
+        """A new session on ``link`` (one host connection), counted among the open ones."""
+        s = Session(link, self.max_payload, self.key)
+        self.sessions.append(s)
+        return s
+
+    def _serve_session(self, s, listener=None, dispatch=None):
+        # Frames of one session until its link closes, or on a listener's connection until it
+        # idles out (_IDLE_CLOSE_MS).
+        # ``dispatch(session, frames, bytes read)`` answers them (default: ``self.dispatch``).
+        dispatch = dispatch or self.dispatch
+        link = s.link
+        parser = s.parser
         read_size = self.max_payload + 64
         idle = 0
-        while self._running:
+        while self._running and not s.closing:
             try:
-                data = link.read(read_size, 200)
+                data = link.read(read_size, _READ_MS)
             except LinkClosed:
                 break
+            if listener is not None:
+                quiet = sysinfo.ticks_diff(sysinfo.uptime_ms(), s.valid_at)
+                # How long it may keep another connection waiting (MicroPython serves one).
+                hold = _IDLE_CLOSE_MS if s.trusted else _READ_MS
+                if (
+                    quiet >= _IDLE_CLOSE_MS
+                    and not s.trusted
+                    or quiet >= hold
+                    and listener.waiting()
+                ):
+                    break
             if not data:
-                idle += 200
-                if idle >= _IDLE_RESYNC_MS and self.parser.pending():
-                    self.parser.resync()
-                    self._dispatch_all(self.parser.feed(b""))
+                idle += _READ_MS
+                if idle >= _IDLE_RESYNC_MS and parser.pending():
+                    parser.resync()
+                    dispatch(s, parser.feed(b""), 0)
                     idle = 0
                 continue
             idle = 0
-            self.stats.bytes_in += len(data)
-            if data == _INTERRUPT and not self.parser.pending():
+            if data == _INTERRUPT and not parser.pending():
                 break  # Ctrl-C Ctrl-C alone, outside any frame: give the port back to the REPL
-            frames = self.parser.feed(data)
+            n = len(data)
+            frames = parser.feed(data)
             data = None  # the parser keeps what it needs
-            self._dispatch_all(frames)
-        self.close()
+            dispatch(s, frames, n)
 
-    def _on_connect(self):
-        # A new TCP client: forget half a frame from the last one.  The auth counter and the
-        # link counters go on; those of this moment tell this connection's apart (STATS).
-        old = self.parser
-        p = self.parser = FrameParser(self.max_payload, self.key)
-        p.last_counter = old.last_counter
-        c = [old.garbage, old.header_errors, old.crc_errors, old.oversize]
-        c += [old.auth_failures, old.replays]
-        self.stats.link = c
-        p.garbage, p.header_errors, p.crc_errors, p.oversize, p.auth_failures, p.replays = c
-        self.peer_max = DEFAULT_MAX_PAYLOAD
+    def dispatch(self, s, frames, nbytes=0):
+        """Answer a session's frames, in order; ``nbytes``: the link bytes they came in."""
+        self.stats.bytes_in += nbytes
+        for f in frames:
+            if not f.error and f.op != _HELLO:  # a replayed HELLO earns no trust
+                s.trusted = True
+                s.valid_at = sysinfo.uptime_ms()
+        self.session = s
+        self._dispatch_all(frames)
 
     def _dispatch_all(self, frames):
         while frames:
@@ -264,14 +321,15 @@ class Agent:
         except Exception as e:
             self.send_error(frame.rid, op, _E_INTERNAL, "%s: %s" % (type(e).__name__, e))
             return
-        if len(payload) > self.peer_max:
+        limit = self.session.peer_max
+        if len(payload) > limit:
             if op in _READ_ONLY or (op == _STATS and not body.get("reset")):
                 self.send_error(
                     frame.rid,
                     op,
                     _E_TOO_LARGE,
                     "reply of %d bytes exceeds the host's maximum of %d; send smaller batches"
-                    % (len(payload), self.peer_max),
+                    % (len(payload), limit),
                 )
                 return
             # The request was carried out: an ERROR would say it was not.  Say so in a reply
@@ -312,10 +370,14 @@ class Agent:
         return handler
 
     def _send(self, op, rid, payload, flags):
-        data = self._writer.pack(op, rid, payload, flags)
+        s = self.session
+        data = s.writer.pack(op, rid, payload, flags)
         self.stats.frames_out += 1
         self.stats.bytes_out += len(data)
-        self._link.write(data)
+        if s.outbox is not None:
+            s.outbox.append(data)  # a session thread writes it once the lock is released
+        else:
+            s.link.write(data)
 
     def send_error(self, rid, op, code, message):
         """Answer request ``rid`` with an ERROR frame."""
@@ -337,7 +399,7 @@ class Agent:
 
     def event(self, op, body):
         """Send an unsolicited event frame to the host, when one is connected."""
-        if self._link is not None and self._writer is not None:
+        if self.session is not None:
             self._send(op, 0, cbor.dumps(body), _FLAG_EVENT)
 
     def _log_exception(self, e):

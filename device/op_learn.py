@@ -95,12 +95,14 @@ def learn_export(agent, body):
     s = _session(agent)
     data = s.serialize()
     offset = field(body, "offset", int, False, 0)
-    size = field(body, "size", int, False, agent.peer_max // 2)
+    # The largest reply the session's host takes (the agent's own limit at the REPL).
+    limit = agent.session.peer_max if agent.session is not None else agent.max_payload
+    size = field(body, "size", int, False, limit // 2)
     if offset < 0 or offset > len(data) or size < 1:
         raise DeviceError(
             "export offset must be 0..%d and size at least 1" % len(data), _E_BAD_REQUEST
         )
-    size = min(size, agent.peer_max // 2, agent.max_payload // 2)
+    size = min(size, limit // 2, agent.max_payload // 2)
     from kpdev.device.learnrun import sha256_hex
 
     return {

@@ -14,7 +14,7 @@ _HELLO = const(0x01)
 _INFO = const(0x02)
 _STATS = const(0x04)
 _REBOOT = const(0x05)
-_PROTOCOL_VERSION = const(1)
+_PROTOCOL_VERSION = const(2)
 
 
 def info(agent, body):
@@ -46,9 +46,31 @@ def info(agent, body):
 
 
 def hello(agent, body):
-    """HELLO: note the largest reply the host takes; answer with INFO."""
-    agent.peer_max = max(64, field(body, "max_payload", int, False, DEFAULT_MAX_PAYLOAD))
-    return info(agent, body)
+    """HELLO: note the largest reply the host takes; answer with INFO.
+
+    With a key, HELLO also starts a new session: a fresh random ``nonce`` in the reply, which the
+    tag of every later frame of this session covers, both ways.  The reply itself is tagged with
+    the host's own ``nonce``, so the host knows it is no replay either.
+    """
+    peer_max = max(64, field(body, "max_payload", int, False, DEFAULT_MAX_PAYLOAD))
+    host_nonce = field(body, "nonce", bytes, False, b"")
+    out = info(agent, body)
+    s = agent.session
+    if s is not None:
+        s.peer_max = peer_max
+        if agent.key:
+            import os
+
+            nonce = os.urandom(16)
+            out["nonce"] = nonce
+            s.writer.nonce = host_nonce  # for this reply
+            s.parser.nonce = nonce  # frames the parser reads from now on
+
+            def start():
+                s.writer.nonce = nonce
+
+            agent.after_reply = start
+    return out
 
 
 def _more(name, agent, body):

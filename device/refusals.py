@@ -30,9 +30,9 @@ _E_KEY_REQUIRED = const(10)
 _FRAME_ERRORS = {
     _E_BAD_CRC: "payload CRC mismatch: frame dropped, send it again",
     _E_TOO_LARGE: "frame payload larger than the negotiated maximum",
-    _E_AUTH: "frame tag does not match: the sender uses a different key",
+    _E_AUTH: "frame tag does not match: the sender uses a different key (or another session)",
     _E_KEY_REQUIRED: "frame not authenticated: this device requires a key",
-    _E_REPLAY: "frame counter not above the last one: replay dropped",
+    _E_REPLAY: "replay dropped: counter not above the last one, or before this session's HELLO",
     _E_BAD_REQUEST: "unsupported protocol version",
 }
 

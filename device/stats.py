@@ -4,8 +4,8 @@
 class Stats:
     """Everything the agent counts since start or the last reset."""
 
-    # The parser counters when the current TCP client connected (in agent._on_connect's
-    # order), set by the agent: STATS tells this connection's counts from those since start.
+    # The parser counters of the sessions that ended (in Session.counters' order), set by the
+    # agent: STATS adds those of the open sessions for the counts since start.
     link = None
 
     def __init__(self):

@@ -13,7 +13,7 @@ _EXIT_REBOOT = const(75)  # the exit status that asks whoever started the agent 
 
 
 def _link(c):
-    # Parser counters (in agent._on_connect's order) as STATS names them.
+    # Parser counters (in Session.counters' order) as STATS names them.
     return {
         "garbage_bytes": c[0],
         "header_errors": c[1],
@@ -29,21 +29,22 @@ def stats(agent, body):
     them."""
     reset = bool(body.get("reset"))
     out = agent.stats.summary(agent.power_config)
-    p = agent.parser
-    if p is not None:
-        now = [p.garbage, p.header_errors, p.crc_errors, p.oversize, p.auth_failures, p.replays]
-        out["link"] = _link(now)
-        base = agent.stats.link
-        if base:
+    if agent.session is not None:
+        # Since start: the sessions that ended, plus every open one (several at once on CPython).
+        total = list(agent.stats.link or [0, 0, 0, 0, 0, 0])
+        for s in agent.sessions:
+            c = s.counters()
             for i in range(6):
-                now[i] -= base[i]
-        out["link_connection"] = _link(now)
+                total[i] += c[i]
+        out["link"] = _link(total)
+        out["link_connection"] = _link(agent.session.counters())
     out["memory"] = sysinfo.memory(reset)
     out["uptime_ms"] = sysinfo.uptime_ms()
     if reset:
         agent.stats.reset()
         agent.stats.link = None
-        if p is not None:
+        for s in agent.sessions:
+            p = s.parser
             p.garbage = p.header_errors = p.crc_errors = p.oversize = 0
             p.auth_failures = p.replays = 0
     return out

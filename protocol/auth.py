@@ -18,9 +18,11 @@ class Authenticator:
         self._ipad = bytes([b ^ 0x36 for b in key])
         self._opad = bytes([b ^ 0x5C for b in key])
 
-    def tag(self, header, payload, counter):
-        """First 16 bytes of HMAC-SHA256 over header, payload and the packed counter."""
+    def tag(self, nonce, header, payload, counter):
+        """First 16 bytes of HMAC-SHA256 over the session nonce, header, payload and the packed
+        counter."""
         inner = hashlib.sha256(self._ipad)
+        inner.update(nonce)
         inner.update(header)
         inner.update(payload)
         inner.update(counter)
@@ -28,9 +30,9 @@ class Authenticator:
         outer.update(inner.digest())
         return outer.digest()[:TAG_SIZE]
 
-    def check(self, header, payload, counter, tag):
-        """True when ``tag`` is the tag of header, payload and counter."""
-        want = self.tag(header, payload, counter)
+    def check(self, nonce, header, payload, counter, tag):
+        """True when ``tag`` is the tag of nonce, header, payload and counter."""
+        want = self.tag(nonce, header, payload, counter)
         # Compare without an early exit, so timing does not tell how much matched.
         if len(want) != len(tag):
             return False

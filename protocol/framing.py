@@ -12,7 +12,10 @@ Layout (little-endian; docs/protocol.md has the full table)::
     .. 4  crc       CRC-32 of the payload
     (AUTH only)
     .. 8  counter   u64, strictly increasing per sender
-    .. 16 tag       HMAC-SHA256(key, header + payload + counter), first 16 bytes
+    .. 16 tag       HMAC-SHA256(key, nonce + header + payload + counter), first 16 bytes
+
+``nonce`` is the session's, from the agent's HELLO reply (empty before it, and always for a HELLO
+request): a frame of another session or an earlier boot never authenticates.
 
 ``FrameParser.feed`` takes any number of bytes and returns the whole frames found; it keeps the
 rest.  Garbage, a truncated frame or a bad CRC never needs a reconnect: the parser moves one byte
@@ -30,8 +33,10 @@ except ImportError:  # ports built without binascii.crc32
 
 # Protocol numbers of kpdev.protocol.ops as compile-time constants: importing ops would keep
 # its whole table in a board's heap.  stage_lib checks that these still match ops.py.
-_PROTOCOL_VERSION = const(1)
+_FRAME_VERSION = const(1)  # the header's version nibble (INFO's ``proto`` is ops.PROTOCOL_VERSION)
+_FLAG_RESPONSE = const(0x01)
 _FLAG_AUTH = const(0x08)
+_HELLO = const(0x01)
 _E_BAD_CRC = const(1)
 _E_TOO_LARGE = const(2)
 _E_BAD_REQUEST = const(5)
@@ -47,7 +52,7 @@ CRC_SIZE = const(4)
 COUNTER_SIZE = const(8)
 TAG_SIZE = const(16)
 AUTH_SIZE = const(24)
-VERSION_BITS = _PROTOCOL_VERSION << 4
+VERSION_BITS = _FRAME_VERSION << 4
 # Until HELLO negotiates more, both sides accept payloads of this size.
 DEFAULT_MAX_PAYLOAD = const(1024)
 # Frame overhead without and with authentication.
@@ -103,11 +108,12 @@ class Frame:
 
 
 class FrameWriter:
-    """Builds frames; with a key it signs each one with the next counter value."""
+    """Builds frames; with a key it signs each one with the next counter value and ``nonce``."""
 
     def __init__(self, key=None, counter=0):
         self._auth = _authenticator(key)
         self.counter = counter
+        self.nonce = b""  # the session's nonce, which every tag covers (set after HELLO)
 
     def pack(self, op, rid, payload, flags=0):
         """Whole frame bytes for one payload."""
@@ -125,7 +131,7 @@ class FrameWriter:
             self.counter += 1
             counter = struct.pack("<Q", self.counter)
             parts.append(counter)
-            parts.append(self._auth.tag(head, payload, counter))
+            parts.append(self._auth.tag(self.nonce, head, payload, counter))
         return b"".join(parts)
 
 
@@ -138,6 +144,9 @@ class FrameParser:
         self._buf = bytearray()
         self._pos = 0
         self.last_counter = 0
+        # The session's nonce, which the tag of every frame but a HELLO request covers.  None:
+        # no session yet (an agent before HELLO), so HELLO is the one frame that can authenticate.
+        self.nonce = b""
         self.garbage = 0  # bytes skipped while looking for a sync word
         self.header_errors = 0
         self.crc_errors = 0
@@ -211,7 +220,13 @@ class FrameParser:
                 else:
                     c0 = p1 + CRC_SIZE
                     counter = struct.unpack_from("<Q", buf, c0)[0]
-                    if not self._auth.check(
+                    nonce = self.nonce
+                    if op == _HELLO and not flags & _FLAG_RESPONSE:
+                        nonce = b""  # HELLO starts a session: it cannot carry one
+                    if nonce is None:
+                        error = _E_REPLAY  # before HELLO: a frame of an earlier session or boot
+                    elif not self._auth.check(
+                        nonce,
                         mv[pos:p0],
                         mv[p0:p1],
                         mv[c0 : c0 + COUNTER_SIZE],

@@ -9,7 +9,9 @@ operations keeps its codes in one range: the agent routes a code to its handler 
 
 from kpdev.protocol.compat import const
 
-PROTOCOL_VERSION = 1
+# What INFO's ``proto`` says; 2: authenticated frames are bound to a session nonce (HELLO).
+# The frames' own version nibble stays 1 (protocol/framing.py).
+PROTOCOL_VERSION = 2
 
 # Frame flags (header byte 2).  The high nibble carries the protocol version.
 FLAG_RESPONSE = const(0x01)

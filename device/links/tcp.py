@@ -1,16 +1,20 @@
-"""A TCP server link: one client at a time."""
+"""A TCP server link: a listener that hands out one byte pipe per client connection."""
 
 try:
     import select
 except ImportError:
     import uselect as select
 
-from kpdev.device.links.base import LinkError
+from kpdev.device.links.base import LinkClosed, LinkError
 from kpdev.protocol.compat import MICROPYTHON
+
+# Connections the kernel holds until the agent accepts them (MicroPython serves one at a time).
+_BACKLOG = 4 if MICROPYTHON else 16
+_SEND_TIMEOUT_S = 10  # CPython: a client that takes no replies for this long is dropped
 
 
 class TcpServerLink:
-    """Listens on HOST:PORT and serves one client at a time; a new client replaces a gone one."""
+    """Listens on HOST:PORT; ``accept`` gives the next client's connection, or None."""
 
     def __init__(self, host, port):
         import socket
@@ -21,7 +25,7 @@ class TcpServerLink:
         self._server = socket.socket(ai[0], socket.SOCK_STREAM)
         self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._server.bind(ai[-1])
-        self._server.listen(1)
+        self._server.listen(_BACKLOG)
         if not MICROPYTHON:
             self.port = self._server.getsockname()[1]
         elif port == 0:
@@ -30,36 +34,46 @@ class TcpServerLink:
             raise LinkError("tcp port 0 is not supported on this runtime: give a port number")
         else:
             self.port = port
-        self._conn = None
-        self._poll = None
-        self.on_connect = None
+        self._poll = select.poll()
+        self._poll.register(self._server, select.POLLIN)
 
-    def _accept(self, timeout_ms):
-        p = select.poll()
-        p.register(self._server, select.POLLIN)
-        if not p.poll(timeout_ms):
-            return False
-        conn, _ = self._server.accept()
+    def waiting(self):
+        """True when a client waits to be accepted."""
+        return bool(self._poll.poll(0))
+
+    def accept(self, timeout_ms):
+        """The next client's connection, or None when none came within the timeout."""
+        if not self._poll.poll(timeout_ms):
+            return None
+        try:
+            conn, _ = self._server.accept()
+        except OSError:  # it gave up before we took it
+            return None
         if not MICROPYTHON:
             conn.setsockopt(self._socket.IPPROTO_TCP, self._socket.TCP_NODELAY, 1)
+            conn.settimeout(_SEND_TIMEOUT_S)
+        return TcpConnection(conn)
+
+    def close(self):
+        """Stop listening."""
+        self._server.close()
+
+
+class TcpConnection:
+    """One client's connection: ``read`` raises ``LinkClosed`` once the client has gone."""
+
+    name = "tcp"
+
+    def __init__(self, conn):
         self._conn = conn
         self._poll = select.poll()
         self._poll.register(conn, select.POLLIN)
-        if self.on_connect:
-            self.on_connect()
-        return True
-
-    def _drop(self):
-        try:
-            self._conn.close()
-        except OSError:
-            pass
-        self._conn = None
+        self._gone = False
 
     def read(self, n, timeout_ms=1000):
-        """Up to ``n`` bytes from the current client; empty on timeout or when it left."""
-        if self._conn is None and not self._accept(timeout_ms):
-            return b""
+        """Up to ``n`` bytes; empty on timeout."""
+        if self._gone:
+            raise LinkClosed("the client left")
         if not self._poll.poll(timeout_ms):
             return b""
         try:
@@ -67,12 +81,13 @@ class TcpServerLink:
         except OSError:
             data = b""
         if not data:
-            self._drop()
+            self._gone = True
+            raise LinkClosed("the client left")
         return data
 
     def write(self, data):
-        """Send all of ``data`` to the current client (dropped silently if it has left)."""
-        if self._conn is None:
+        """Send all of ``data`` (dropped if the client has left or takes nothing for long)."""
+        if self._gone:
             return
         try:
             if not MICROPYTHON:
@@ -82,10 +97,12 @@ class TcpServerLink:
                 while mv:
                     mv = mv[self._conn.send(mv) :]
         except OSError:
-            self._drop()
+            self._gone = True
 
     def close(self):
-        """Stop listening."""
-        if self._conn is not None:
-            self._drop()
-        self._server.close()
+        """Close the connection."""
+        self._gone = True
+        try:
+            self._conn.close()
+        except OSError:
+            pass

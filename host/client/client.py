@@ -170,12 +170,34 @@ class Client:
     # -- operations ----------------------------------------------------------------------
     def hello(self) -> dict[str, Any]:
         """Negotiate payload size and window; returns the device's INFO."""
-        info = self.request(ops.HELLO, {"max_payload": HOST_MAX_PAYLOAD})
+        body: dict[str, Any] = {"max_payload": HOST_MAX_PAYLOAD}
+        if self.key:
+            # A new session: HELLO goes without a session nonce, and the agent tags its reply
+            # with ours (so an old reply replayed at us fails); every later frame, both ways,
+            # with the nonce the agent gives in it.
+            body["nonce"] = os.urandom(16)
+            self.writer.nonce = b""
+            self.parser.nonce = body["nonce"]
+        info = self.request(ops.HELLO, body)
         self.device = info
         self.max_payload = int(info.get("max_payload", DEFAULT_MAX_PAYLOAD))
         self.window = max(1, int(info.get("window", 1)))
-        if self.key and not info.get("auth"):
-            raise AuthError(_AUTH_REFUSALS[ops.E_KEY_REQUIRED])
+        proto = info.get("proto", 1)
+        if isinstance(proto, int) and proto > ops.PROTOCOL_VERSION:
+            raise ProtocolError(
+                f"the device's agent speaks protocol {proto}, this kpdev "
+                f"{ops.PROTOCOL_VERSION}: update kpdev (pip install -U kpdev)"
+            )
+        if self.key:
+            if not info.get("auth"):
+                raise AuthError(_AUTH_REFUSALS[ops.E_KEY_REQUIRED])
+            nonce = info.get("nonce")
+            if not isinstance(nonce, bytes) or len(nonce) < 8:
+                raise AuthError(
+                    "the device's agent gives no session nonce (protocol "
+                    f"{proto}): update its agent (kpdev agent install)"
+                )
+            self.writer.nonce = self.parser.nonce = nonce
         return info
 
     def info(self) -> dict[str, Any]:
