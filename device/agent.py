@@ -49,7 +49,7 @@ from kpdev.device.store import ModelStore
 from kpdev.protocol import cbor
 from kpdev.protocol.compat import const, forget_modules
 from kpdev.protocol.errors import DeviceError, KpdevError
-from kpdev.protocol.framing import DEFAULT_MAX_PAYLOAD, FrameParser, FrameWriter
+from kpdev.protocol.framing import DEFAULT_MAX_PAYLOAD, FrameParser, FrameWriter, crc32
 
 # Protocol numbers of kpdev.protocol.ops as compile-time constants: importing ops would keep
 # its whole table in a board's heap.  stage_lib checks that these still match ops.py.
@@ -179,6 +179,11 @@ class Agent:
         self._writer = None
         self._running = False
         self._overlay = ()  # modules the import of the last handler group brought in
+        # The last replies to requests that change state, as [(rid, op, payload CRC), op, payload,
+        # flags]: a request sent again with the same id (its reply was lost) is answered from
+        # here, not carried out twice.  As many as the host may have in flight, at least 4.
+        self._replies = []
+        self._replying = None  # the key of the request being answered, while it is cached
 
     # -- serving -------------------------------------------------------------------------
     def serve(self, link):
@@ -221,6 +226,7 @@ class Agent:
         c = [old.garbage, old.header_errors, old.crc_errors, old.oversize]
         c += [old.auth_failures, old.replays]
         self.stats.link = c
+        self._replies = []  # request ids are the last client's
         p.garbage, p.header_errors, p.crc_errors, p.oversize, p.auth_failures, p.replays = c
         self.peer_max = DEFAULT_MAX_PAYLOAD
 
@@ -248,6 +254,15 @@ class Agent:
             return
         if frame.flags & (_FLAG_RESPONSE | _FLAG_EVENT):
             return  # the host sends requests only; ignore anything else
+        self._replying = None
+        if op not in _READ_ONLY:
+            key = (frame.rid, op, crc32(frame.payload or b""))
+            for r in self._replies:
+                if r[0] == key:
+                    self.stats.duplicates += 1
+                    self._send(r[1], frame.rid, r[2], r[3])
+                    return
+            self._replying = key
         try:
             handler = self._handler(op)
             body = cbor.loads(frame.payload) if frame.payload else {}
@@ -312,6 +327,12 @@ class Agent:
         return handler
 
     def _send(self, op, rid, payload, flags):
+        if self._replying is not None and flags & _FLAG_RESPONSE:
+            r = self._replies
+            r.append((self._replying, op, payload, flags))
+            if len(r) > max(4, self.window):
+                r.pop(0)
+            self._replying = None
         data = self._writer.pack(op, rid, payload, flags)
         self.stats.frames_out += 1
         self.stats.bytes_out += len(data)
