@@ -145,6 +145,7 @@ def deploy(
                 board=b,
                 progress=progress,
             )
+        result["link"] = c.link_report()
     if json_:
         emit(result)
         return
@@ -377,6 +378,7 @@ def _deploy_pack(path: Path, board, port, key, timeout: float, json_: bool, forc
     with session(board, port, key, timeout) as c:
         with progress_bar(not json_, f"upload {pack.name}", unit="bytes") as progress:
             plan = run(c, pack, b, force=force, progress=progress)
+        plan["link"] = c.link_report()
     if json_:
         emit(plan)
         return
