@@ -134,17 +134,22 @@ def deploy(
     b = resolve_board(board, port)
     with session(board, port, key, timeout) as c:
         with progress_bar(not json_, f"upload {name}", len(data), unit="bytes") as progress:
-            result = deploy_model(
-                c,
-                name,
-                data,
-                fmt,
-                meta,
-                activate=activate,
-                keep_unloadable=keep_unloadable,
-                board=b,
-                progress=progress,
-            )
+            try:
+                result = deploy_model(
+                    c,
+                    name,
+                    data,
+                    fmt,
+                    meta,
+                    activate=activate,
+                    keep_unloadable=keep_unloadable,
+                    board=b,
+                    progress=progress,
+                )
+            except DeviceError as e:
+                if isinstance(getattr(e, "detail", None), dict):
+                    e.detail["link"] = c.link_report()
+                raise
         result["link"] = c.link_report()
     if json_:
         emit(result)

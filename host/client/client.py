@@ -32,14 +32,16 @@ _POLL_S = 0.02
 # Per-request reply timeout (the retransmission timeout, RTO): smoothed round trip of the
 # operation plus four deviations (RFC 6298), at least _RTO_MIN_S; _RTO_FIRST_S for an operation
 # not timed yet.  It doubles with each retry of a request and stays below half the command's.
-_RTO_MIN_S = 0.2
+_RTO_MIN_S = 0.1
 _RTO_FIRST_S = 1.0
 # Uploads: the smallest chunk, and how many clean chunk replies in a row double the chunk size
 # again after errors halved it.
 _MIN_CHUNK = 256
 _GROW_AFTER = 8
-# An upload gives up after this many rewinds in a row without a byte of progress.
+# An upload gives up after this many rewinds in a row without a byte of progress; it backs off
+# (waits before going on) from the _CALM_REWINDS-th on: noise alone rarely makes so many.
 _MAX_REWINDS = 32
+_CALM_REWINDS = 4
 # Request ids answered lately: a second reply to one of them is a duplicate, dropped.
 _RECENT = 256
 
@@ -416,7 +418,10 @@ class Client:
                     if rewinds > _MAX_REWINDS:
                         raise
                     self.rewinds += 1
-                    time.sleep(min(_BACKOFF_MAX_S, _BACKOFF_S * (1 << rewinds) / 2))
+                    if rewinds >= _CALM_REWINDS:
+                        time.sleep(
+                            min(_BACKOFF_MAX_S, _BACKOFF_S * (1 << rewinds - _CALM_REWINDS))
+                        )
                     size = max(_MIN_CHUNK, min(size, total - held) // 2)
                     held = at = int(self.request(ops.MODEL_BEGIN, begin)["offset"])
                     clean = 0
