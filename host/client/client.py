@@ -30,10 +30,15 @@ _BACKOFF_MAX_S = 0.5
 # is late is sent again in time.
 _POLL_S = 0.02
 # Per-request reply timeout (the retransmission timeout, RTO): smoothed round trip of the
-# operation plus four deviations (RFC 6298), at least _RTO_MIN_S; _RTO_FIRST_S for an operation
-# not timed yet.  It doubles with each retry of a request and stays below half the command's.
+# operation plus four deviations (RFC 6298), at least a floor; a first guess for an operation not
+# timed yet (its first run may load a model or a pack).  It doubles with each retry of a request
+# and stays below half the command's.  A retry that was not needed costs a read-only operation a
+# second run on the device, hence its floors well above a clean round trip; the agent answers a
+# state-changing one from its reply cache, so it may be retried sooner.
 _RTO_MIN_S = 0.1
 _RTO_FIRST_S = 1.0
+_RTO_MIN_READ_ONLY_S = 0.5
+_RTO_FIRST_READ_ONLY_S = 3.0
 # Uploads: the smallest chunk, and how many clean chunk replies in a row double the chunk size
 # again after errors halved it.
 _MIN_CHUNK = 256
@@ -161,10 +166,11 @@ class Client:
     def _rto(self, pending: _Pending) -> float:
         """Seconds to wait for a reply to ``pending`` before sending it again."""
         est = self._rtt.get(pending.op)
+        read_only = pending.op in ops.READ_ONLY
         if est is None:
-            rto = _RTO_FIRST_S
+            rto = _RTO_FIRST_READ_ONLY_S if read_only else _RTO_FIRST_S
         else:
-            rto = max(_RTO_MIN_S, est[0] + 4 * est[1])
+            rto = max(_RTO_MIN_READ_ONLY_S if read_only else _RTO_MIN_S, est[0] + 4 * est[1])
         # A slow line: the bytes of the requests in flight take this long to go out at all.
         rate = getattr(self.link, "bytes_per_second", None)
         if rate:
