@@ -58,6 +58,7 @@ _FLAG_ERROR = const(0x02)
 _FLAG_EVENT = const(0x04)
 _PING = const(0x03)
 _INFO = const(0x02)
+_HELLO = const(0x01)
 # The first code of each handler group's range (see _group).
 _MODEL_BEGIN = const(0x10)
 _MODEL_LIST = const(0x14)
@@ -179,9 +180,10 @@ class Agent:
         self._writer = None
         self._running = False
         self._overlay = ()  # modules the import of the last handler group brought in
-        # The last replies to requests that change state, as [(rid, op, payload CRC), op, payload,
-        # flags]: a request sent again with the same id (its reply was lost) is answered from
-        # here, not carried out twice.  As many as the host may have in flight, at least 4.
+        # The last replies to requests that change state (HELLO aside: run again, it does the
+        # same), as (key, op, payload, flags), the key a CRC-32 of id, op and payload: a request
+        # sent again with the same id (its reply was lost) is answered from here, not carried
+        # out twice.  As many as the host may have in flight: the window.
         self._replies = []
         self._replying = None  # the key of the request being answered, while it is cached
 
@@ -254,9 +256,8 @@ class Agent:
             return
         if frame.flags & (_FLAG_RESPONSE | _FLAG_EVENT):
             return  # the host sends requests only; ignore anything else
-        self._replying = None
-        if op not in _READ_ONLY:
-            key = (frame.rid, op, crc32(frame.payload or b""))
+        if op != _HELLO and op not in _READ_ONLY:
+            key = crc32(frame.payload or b"", frame.rid << 8 | op)
             for r in self._replies:
                 if r[0] == key:
                     self.stats.duplicates += 1
@@ -330,7 +331,7 @@ class Agent:
         if self._replying is not None and flags & _FLAG_RESPONSE:
             r = self._replies
             r.append((self._replying, op, payload, flags))
-            if len(r) > max(4, self.window):
+            if len(r) > self.window:
                 r.pop(0)
             self._replying = None
         data = self._writer.pack(op, rid, payload, flags)
