@@ -213,6 +213,7 @@ class Client:
         while rid not in self._done:
             now = time.monotonic()
             if now > deadline:
+                self._sent.pop(rid, None)  # given up: not sent again
                 raise LinkTimeout(
                     f"no reply from the device within {limit:g} s "
                     f"(is an agent running on {getattr(self.link, 'url', 'the link')}?)"
@@ -246,21 +247,25 @@ class Client:
             raise AuthError(
                 "the device requires a key and none was given: pass --key or set KPDEV_KEY"
             )
-        try:
-            body = cbor2.loads(frame.payload) if frame.payload else None
-        except (cbor2.CBORDecodeError, ValueError) as e:
-            raise ProtocolError(f"the device sent a reply that is not valid CBOR: {e}") from None
-        if frame.flags & ops.FLAG_EVENT:
-            if self.on_event:
-                self.on_event(frame.op, body)
-            return
-        pending = self._sent.get(frame.rid)
-        if pending is None or frame.rid in self._done:
+        pending = None if frame.flags & ops.FLAG_EVENT else self._sent.get(frame.rid)
+        if not frame.flags & ops.FLAG_EVENT and (pending is None or frame.rid in self._done):
             if not frame.flags & ops.FLAG_ERROR and (
                 frame.rid in self._answered or frame.rid in self._done
             ):
                 self.duplicates += 1  # a retried request answered twice: the first counts
             return  # else not an answer to anything we asked: a stale reply to someone else
+        try:
+            body = cbor2.loads(frame.payload) if frame.payload else None
+        except (cbor2.CBORDecodeError, ValueError) as e:
+            error = ProtocolError(f"the device sent a reply that is not valid CBOR: {e}")
+            if pending is None:
+                raise error from None
+            self._done[frame.rid] = error  # the request's answer: a copy sent again is dropped
+            return
+        if frame.flags & ops.FLAG_EVENT:
+            if self.on_event:
+                self.on_event(frame.op, body)
+            return
         if frame.flags & ops.FLAG_ERROR:
             code = body.get("code", ops.E_INTERNAL) if isinstance(body, dict) else ops.E_INTERNAL
             if code == ops.E_BAD_CRC and not pending.resend:
