@@ -49,7 +49,7 @@ from kpdev.device.store import ModelStore
 from kpdev.protocol import cbor
 from kpdev.protocol.compat import const, forget_modules
 from kpdev.protocol.errors import DeviceError, KpdevError
-from kpdev.protocol.framing import DEFAULT_MAX_PAYLOAD, FrameParser, FrameWriter
+from kpdev.protocol.framing import DEFAULT_MAX_PAYLOAD, FrameParser, FrameWriter, crc32
 
 # Protocol numbers of kpdev.protocol.ops as compile-time constants: importing ops would keep
 # its whole table in a board's heap.  stage_lib checks that these still match ops.py.
@@ -59,6 +59,7 @@ _FLAG_EVENT = const(0x04)
 _HELLO = const(0x01)
 _PING = const(0x03)
 _INFO = const(0x02)
+_HELLO = const(0x01)
 # The first code of each handler group's range (see _group).
 _MODEL_BEGIN = const(0x10)
 _MODEL_LIST = const(0x14)
@@ -168,6 +169,7 @@ class Session:
         self.trusted = False  # a whole valid (with a key: authenticated) frame came
         self.valid_at = sysinfo.uptime_ms()  # when the last one came, or the connection
         self.closing = False  # set to end the session (CPython: a full house takes its place)
+        self.replies = []  # the last replies to state-changing requests (Agent._replying)
 
     def counters(self):
         """The parser's counters, in the order STATS and ``Stats.link`` keep them."""
@@ -208,6 +210,11 @@ class Agent:
         self._loaded = {}  # name -> (sha256, LoadedModel)
         self._running = False
         self._overlay = ()  # modules the import of the last handler group brought in
+        # Each session keeps its last replies to requests that change state (HELLO aside: run
+        # again, it does the same), as (key, op, payload, flags), the key a CRC-32 of id, op and
+        # payload: a request sent again with the same id (its reply was lost) is answered from
+        # there, not carried out twice.  As many as the host may have in flight: the window.
+        self._replying = None  # the key of the request being answered, while it is cached
 
     # -- serving -------------------------------------------------------------------------
     def serve(self, link):
@@ -305,6 +312,14 @@ class Agent:
             return
         if frame.flags & (_FLAG_RESPONSE | _FLAG_EVENT):
             return  # the host sends requests only; ignore anything else
+        if op != _HELLO and op not in _READ_ONLY:
+            key = crc32(frame.payload or b"", frame.rid << 8 | op)
+            for r in self.session.replies:  # request ids are this session's
+                if r[0] == key:
+                    self.stats.duplicates += 1
+                    self._send(r[1], frame.rid, r[2], r[3])
+                    return
+            self._replying = key
         try:
             handler = self._handler(op)
             body = cbor.loads(frame.payload) if frame.payload else {}
@@ -371,6 +386,12 @@ class Agent:
 
     def _send(self, op, rid, payload, flags):
         s = self.session
+        if self._replying is not None and flags & _FLAG_RESPONSE:
+            r = s.replies
+            r.append((self._replying, op, payload, flags))
+            if len(r) > self.window:
+                r.pop(0)
+            self._replying = None
         data = s.writer.pack(op, rid, payload, flags)
         self.stats.frames_out += 1
         self.stats.bytes_out += len(data)

@@ -18,6 +18,7 @@ class Stats:
         self.bytes_in = 0
         self.bytes_out = 0
         self.errors = {}
+        self.duplicates = 0  # requests sent again, answered from the agent's reply cache
         self.models = {}
         self.energies = {}  # model -> [µJ, inferences, µs] measured by the power source
         # pack -> [classifications, pipeline µs, models µs, µJ, classifications, µs measured],
@@ -66,6 +67,7 @@ class Stats:
             "bytes_in": self.bytes_in,
             "bytes_out": self.bytes_out,
             "errors": dict(self.errors),
+            "duplicates": self.duplicates,
             "models": models or {},
             "packs": packs or {},
         }

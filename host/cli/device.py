@@ -160,6 +160,7 @@ def infer(
                 for outputs, us in c.infer_many(batch, detail["name"]):
                     results.append((outputs, us))
                     bar.advance(task)
+        link = c.link_report()
     first = [np.stack([r[0][i] for r in results]) for i in range(len(results[0][0]))]
     if batch is None:
         first = results[0][0]
@@ -172,6 +173,7 @@ def infer(
         "count": len(results),
         "device_us": times if batch is not None else times[0],
         "outputs": first,
+        "link": link,
     }
     if json_:
         emit(data)
@@ -222,6 +224,8 @@ def _print_stats(data: dict) -> None:
             t.add_row(k.replace("_", " "), shown)
     for k, v in named_errors(data.get("errors") or {}).items():
         t.add_row(f"errors {k}", str(v))
+    if data.get("duplicates"):
+        t.add_row("requests sent again, answered from the reply cache", str(data["duplicates"]))
     for k, v in (data.get("memory") or {}).items():
         t.add_row(k.replace("_", " "), human_bytes(v))
     t.add_row("uptime", f"{data.get('uptime_ms', 0) / 1000:.1f} s")

@@ -178,6 +178,7 @@ def eval_(
                 window=requests,
                 progress=progress,
             )
+        link = c.link_report()
         results["skipped"] = skipped or None
         results["input_quantization"] = on.quantization
         results["footprint"] = footprint(pack, None if pack else target.stat().st_size, b)
@@ -204,7 +205,7 @@ def eval_(
         )
     write_measurements(doc, path)
     if json_:
-        emit(dict(doc, path=str(path)))
+        emit(dict(doc, path=str(path), link=link))
         return
     print_results(doc, out)
     out.print(f"measurements written to {path}")

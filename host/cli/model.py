@@ -135,17 +135,23 @@ def deploy(
     b = resolve_board(board, port)
     with session(board, port, key, timeout) as c:
         with progress_bar(not json_, f"upload {name}", len(data), unit="bytes") as progress:
-            result = deploy_model(
-                c,
-                name,
-                data,
-                fmt,
-                meta,
-                activate=activate,
-                keep_unloadable=keep_unloadable,
-                board=b,
-                progress=progress,
-            )
+            try:
+                result = deploy_model(
+                    c,
+                    name,
+                    data,
+                    fmt,
+                    meta,
+                    activate=activate,
+                    keep_unloadable=keep_unloadable,
+                    board=b,
+                    progress=progress,
+                )
+            except DeviceError as e:
+                if isinstance(getattr(e, "detail", None), dict):
+                    e.detail["link"] = c.link_report()
+                raise
+        result["link"] = c.link_report()
     if json_:
         emit(result)
         return
@@ -389,6 +395,7 @@ def _deploy_pack(path: Path, board, port, key, timeout: float, json_: bool, forc
     with session(board, port, key, timeout) as c:
         with progress_bar(not json_, f"upload {pack.name}", unit="bytes") as progress:
             plan = run(c, pack, b, force=force, progress=progress)
+        plan["link"] = c.link_report()
     if json_:
         emit(plan)
         return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -20,8 +21,34 @@ from kpdev.protocol.framing import DEFAULT_MAX_PAYLOAD, FrameParser, FrameWriter
 HOST_MAX_PAYLOAD = 16 * 1024 * 1024
 # Map keys and field framing around an upload chunk's bytes, with room to spare.
 _CHUNK_OVERHEAD = 96
-# Times a request the device received damaged (BAD_CRC) is sent again.
-_RETRIES = 3
+# Times a request the device received damaged (BAD_CRC) is sent again, the first at once, the
+# next ones after a backoff that doubles from _BACKOFF_S up to _BACKOFF_MAX_S.
+_RESENDS = 8
+_BACKOFF_S = 0.01
+_BACKOFF_MAX_S = 0.5
+# The link is read in slices this short while replies are owed, so that a request whose reply
+# is late is sent again in time.
+_POLL_S = 0.02
+# Per-request reply timeout (the retransmission timeout, RTO): smoothed round trip of the
+# operation plus four deviations (RFC 6298), at least a floor; a first guess for an operation not
+# timed yet (its first run may load a model or a pack).  It doubles with each retry of a request
+# and stays below half the command's.  A retry that was not needed costs a read-only operation a
+# second run on the device, hence its floors well above a clean round trip; the agent answers a
+# state-changing one from its reply cache, so it may be retried sooner.
+_RTO_MIN_S = 0.1
+_RTO_FIRST_S = 1.0
+_RTO_MIN_READ_ONLY_S = 0.5
+_RTO_FIRST_READ_ONLY_S = 3.0
+# Uploads: the smallest chunk, and how many clean chunk replies in a row double the chunk size
+# again after errors halved it.
+_MIN_CHUNK = 256
+_GROW_AFTER = 8
+# An upload gives up after this many rewinds in a row without a byte of progress; it backs off
+# (waits before going on) from the _CALM_REWINDS-th on: noise alone rarely makes so many.
+_MAX_REWINDS = 32
+_CALM_REWINDS = 4
+# Request ids answered lately: a second reply to one of them is a duplicate, dropped.
+_RECENT = 256
 
 Progress = Callable[[int, int], None]
 
@@ -37,8 +64,36 @@ _AUTH_REFUSALS = {
 }
 
 
+class Lost(LinkError):
+    """A request sent with ``resend=False`` arrived damaged, or its reply did not come in time:
+    the caller sends it again (an upload, in order, from the offset the device holds)."""
+
+
+class _Pending:
+    """A request sent and not yet answered: what it takes to send it again, and when to."""
+
+    __slots__ = ("op", "payload", "tries", "sent", "due", "resend", "expect")
+
+    def __init__(self, op: int, payload: bytes, resend: bool, expect: float):
+        self.op = op
+        self.payload = payload
+        self.tries = 0  # times sent again, for any reason
+        self.sent = 0.0  # time of the last send
+        self.due = 0.0  # when to send it again unless answered
+        self.resend = resend  # send it again when the device got it damaged (BAD_CRC)
+        self.expect = expect  # seconds the caller expects the operation itself to take
+
+
 class Client:
-    """One conversation with one agent over one link."""
+    """One conversation with one agent over one link.
+
+    The client recovers from a noisy link by itself (docs/protocol.md §10): a request the device
+    got damaged (ERROR 1 BAD_CRC) is sent again with backoff; a request whose reply does not come
+    within its retransmission timeout (learned from the link's round trips) is sent again with
+    the same id, which the agent answers from its cache of replies when the operation changes
+    state; an upload goes back to the offset the device holds after a gap, in smaller chunks.
+    ``retries``, ``resends`` and ``rewinds`` count what that took (``link_report``).
+    """
 
     def __init__(self, link, key: bytes | None = None, timeout: float = 10.0, on_event=None):
         self.link = link
@@ -52,16 +107,38 @@ class Client:
         # the same agent (one that gave up on a long request) cannot pass for one of ours.
         self._next_rid = int.from_bytes(os.urandom(2), "little") & 0x7FFF
         self._done: dict[int, Any] = {}
-        self._sent: dict[int, tuple[int, bytes, int]] = {}  # rid -> (op, payload, retries)
+        self._sent: dict[int, _Pending] = {}
+        self._answered: deque[int] = deque(maxlen=_RECENT)
+        self._rtt: dict[int, list[float]] = {}  # op -> [smoothed round trip, its deviation]
+        self._chunk = 0  # the upload chunk size the line allowed last (0: the largest)
         self.device: dict[str, Any] = {}
         self.max_payload = DEFAULT_MAX_PAYLOAD
         self.window = 1
         self.bytes_out = 0
         self.bytes_in = 0
+        self.retries = 0  # requests sent again (same id): no reply within their timeout
+        self.resends = 0  # requests sent again: the device got them damaged (BAD_CRC)
+        self.rewinds = 0  # uploads sent again from the offset the device holds, after a gap
+        self.duplicates = 0  # second replies to a request already answered, dropped
+        if hasattr(link, "set_timeout"):
+            link.set_timeout(_POLL_S)
 
     # -- requests ------------------------------------------------------------------------
-    def send(self, op: int, body: dict[str, Any] | None = None) -> int:
-        """Send one request; returns its id."""
+    def send(
+        self,
+        op: int,
+        body: dict[str, Any] | None = None,
+        *,
+        resend: bool = True,
+        expect: float = 0.0,
+    ) -> int:
+        """Send one request; returns its id.
+
+        ``resend`` False: a BAD_CRC answer, or no reply in time, fails the request with
+        ``Lost`` instead of sending it again (an upload sends its chunks again in order itself).
+        ``expect``: seconds the operation itself may take, before which a missing reply is not
+        yet late.
+        """
         try:
             payload = cbor2.dumps(body or {})
         except (cbor2.CBOREncodeError, TypeError, ValueError) as e:
@@ -72,24 +149,76 @@ class Client:
                 f"maximum payload of {self.max_payload}; send less at once"
             )
         self._next_rid = (self._next_rid + 1) & 0xFFFF or 1
-        self._sent[self._next_rid] = (op, payload, 0)
-        self._write(op, self._next_rid, payload)
+        self._done.pop(self._next_rid, None)
+        pending = self._sent[self._next_rid] = _Pending(op, payload, resend, expect)
+        self._transmit(self._next_rid, pending)
         return self._next_rid
 
-    def _write(self, op: int, rid: int, payload: bytes) -> None:
-        data = self.writer.pack(op, rid, payload)
+    def _transmit(self, rid: int, pending: _Pending) -> None:
+        # (Re)send a request under its id; its reply is late after its retransmission timeout.
+        now = time.monotonic()
+        pending.sent = now
+        pending.due = now + self._rto(pending)
+        data = self.writer.pack(pending.op, rid, pending.payload)
         self.bytes_out += len(data)
         self.link.write(data)
 
+    def _rto(self, pending: _Pending) -> float:
+        """Seconds to wait for a reply to ``pending`` before sending it again."""
+        est = self._rtt.get(pending.op)
+        read_only = pending.op in ops.READ_ONLY
+        if est is None:
+            rto = _RTO_FIRST_READ_ONLY_S if read_only else _RTO_FIRST_S
+        else:
+            rto = max(_RTO_MIN_READ_ONLY_S if read_only else _RTO_MIN_S, est[0] + 4 * est[1])
+        # A slow line: the bytes of the requests in flight take this long to go out at all.
+        rate = getattr(self.link, "bytes_per_second", None)
+        if rate:
+            rto += sum(len(p.payload) + 64 for p in self._sent.values()) / rate
+        rto = rto * (1 << min(pending.tries, 6)) + pending.expect
+        return min(rto, max(_RTO_MIN_S, self.timeout / 2))
+
+    def _timed(self, pending: _Pending, now: float) -> None:
+        # One round trip of a request sent once (Karn: a retried one's reply could be either
+        # copy's), smoothed per operation as TCP does (RFC 6298).
+        if pending.tries:
+            return
+        rtt = max(0.0, now - pending.sent - pending.expect)
+        est = self._rtt.get(pending.op)
+        if est is None:
+            self._rtt[pending.op] = [rtt, rtt / 2]
+        else:
+            est[1] = 0.75 * est[1] + 0.25 * abs(est[0] - rtt)
+            est[0] = 0.875 * est[0] + 0.125 * rtt
+
+    def _resend_late(self, now: float) -> None:
+        # Requests whose reply is overdue (lost on the way there or back): send them again,
+        # with the same id.  The agent answers a state-changing one from its reply cache.
+        for rid, pending in list(self._sent.items()):
+            if rid not in self._done and now >= pending.due:
+                if not pending.resend:
+                    self._done[rid] = Lost(f"no reply to {names.op_name(pending.op)} in time")
+                    continue
+                if pending.due > pending.sent:  # not a BAD_CRC resend waiting for its backoff
+                    self.retries += 1
+                else:
+                    self.resends += 1
+                pending.tries += 1
+                self._transmit(rid, pending)
+
     def wait(self, rid: int, timeout: float | None = None) -> Any:
         """The decoded reply to request ``rid``; raises DeviceError for an ERROR reply."""
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        limit = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
         while rid not in self._done:
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
+                self._sent.pop(rid, None)  # given up: not sent again
                 raise LinkTimeout(
-                    f"no reply from the device within {self.timeout:g} s "
+                    f"no reply from the device within {limit:g} s "
                     f"(is an agent running on {getattr(self.link, 'url', 'the link')}?)"
                 )
+            self._resend_late(now)
             data = self.link.read(65536)
             if data:
                 self.bytes_in += len(data)
@@ -97,37 +226,63 @@ class Client:
                     self._accept(frame)
         result = self._done.pop(rid)
         self._sent.pop(rid, None)
+        self._answered.append(rid)
         if isinstance(result, KpdevError):  # an ERROR reply, or a reply it cannot use
             raise result
         return result
+
+    def forget(self, rids: Iterable[int]) -> None:
+        """Stop waiting for these requests: their replies, if any come, are dropped."""
+        for rid in rids:
+            self._sent.pop(rid, None)
+            self._done.pop(rid, None)
 
     def _accept(self, frame) -> None:
         if frame.error:
             why = _AUTH_REFUSALS.get(frame.error)
             if why:
                 raise AuthError(why)
-            return  # a damaged frame; the request it answered will time out
+            return  # a damaged frame; the request it answered is sent again when it is late
         if self.key is None and frame.flags & ops.FLAG_AUTH:
             raise AuthError(
                 "the device requires a key and none was given: pass --key or set KPDEV_KEY"
             )
+        pending = None if frame.flags & ops.FLAG_EVENT else self._sent.get(frame.rid)
+        if not frame.flags & ops.FLAG_EVENT and (pending is None or frame.rid in self._done):
+            if not frame.flags & ops.FLAG_ERROR and (
+                frame.rid in self._answered or frame.rid in self._done
+            ):
+                self.duplicates += 1  # a retried request answered twice: the first counts
+            return  # else not an answer to anything we asked: a stale reply to someone else
         try:
             body = cbor2.loads(frame.payload) if frame.payload else None
         except (cbor2.CBORDecodeError, ValueError) as e:
-            raise ProtocolError(f"the device sent a reply that is not valid CBOR: {e}") from None
+            error = ProtocolError(f"the device sent a reply that is not valid CBOR: {e}")
+            if pending is None:
+                raise error from None
+            self._done[frame.rid] = error  # the request's answer: a copy sent again is dropped
+            return
         if frame.flags & ops.FLAG_EVENT:
             if self.on_event:
                 self.on_event(frame.op, body)
             return
-        if frame.rid not in self._sent:
-            return  # not an answer to anything we asked: a stale reply to someone else
         if frame.flags & ops.FLAG_ERROR:
             code = body.get("code", ops.E_INTERNAL) if isinstance(body, dict) else ops.E_INTERNAL
-            sent = self._sent.get(frame.rid)
-            if code == ops.E_BAD_CRC and sent and sent[2] < _RETRIES:
-                # The request was damaged on the way (a noisy UART): send it again.
-                self._sent[frame.rid] = (sent[0], sent[1], sent[2] + 1)
-                self._write(sent[0], frame.rid, sent[1])
+            if code == ops.E_BAD_CRC and not pending.resend:
+                self._done[frame.rid] = Lost(f"{names.op_name(pending.op)} arrived damaged")
+                return
+            if code == ops.E_BAD_CRC and pending.tries < _RESENDS:
+                # The request was damaged on the way (a noisy line): send it again, at once the
+                # first time, after a growing backoff the next ones.
+                if pending.tries == 0:
+                    self.resends += 1
+                    pending.tries += 1
+                    self._transmit(frame.rid, pending)
+                else:
+                    now = time.monotonic()
+                    pending.sent = pending.due = now + min(
+                        _BACKOFF_MAX_S, _BACKOFF_S * (1 << pending.tries)
+                    )
                 return
             msg = body.get("msg", "") if isinstance(body, dict) else ""
             op = body.get("op", frame.op) if isinstance(body, dict) else frame.op
@@ -135,17 +290,32 @@ class Client:
                 f"{names.op_name(op)} failed: {msg} [{names.error_name(code)}]", code
             )
             return
+        self._timed(pending, time.monotonic())
         if isinstance(body, dict) and list(body) == ["trimmed"]:
-            op = self._sent[frame.rid][0]
             body = ProtocolError(
-                f"the device carried out {names.op_name(op)}, but its reply of "
+                f"the device carried out {names.op_name(pending.op)}, but its reply of "
                 f"{body['trimmed']} bytes was over the limit this client announced at HELLO"
             )
         self._done[frame.rid] = body
 
+    def link_report(self) -> dict[str, int]:
+        """What getting through the link took: requests sent again and why, frames rejected."""
+        p = self.parser
+        return {
+            "retries": self.retries,
+            "resends": self.resends,
+            "rewinds": self.rewinds,
+            "duplicates": self.duplicates,
+            "damaged_replies": p.crc_errors + p.header_errors,
+            "garbage_bytes": p.garbage,
+            "chunk": self._chunk or None,
+        }
+
     def request(self, op: int, body: dict[str, Any] | None = None, timeout=None) -> Any:
-        """Send one request and wait for its reply."""
-        return self.wait(self.send(op, body), timeout)
+        """Send one request and wait for its reply (a longer ``timeout`` than the client's says
+        the operation takes that much longer: it is not sent again before)."""
+        expect = max(0.0, timeout - self.timeout) if timeout is not None else 0.0
+        return self.wait(self.send(op, body, expect=expect), timeout)
 
     def pipeline(
         self, requests: Iterable[tuple[int, dict]], window: int | None = None
@@ -266,26 +436,62 @@ class Client:
         """Send a model's bytes (resuming where the device left off), not committed yet;
         returns the offset the upload resumed from."""
         sha = hashlib.sha256(data).digest()
-        begin = self.request(
-            ops.MODEL_BEGIN,
-            {"name": name, "format": fmt, "size": len(data), "sha256": sha, "meta": meta or {}},
-        )
-        offset = int(begin["offset"])
-        chunk = max(64, self.max_payload - _CHUNK_OVERHEAD - len(name.encode()))
+        begin = {"name": name, "format": fmt, "size": len(data), "sha256": sha, "meta": meta or {}}
+        held = start = int(self.request(ops.MODEL_BEGIN, begin)["offset"])
         total = len(data)
         if progress:
-            progress(offset, total)
+            progress(held, total)
         view = memoryview(data)
-
-        def chunks():
-            for at in range(offset, total, chunk):
-                part = bytes(view[at : at + chunk])
-                yield ops.MODEL_CHUNK, {"name": name, "offset": at, "data": part}
-
-        for reply in self.pipeline(chunks()):
-            if progress:
-                progress(int(reply["offset"]), total)
-        return offset
+        largest = max(64, self.max_payload - _CHUNK_OVERHEAD - len(name.encode()))
+        size = min(largest, self._chunk or largest)
+        in_flight: deque[int] = deque()
+        at = held
+        clean = rewinds = 0
+        errors = self.retries + self.resends
+        try:
+            while held < total:
+                while at < total and len(in_flight) < self.window:
+                    end = min(total, at + size)
+                    part = bytes(view[at:end])
+                    body = {"name": name, "offset": at, "data": part}
+                    in_flight.append(self.send(ops.MODEL_CHUNK, body, resend=False))
+                    at = end
+                try:
+                    held = max(held, int(self.wait(in_flight.popleft())["offset"]))
+                except (Lost, DeviceError) as e:
+                    if isinstance(e, DeviceError) and e.code != ops.E_UPLOAD_STATE:
+                        raise
+                    # A chunk came damaged, or not at all, or after a gap: the ones behind it
+                    # are gaps too.  Go back to what the device holds and send on from there, in
+                    # order, in smaller chunks, after a backoff if this keeps happening.
+                    self.forget(in_flight)
+                    in_flight.clear()
+                    rewinds += 1
+                    if rewinds > _MAX_REWINDS:
+                        raise
+                    self.rewinds += 1
+                    if rewinds >= _CALM_REWINDS:
+                        time.sleep(
+                            min(_BACKOFF_MAX_S, _BACKOFF_S * (1 << rewinds - _CALM_REWINDS))
+                        )
+                    size = max(_MIN_CHUNK, min(size, total - held) // 2)
+                    held = at = int(self.request(ops.MODEL_BEGIN, begin)["offset"])
+                    clean = 0
+                    continue
+                rewinds = 0
+                now = self.retries + self.resends
+                if now != errors:  # the line is noisy: smaller chunks get through more often
+                    size, clean, errors = max(_MIN_CHUNK, min(size, total - held) // 2), 0, now
+                else:
+                    clean += 1
+                    if clean >= _GROW_AFTER and size < largest:
+                        size, clean = min(largest, size * 2), 0
+                if progress:
+                    progress(held, total)
+        finally:
+            self.forget(in_flight)
+            self._chunk = size
+        return start
 
     def commit(self, name: str, activate: bool = True) -> dict[str, Any]:
         """Store the whole upload of ``name`` (checked against its sha256) as that model."""

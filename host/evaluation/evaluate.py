@@ -150,6 +150,7 @@ def evaluate(
     host = host_facts()
     client.stats(reset=True)  # the energy figures afterwards cover this run only
     out0, in0 = client.bytes_out, client.bytes_in
+    again0 = client.retries, client.resends
     predicted: list[str] = []
     times: list[float] = []
     t0 = time.perf_counter()
@@ -202,6 +203,10 @@ def evaluate(
             "per_inference": (bytes_out + bytes_in) / n,
             "batch": size,
             "window": window or client.window,
+            # requests sent again during the run: no reply in time (retries), or the device
+            # got them damaged (resends)
+            "retries": client.retries - again0[0],
+            "resends": client.resends - again0[1],
         },
         "energy": _energy(stats, model),
         "wall_s": wall,

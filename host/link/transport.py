@@ -24,6 +24,9 @@ class SerialLink:
         # pyserial's in_waiting on socket:// says 0 or 1, not how many bytes wait; a zero
         # timeout read returns what has arrived instead (cheap there: no port reconfiguration).
         self._socket = url.startswith("socket://")
+        # How fast bytes go out (10 bits a byte on a UART), for the client's reply timeouts; a
+        # socket has no baud rate that limits it.
+        self.bytes_per_second = None if self._socket else baud / 10
         try:
             self._port = serial.serial_for_url(url, do_not_open=True)
             self._port.baudrate = baud

@@ -22,6 +22,9 @@ class DamagingLink:
     def read(self, n):
         return self.link.read(n)
 
+    def set_timeout(self, timeout):
+        self.link.set_timeout(timeout)
+
     def write(self, data):
         self.writes += 1
         if self.writes in self.damage and len(data) > HEADER_SIZE:
@@ -62,7 +65,7 @@ def test_a_request_damaged_every_time_fails_with_the_crc_error():
             assert getattr(e, "code", None) == 1 and "BAD_CRC" in str(e)
         else:
             raise AssertionError("a request damaged on every try succeeded")
-        assert link.writes == 2 + 3  # HELLO, then the request and its three retries
+        assert link.writes == 2 + 8  # HELLO, then the request and its eight resends
     finally:
         sim.stop()
 
