@@ -59,7 +59,6 @@ _FLAG_EVENT = const(0x04)
 _HELLO = const(0x01)
 _PING = const(0x03)
 _INFO = const(0x02)
-_HELLO = const(0x01)
 # The first code of each handler group's range (see _group).
 _MODEL_BEGIN = const(0x10)
 _MODEL_LIST = const(0x14)
