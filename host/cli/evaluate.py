@@ -317,7 +317,9 @@ def recognize(
     """Run a raw recording through a pack's pipeline and models; print the class of each window.
 
     With labels in the recording, each window's true class is the majority label of its samples
-    and a confusion matrix follows. --out keeps the result for kpdev report.
+    and a confusion matrix follows. Windows of a class the pack does not know are left out of
+    the score and counted (`skipped`), as kpdev eval does. --out keeps the result for kpdev
+    report.
     """
     from kpdev.host.datasets import load_signal
     from kpdev.host.evaluation.recognize import recognize as run
@@ -353,6 +355,7 @@ def print_windows(doc: dict) -> None:
     rows = doc["windows"]
     truth = any(r["label"] for r in rows)
     report = doc["classification"]
+    skipped = doc.get("skipped") or {}
     t = Table(title=f"{doc['pack']} on {doc['board']}: {len(rows)} windows", title_justify="left")
     for col in ("window", "start", "class", "score", "µs") + (("label",) if truth else ()):
         t.add_column(col, justify="right" if col in ("window", "start", "score", "µs") else "left")
@@ -365,10 +368,19 @@ def print_windows(doc: dict) -> None:
             f"{r['us']:.0f}",
         ]
         if truth:
-            ok = r["label"] == r["class"]
-            cells.append(r["label"] if ok else f"[red]{r['label']}[/red]")
+            if r["label"] in skipped:
+                cells.append(f"[dim]{r['label']} (not scored)[/dim]")
+            else:
+                ok = r["label"] == r["class"]
+                cells.append(r["label"] if ok else f"[red]{r['label']}[/red]")
         t.add_row(*cells)
     out.print(t)
+    if skipped:
+        out.print(
+            f"{sum(skipped.values())} windows left out of the score, of classes pack "
+            f"{doc['pack']} does not know: "
+            + ", ".join(f"{label} ({n})" for label, n in skipped.items())
+        )
     if report:
         out.print(f"accuracy {report['accuracy']:.3f} over {report['n']} windows")
         cm = Table(title="confusion (rows: true, columns: predicted)", title_justify="left")

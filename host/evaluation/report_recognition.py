@@ -28,6 +28,15 @@ def recognition_blocks(name: str, slug: str, doc: dict, out_dir: Path, figures: 
         ["windows", fmt_int(len(windows))],
         ["µs per window", time_is],
     ]
+    skipped = doc.get("skipped") if isinstance(doc.get("skipped"), dict) else {}
+    if skipped:
+        facts.append(
+            [
+                "left out",
+                ", ".join(f"{k} ({v})" for k, v in skipped.items())
+                + ": windows of classes the pack does not know, not scored",
+            ]
+        )
     blocks: list = [Heading(2, f"Recognition: {name}"), Table(["", ""], facts)]
     cls = doc.get("classification")
     if isinstance(cls, dict) and num(cls.get("accuracy")) is not None:
@@ -46,7 +55,8 @@ def recognition_blocks(name: str, slug: str, doc: dict, out_dir: Path, figures: 
             ]
             if truth:
                 ok = w.get("label") == w.get("class")
-                row.append(str(w.get("label")) + ("" if ok else " (wrong)"))
+                mark = " (not scored)" if w.get("label") in skipped else " (wrong)"
+                row.append(str(w.get("label")) + ("" if ok else mark))
             rows.append(row)
         blocks += [Heading(3, "Windows"), Table(header, rows, (0, 1, 3, 4))]
         us = [float(w["us"]) for w in windows if num(w.get("us")) is not None]
