@@ -119,7 +119,9 @@ def eval_(
     Test samples of a class a pack does not know are left out and counted (a warning on stderr,
     `skipped` in the measurements); none known is refused. Samples quantized on the host for a
     model's input are checked against its range: values that saturate are counted (a warning,
-    `input_quantization`); --input-scale rescales them first.
+    `input_quantization`); --input-scale rescales them first. A bare model names no classes:
+    its output k is taken as the dataset's k-th class (a note, `class_order`), and a model with
+    a different number of outputs than the dataset has classes is refused.
     """
     from kpdev.host.evaluation.evaluate import (
         evaluate,
@@ -156,6 +158,12 @@ def eval_(
             c, test.x, ds.classes, pack=pack, model_file=target, board=b,
             where=f"dataset {dataset}", input_scale=factor,
         )  # fmt: skip
+        if on.class_order:
+            err.print(
+                f"note: model {on.name} names no classes; its output k is taken as class k of "
+                f"the dataset ({', '.join(on.classes)}), an assumption: a pack names them "
+                "(kpdev pack build -c)"
+            )
         sat = on.quantization
         if sat and sat["saturated"]:
             err.print(
@@ -180,6 +188,7 @@ def eval_(
             )
         results["skipped"] = skipped or None
         results["input_quantization"] = on.quantization
+        results["class_order"] = on.class_order
         results["footprint"] = footprint(pack, None if pack else target.stat().st_size, b)
         doc = measurements(
             "eval",

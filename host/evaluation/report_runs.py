@@ -94,6 +94,16 @@ def _facts(doc: dict, results: dict) -> list[list[str]]:
                 + ": test samples of classes the pack does not know",
             ]
         )
+    order = results.get("class_order")
+    if isinstance(order, dict) and order.get("assumed"):
+        classes = ", ".join(map(str, order.get("classes") or [])) or "-"
+        facts.append(
+            [
+                "class order",
+                f"assumed: the model names no classes, its output k is taken as class k of the "
+                f"{order.get('from') or 'dataset'} ({classes})",
+            ]
+        )
     versions = doc.get("versions")
     if isinstance(versions, dict) and versions:
         facts.append(
