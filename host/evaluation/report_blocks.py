@@ -80,6 +80,7 @@ body { font-family: system-ui, sans-serif; max-width: 1000px; margin: 2em auto; 
 table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
 th { background: #f3f3f3; }
+table.facts td:first-child { white-space: nowrap; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 img { max-width: 100%; display: block; margin: 0.5em 0 1.5em; }
 """
@@ -102,7 +103,8 @@ def to_html(blocks: list, title: str) -> str:
         elif isinstance(block, Para):
             parts.append(f"<p>{esc(block.text)}</p>")
         elif isinstance(block, Table):
-            parts.append("<table>")
+            # A table without a header is a list of facts: keep each fact's name on one line.
+            parts.append("<table>" if any(block.header) else '<table class="facts">')
             if any(block.header):
                 parts.append(
                     "<tr>" + "".join(f"<th>{esc(h)}</th>" for h in block.header) + "</tr>"

@@ -64,7 +64,8 @@ def latency_histogram(samples: list[float], title: str, path: Path) -> Path:
     ax.set_ylabel("inferences", fontsize=_FONT)
     ax.set_title(title, fontsize=_FONT + 1)
     ax.tick_params(labelsize=_FONT)
-    ax.legend(fontsize=_FONT, frameon=False)
+    # An opaque box: the p50/p99 lines may run under the legend.
+    ax.legend(fontsize=_FONT, facecolor="white", framealpha=0.9, edgecolor="none")
     return _save(fig, path)
 
 
@@ -96,7 +97,11 @@ def confusion_heatmap(confusion: list[list[int]], classes: list[str], title: str
     ax.set_ylabel("true", fontsize=_FONT)
     ax.set_title(title, fontsize=_FONT + 1)
     ax.tick_params(labelsize=_FONT)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04).ax.tick_params(labelsize=_FONT)
+    # Counts: whole-number ticks (a few windows would otherwise get 0.25 steps).
+    from matplotlib.ticker import MaxNLocator
+
+    bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, ticks=MaxNLocator(integer=True))
+    bar.ax.tick_params(labelsize=_FONT)
     return _save(fig, path)
 
 
@@ -120,12 +125,15 @@ def profile_bars(stages: list[dict], title: str, path: Path) -> Path:
     return _save(fig, path)
 
 
-def latency_over_time(samples: list[float], title: str, path: Path, unit="inference") -> Path:
+def latency_over_time(
+    samples: list[float], title: str, path: Path, unit="inference", xs: list[int] | None = None
+) -> Path:
+    """Each sample in the order of the run and a running median, saved at ``path``; ``xs``
+    numbers the samples as the report's tables do (default 1, 2, ...)."""
     # Each sample at its place in the run, and a running median, so drift and noise show.
-    """Each sample in the order of the run and a running median, saved at ``path``."""
     fig = _new_figure(6.0, 2.6)
     ax = fig.add_subplot()
-    xs = range(1, len(samples) + 1)
+    xs = list(xs) if xs is not None else list(range(1, len(samples) + 1))
     ax.plot(xs, samples, ".", color="#4c72b0", markersize=3, label="each")
     k = max(1, min(25, len(samples) // 10))
     if k > 1:
@@ -135,6 +143,8 @@ def latency_over_time(samples: list[float], title: str, path: Path, unit="infere
         ]
         ax.plot(xs, run, "-", color="#c44e52", linewidth=1, label=f"median of the last {k}")
         ax.legend(fontsize=_FONT, frameon=False)
+    if all(isinstance(x, int) for x in xs) and len(xs) <= 12:
+        ax.set_xticks(xs)  # few samples: no half windows on the axis
     ax.set_xlabel(f"{unit} in the order of the run", fontsize=_FONT)
     ax.set_ylabel("µs", fontsize=_FONT)
     ax.set_ylim(bottom=0)
@@ -168,7 +178,8 @@ def learning_curve(rows: list[dict], scored: list, new: list, name: str, path: P
     ax.set_ylim(-0.02, 1.05)
     ax.set_title(f"{name}: learning curve", fontsize=_FONT + 1)
     ax.tick_params(labelsize=_FONT)
-    ax.legend(fontsize=_FONT - 1, frameon=False)
+    # Accuracy rises with the shots: the lower right is where the curves are not.
+    ax.legend(fontsize=_FONT - 1, frameon=False, loc="lower right")
     return _save(fig, path)
 
 

@@ -40,7 +40,9 @@ def recognition_blocks(name: str, slug: str, doc: dict, out_dir: Path, figures: 
     blocks: list = [Heading(2, f"Recognition: {name}"), Table(["", ""], facts)]
     cls = doc.get("classification")
     if isinstance(cls, dict) and num(cls.get("accuracy")) is not None:
-        blocks += classification_blocks(name, slug, cls, out_dir, figures, "windows")
+        blocks += classification_blocks(
+            name, slug, cls, out_dir, figures, "windows", "the recording"
+        )
     if windows:
         truth = any(w.get("label") for w in windows)
         header = ["window", "start", "class", "score", "µs"] + (["label"] if truth else [])
@@ -59,10 +61,16 @@ def recognition_blocks(name: str, slug: str, doc: dict, out_dir: Path, figures: 
                 row.append(str(w.get("label")) + ("" if ok else mark))
             rows.append(row)
         blocks += [Heading(3, "Windows"), Table(header, rows, (0, 1, 3, 4))]
-        us = [float(w["us"]) for w in windows if num(w.get("us")) is not None]
-        if us:
+        timed = [w for w in windows if num(w.get("us")) is not None]
+        if timed:
+            # Numbered as the table numbers the windows, so a point can be found in it.
+            xs = [w["window"] if isinstance(w.get("window"), int) else None for w in timed]
             path = latency_over_time(
-                us, f"{name}: µs per window", out_dir / f"{slug}-timeline.png", "window"
+                [float(w["us"]) for w in timed],
+                f"{name}: µs per window",
+                out_dir / f"{slug}-timeline.png",
+                "window",
+                xs if None not in xs else None,
             )
             figures.append(path)
             blocks.append(Figure(path, f"{name}: time per window"))

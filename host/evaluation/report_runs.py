@@ -27,12 +27,12 @@ from kpdev.host.evaluation.report_text import (
 from kpdev.host.plain import human_bytes
 
 
-def _macro_over(cls: dict) -> str:
+def _macro_over(cls: dict, data: str) -> str:
     # Which classes macro F1 averages over (documents before it did: every class, say nothing).
     present = cls.get("macro_f1_classes")
     if not isinstance(present, list):
         return ""
-    return f" (over the {len(present)} classes in the test data)"
+    return f" (over the {len(present)} classes in {data})"
 
 
 def _share(part: Any, whole: Any) -> str:
@@ -290,13 +290,15 @@ def _energy_blocks(results: dict) -> list:
     ]
 
 
-def classification_blocks(name, slug, cls, out_dir, figures, what="samples") -> list:
+def classification_blocks(
+    name, slug, cls, out_dir, figures, what="samples", data="the test data"
+) -> list:
     """Accuracy, per-class scores and the confusion heat map of ``cls``."""
     blocks: list = [
         Heading(3, "Classification"),
         Para(
             f"accuracy {fmt(cls['accuracy'], 4)}, macro F1 {fmt(cls.get('macro_f1'), 4)}"
-            f"{_macro_over(cls)}, {fmt_int(cls.get('n'))} {what}"
+            f"{_macro_over(cls, data)}, {fmt_int(cls.get('n'))} {what}"
         ),
     ]
     per_class = cls.get("per_class")
