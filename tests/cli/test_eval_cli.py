@@ -102,3 +102,7 @@ def test_a_bare_model_is_refused_unless_its_outputs_match_the_dataset_classes(tm
     order = json.loads(r.stdout)["results"]["class_order"]
     assert order == {"assumed": True, "from": "dataset", "classes": list(digits.classes)}
     assert "output k is taken as class k of the dataset" in " ".join(r.stderr.split())
+    r = kpdev("report", tmp_path / "run.json", "-o", tmp_path / "rep")
+    assert r.returncode == 0, r.stderr
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "| class order | assumed: the model names no classes" in md
