@@ -119,7 +119,9 @@ def eval_(
     Test samples of a class a pack does not know are left out and counted (a warning on stderr,
     `skipped` in the measurements); none known is refused. Samples quantized on the host for a
     model's input are checked against its range: values that saturate are counted (a warning,
-    `input_quantization`); --input-scale rescales them first.
+    `input_quantization`); --input-scale rescales them first. A bare model names no classes:
+    its output k is taken as the dataset's k-th class (a note, `class_order`), and a model with
+    a different number of outputs than the dataset has classes is refused.
     """
     from kpdev.host.evaluation.evaluate import (
         evaluate,
@@ -156,6 +158,12 @@ def eval_(
             c, test.x, ds.classes, pack=pack, model_file=target, board=b,
             where=f"dataset {dataset}", input_scale=factor,
         )  # fmt: skip
+        if on.class_order:
+            err.print(
+                f"note: model {on.name} names no classes; its output k is taken as class k of "
+                f"the dataset ({', '.join(on.classes)}), an assumption: a pack names them "
+                "(kpdev pack build -c)"
+            )
         sat = on.quantization
         if sat and sat["saturated"]:
             err.print(
@@ -181,6 +189,7 @@ def eval_(
         link = c.link_report()
         results["skipped"] = skipped or None
         results["input_quantization"] = on.quantization
+        results["class_order"] = on.class_order
         results["footprint"] = footprint(pack, None if pack else target.stat().st_size, b)
         doc = measurements(
             "eval",
@@ -318,7 +327,9 @@ def recognize(
     """Run a raw recording through a pack's pipeline and models; print the class of each window.
 
     With labels in the recording, each window's true class is the majority label of its samples
-    and a confusion matrix follows. --out keeps the result for kpdev report.
+    and a confusion matrix follows. Windows of a class the pack does not know are left out of
+    the score and counted (`skipped`), as kpdev eval does. --out keeps the result for kpdev
+    report.
     """
     from kpdev.host.datasets import load_signal
     from kpdev.host.evaluation.recognize import recognize as run
@@ -354,6 +365,7 @@ def print_windows(doc: dict) -> None:
     rows = doc["windows"]
     truth = any(r["label"] for r in rows)
     report = doc["classification"]
+    skipped = doc.get("skipped") or {}
     t = Table(title=f"{doc['pack']} on {doc['board']}: {len(rows)} windows", title_justify="left")
     for col in ("window", "start", "class", "score", "µs") + (("label",) if truth else ()):
         t.add_column(col, justify="right" if col in ("window", "start", "score", "µs") else "left")
@@ -366,10 +378,19 @@ def print_windows(doc: dict) -> None:
             f"{r['us']:.0f}",
         ]
         if truth:
-            ok = r["label"] == r["class"]
-            cells.append(r["label"] if ok else f"[red]{r['label']}[/red]")
+            if r["label"] in skipped:
+                cells.append(f"[dim]{r['label']} (not scored)[/dim]")
+            else:
+                ok = r["label"] == r["class"]
+                cells.append(r["label"] if ok else f"[red]{r['label']}[/red]")
         t.add_row(*cells)
     out.print(t)
+    if skipped:
+        out.print(
+            f"{sum(skipped.values())} windows left out of the score, of classes pack "
+            f"{doc['pack']} does not know: "
+            + ", ".join(f"{label} ({n})" for label, n in skipped.items())
+        )
     if report:
         out.print(f"accuracy {report['accuracy']:.3f} over {report['n']} windows")
         cm = Table(title="confusion (rows: true, columns: predicted)", title_justify="left")

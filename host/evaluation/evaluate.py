@@ -430,13 +430,24 @@ class Target:
     """What ``evaluate`` runs on the device: a deployed pack or an uploaded model, the inputs
     in the form it takes, and the class labels it can answer with."""
 
-    def __init__(self, name, model, classes, inputs, quantization=None):
+    def __init__(self, name, model, classes, inputs, quantization=None, class_order=None):
         self.name = name  # the pack's or the model's name
         self.model = model  # the model INFER runs (None: a pack, CLASSIFY)
         self.classes = classes
         self.inputs = inputs
         # How the host quantized the samples (``saturation``), None when it did not.
         self.quantization = quantization
+        # A bare model names no classes: {"assumed": True, "from": "dataset", "classes"}.
+        self.class_order = class_order
+
+
+def output_count(spec: dict[str, Any]) -> int | None:
+    """How many values one sample's output tensor ``spec`` holds (the classes a classifier
+    scores); None when its shape does not say."""
+    shape = spec.get("shape") if isinstance(spec, dict) else None
+    if not isinstance(shape, list) or not shape:
+        return None
+    return int(np.prod([d for d in shape if d > 0]))
 
 
 def put_on_device(
@@ -455,7 +466,11 @@ def put_on_device(
     holds it already; see ``packs.deploy.deploy_pack``), or upload ``model_file`` stored but not
     activated.  Samples that a model takes directly (a pack with no pipeline, a bare model with
     one input) are multiplied by ``input_scale`` when given, then shaped and quantized as its
-    input tensor wants them; ``Target.quantization`` counts the values that saturated."""
+    input tensor wants them; ``Target.quantization`` counts the values that saturated.
+
+    A bare model names no classes: its output k is taken as the dataset's k-th class, an
+    assumption ``Target.class_order`` records, and a UsageError when the model's output and
+    the dataset have different numbers of classes."""
     from kpdev.host.packs.build import dataset_inputs
     from kpdev.host.packs.deploy import deploy_pack, read_model_file
 
@@ -489,7 +504,18 @@ def put_on_device(
     data, fmt = read_model_file(model_file)
     name = model_file.stem
     client.upload(name, data, fmt, {}, activate=False, progress=progress)
-    inputs = (client.model_info(name).get("io") or {}).get("inputs") or []
+    io = client.model_info(name).get("io") or {}
+    outputs = io.get("outputs") or []
+    count = output_count(outputs[0]) if outputs else None
+    if count is not None and count != len(classes):
+        # Output k can only be the dataset's k-th class when there are as many of each.
+        raise UsageError(
+            f"model {name} gives {count} outputs but {where} has {len(classes)} classes, so "
+            "which output is which class is unknown: build a pack that names them in output "
+            f"order (kpdev pack build PACK.kp -m {model_file} -c LABEL,...) and evaluate it"
+        )
+    inputs = io.get("inputs") or []
     if len(inputs) == 1:
         samples, quantization = model_inputs(inputs[0])
-    return Target(name, name, classes, samples, quantization)
+    order = {"assumed": True, "from": "dataset", "classes": classes}
+    return Target(name, name, classes, samples, quantization, order)

@@ -38,7 +38,9 @@ Every member of ``results`` is optional; readers skip what is missing.  ``classi
 ``kpdev eval`` adds ``"skipped": {class: samples} | null`` (test samples of classes the pack
 does not know, left out of every figure) and ``"input_quantization": {"saturated": N,
 "values": N, "scale", "zero_point", "dtype", "input_scale"} | null`` (samples the host
-quantized for the model's input: how many values fell outside its range and saturated).
+quantized for the model's input: how many values fell outside its range and saturated) and,
+for a bare model, ``"class_order": {"assumed": true, "from": "dataset", "classes"} | null``
+(a model names no classes: its output k is taken as the dataset's k-th class).
 ``energy`` covers the span the latency figures cover (a pack: the whole CLASSIFY, pipeline +
 model graph, with ``stages_uj`` splitting it; a bare model: INFER) and ``method`` says how it
 was obtained: an estimate from the board's power model, or the sensor that measured it.

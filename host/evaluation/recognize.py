@@ -57,8 +57,10 @@ def recognize(
 
     Returns ``{"kind": "kpdev-recognition", "created", "pack", "platform", "board", "windows":
     [{"window", "start", "class", "score", "us", "path", "label"}], "classification": metrics
-    or None}``.  A window's ``us`` is the device's own time for it (pipeline + models) on the
-    device, and the host's time of its emulation on the host.
+    or None, "skipped": {class: windows} or None}``.  A window's ``us`` is the device's own time
+    for it (pipeline + models) on the device, and the host's time of its emulation on the host.
+    Labelled windows of a class the pack does not know are left out of ``classification`` and
+    counted in ``skipped``, as ``kpdev eval`` leaves out such samples.
     """
     pipeline = pack.manifest.get("pipeline")
     if not pipeline:
@@ -107,12 +109,22 @@ def recognize(
         }
         for i, r in enumerate(results)
     ]
-    report = None
+    report, skipped = None, None
     if truth:
-        names = list(dict.fromkeys(list(signal.classes) + [r["class"] for r in rows]))
-        report = classification(
-            [names.index(t) for t in truth], [names.index(r["class"]) for r in rows], names
-        )
+        # As kpdev eval does: a window of a class the pack cannot answer with is left out of the
+        # score and counted, not scored as an error the pack had no chance to avoid.
+        known = set(pack.classes())
+        skipped = {}
+        for t in truth:
+            if t not in known:
+                skipped[t] = skipped.get(t, 0) + 1
+        scored = [(t, r["class"]) for t, r in zip(truth, rows, strict=True) if t in known]
+        if scored:
+            names = [c for c in signal.classes if c in known]
+            names = list(dict.fromkeys(names + [p for _, p in scored]))
+            report = classification(
+                [names.index(t) for t, _ in scored], [names.index(p) for _, p in scored], names
+            )
     return {
         "kind": RECOGNITION_KIND,
         "created": utc_now(),
@@ -121,4 +133,5 @@ def recognize(
         "board": board,
         "windows": rows,
         "classification": report,
+        "skipped": skipped or None,
     }

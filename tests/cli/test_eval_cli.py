@@ -81,3 +81,28 @@ def test_saturated_inputs_are_counted_and_input_scale_fixes_them(tmp_path):
 
     r = kpdev(*args, "--input-scale", "0/4", "-o", tmp_path / "bad.json")
     assert "--input-scale '0/4'" in one_line_error(r, 2)
+
+
+def test_a_bare_model_is_refused_unless_its_outputs_match_the_dataset_classes(tmp_path):
+    # keras_cnn_int8 scores the 10 digits; a dataset of 5 digits leaves outputs 5..9 unnamed.
+    model = DATA / "keras_cnn_int8.tflite"
+    digits = load_dataset("sklearn:digits")
+    few = digits.y < 5
+    data = tmp_path / "five.npz"
+    np.savez(data, x=digits.x[few], y=digits.y[few], classes=np.array(digits.classes[:5]))
+    r = kpdev("eval", model, "-b", "sim-linux", "-d", data, "-o", tmp_path / "no.json")
+    line = one_line_error(r, 2)
+    assert "10 outputs" in line and "5 classes" in line and "kpdev pack build" in line
+    assert not (tmp_path / "no.json").exists()
+
+    # As many outputs as classes: output k is taken as the dataset's k-th class, and it says so.
+    args = ("eval", model, "-b", "sim-linux", "-d", "sklearn:digits", "--limit", "20")
+    r = kpdev(*args, "--input-scale", "1/16", "-o", tmp_path / "run.json", "--json")
+    assert r.returncode == 0, r.stderr
+    order = json.loads(r.stdout)["results"]["class_order"]
+    assert order == {"assumed": True, "from": "dataset", "classes": list(digits.classes)}
+    assert "output k is taken as class k of the dataset" in " ".join(r.stderr.split())
+    r = kpdev("report", tmp_path / "run.json", "-o", tmp_path / "rep")
+    assert r.returncode == 0, r.stderr
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "| class order | assumed: the model names no classes" in md

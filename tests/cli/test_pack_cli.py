@@ -421,3 +421,25 @@ def test_eval_of_a_bare_akida_model_on_held_out_digits(work):
         kpdev("eval", model, "-b", "sim-linux", "-d", "sklearn:digits", "-o", work / "no.json"), 2
     )
     assert "float32" in line and "uint8 [-1, 8, 8, 1]" in line
+
+
+def test_recognize_leaves_out_windows_of_classes_the_pack_does_not_know(flat, work):
+    # As kpdev eval does with samples: the Badminton windows, relabelled Jumping, are counted
+    # and left out of the score instead of being scored as errors.
+    walk = dict(np.load(WALK))
+    classes = [str(c) for c in walk["classes"]]
+    jumping = classes.index("Badminton")
+    walk["classes"] = np.array(classes[:jumping] + ["Jumping"] + classes[jumping + 1 :])
+    relabelled = work / "walk-jumping.npz"
+    np.savez(relabelled, **walk)
+    before = cli_json("recognize", flat[0], "--platform", "host", "--signal", WALK)
+    after = cli_json("recognize", flat[0], "--platform", "host", "--signal", relabelled)
+    unknown = [w for w in before["windows"] if w["label"] == "Badminton"]
+    known = [w for w in before["windows"] if w["label"] != "Badminton"]
+    assert unknown and known
+    assert after["skipped"] == {"Jumping": len(unknown)} and before["skipped"] is None
+    right = sum(w["class"] == w["label"] for w in known)
+    assert after["classification"]["n"] == len(known)
+    assert after["classification"]["accuracy"] == pytest.approx(right / len(known))
+    text = cli("recognize", flat[0], "--platform", "host", "--signal", relabelled).output
+    assert f"{len(unknown)} windows left out of the score" in text and "Jumping" in text

@@ -8,7 +8,7 @@ from support.paths import read_data
 
 from kpdev.host.boards.catalog import get_board
 from kpdev.host.evaluation.evaluate import evaluate
-from kpdev.host.evaluation.report import _energy_text
+from kpdev.host.evaluation.report_text import energy_text
 
 CLASSES = ["a", "b", "c", "d", "e"]
 
@@ -39,7 +39,7 @@ def test_pack_energy_covers_pipeline_and_model_graph(agents, board):
     stages = e["stages_uj"]
     assert stages["pipeline"] > 0 and stages["models"] > 0
     assert stages["pipeline"] + stages["models"] == pytest.approx(e["uj_per_inference"])
-    assert _energy_text(e).endswith("µJ (estimated from the board's power model)")
+    assert energy_text(e).endswith("µJ (estimated from the board's power model)")
 
 
 def test_bare_model_energy_covers_infer(agents):
