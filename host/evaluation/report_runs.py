@@ -132,30 +132,36 @@ def _facts(doc: dict, results: dict) -> list[list[str]]:
     return facts
 
 
+# Throughput figures: (key, row label, span key, what the span is).
+_THROUGHPUT = (
+    (
+        "device_per_s",
+        "over device time",
+        "device_s",
+        "s: the sum of the device's per-inference times (the device busy with nothing else)",
+    ),
+    (
+        "wall_per_s",
+        "over wall time",
+        "wall_s",
+        "s of the host's clock: link, batching and the host included",
+    ),
+)
+
+
 def _throughput_rows(results: dict) -> list[list[str]]:
     tp = section_of(results, "throughput")
     if not tp:
         return []
-    rows = []
-    if num(tp.get("device_per_s")) is not None:
-        rows.append(
-            [
-                "over device time",
-                fmt(tp["device_per_s"], 1),
-                f"{fmt_int(tp.get('n'))} inferences / {fmt(tp.get('device_s'), 4)} s: the sum "
-                "of the device's per-inference times (the device busy with nothing else)",
-            ]
-        )
-    if num(tp.get("wall_per_s")) is not None:
-        rows.append(
-            [
-                "over wall time",
-                fmt(tp["wall_per_s"], 1),
-                f"{fmt_int(tp.get('n'))} inferences / {fmt(tp.get('wall_s'), 4)} s of the "
-                "host's clock: link, batching and the host included",
-            ]
-        )
-    return rows
+    return [
+        [
+            label,
+            fmt(tp[key], 1),
+            f"{fmt_int(tp.get('n'))} inferences / {fmt(tp.get(span), 4)} {what}",
+        ]
+        for key, label, span, what in _THROUGHPUT
+        if num(tp.get(key)) is not None
+    ]
 
 
 def _memory_rows(results: dict) -> list[list[str]]:
