@@ -76,7 +76,8 @@ _E_MODEL_LOAD = const(23)
 
 _IDLE_RESYNC_MS = const(1000)  # a partial frame this stale is given up on
 # Two Ctrl-C, sent alone outside any frame, end the agent loop: the console goes back
-# to the board's REPL.
+# to the board's REPL.  Only on a console link (one whose class says ``console``: stdio, a tty,
+# a UART; never TCP) and only when no key guards the agent: two bytes must not stop it remotely.
 _INTERRUPT = b"\x03\x03"
 
 if sysinfo.MICROPYTHON:
@@ -183,6 +184,7 @@ class Agent:
         if hasattr(link, "on_connect"):
             link.on_connect = self._on_connect
         self._running = True
+        stop = _INTERRUPT if getattr(link, "console", False) and not self.key else None
         read_size = self.max_payload + 64
         idle = 0
         while self._running:
@@ -199,7 +201,7 @@ class Agent:
                 continue
             idle = 0
             self.stats.bytes_in += len(data)
-            if data == _INTERRUPT and not self.parser.pending():
+            if data == stop and not self.parser.pending():
                 break  # Ctrl-C Ctrl-C alone, outside any frame: give the port back to the REPL
             frames = self.parser.feed(data)
             data = None  # the parser keeps what it needs

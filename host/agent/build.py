@@ -301,7 +301,8 @@ def stop_agent(port: str, baud: int = 115200, wait: float = 3.0) -> bool:
     """End a kpdev agent serving on ``port`` so that the REPL answers there again.
 
     Sends two Ctrl-C bytes alone (the agent's stop signal; mpremote's own Ctrl-C comes with a CR
-    and does not stop it) and waits for a REPL prompt.  Harmless when no agent runs: a REPL
+    and does not stop it) and waits for a REPL prompt.  An agent that holds a key ignores them
+    (docs/protocol.md §12, console handoff).  Harmless when no agent runs: a REPL
     shows a fresh prompt.  Returns whether a prompt was seen.
     """
     link = open_url(port, baud, timeout=0.1)

@@ -628,6 +628,18 @@ def test_two_ctrl_c_outside_a_frame_give_the_port_back(agents, board):
     assert "Traceback" not in agent.log()
 
 
+@pytest.mark.parametrize("board", ["sim-mcu", "sim-linux"])
+def test_two_ctrl_c_never_stop_an_agent_that_holds_a_key(agents, board):
+    # Handing the console back is for a keyless board on its own console: with a key, two
+    # bytes anyone can send must not end the agent.
+    agent = agents.start(board, key=KEY)
+    client = agent.client(key=KEY)
+    client.link.write(b"\x03\x03")
+    time.sleep(0.5)  # long enough for the agent to have read them and, once, to have stopped
+    assert_serving(client)
+    assert agent.alive()
+
+
 def test_ctrl_c_bytes_inside_frames_are_data(agents):
     agent = agents.start("sim-mcu")
     client = agent.client()
