@@ -74,7 +74,14 @@ _E_BAD_REQUEST = const(5)
 _E_INTERNAL = const(32)
 _E_MODEL_LOAD = const(23)
 
-_IDLE_RESYNC_MS = const(1000)  # a partial frame this stale is given up on
+_READ_MS = const(200)  # how long a read waits while no frame is under way
+# While a partial frame is held the agent looks at the link this often: a quiet moment with
+# another frame's header inside the partial one gives it up at once (FrameParser.idle).
+_QUIET_MS = const(20)
+# A partial frame is given up after the link has been quiet for its ``gap_ms``, the longest pause
+# it may leave inside a frame (serial links: a few character times plus USB and OS latency).
+# Links without one (pipes, TCP: a lost segment is sent again after 200 ms or more) use this.
+_GAP_MS = const(300)
 # Two Ctrl-C, sent alone outside any frame, end the agent loop: the console goes back
 # to the board's REPL.  Only on a console link (one whose class says ``console``: stdio, a tty,
 # a UART; never TCP) and only when no key guards the agent: two bytes must not stop it remotely.
@@ -186,20 +193,20 @@ class Agent:
         self._running = True
         stop = _INTERRUPT if getattr(link, "console", False) and not self.key else None
         read_size = self.max_payload + 64
-        idle = 0
+        gap = getattr(link, "gap_ms", _GAP_MS)
+        quiet = 0
         while self._running:
+            held = self.parser.pending()
             try:
-                data = link.read(read_size, 200)
+                data = link.read(read_size, _QUIET_MS if held else _READ_MS)
             except LinkClosed:
                 break
             if not data:
-                idle += 200
-                if idle >= _IDLE_RESYNC_MS and self.parser.pending():
-                    self.parser.resync()
-                    self._dispatch_all(self.parser.feed(b""))
-                    idle = 0
+                if held:
+                    quiet += _QUIET_MS
+                    self._dispatch_all(self.parser.idle(quiet >= gap))
                 continue
-            idle = 0
+            quiet = 0
             self.stats.bytes_in += len(data)
             if data == stop and not self.parser.pending():
                 break  # Ctrl-C Ctrl-C alone, outside any frame: give the port back to the REPL

@@ -16,7 +16,9 @@ Layout (little-endian; docs/protocol.md has the full table)::
 
 ``FrameParser.feed`` takes any number of bytes and returns the whole frames found; it keeps the
 rest.  Garbage, a truncated frame or a bad CRC never needs a reconnect: the parser moves one byte
-past the bad sync word and looks for the next one.
+past the bad sync word and looks for the next one.  When the sender goes quiet, the receiver
+calls ``FrameParser.idle``: a partial frame whose claimed bytes hold another header is given up
+at once, any partial frame when the quiet has lasted too long for the link.
 """
 
 import struct
@@ -77,6 +79,24 @@ def _authenticator(key):
     from kpdev.protocol.auth import Authenticator
 
     return Authenticator(key)
+
+
+def _header_ok(buf, pos):
+    # The header check of the 12 bytes at ``pos``.
+    return (
+        crc32(memoryview(buf)[pos : pos + 10]) & 0xFFFF
+        == struct.unpack_from("<H", buf, pos + 10)[0]
+    )
+
+
+def _next_header(buf, i):
+    # Where the first sync word from ``i`` on starts a whole header that checks, or -1.
+    last = len(buf) - HEADER_SIZE
+    while i <= last:
+        if buf[i] == _SYNC0 and buf[i + 1] == _SYNC1 and _header_ok(buf, i):
+            return i
+        i += 1
+    return -1
 
 
 class Frame:
@@ -149,11 +169,27 @@ class FrameParser:
         """Bytes held that do not yet make a whole frame."""
         return len(self._buf) - self._pos
 
-    def resync(self):
-        """Give up on a partial frame (e.g. after a receive timeout) and look for the next one."""
-        if self.pending():
-            self._pos += 1
-            self.garbage += 1
+    def idle(self, give_up=False):
+        """The sender went quiet while a partial frame is held; returns the frames then found.
+
+        The partial frame is given up at once when the bytes behind its sync word hold another
+        frame's header (a sync word and a valid header check): bytes that stop there are not its
+        payload but frames of their own.  With ``give_up`` (quiet for longer than the link ever
+        pauses inside a frame) it is given up in any case.  Either way the parser rescans from
+        there, so whole frames held behind it are found, and so on until none is stuck.
+        """
+        out = []
+        while self.pending():
+            pos = self._pos
+            at = _next_header(self._buf, pos + 1)
+            if at < 0:
+                if not give_up:
+                    break
+                at = pos + 1
+            self.garbage += at - pos
+            self._pos = at
+            out += self.feed(b"")
+        return out
 
     def feed(self, data):
         """Add received bytes; return the list of whole frames now available, in order."""
@@ -174,7 +210,7 @@ class FrameParser:
                 continue
             if end - pos < HEADER_SIZE:
                 break
-            if crc32(mv[pos : pos + 10]) & 0xFFFF != struct.unpack_from("<H", buf, pos + 10)[0]:
+            if not _header_ok(buf, pos):
                 self.header_errors += 1
                 self.garbage += 1
                 pos += 1

@@ -316,7 +316,8 @@ def stop_agent(port: str, baud: int = 115200, wait: float = 3.0) -> bool:
                 seen = (seen + link.read(4096))[-256:]
                 if b">>> " in seen:
                     return True
-            # A partial frame before our bytes swallows them; the agent drops it after 1 s idle.
+            # A partial frame before our bytes swallows them; the agent drops it once the line is
+            # quiet (docs/protocol.md §3, quiet link).
         return False
     finally:
         link.close()
