@@ -246,6 +246,7 @@ class Fuzzer:
         self.kinds = {}
         self.errors = {}
         self.internal = {}
+        self.suspects = []  # changes after error replies: what was refused, before and after
         self.max_ping_s = 0.0
         self.ping_total_s = 0.0
         self.state = None
@@ -345,8 +346,8 @@ class Fuzzer:
             kind = "request"
             flags = rng.choice([0] * 12 + [ops.FLAG_RESPONSE, ops.FLAG_EVENT, ops.FLAG_ERROR])
             data = self.writer.pack(op, rid, body_for(rng, op)[: self.max_payload], flags)
-            if not flags:
-                sent[rid] = op
+            if not flags & (ops.FLAG_RESPONSE | ops.FLAG_EVENT):
+                sent[rid] = op  # a request (the ERROR flag alone does not make it a reply)
         elif r < 0.55:
             kind = "bad_crc"
             frame = bytearray(self.writer.pack(op, rid, body_for(rng, op)[: self.max_payload]))
@@ -404,7 +405,7 @@ class Fuzzer:
         if took > PING_LIMIT_S:
             self.counts["slow_pings"] += 1
         changed_ok = False
-        refused = False
+        refused = []
         for frame in got:
             body = cbor2.loads(frame.payload) if frame.payload else None
             if frame.flags & ops.FLAG_EVENT:
@@ -417,7 +418,9 @@ class Fuzzer:
                 if code == ops.E_INTERNAL:
                     self.internal[body["msg"]] = self.internal.get(body["msg"], 0) + 1
                 if sent.get(frame.rid) in STATE_OPS:
-                    refused = True
+                    refused.append(
+                        "%s: %s %s" % (names.op_name(sent[frame.rid]), code, body["msg"])
+                    )
             elif sent.get(frame.rid) in STATE_OPS:
                 changed_ok = True
         state = self.snapshot()
@@ -426,6 +429,10 @@ class Fuzzer:
                 self.counts["state_changes_explained"] += 1
             elif refused:
                 self.counts["state_changes_after_error_reply"] += 1
+                if len(self.suspects) < 20:
+                    self.suspects.append(
+                        {"refused": refused, "before": self.state, "after": state}
+                    )
             else:
                 self.counts["state_changes_unexplained"] += 1
             self.state = state
@@ -458,6 +465,7 @@ def run(board, frames, seed=16, burst=20, progress=None):
         "kinds": dict(sorted(f.kinds.items())),
         "error_codes": {names.error_name(c): n for c, n in sorted(f.errors.items())},
         "internal": f.internal,
+        "changes_after_error_reply": f.suspects,
     }
 
 
