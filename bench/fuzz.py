@@ -246,6 +246,9 @@ class Fuzzer:
         self.kinds = {}
         self.errors = {}
         self.internal = {}
+        self.max_burst_s = 0.0
+        self.slowest = []  # what the burst with the slowest PING held
+        self.burst_kinds = []
         self.suspects = []  # changes after error replies: what was refused, before and after
         self.max_ping_s = 0.0
         self.ping_total_s = 0.0
@@ -288,7 +291,7 @@ class Fuzzer:
             pass  # the agent is gone: the next read says so
 
     def read_until(self, rid, timeout=HANG_S):
-        """Frames read until the reply to ``rid``; None when none came within ``timeout``."""
+        """(frame, arrival time) read until the reply to ``rid``; None when none came in time."""
         got = []
         deadline = time.monotonic() + timeout
         fd = self.proc.stdout.fileno()
@@ -307,8 +310,9 @@ class Fuzzer:
                 continue
             if not data:
                 return None
+            now = time.monotonic()
             for frame in self.parser.feed(data):
-                got.append(frame)
+                got.append((frame, now))
                 if frame.rid == rid and frame.flags & ops.FLAG_RESPONSE:
                     return got
 
@@ -320,8 +324,9 @@ class Fuzzer:
             raise RuntimeError(
                 "%s: no answer to %s; %s" % (self.board, names.op_name(op), self.tail())
             )
-        reply = cbor2.loads(got[-1].payload)
-        if got[-1].flags & ops.FLAG_ERROR:
+        last = got[-1][0]
+        reply = cbor2.loads(last.payload)
+        if last.flags & ops.FLAG_ERROR:
             raise RuntimeError("%s: %s refused: %s" % (self.board, names.op_name(op), reply))
         return reply
 
@@ -379,10 +384,12 @@ class Fuzzer:
             kind = "other_version"
             data = header(op, rid, 0, rng.choice([0x00, 0x20, 0xF0]))
         self.kinds[kind] = self.kinds.get(kind, 0) + 1
+        self.burst_kinds.append(kind if kind != "request" else names.op_name(op))
         return data
 
     def one_burst(self, n):
         sent = {}
+        self.burst_kinds = []
         data = b"".join(self.item(sent) for _ in range(n))
         rid = self.next_rid()
         data += self.writer.pack(ops.PING, rid, cbor2.dumps({"data": b"end"}))
@@ -391,7 +398,7 @@ class Fuzzer:
         t0 = time.monotonic()
         self.write(data)
         got = self.read_until(rid)
-        took = time.monotonic() - t0
+        end = time.monotonic()
         if got is None:
             self.counts["crashes" if self.proc.poll() is not None else "hangs"] += 1
             sys.stderr.write(
@@ -400,13 +407,20 @@ class Fuzzer:
             )
             self.start()
             return
-        self.max_ping_s = max(self.max_ping_s, took)
+        # The PING's wait: from the agent's last answer to the burst (or the write, when none)
+        # to its reply.  A partial frame that swallows the PING shows here as the time the
+        # agent took to give it up; the burst's own requests (model loads, a REBOOT) do not.
+        took = end - max([t0] + [at for _, at in got[:-1]])
+        self.max_burst_s = max(self.max_burst_s, end - t0)
+        if took > self.max_ping_s:
+            self.max_ping_s = took
+            self.slowest = self.burst_kinds
         self.ping_total_s += took
         if took > PING_LIMIT_S:
             self.counts["slow_pings"] += 1
         changed_ok = False
         refused = []
-        for frame in got:
+        for frame, _ in got:
             body = cbor2.loads(frame.payload) if frame.payload else None
             if frame.flags & ops.FLAG_EVENT:
                 if frame.op == ops.LOG:
@@ -461,11 +475,13 @@ def run(board, frames, seed=16, burst=20, progress=None):
         **f.counts,
         "max_ping_s": round(f.max_ping_s, 3),
         "mean_ping_s": round(f.ping_total_s / max(1, f.counts["bursts"]), 4),
+        "max_burst_s": round(f.max_burst_s, 3),
         "run_s": round(time.monotonic() - t0, 1),
         "kinds": dict(sorted(f.kinds.items())),
         "error_codes": {names.error_name(c): n for c, n in sorted(f.errors.items())},
         "internal": f.internal,
         "changes_after_error_reply": f.suspects,
+        "slowest_burst": f.slowest,
     }
 
 
