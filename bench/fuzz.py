@@ -249,7 +249,7 @@ class Fuzzer:
         self.max_burst_s = 0.0
         self.slowest = []  # what the burst with the slowest PING held
         self.burst_kinds = []
-        self.suspects = []  # changes after error replies: what was refused, before and after
+        self.suspects = []  # changes not explained: what was sent or refused, before and after
         self.max_ping_s = 0.0
         self.ping_total_s = 0.0
         self.state = None
@@ -347,12 +347,15 @@ class Fuzzer:
         r = rng.random()
         op = random_op(rng)
         rid = self.next_rid()
+        # Every item carrying a header with this id counts as sent: a mutation may leave a
+        # frame whole (bytes added after its CRC; a cut the next item's first bytes complete).
+        sent[rid] = op
         if r < 0.45:
             kind = "request"
             flags = rng.choice([0] * 12 + [ops.FLAG_RESPONSE, ops.FLAG_EVENT, ops.FLAG_ERROR])
             data = self.writer.pack(op, rid, body_for(rng, op)[: self.max_payload], flags)
-            if not flags & (ops.FLAG_RESPONSE | ops.FLAG_EVENT):
-                sent[rid] = op  # a request (the ERROR flag alone does not make it a reply)
+            if flags & (ops.FLAG_RESPONSE | ops.FLAG_EVENT):
+                sent.pop(rid)  # not a request: the agent must not act on it
         elif r < 0.55:
             kind = "bad_crc"
             frame = bytearray(self.writer.pack(op, rid, body_for(rng, op)[: self.max_payload]))
@@ -449,6 +452,9 @@ class Fuzzer:
                     )
             else:
                 self.counts["state_changes_unexplained"] += 1
+                if len(self.suspects) < 20:
+                    self.suspects.append({"burst": self.burst_kinds, "before": self.state})
+                    self.suspects[-1]["after"] = state
             self.state = state
             if "m" not in self.stored():  # keep a model to infer with
                 self.upload()
@@ -480,7 +486,7 @@ def run(board, frames, seed=16, burst=20, progress=None):
         "kinds": dict(sorted(f.kinds.items())),
         "error_codes": {names.error_name(c): n for c, n in sorted(f.errors.items())},
         "internal": f.internal,
-        "changes_after_error_reply": f.suspects,
+        "changes_not_explained": f.suspects,
         "slowest_burst": f.slowest,
     }
 
