@@ -23,7 +23,7 @@ at once, any partial frame when the quiet has lasted too long for the link.
 
 import struct
 
-from kpdev.protocol.compat import const
+from kpdev.protocol.compat import const, forget_modules
 
 try:
     from binascii import crc32
@@ -79,24 +79,6 @@ def _authenticator(key):
     from kpdev.protocol.auth import Authenticator
 
     return Authenticator(key)
-
-
-def _header_ok(buf, pos):
-    # The header check of the 12 bytes at ``pos``.
-    return (
-        crc32(memoryview(buf)[pos : pos + 10]) & 0xFFFF
-        == struct.unpack_from("<H", buf, pos + 10)[0]
-    )
-
-
-def _next_header(buf, i):
-    # Where the first sync word from ``i`` on starts a whole header that checks, or -1.
-    last = len(buf) - HEADER_SIZE
-    while i <= last:
-        if buf[i] == _SYNC0 and buf[i + 1] == _SYNC1 and _header_ok(buf, i):
-            return i
-        i += 1
-    return -1
 
 
 class Frame:
@@ -172,24 +154,16 @@ class FrameParser:
     def idle(self, give_up=False):
         """The sender went quiet while a partial frame is held; returns the frames then found.
 
-        The partial frame is given up at once when the bytes behind its sync word hold another
-        frame's header (a sync word and a valid header check): bytes that stop there are not its
-        payload but frames of their own.  With ``give_up`` (quiet for longer than the link ever
-        pauses inside a frame) it is given up in any case.  Either way the parser rescans from
-        there, so whole frames held behind it are found, and so on until none is stuck.
+        A partial frame is given up at once when its claimed bytes hold another header, and in
+        any case with ``give_up`` (kpdev.protocol.resync: loaded for the moment, as a board's
+        heap needs it only then).
         """
-        out = []
-        while self.pending():
-            pos = self._pos
-            at = _next_header(self._buf, pos + 1)
-            if at < 0:
-                if not give_up:
-                    break
-                at = pos + 1
-            self.garbage += at - pos
-            self._pos = at
-            out += self.feed(b"")
-        return out
+        from kpdev.protocol import resync
+
+        try:
+            return resync.idle(self, give_up)
+        finally:
+            forget_modules(("kpdev.protocol.resync",))
 
     def feed(self, data):
         """Add received bytes; return the list of whole frames now available, in order."""
@@ -210,7 +184,7 @@ class FrameParser:
                 continue
             if end - pos < HEADER_SIZE:
                 break
-            if not _header_ok(buf, pos):
+            if crc32(mv[pos : pos + 10]) & 0xFFFF != struct.unpack_from("<H", buf, pos + 10)[0]:
                 self.header_errors += 1
                 self.garbage += 1
                 pos += 1
