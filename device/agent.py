@@ -76,7 +76,7 @@ _E_MODEL_LOAD = const(23)
 
 _READ_MS = const(200)  # how long a read waits while no frame is under way
 # While a partial frame is held the agent looks at the link this often: a quiet moment with
-# another frame's header inside the partial one gives it up at once (FrameParser.idle).
+# another frame's header inside the partial one gives it up at once (kpdev.protocol.resync).
 _QUIET_MS = const(20)
 # A partial frame is given up after the link has been quiet for its ``gap_ms``, the longest pause
 # it may leave inside a frame (serial links: a few character times plus USB and OS latency).
@@ -204,7 +204,11 @@ class Agent:
             if not data:
                 if held:
                     quiet += _QUIET_MS
-                    self._dispatch_all(self.parser.idle(quiet >= gap))
+                    from kpdev.protocol import resync  # code in the heap only while it runs
+
+                    self._dispatch_all(resync.idle(self.parser, quiet >= gap))
+                    resync = None
+                    forget_modules(("kpdev.protocol.resync",))
                 continue
             quiet = 0
             self.stats.bytes_in += len(data)

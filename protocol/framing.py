@@ -17,13 +17,14 @@ Layout (little-endian; docs/protocol.md has the full table)::
 ``FrameParser.feed`` takes any number of bytes and returns the whole frames found; it keeps the
 rest.  Garbage, a truncated frame or a bad CRC never needs a reconnect: the parser moves one byte
 past the bad sync word and looks for the next one.  When the sender goes quiet, the receiver
-calls ``FrameParser.idle``: a partial frame whose claimed bytes hold another header is given up
-at once, any partial frame when the quiet has lasted too long for the link.
+calls ``kpdev.protocol.resync.idle(parser, give_up)``: a partial frame whose claimed bytes hold
+another header is given up at once, any partial frame when the quiet lasted too long for the
+link.
 """
 
 import struct
 
-from kpdev.protocol.compat import const, forget_modules
+from kpdev.protocol.compat import const
 
 try:
     from binascii import crc32
@@ -150,20 +151,6 @@ class FrameParser:
     def pending(self):
         """Bytes held that do not yet make a whole frame."""
         return len(self._buf) - self._pos
-
-    def idle(self, give_up=False):
-        """The sender went quiet while a partial frame is held; returns the frames then found.
-
-        A partial frame is given up at once when its claimed bytes hold another header, and in
-        any case with ``give_up`` (kpdev.protocol.resync: loaded for the moment, as a board's
-        heap needs it only then).
-        """
-        from kpdev.protocol import resync
-
-        try:
-            return resync.idle(self, give_up)
-        finally:
-            forget_modules(("kpdev.protocol.resync",))
 
     def feed(self, data):
         """Add received bytes; return the list of whole frames now available, in order."""

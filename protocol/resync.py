@@ -1,8 +1,9 @@
-"""Giving up a partial frame when the sender goes quiet (``FrameParser.idle``).
+"""Giving up a partial frame of a ``FrameParser`` when the sender goes quiet.
 
-Sans-IO like the parser: the receiver says when its link went quiet, and for how long relative
-to the link's own pauses (``give_up``).  A module of its own so that a board holds its code in
-the heap only while it runs (``FrameParser.idle`` imports it and forgets it again).
+Sans-IO like the parser: the receiver says when its link went quiet, and whether for longer
+than the link ever pauses inside a frame (``give_up``).  A module of its own, apart from the
+parser, so that a board holds its code in the heap only while it runs: the agent imports it when
+the link goes quiet with a partial frame held, and forgets it again.
 """
 
 import struct
