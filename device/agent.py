@@ -84,7 +84,8 @@ _QUIET_MS = const(20)
 _GAP_MS = const(300)
 # Two Ctrl-C, sent alone outside any frame, end the agent loop: the console goes back
 # to the board's REPL.  Only on a console link (one whose class says ``console``: stdio, a tty,
-# a UART; never TCP) and only when no key guards the agent: two bytes must not stop it remotely.
+# a UART; never TCP; not a supervisor's pipes) and only when no key guards the agent: two bytes
+# must not stop it remotely.
 _INTERRUPT = b"\x03\x03"
 
 if sysinfo.MICROPYTHON:
@@ -191,7 +192,9 @@ class Agent:
         if hasattr(link, "on_connect"):
             link.on_connect = self._on_connect
         self._running = True
-        stop = _INTERRUPT if getattr(link, "console", False) and not self.key else None
+        # A supervised agent (exit_on_reboot) serves its supervisor's pipes: no console there.
+        console = getattr(link, "console", False) and not self.exit_on_reboot
+        stop = _INTERRUPT if console and not self.key else None
         read_size = self.max_payload + 64
         gap = getattr(link, "gap_ms", _GAP_MS)
         quiet = 0

@@ -27,14 +27,13 @@ options:
     --window N         requests the host may have in flight
     --key HEX          pre-shared key; frames must be authenticated (or env KPDEV_KEY)
     --insecure         allow TCP on a non-loopback address without a key
-    --no-console       the link is a pipe, not the board's console: two Ctrl-C never
-                       stop the agent
     --exit-on-reboot   REBOOT ends the process with status 75 (for a supervisor that
-                       starts it again, as a board's reset does)
+                       starts it again, as a board's reset does); its pipes are no
+                       console: two Ctrl-C never stop the agent
     --power JSON       the board's power settings, e.g. {"source":"estimate","idle_mw":60,
                        "active_mw":120} (see boards.yml)
 """
-_FLAGS = ("--insecure", "--exit-on-reboot", "--no-console")
+_FLAGS = ("--insecure", "--exit-on-reboot")
 _OPTIONS = (
     "--link",
     "--state",
@@ -108,8 +107,6 @@ def start(argv):
         exit_on_reboot=bool(opts.get("--exit-on-reboot")),
     )
     link = open_link(spec)
-    if opts.get("--no-console"):
-        link.console = False
     if hasattr(link, "port") and spec.startswith("tcp://"):
         sys.stderr.write("kpdev-agent listening on %s port %d\n" % (link.name, link.port))
     return agent, link

@@ -165,7 +165,7 @@ def test_bytes_that_are_not_a_client_never_reach_the_agent():
 @pytest.mark.parametrize("board", ["sim-mcu", "sim-linux"])
 def test_two_ctrl_c_over_tcp_never_stop_a_served_board(board, key):
     # The report of issue 16: `03 03` alone on the TCP link ended the board's agent.  The agent
-    # runs on the server's pipes, so it is told (--no-console) that they are not a console.
+    # runs on the server's pipes, as a supervised agent (--exit-on-reboot): no console there.
     cli("sim", "stop", board)
     args = ["--key", key] if key else []
     proc, port = serve_sim(board, "--listen", "tcp://127.0.0.1:0", *args)
