@@ -83,9 +83,8 @@ _QUIET_MS = const(20)
 # Links without one (pipes, TCP: a lost segment is sent again after 200 ms or more) use this.
 _GAP_MS = const(300)
 # Two Ctrl-C, sent alone outside any frame, end the agent loop: the console goes back
-# to the board's REPL.  Only on a console link (one whose class says ``console``: stdio, a tty,
-# a UART; never TCP; not a supervisor's pipes) and only when no key guards the agent: two bytes
-# must not stop it remotely.
+# to the board's REPL.  Only on a console link (stdio, a tty, a UART; never TCP; not a
+# supervisor's pipes) and only when no key guards the agent: two bytes must not stop it remotely.
 _INTERRUPT = b"\x03\x03"
 
 if sysinfo.MICROPYTHON:
@@ -192,8 +191,9 @@ class Agent:
         if hasattr(link, "on_connect"):
             link.on_connect = self._on_connect
         self._running = True
-        # A supervised agent (exit_on_reboot) serves its supervisor's pipes: no console there.
-        console = getattr(link, "console", False) and not self.exit_on_reboot
+        # Every link but TCP (the one that announces its clients) may be a console, unless a
+        # supervisor runs the agent on its pipes (exit_on_reboot).  No new names: qstrs are heap.
+        console = not hasattr(link, "on_connect") and not self.exit_on_reboot
         stop = _INTERRUPT if console and not self.key else None
         read_size = self.max_payload + 64
         gap = getattr(link, "gap_ms", _GAP_MS)
@@ -209,7 +209,7 @@ class Agent:
                     quiet += _QUIET_MS
                     from kpdev.protocol import resync  # code in the heap only while it runs
 
-                    self._dispatch_all(resync.idle(self.parser, quiet >= gap))
+                    self._dispatch_all(resync.resync(self.parser, quiet >= gap))
                     resync = None
                     forget_modules(("kpdev.protocol.resync",))
                 continue

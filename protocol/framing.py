@@ -17,7 +17,7 @@ Layout (little-endian; docs/protocol.md has the full table)::
 ``FrameParser.feed`` takes any number of bytes and returns the whole frames found; it keeps the
 rest.  Garbage, a truncated frame or a bad CRC never needs a reconnect: the parser moves one byte
 past the bad sync word and looks for the next one.  When the sender goes quiet, the receiver
-calls ``kpdev.protocol.resync.idle(parser, give_up)``: a partial frame whose claimed bytes hold
+calls ``kpdev.protocol.resync.resync(parser, give_up)``: a partial frame whose claimed bytes hold
 another header is given up at once, any partial frame when the quiet lasted too long for the
 link.
 """

@@ -23,7 +23,7 @@ def _next_header(buf, i):
     return -1
 
 
-def idle(parser, give_up):
+def resync(parser, give_up):
     """Give up ``parser``'s partial frame if it hides a header, or anyway with ``give_up``.
 
     Bytes that stop behind another frame's header (a sync word and a valid header check) are

@@ -13,7 +13,6 @@ class StdioLink(base.StreamLink):
     """The process's stdin/stdout, e.g. pipes from the host or a pty given as stdio."""
 
     name = "stdio"
-    console = True  # the board's REPL may be here: two Ctrl-C give it back (device/agent.py)
 
     def __init__(self):
         if not MICROPYTHON:

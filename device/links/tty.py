@@ -11,8 +11,6 @@ if not MICROPYTHON:
 class TtyLink(base.StreamLink):
     """A serial device or pty by path, put in raw mode with termios."""
 
-    console = True  # a serial console: two Ctrl-C give it back (device/agent.py)
-
     def __init__(self, path, baud=115200):
         self.name = path
         # The longest pause inside a frame: four character times, plus USB and OS latency.

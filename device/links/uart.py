@@ -9,8 +9,6 @@ except ImportError:
 class UartLink:
     """``machine.UART`` on a microcontroller."""
 
-    console = True  # the REPL may share this UART: two Ctrl-C give it back (device/agent.py)
-
     def __init__(self, uart_id, baud=115200):
         import machine
 

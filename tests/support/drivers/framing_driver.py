@@ -43,9 +43,9 @@ def handle(line):
             frames += parser.feed(data[i : i + 1])
         return frames_text(frames)
     if cmd == "resync":  # quiet for too long: give up on a partial frame
-        return frames_text(resync.idle(parser, True))
+        return frames_text(resync.resync(parser, True))
     if cmd == "quiet":  # quiet a moment: give up a partial frame only if it hides a header
-        return frames_text(resync.idle(parser, False))
+        return frames_text(resync.resync(parser, False))
     if cmd == "counters":
         p = parser
         return "garbage=%d header=%d crc=%d oversize=%d auth=%d replay=%d pending=%d last=%d" % (
