@@ -76,7 +76,7 @@ _E_MODEL_LOAD = const(23)
 
 _READ_MS = const(200)  # how long a read waits while no frame is under way
 # While a partial frame is held the agent looks at the link this often: a quiet moment with
-# another frame's header inside the partial one gives it up at once (kpdev.protocol.resync).
+# another frame's header inside the partial one gives it up at once (FrameParser.resync).
 _QUIET_MS = const(20)
 # A partial frame is given up after the link has been quiet for its ``gap_ms``, the longest pause
 # it may leave inside a frame (serial links: a few character times plus USB and OS latency).
@@ -207,11 +207,7 @@ class Agent:
             if not data:
                 if held:
                     quiet += _QUIET_MS
-                    from kpdev.protocol import resync  # code in the heap only while it runs
-
-                    self._dispatch_all(resync.resync(self.parser, quiet >= gap))
-                    resync = None
-                    forget_modules(("kpdev.protocol.resync",))
+                    self._dispatch_all(self.parser.resync(quiet >= gap))
                 continue
             quiet = 0
             self.stats.bytes_in += len(data)

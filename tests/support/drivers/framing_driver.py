@@ -5,7 +5,6 @@ Runs unchanged under CPython and MicroPython (tests/protocol/test_framing.py).
 
 import sys
 
-from kpdev.protocol import resync
 from kpdev.protocol.framing import FrameParser, FrameWriter
 
 parser = None
@@ -43,9 +42,9 @@ def handle(line):
             frames += parser.feed(data[i : i + 1])
         return frames_text(frames)
     if cmd == "resync":  # quiet for too long: give up on a partial frame
-        return frames_text(resync.resync(parser, True))
+        return frames_text(parser.resync(True))
     if cmd == "quiet":  # quiet a moment: give up a partial frame only if it hides a header
-        return frames_text(resync.resync(parser, False))
+        return frames_text(parser.resync(False))
     if cmd == "counters":
         p = parser
         return "garbage=%d header=%d crc=%d oversize=%d auth=%d replay=%d pending=%d last=%d" % (
