@@ -81,14 +81,21 @@ _E_MODEL_LOAD = const(23)
 _READ_ONLY = b"\x02\x03\x14\x15\x20\x21\x30\x36\x41\x42\x48\x50\x61\x63"
 _STATS = const(0x04)
 
-_READ_MS = const(200)  # one read's timeout
-_IDLE_RESYNC_MS = const(1000)  # a partial frame this stale is given up on
+_READ_MS = const(200)  # how long a read waits while no frame is under way
+# While a partial frame is held the agent looks at the link this often: a quiet moment with
+# another frame's header inside the partial one gives it up at once (FrameParser.resync).
+_QUIET_MS = const(20)
+# A partial frame is given up after the link has been quiet for its ``gap_ms``, the longest pause
+# it may leave inside a frame (serial links: a few character times plus USB and OS latency).
+# Links without one (pipes, TCP: a lost segment is sent again after 200 ms or more) use this.
+_GAP_MS = const(300)
 # A connection this long without a whole valid frame but HELLO (with a key: authenticated in its
 # session) is closed if it never sent one, or else when another connection waits for its turn
 # (MicroPython serves one at a time; one that never sent one gives way after _READ_MS).
 _IDLE_CLOSE_MS = const(3000)
 # Two Ctrl-C, sent alone outside any frame, end the agent loop: the console goes back
-# to the board's REPL.
+# to the board's REPL.  Only on a console link (stdio, a tty, a UART; never TCP; not a
+# supervisor's pipes) and only when no key guards the agent: two bytes must not stop it remotely.
 _INTERRUPT = b"\x03\x03"
 
 if sysinfo.MICROPYTHON:
@@ -244,11 +251,18 @@ class Agent:
         dispatch = dispatch or self.dispatch
         link = s.link
         parser = s.parser
+        # A link served alone may be a console (stdio, a tty, a UART; never a TCP connection),
+        # unless a supervisor runs the agent on its pipes (exit_on_reboot), and without a key.
+        stop = (
+            _INTERRUPT if listener is None and not self.exit_on_reboot and not self.key else None
+        )
         read_size = self.max_payload + 64
-        idle = 0
+        gap = getattr(link, "gap_ms", _GAP_MS)
+        still = 0  # ms the link has been quiet with a partial frame held
         while self._running and not s.closing:
+            held = parser.pending()
             try:
-                data = link.read(read_size, _READ_MS)
+                data = link.read(read_size, _QUIET_MS if held else _READ_MS)
             except LinkClosed:
                 break
             if listener is not None:
@@ -263,14 +277,12 @@ class Agent:
                 ):
                     break
             if not data:
-                idle += _READ_MS
-                if idle >= _IDLE_RESYNC_MS and parser.pending():
-                    parser.resync()
-                    dispatch(s, parser.feed(b""), 0)
-                    idle = 0
+                if held:
+                    still += _QUIET_MS
+                    dispatch(s, parser.resync(still >= gap), 0)
                 continue
-            idle = 0
-            if data == _INTERRUPT and not parser.pending():
+            still = 0
+            if data == stop and not parser.pending():
                 break  # Ctrl-C Ctrl-C alone, outside any frame: give the port back to the REPL
             n = len(data)
             frames = parser.feed(data)

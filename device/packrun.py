@@ -67,9 +67,23 @@ def _check(spec):
             "pack model %r needs its list of classes" % m["id"],
         )
         results = {}
-        for k, v in (m.get("results") or {}).items():
+        got = m.get("results") or {}
+        _need(
+            isinstance(got, dict),
+            "pack model %r: 'results' must be a map" % m["id"],
+            _E_BAD_REQUEST,
+        )
+        for k, v in got.items():
             # JSON (the saved copy) turns the int keys into strings.
-            results[int(k)] = v
+            if isinstance(k, str) and k.isdigit():
+                k = int(k)
+            _need(
+                isinstance(k, int) and not isinstance(k, bool) and isinstance(v, str),
+                "pack model %r: 'results' maps class indexes to model ids, not %r: %r"
+                % (m["id"], k, v),
+                _E_BAD_REQUEST,
+            )
+            results[k] = v
         m["results"] = results
         m["output"] = m.get("output") or 0
         ids[m["id"]] = m

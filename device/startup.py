@@ -28,7 +28,8 @@ options:
     --key HEX          pre-shared key; frames must be authenticated (or env KPDEV_KEY)
     --insecure         allow TCP on a non-loopback address without a key
     --exit-on-reboot   REBOOT ends the process with status 75 (for a supervisor that
-                       starts it again, as a board's reset does)
+                       starts it again, as a board's reset does); its pipes are no
+                       console: two Ctrl-C never stop the agent
     --power JSON       the board's power settings, e.g. {"source":"estimate","idle_mw":60,
                        "active_mw":120} (see boards.yml)
 """

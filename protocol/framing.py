@@ -19,7 +19,9 @@ request): a frame of another session or an earlier boot never authenticates.
 
 ``FrameParser.feed`` takes any number of bytes and returns the whole frames found; it keeps the
 rest.  Garbage, a truncated frame or a bad CRC never needs a reconnect: the parser moves one byte
-past the bad sync word and looks for the next one.
+past the bad sync word and looks for the next one.  When the sender goes quiet, the receiver
+calls ``FrameParser.resync(give_up)``: a partial frame whose claimed bytes hold another header
+is given up at once, any partial frame when the quiet lasted too long for the link.
 """
 
 import struct
@@ -158,11 +160,34 @@ class FrameParser:
         """Bytes held that do not yet make a whole frame."""
         return len(self._buf) - self._pos
 
-    def resync(self):
-        """Give up on a partial frame (e.g. after a receive timeout) and look for the next one."""
-        if self.pending():
-            self._pos += 1
-            self.garbage += 1
+    def resync(self, give_up=True):
+        """The sender went quiet while a partial frame is held; returns the frames then found.
+
+        The partial frame is given up at once when its claimed bytes hold another frame's header
+        (a sync word and a valid header check): bytes that stop there are not its payload but
+        frames of their own.  With ``give_up`` (quiet for longer than the link ever pauses
+        inside a frame) it is given up in any case.  Either way the parser rescans from there,
+        so whole frames held behind it are found, and so on until none is stuck.
+        """
+        out = []
+        while self.pending():
+            buf = self._buf
+            pos = self._pos
+            at = pos + 1
+            while at <= len(buf) - HEADER_SIZE:
+                if buf[at] == _SYNC0 and buf[at + 1] == _SYNC1:
+                    head = crc32(memoryview(buf)[at : at + 10]) & 0xFFFF
+                    if head == struct.unpack_from("<H", buf, at + 10)[0]:
+                        break
+                at += 1
+            else:
+                if not give_up:
+                    break
+                at = pos + 1
+            self.garbage += at - pos
+            self._pos = at
+            out += self.feed(b"")
+        return out
 
     def feed(self, data):
         """Add received bytes; return the list of whole frames now available, in order."""

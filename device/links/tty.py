@@ -13,6 +13,8 @@ class TtyLink(base.StreamLink):
 
     def __init__(self, path, baud=115200):
         self.name = path
+        # The longest pause inside a frame: four character times, plus USB and OS latency.
+        self.gap_ms = 50 + 40000 // baud
         try:
             import termios
         except ImportError:

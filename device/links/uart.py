@@ -13,6 +13,7 @@ class UartLink:
         import machine
 
         self.name = "uart:%s" % uart_id
+        self.gap_ms = 50 + 40000 // baud  # the longest pause inside a frame (device/agent.py)
         self._uart = machine.UART(uart_id, baud, timeout=0, rxbuf=2048)
         self._poll = select.poll()
         self._poll.register(self._uart, select.POLLIN)

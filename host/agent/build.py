@@ -301,7 +301,8 @@ def stop_agent(port: str, baud: int = 115200, wait: float = 3.0) -> bool:
     """End a kpdev agent serving on ``port`` so that the REPL answers there again.
 
     Sends two Ctrl-C bytes alone (the agent's stop signal; mpremote's own Ctrl-C comes with a CR
-    and does not stop it) and waits for a REPL prompt.  Harmless when no agent runs: a REPL
+    and does not stop it) and waits for a REPL prompt.  An agent that holds a key ignores them
+    (docs/protocol.md §12, console handoff).  Harmless when no agent runs: a REPL
     shows a fresh prompt.  Returns whether a prompt was seen.
     """
     link = open_url(port, baud, timeout=0.1)
@@ -315,7 +316,8 @@ def stop_agent(port: str, baud: int = 115200, wait: float = 3.0) -> bool:
                 seen = (seen + link.read(4096))[-256:]
                 if b">>> " in seen:
                     return True
-            # A partial frame before our bytes swallows them; the agent drops it after 1 s idle.
+            # A partial frame before our bytes swallows them; the agent drops it once the line is
+            # quiet (docs/protocol.md §3, quiet link).
         return False
     finally:
         link.close()

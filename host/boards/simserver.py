@@ -98,6 +98,8 @@ class BoardServer:
         self.board = board
         self.key = key
         self.idle_s = idle_s
+        # The agent's stdio are pipes from this server, which relays TCP and pty clients too: a
+        # supervised agent (--exit-on-reboot) has no console, so two Ctrl-C never stop it.
         self.sim = SimBoard(board, key, extra_args=["--exit-on-reboot"], lock=False)
         self.sel = selectors.DefaultSelector()
         self.listener: socket.socket | None = None

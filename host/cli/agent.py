@@ -258,8 +258,8 @@ def stop(
     baud = int(b.link.get("baud", 115200)) if b else 115200
     if not agent_build.stop_agent(port, baud):
         raise LinkError(
-            f"no REPL prompt on {port} after stopping the agent: see what it prints with: "
-            f"mpremote connect {port} repl"
+            f"no REPL prompt on {port} after stopping the agent (an agent that holds a key "
+            f"never gives the console back): see what it prints with: mpremote connect {port} repl"
         )
     if json_:
         emit({"port": port, "stopped": True})

@@ -4,13 +4,15 @@ import collections
 import hashlib
 import os
 import random
+import struct
 import time
+import zlib
 
 import cbor2
 import numpy as np
 import pytest
 from cbor2 import CBORTag
-from support.agents import KEY, SIM_BOARDS, assert_serving, error_of, raw, replies
+from support.agents import KEY, SIM_BOARDS, assert_serving, error_of, next_rid, raw, replies
 from support.paths import read_data, sha256
 from support.reference import reference
 
@@ -703,10 +705,36 @@ def test_truncated_frame_then_silence_then_the_request_is_answered(agents, board
     client = agents.start(board).client()
     cut = client.writer.pack(ops.PING, 0x7300, body(data=bytes(60)))[:30]
     client.link.write(cut)
-    # The good PING is swallowed by the cut frame's declared length; only giving up on the
-    # stale partial frame after a quiet second lets the agent find it.
+    # The good PING is swallowed by the cut frame's declared length; giving up on the partial
+    # frame once the link has been quiet lets the agent find it.
     assert_serving(client)
     assert client.stats()["link"]["garbage_bytes"] >= 1
+
+
+def claim(length, rid):
+    """A valid request header claiming ``length`` payload bytes, with nothing behind it."""
+    head = struct.pack("<BBBBHI", 0xA5, 0x4B, 0x10, ops.PING, rid, length)
+    return head + struct.pack("<H", zlib.crc32(head) & 0xFFFF)
+
+
+@pytest.mark.parametrize("board", ["sim-mcu", "sim-linux"])
+def test_a_burst_of_headers_claiming_the_most_is_given_up_at_once(agents, board):
+    # Each header claimed the largest payload and swallowed what followed until a quiet second
+    # gave it up: after such bursts a PING once took 5-6 s to be answered.
+    client = agents.start(board).client()
+    most = client.device["max_payload"]
+    rng = random.Random(16)
+    for burst in range(3):
+        noise = [bytes(rng.randrange(256) for _ in range(rng.randrange(40))) for _ in range(20)]
+        data = b"".join(claim(most, 0x7400 + i) + n for i, n in enumerate(noise))
+        t0 = time.monotonic()
+        rid = next_rid()
+        got = replies(client, data + client.writer.pack(ops.PING, rid, b""), [rid])
+        took = time.monotonic() - t0
+        assert got[rid][0].op == ops.PING
+        # Answered at the first quiet moment (tens of ms); 2 s leaves a slow machine room.
+        assert took < 2.0, "PING after burst %d took %.2f s" % (burst, took)
+    assert_serving(client)
 
 
 @pytest.mark.parametrize("board", ["sim-mcu", "sim-linux"])
@@ -718,6 +746,18 @@ def test_two_ctrl_c_outside_a_frame_give_the_port_back(agents, board):
     client.link.write(b"\x03\x03")
     assert agent.proc.wait(10) == 0
     assert "Traceback" not in agent.log()
+
+
+@pytest.mark.parametrize("board", ["sim-mcu", "sim-linux"])
+def test_two_ctrl_c_never_stop_an_agent_that_holds_a_key(agents, board):
+    # Handing the console back is for a keyless board on its own console: with a key, two
+    # bytes anyone can send must not end the agent.
+    agent = agents.start(board, key=KEY)
+    client = agent.client(key=KEY)
+    client.link.write(b"\x03\x03")
+    time.sleep(0.5)  # long enough for the agent to have read them and, once, to have stopped
+    assert_serving(client)
+    assert agent.alive()
 
 
 def test_ctrl_c_bytes_inside_frames_are_data(agents):

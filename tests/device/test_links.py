@@ -204,6 +204,24 @@ def test_tcp_client_gone_mid_frame_or_mid_burst_then_the_next_is_served(agents, 
     assert agent.alive(), agent.log()
 
 
+@pytest.mark.parametrize("key", [None, KEY], ids=["no-key", "key"])
+@pytest.mark.parametrize("board", RUNTIMES)
+def test_two_ctrl_c_never_stop_an_agent_on_tcp(agents, board, key):
+    # Two Ctrl-C once ended the serving loop over TCP, with or without a key: a remote stop.
+    port = free_port()
+    agent = agents.start(board, link="tcp://127.0.0.1:%d" % port, key=key)
+    agent.wait_log(r"listening on tcp://127\.0\.0\.1:%d" % port)
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"\x03\x03")  # alone, as the first bytes of a connection
+        time.sleep(0.5)
+    client = tcp_client(port, key)
+    client.link.write(b"\x03\x03")  # alone, between the frames of a session
+    time.sleep(0.5)
+    assert_serving(client)
+    client.close()
+    assert agent.alive(), agent.log()
+
+
 def noisy(client, crc_errors, garbage):
     """Send ``garbage`` bytes outside any frame and ``crc_errors`` frames with a damaged payload;
     returns the garbage bytes the agent's parser must count (§3: a bad CRC skips the sync word,

@@ -101,6 +101,23 @@ def test_bad_packs_are_refused_and_the_old_one_stays(agents, board):
 
 
 @pytest.mark.parametrize("board", BOARDS)
+def test_a_pack_whose_results_are_not_class_indexes_is_a_bad_request(agents, board):
+    # A key that int() cannot read was once answered 32 INTERNAL (ValueError).
+    client = agents.start(board).client()
+    upload_all(client)
+    client.pack_set(device_pack())
+    for results in ({"two": "left"}, {1.5: "left"}, {True: "left"}, {0: 7}, ["left"]):
+        bad = device_pack()
+        bad["name"] = "bad"
+        bad["models"][0]["results"] = results
+        with pytest.raises(DeviceError) as e:
+            client.pack_set(bad)
+        assert e.value.code == ops.E_BAD_REQUEST and "'results'" in str(e.value), results
+    assert client.pack_get()["name"] == "demo"
+    assert_serving(client)
+
+
+@pytest.mark.parametrize("board", BOARDS)
 def test_stream_sends_one_class_event_per_window(agents, board):
     events = []
     agent = agents.start(board)

@@ -161,6 +161,27 @@ def test_bytes_that_are_not_a_client_never_reach_the_agent():
     assert oct(path.stat().st_mode & 0o777) == oct(0o600)
 
 
+@pytest.mark.parametrize("key", [None, "11" * 32], ids=["no-key", "key"])
+@pytest.mark.parametrize("board", ["sim-mcu", "sim-linux"])
+def test_two_ctrl_c_over_tcp_never_stop_a_served_board(board, key):
+    # The report of issue 16: `03 03` alone on the TCP link ended the board's agent.  The agent
+    # runs on the server's pipes, as a supervised agent (--exit-on-reboot): no console there.
+    cli("sim", "stop", board)
+    args = ["--key", key] if key else []
+    proc, port = serve_sim(board, "--listen", "tcp://127.0.0.1:0", *args)
+    try:
+        host, _, number = port[len("socket://") :].rpartition(":")
+        with socket.create_connection((host, int(number))) as s:
+            s.sendall(b"\x03\x03")
+            time.sleep(1)
+        assert cli_json("ping", "-n", "1", "--port", port, *args)["count"] == 1
+        assert status(board)["agent_starts"] == 1 and status(board)["agent_exits"] == 0
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        cli("sim", "stop", board)  # the next test's board has no key
+
+
 def test_a_served_pty_holds_the_board_only_while_a_program_has_it_open():
     import serial
 

@@ -197,6 +197,45 @@ def test_truncated_frame_then_resync_finds_the_next_frame(impl):
     assert out[3] == counters(garbage=30)
 
 
+def claim(length, rid=9):
+    """A valid header claiming ``length`` payload bytes, with nothing behind it."""
+    head = struct.pack("<BBBBHI", 0xA5, 0x4B, 0x10, ops.PING, rid, length)
+    return head + struct.pack("<H", zlib.crc32(head) & 0xFFFF)
+
+
+def test_a_quiet_moment_gives_up_a_claim_that_hides_a_header(impl):
+    # A header claiming the largest payload, then a whole frame, then silence: the claimed
+    # bytes cannot be its payload, so the frame behind it is answered without waiting.
+    out = impl.run(["parser 1024 -", "feed %s%s" % (claim(1024).hex(), GOLDEN_PING.hex())])
+    assert out[1] == "none"  # the PING lies inside the claim
+    out = impl.run(
+        ["parser 1024 -", "bytewise %s%s" % (claim(1024).hex(), GOLDEN_PING.hex()), "quiet"]
+        + ["counters"]
+    )
+    assert out[1:3] == ["none", PING1]
+    assert out[3] == counters(garbage=12)
+
+
+def test_a_quiet_moment_clears_a_burst_of_claims(impl):
+    # Claims nested in claims, with noise between them (no sync word in it): one quiet moment
+    # unwinds them all and finds the frame at the end.
+    burst = b"".join(claim(1000 - i, rid=i) + bytes(range(1, 20 + i)) for i in range(8))
+    out = impl.run(["parser 1024 -", "feed " + (burst + GOLDEN_PING).hex(), "quiet", "counters"])
+    assert out[1:3] == ["none", PING1]
+    assert out[3] == counters(garbage=len(burst))
+
+
+def test_a_quiet_moment_keeps_a_partial_frame_that_hides_nothing(impl):
+    # A cut frame with no header inside (a sync word whose header check fails is not one) is
+    # kept until the link has been quiet for too long.
+    cut = frame(ops.PING, 3, b"\x41" + b"\xa5\x4b" + bytes(60))[:40]
+    out = impl.run(["parser 1024 -", "feed " + cut.hex(), "quiet", "counters", "resync"])
+    assert out[1:3] == ["none", "none"]
+    assert out[3] == counters(pending=40)
+    out = impl.run(["parser 1024 -", "feed " + cut.hex(), "resync", "counters"])
+    assert out[2] == "none" and out[3].endswith("pending=0 last=0")
+
+
 def test_corrupted_payload_byte_is_a_crc_error_then_next_frame(impl):
     bad = bytearray(GOLDEN_PING)
     bad[14] ^= 0x01

@@ -41,10 +41,10 @@ def handle(line):
         for i in range(len(data)):
             frames += parser.feed(data[i : i + 1])
         return frames_text(frames)
-    if cmd == "resync":  # give up on a partial frame, then look at what is held
-        frames = parser.resync() or []
-        frames += parser.feed(b"")
-        return frames_text(frames)
+    if cmd == "resync":  # quiet for too long: give up on a partial frame
+        return frames_text(parser.resync(True))
+    if cmd == "quiet":  # quiet a moment: give up a partial frame only if it hides a header
+        return frames_text(parser.resync(False))
     if cmd == "counters":
         p = parser
         return "garbage=%d header=%d crc=%d oversize=%d auth=%d replay=%d pending=%d last=%d" % (
