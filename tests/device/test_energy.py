@@ -3,21 +3,13 @@ CLASSIFY (pipeline + model graph), per stage; checked against the device's own t
 
 import hashlib
 
-import numpy as np
 import pytest
-from support.packs import MODELS, device_pack, upload_all
+from support.packs import MODELS, device_pack, upload_all, windows
 
 from kpdev.device.agent import Agent
 from kpdev.host.boards.catalog import get_board
 from kpdev.protocol import ops
 from kpdev.protocol.tensors import Tensor, encode_tensor
-
-
-def windows(n, seed=0):
-    rng = np.random.default_rng(seed)
-    level = rng.integers(-500, 500, size=(n, 1, 3))
-    loud = rng.integers(20, 600, size=(n, 1, 3))
-    return (level + rng.uniform(-1, 1, size=(n, 20, 3)) * loud).astype(np.int16)
 
 
 @pytest.mark.parametrize("board", ["sim-mcu", "sim-linux"])

@@ -3,6 +3,8 @@ models made by modelgen, and the PACK_SET body naming them."""
 
 import hashlib
 
+import numpy as np
+
 from kpdev.host.runtime import modelgen
 
 SPEC = {
@@ -44,3 +46,12 @@ def device_pack(name="demo", models=None):
 def upload_all(client, name="demo"):
     for mid, data in MODELS.items():
         client.upload("%s.%s" % (name, mid), data, "tflite", activate=False)
+
+
+def windows(n, seed=0):
+    """``n`` raw int16 windows of 20 samples x 3 axes for the demo pack's pipeline, each with its
+    own level and loudness."""
+    rng = np.random.default_rng(seed)
+    level = rng.integers(-500, 500, size=(n, 1, 3))
+    loud = rng.integers(20, 600, size=(n, 1, 3))
+    return (level + rng.uniform(-1, 1, size=(n, 20, 3)) * loud).astype(np.int16)

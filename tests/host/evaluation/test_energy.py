@@ -3,7 +3,7 @@ span its latency figure reports, computed here from the device's own timings."""
 
 import numpy as np
 import pytest
-from support.packs import SPEC, device_pack, upload_all
+from support.packs import SPEC, device_pack, upload_all, windows
 from support.paths import read_data
 
 from kpdev.host.boards.catalog import get_board
@@ -11,13 +11,6 @@ from kpdev.host.evaluation.evaluate import evaluate
 from kpdev.host.evaluation.report_text import energy_text
 
 CLASSES = ["a", "b", "c", "d", "e"]
-
-
-def windows(n, seed=0):
-    rng = np.random.default_rng(seed)
-    level = rng.integers(-500, 500, size=(n, 1, 3))
-    loud = rng.integers(20, 600, size=(n, 1, 3))
-    return (level + rng.uniform(-1, 1, size=(n, 20, 3)) * loud).astype(np.int16)
 
 
 @pytest.mark.parametrize("board", ["sim-mcu", "sim-linux"])
