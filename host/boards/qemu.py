@@ -41,6 +41,7 @@ from kpdev.host.boards.catalog import Board
 from kpdev.host.errors import BoardError, UsageError
 
 SOURCE_ENV = "KPDEV_MICROPYTHON_SRC"
+CACHE_ENV = "KPDEV_FIRMWARE_CACHE"
 BOARD_FILES = Path(__file__).resolve().parent / "qemu_board"
 QEMU = "qemu-system-arm"
 ARM_GCC = "arm-none-eabi-gcc"
@@ -55,6 +56,7 @@ LFS_OFFSET, LFS_SIZE = 6 * MIB, 10 * MIB  # kpdev_boot.py mounts the same range
 # Where the host loads the agent's options for kpdev_boot.py (the board's SSRAM2).
 ARGS_ADDR = 0x20000000
 ARGS_MAGIC = b"KPDA"
+SEED_OFFSET, SEED_MAGIC = 0x1000, b"KPDS"  # 32 random bytes at ARGS_ADDR + SEED_OFFSET
 # The agent's state directory on the board, under /flash.
 STATE_ON_BOARD = "kpdev-state"
 # QEMU's exit status when the firmware resets the board (machine.reset() exits through
@@ -181,10 +183,12 @@ def source_hash(source: Path) -> str:
 
 
 def firmware_root() -> Path:
-    """Where built firmware and unpacked sources are kept: $KPDEV_HOME/firmware."""
+    """Where built firmware, unpacked sources and the staged agent are kept:
+    $KPDEV_FIRMWARE_CACHE, else $KPDEV_HOME/firmware (keys make sharing one safe)."""
     from kpdev.host.boards.sim import home
 
-    path = home() / "firmware"
+    env = os.environ.get(CACHE_ENV)
+    path = Path(env).expanduser() if env else home() / "firmware"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -375,13 +379,15 @@ def romfs_image(board: Board) -> Path:
     from kpdev.host.agent import romfs
     from kpdev.host.agent.build import board_modules
     from kpdev.host.agent.micropython import stage_lib
-    from kpdev.host.boards.sim import home
 
     march = board.mpy_march or machine(board).march
+    # Beside the firmware: one staged lib per CPU, however many boards use it.
     lib = stage_lib(
-        str(home() / ("lib-" + march)), march=march, include=board_modules("micropython")
+        str(firmware_root() / ("lib-" + march)),
+        march=march,
+        include=board_modules("micropython"),
     )
-    image = romfs.write_image(lib, str(home() / f"agent-{march}.romfs"))
+    image = romfs.write_image(lib, str(firmware_root() / f"agent-{march}.romfs"))
     size = os.path.getsize(image)
     if size > ROMFS_SIZE:
         raise BoardError(f"the agent's ROMFS image is {size} bytes; the board has {ROMFS_SIZE}")
@@ -429,10 +435,14 @@ def write_flash(flash: Path, image: bytes) -> None:
             f.write(image)
 
 
-def options_block(args: list[str]) -> bytes:
-    """The agent's options as kpdev_boot.py reads them at ARGS_ADDR."""
+def options_block(args: list[str], seed: bytes) -> bytes:
+    """What the host loads at ARGS_ADDR: the agent's options as kpdev_boot.py reads them, and
+    at SEED_OFFSET the seed of the board's os.urandom (kpdev_board.c)."""
     text = "\0".join(args).encode()
-    return ARGS_MAGIC + len(text).to_bytes(4, "little") + text
+    block = ARGS_MAGIC + len(text).to_bytes(4, "little") + text
+    if len(block) > SEED_OFFSET:
+        raise BoardError(f"the agent's options take {len(block)} bytes; at most {SEED_OFFSET}")
+    return block.ljust(SEED_OFFSET, b"\0") + SEED_MAGIC + seed
 
 
 def board_args(agent_args: list[str], key: str | None) -> tuple[Path, list[str]]:
@@ -519,8 +529,7 @@ def run(machine_name: str, firmware: str, romfs: str, icount: int | None, agent_
         write_flash(flash, f.read())
     fd, boot_name = tempfile.mkstemp(prefix=".boot-", dir=state)  # mode 0600: it may hold a key
     boot = Path(boot_name)
-    with os.fdopen(fd, "wb") as f:
-        f.write(options_block(args))
+    os.close(fd)
     proc: subprocess.Popen | None = None
     stopping: list[int] = []
 
@@ -531,6 +540,8 @@ def run(machine_name: str, firmware: str, romfs: str, icount: int | None, agent_
     signal.signal(signal.SIGINT, _stop)
     try:
         while True:
+            with open(boot, "wb") as f:  # a fresh seed at each start, as a board's TRNG
+                f.write(options_block(args, os.urandom(32)))
             proc = subprocess.Popen(
                 qemu_argv(machine_name, firmware, flash, boot, icount),
                 stdin=0,

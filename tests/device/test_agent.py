@@ -12,7 +12,15 @@ import cbor2
 import numpy as np
 import pytest
 from cbor2 import CBORTag
-from support.agents import KEY, SIM_BOARDS, assert_serving, error_of, next_rid, raw, replies
+from support.agents import (
+    AGENT_BOARDS,
+    KEY,
+    assert_serving,
+    error_of,
+    next_rid,
+    raw,
+    replies,
+)
 from support.paths import read_data, sha256
 from support.reference import reference
 
@@ -45,7 +53,7 @@ class Dut:
         self.tflite = self.board.id != NO_TFLITE
 
 
-@pytest.fixture(scope="module", params=SIM_BOARDS)
+@pytest.fixture(scope="module", params=AGENT_BOARDS)
 def dut(request, module_agents):
     """One agent per board for the whole module, with dense_int8 stored as "dense"."""
     agent = module_agents.start(request.param)
@@ -573,7 +581,7 @@ def test_reboot_then_still_serving_with_the_models_kept(dut):
 # --- authentication -------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=SIM_BOARDS)
+@pytest.fixture(scope="module", params=AGENT_BOARDS)
 def keyed(request):
     """A board started by SimBoard with a pre-shared key, and a Client holding the key."""
     sim = SimBoard(get_board(request.param), key=KEY)
@@ -654,7 +662,7 @@ V1 = modelgen.dense_int8(seed=1)
 V2 = modelgen.dense_int8(seed=2, hidden=48)
 
 
-@pytest.mark.parametrize("board", SIM_BOARDS)
+@pytest.mark.parametrize("board", AGENT_BOARDS)
 def test_interrupted_upload_resumes_and_the_old_model_stays_valid(agents, board):
     first = agents.start(board)
     client = first.client()

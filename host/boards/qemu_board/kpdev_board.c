@@ -7,6 +7,8 @@
 // - ticks_us that never goes backwards (the stock one reads the millisecond counter and SysTick
 //   apart, so a SysTick wrap between the two reads loses a millisecond);
 // - mp_hal_time_ns, which littlefs needs to link;
+// - os.urandom from a seed the host loads with each start (the stock port's generator starts
+//   from the same state at every boot, so a session nonce would repeat after a reset);
 // - a small `kpdev_board` module: exit(status) ends QEMU with that status (semihosting
 //   SYS_EXIT_EXTENDED), log(text) writes to QEMU's stderr (semihosting SYS_WRITE0), so the
 //   host's log gets the agent's messages and the UART carries frames only.
@@ -17,6 +19,7 @@
 #include "py/mphal.h"
 #include "py/runtime.h"
 #include "shared/runtime/pyexec.h"
+#include "lib/crypto-algorithms/sha256.h"
 
 #define SYSTICK_RVR (*(volatile uint32_t *)(0xE000E014))
 #define SYSTICK_CVR (*(volatile uint32_t *)(0xE000E018))
@@ -76,6 +79,32 @@ uintptr_t __wrap_ticks_us(void) {
 uint64_t mp_hal_time_ns(void) {
     // No real-time clock on the board: time since power-on.
     return (uint64_t)__wrap_ticks_us() * 1000u;
+}
+
+// -- random bytes ----------------------------------------------------------------------------
+
+// 32 random bytes from the host after the magic "KPDS" (kpdev.host.boards.qemu writes them).
+#define SEED_ADDR (KPDEV_ARGS_ADDR + 0x1000)
+
+static uint32_t random_block;
+
+void __wrap_mp_hal_get_random(size_t n, uint8_t *buf) {
+    // SHA-256 of (seed, block number, SysTick) in counter mode.
+    const uint8_t *seed = (const uint8_t *)SEED_ADDR;
+    while (n) {
+        CRYAL_SHA256_CTX ctx;
+        uint8_t out[SHA256_BLOCK_SIZE];
+        uint32_t extra[2] = { random_block++, SYSTICK_CVR };
+        sha256_init(&ctx);
+        sha256_update(&ctx, seed, 36);
+        sha256_update(&ctx, (const uint8_t *)extra, sizeof(extra));
+        sha256_final(&ctx, out);
+        size_t k = n < sizeof(out) ? n : sizeof(out);
+        for (size_t i = 0; i < k; ++i) {
+            *buf++ = out[i];
+        }
+        n -= k;
+    }
 }
 
 // -- the kpdev_board module ------------------------------------------------------------------
