@@ -29,10 +29,11 @@ from kpdev.host.boards.catalog import get_board
 from kpdev.host.boards.sim import SimBoard
 from kpdev.host.client.client import Client
 from kpdev.host.errors import AuthError, LinkError
+from kpdev.host.link.transport import PipeLink
 from kpdev.host.runtime import modelgen
 from kpdev.protocol import ops
 from kpdev.protocol.errors import DeviceError, KpdevError, ProtocolError
-from kpdev.protocol.framing import FrameWriter
+from kpdev.protocol.framing import FrameParser, FrameWriter
 
 DENSE = read_data("dense_int8.tflite")
 FLOAT_IO = read_data("dense_float_io.tflite")
@@ -645,6 +646,35 @@ def test_keyed_agent_and_a_client_without_the_key(keyed):
             stranger.hello()
         assert str(e.value).startswith(why), e.value
         assert_serving(client)
+
+
+def test_a_keyed_hello_sent_twice_keeps_the_session_it_started(agents):
+    # A host whose HELLO reply is late (a board still booting) sends the same HELLO again: the
+    # agent answers both with the same session nonce, and the session goes on.
+    agent = agents.start("sim-mcu", key=KEY)
+    link = PipeLink(agent.proc)
+    host_nonce = os.urandom(16)
+    writer = FrameWriter(KEY)
+    hello = body(nonce=host_nonce)
+    parser = FrameParser(key=KEY)
+    parser.nonce = host_nonce
+    # Sent again as a client does: the same id and body, the next counter.
+    link.write(writer.pack(ops.HELLO, 0x7300, hello) + writer.pack(ops.HELLO, 0x7300, hello))
+    nonces = []
+    deadline = time.monotonic() + 10
+    while len(nonces) < 2 and time.monotonic() < deadline:
+        for frame in parser.feed(link.read(4096)):
+            assert frame.rid == 0x7300 and not frame.error, frame
+            nonces.append(cbor2.loads(frame.payload)["nonce"])
+    assert len(nonces) == 2 and nonces[0] == nonces[1]
+    writer.nonce = parser.nonce = nonces[0]
+    link.write(writer.pack(ops.PING, 0x7301, body(data=b"on")))
+    while True:
+        frames = parser.feed(link.read(4096))
+        if frames:
+            assert not frames[0].error and cbor2.loads(frames[0].payload)["data"] == b"on"
+            break
+        assert time.monotonic() < deadline
 
 
 def test_keyless_agent_and_a_client_with_a_key(dut):
