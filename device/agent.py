@@ -199,8 +199,12 @@ class Agent:
         key=None,
         power=None,
         exit_on_reboot=False,
+        clock=None,
     ):
         self.state = state
+        # What the board's time is when it is not measured: {"kind": "icount",
+        # "ns_per_instruction": N} on an emulated board in deterministic mode (INFO, STATS).
+        self.clock = clock
         self.exit_on_reboot = exit_on_reboot  # REBOOT ends the process (status 75)
         self.board = board
         self.store = ModelStore(state + "/models", quota, _IO_CHUNK)

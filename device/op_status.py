@@ -27,7 +27,7 @@ def info(agent, body):
             formats[fmt] = names
     store = agent.store
     used = store.used()
-    return {
+    out = {
         "agent": __version__,
         "proto": _PROTOCOL_VERSION,
         "runtime": sysinfo.RUNTIME,
@@ -43,6 +43,9 @@ def info(agent, body):
         "auth": bool(agent.key),
         "uptime_ms": sysinfo.uptime_ms(),
     }
+    if agent.clock:
+        out["clock"] = agent.clock
+    return out
 
 
 def hello(agent, body):

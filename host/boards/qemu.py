@@ -523,6 +523,8 @@ def run(machine_name: str, firmware: str, romfs: str, icount: int | None, agent_
     if machine_name not in MACHINES:
         raise BoardError(f"unknown machine {machine_name}; known: {', '.join(MACHINES)}")
     state, args = board_args(agent_args, os.environ.get("KPDEV_KEY"))
+    if icount is not None:
+        args += ["--clock", f"icount:{icount}"]  # the agent labels its times as virtual
     state.mkdir(parents=True, exist_ok=True)
     flash = state / "flash.bin"
     with open(romfs, "rb") as f:

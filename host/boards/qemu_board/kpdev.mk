@@ -13,6 +13,7 @@ KPDEV_ARGS_ADDR = 0x20000000
 CFLAGS += -DKPDEV_ARGS_ADDR=$(KPDEV_ARGS_ADDR) -DKPDEV_PSRAM_ADDR=$(KPDEV_PSRAM_ADDR)
 # os.urandom, for the agent's session nonces (kpdev_board.c seeds it from the host).
 CFLAGS += -DMICROPY_PY_OS_URANDOM=1
+CFLAGS += -include $(BOARD_DIR)/../kpdev_config.h
 SRC_C += $(BOARD_DIR)/../kpdev_board.c
 LDFLAGS += --wrap=pyexec_friendly_repl --wrap=ticks_us --wrap=mp_hal_get_random
 FROZEN_MANIFEST = $(BOARD_DIR)/../manifest.py
