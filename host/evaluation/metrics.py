@@ -302,6 +302,6 @@ def clock_note(clock: dict | None) -> str | None:
     ns = clock["ns_per_instruction"]
     return (
         f"times are virtual (QEMU -icount: 1 instruction = {ns} ns): µs × {1000 / ns:g} = "
-        "instructions executed, deterministic run to run; not measured time or cycles (no "
+        "instructions executed, whatever the host's load; not measured time or cycles (no "
         "cache or wait-state model)"
     )
