@@ -25,6 +25,7 @@ from support.paths import read_data, sha256
 from support.reference import reference
 
 from kpdev.accelerators.options import OPTIONS
+from kpdev.host.boards import qemu
 from kpdev.host.boards.catalog import get_board
 from kpdev.host.boards.sim import SimBoard
 from kpdev.host.client.client import Client
@@ -331,6 +332,11 @@ def test_infer_without_the_memory_for_the_model_says_so(dut):
 def test_infer_single_batch_and_pipelined_equal_the_interpreter(dut, model):
     if not dut.tflite:
         pytest.skip("the int8 interpreter does not fit in this board's heap")
+    if model == "conv" and qemu.is_qemu(dut.board):
+        # Some 70 M instructions an inference as bytecode: 18 of them on an emulated CPU on a
+        # busy host outlast the client's retries. tests/e2e/test_qemu_boards.py checks its
+        # outputs against sim-mcu's.
+        pytest.skip("conv_int8 is too slow for 18 inferences on the emulated board")
     client = dut.client
     data = {"dense": DENSE, "float_io": FLOAT_IO, "conv": CONV}[model]
     if model != "dense":

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 from support.agents import QEMU_BOARD, qemu_unavailable
-from support.cli import cli, cli_json, kpdev, one_line_error
+from support.cli import cli, cli_json, kpdev, one_line_error, serve_sim
 from support.paths import DATA
 
 from kpdev.host.boards import qemu, simserver
@@ -170,7 +170,8 @@ def test_deploy_and_infer_give_what_sim_mcu_gives_and_files_survive_a_restart(tm
     before = cli_json("stats", "--board", QEMU_BOARD)
     assert cli_json("reboot", "--board", QEMU_BOARD)["rebooting"] is True
     after = cli_json("stats", "--board", QEMU_BOARD)
-    assert after["uptime_ms"] < before["uptime_ms"] and after["frames_in"] <= 2
+    # HELLO and STATS, and maybe HELLO once more: sent again while the board was booting.
+    assert after["uptime_ms"] < before["uptime_ms"] and after["frames_in"] <= 3
     st = simserver.status(get_board(QEMU_BOARD))
     assert st["reboots"] == 1 and st["agent_starts"] == 2
     assert len(cli_json("models", "--board", QEMU_BOARD)["models"]) == 2
@@ -199,3 +200,33 @@ def test_a_reset_with_no_supervisor_restarts_qemu_on_the_same_pipes(agents):
     assert "reset" in agent.log()
     client.close()
     assert agent.stop() == 0
+
+
+@needs_qemu
+def test_served_on_a_pty_as_a_usb_board_appears():
+    proc, port = serve_sim(QEMU_BOARD, "--listen", "pty")
+    try:
+        info = cli_json("info", "--port", port)
+        assert info["board"] == QEMU_BOARD and info["platform"] == "qemu"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@needs_qemu
+def test_deterministic_mode_labels_times_as_instruction_counts(tmp_path):
+    board = "qemu-m3-192k-icount"
+    x = tmp_path / "x.npy"
+    np.save(x, np.arange(32, dtype=np.int8).reshape(2, 1, 16))
+    cli("deploy", DENSE, "--name", "d", "--board", board)
+    clock = {"kind": "icount", "ns_per_instruction": 32}
+    assert cli_json("info", "--board", board)["clock"] == clock
+    doc = cli_json("infer", "--board", board, "-m", "d", "-i", x)
+    assert doc["clock"] == clock and len(doc["device_us"]) == 2
+    text = cli("infer", "--board", board, "-m", "d", "-i", x).stdout
+    assert "instructions" in text and "virtual" in text and "not measured" in text
+    stats = cli_json("stats", "--board", board)
+    assert stats["clock"] == clock and stats["models"]["d"]["count"] == 4
+    assert "µs of virtual time" in cli("stats", "--board", board).stdout
+    # A board on a measured clock says nothing of the kind.
+    assert "clock" not in cli_json("info", "--board", QEMU_BOARD)
