@@ -16,4 +16,5 @@ CFLAGS += -DMICROPY_PY_OS_URANDOM=1
 CFLAGS += -include $(BOARD_DIR)/../kpdev_config.h
 SRC_C += $(BOARD_DIR)/../kpdev_board.c
 LDFLAGS += --wrap=pyexec_friendly_repl --wrap=ticks_us --wrap=mp_hal_get_random
+LDFLAGS += --wrap=uart_rx_chr
 FROZEN_MANIFEST = $(BOARD_DIR)/../manifest.py

@@ -7,6 +7,7 @@
 // - ticks_us that never goes backwards (the stock one reads the millisecond counter and SysTick
 //   apart, so a SysTick wrap between the two reads loses a millisecond);
 // - mp_hal_time_ns, which littlefs needs to link;
+// - a wait that sleeps (WFI) once the UART has been quiet (kpdev_config.h);
 // - os.urandom from a seed the host loads with each start (the stock port's generator starts
 //   from the same state at every boot, so a session nonce would repeat after a reset);
 // - a small `kpdev_board` module: exit(status) ends QEMU with that status (semihosting
@@ -74,6 +75,27 @@ uintptr_t __wrap_ticks_us(void) {
     }
     last_us = us;
     return us;
+}
+
+// -- waiting -------------------------------------------------------------------------------
+
+#define QUIET_MS (20)
+
+int __real_uart_rx_chr(void);
+static uint32_t last_rx_ms;
+
+int __wrap_uart_rx_chr(void) {
+    int c = __real_uart_rx_chr();
+    if (c >= 0) {
+        last_rx_ms = ticks_ms();
+    }
+    return c;
+}
+
+void kpdev_idle_wait(void) {
+    if ((uint32_t)(ticks_ms() - last_rx_ms) > QUIET_MS) {
+        __asm__ volatile ("wfi");
+    }
 }
 
 uint64_t mp_hal_time_ns(void) {
