@@ -529,6 +529,9 @@ def run(machine_name: str, firmware: str, romfs: str, icount: int | None, agent_
     flash = state / "flash.bin"
     with open(romfs, "rb") as f:
         write_flash(flash, f.read())
+    for stale in state.glob(".boot-*"):  # left by a run that was killed; rewritten at each start
+        with contextlib.suppress(OSError):
+            stale.unlink()
     fd, boot_name = tempfile.mkstemp(prefix=".boot-", dir=state)  # mode 0600: it may hold a key
     boot = Path(boot_name)
     os.close(fd)

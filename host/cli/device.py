@@ -346,6 +346,11 @@ def repl(
     else:
         if not b.simulated:
             raise UsageError(f"{b.id} is a real board: pass --port with its serial port")
+        if "qemu" in b.sim:
+            raise UsageError(
+                f"{b.id} is an emulated board: kpdev repl does not open its REPL yet "
+                "(docs/qemu-boards.md); sim-mcu has the agent's REPL"
+            )
         # As on a board, the REPL takes the agent's place: the background agent stops (its
         # RAM is lost) and starts again at the next command.
         if simserver.stop(b) and not json_:
