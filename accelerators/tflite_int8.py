@@ -106,6 +106,15 @@ class TFLiteInt8Model(LoadedModel):
         specs = self._spec["outputs"]
         return [Tensor(specs[k]["dtype"], specs[k]["shape"], outs[k]) for k in range(len(outs))]
 
+    def input_buffer(self, index, nbytes):
+        # The input tensor's own place in the arena: a staged input costs no second copy.
+        interp = self._interp
+        if interp is not None:
+            view = interp.buf[interp.inputs[index]]
+            if len(view) == nbytes:
+                return view
+        return bytearray(nbytes)
+
     def close(self):
         if self._interp is not None:
             self._interp.close()

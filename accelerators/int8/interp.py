@@ -297,7 +297,8 @@ class Interpreter:
         """Run the graph on a list of input byte strings; returns output byte strings."""
         for k in range(len(self.inputs)):
             dst = self.buf[self.inputs[k]]
-            dst[:] = inputs[k]
+            if inputs[k] is not dst:  # staged by INFER_INPUT: already in place
+                dst[:] = inputs[k]
         for module, op, params in self.steps:
             try:
                 module.run(self, op, params)
