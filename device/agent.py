@@ -176,6 +176,9 @@ class Session:
         self.valid_at = sysinfo.uptime_ms()  # when the last one came, or the connection
         self.closing = False  # set to end the session (CPython: a full house takes its place)
         self.replies = []  # the last replies to state-changing requests (Agent._replying)
+        # (host's nonce, session nonce) of the last keyed HELLO: the same HELLO sent again (its
+        # reply was late, as from a slow-booting board) keeps the session it started.
+        self.hello_nonces = None
 
     def counters(self):
         """The parser's counters, in the order STATS and ``Stats.link`` keep them."""
@@ -196,8 +199,12 @@ class Agent:
         key=None,
         power=None,
         exit_on_reboot=False,
+        clock=None,
     ):
         self.state = state
+        # What the board's time is when it is not measured: {"kind": "icount",
+        # "ns_per_instruction": N} on an emulated board in deterministic mode (INFO, STATS).
+        self.clock = clock
         self.exit_on_reboot = exit_on_reboot  # REBOOT ends the process (status 75)
         self.board = board
         self.store = ModelStore(state + "/models", quota, _IO_CHUNK)

@@ -27,7 +27,7 @@ def info(agent, body):
             formats[fmt] = names
     store = agent.store
     used = store.used()
-    return {
+    out = {
         "agent": __version__,
         "proto": _PROTOCOL_VERSION,
         "runtime": sysinfo.RUNTIME,
@@ -44,6 +44,9 @@ def info(agent, body):
         "auth": bool(agent.key),
         "uptime_ms": sysinfo.uptime_ms(),
     }
+    if agent.clock:
+        out["clock"] = agent.clock
+    return out
 
 
 def hello(agent, body):
@@ -62,7 +65,12 @@ def hello(agent, body):
         if agent.key:
             import os
 
-            nonce = os.urandom(16)
+            last = s.hello_nonces
+            if last and host_nonce and last[0] == host_nonce:
+                nonce = last[1]  # this HELLO again, retried by the host: the same session
+            else:
+                nonce = os.urandom(16)
+            s.hello_nonces = (host_nonce, nonce)
             out["nonce"] = nonce
             s.writer.nonce = host_nonce  # for this reply
             s.parser.nonce = nonce  # frames the parser reads from now on

@@ -32,6 +32,9 @@ options:
                        console: two Ctrl-C never stop the agent
     --power JSON       the board's power settings, e.g. {"source":"estimate","idle_mw":60,
                        "active_mw":120} (see boards.yml)
+    --clock icount:N   the board's clock is QEMU's -icount virtual time, one instruction
+                       per 2**N ns: INFO and STATS say so, and times are labelled as
+                       instruction counts, not measured time (emulated boards)
 """
 _FLAGS = ("--insecure", "--exit-on-reboot")
 _OPTIONS = (
@@ -43,6 +46,7 @@ _OPTIONS = (
     "--window",
     "--key",
     "--power",
+    "--clock",
 )
 
 
@@ -96,6 +100,12 @@ def start(argv):
             power = None
         if not isinstance(power, dict):
             raise KpdevError("--power takes a JSON object: the board's power settings")
+    clock = opts.get("--clock")
+    if clock:
+        kind, _, shift = clock.partition(":")
+        if kind != "icount" or not shift.isdigit() or int(shift) > 10:
+            raise KpdevError("--clock takes icount:N (N from 0 to 10)")
+        clock = {"kind": "icount", "ns_per_instruction": 1 << int(shift)}
     agent = Agent(
         opts["--state"],
         board=opts["--board"],
@@ -105,6 +115,7 @@ def start(argv):
         key=key,
         power=power,
         exit_on_reboot=bool(opts.get("--exit-on-reboot")),
+        clock=clock,
     )
     link = open_link(spec)
     if hasattr(link, "port") and spec.startswith("tcp://"):

@@ -40,6 +40,8 @@ def stats(agent, body):
         out["link_connection"] = _link(agent.session.counters())
     out["memory"] = sysinfo.memory(reset)
     out["uptime_ms"] = sysinfo.uptime_ms()
+    if agent.clock:
+        out["clock"] = agent.clock  # the times above are virtual: instruction counts
     if reset:
         agent.stats.reset()
         agent.stats.link = None

@@ -15,6 +15,8 @@ def kpdev_homes(tmp_path_factory):
     """Where the per-module $KPDEV_HOME directories live, with one staged MicroPython lib."""
     base = tmp_path_factory.mktemp("kpdev-homes")
     (base / "lib").mkdir()
+    # Emulated boards' firmware and their staged agent: built once for the whole run.
+    (base / "firmware").mkdir()
     yield base
     # A module whose teardown did not run leaves no simulated board behind either.
     for home in sorted(base.iterdir()):
@@ -32,6 +34,7 @@ def kpdev_home(kpdev_homes, request):
     home = kpdev_homes / request.module.__name__
     home.mkdir()
     (home / "lib").symlink_to(kpdev_homes / "lib")
+    (home / "firmware").symlink_to(kpdev_homes / "firmware")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("KPDEV_HOME", str(home))
         # Background simulated boards stop by themselves should a test run die before the

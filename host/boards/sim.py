@@ -58,6 +58,11 @@ def agent_command(board: Board, link: str = "stdio") -> tuple[list[str], dict[st
     if board.power:
         args += ["--power", json.dumps(board.power, separators=(",", ":"))]
     env = dict(os.environ)
+    if "qemu" in board.sim:
+        # An emulated Cortex-M board: QEMU with the agent's code in its flash, on its UART.
+        from kpdev.host.boards import qemu
+
+        return qemu.command(board, args[2:]), env
     if board.runtime == "micropython":
         heap = board.sim.get("heapsize", "256K")
         if board.sim.get("romfs") and romfs.available():

@@ -558,6 +558,12 @@ def ensure_running(
     if not current.get("running"):
         if not start:
             return current
+        if "qemu" in board.sim:
+            # Build an emulated board's firmware here, where the user sees a failure at once,
+            # rather than in the server within its start-up timeout.
+            from kpdev.host.boards import qemu
+
+            qemu.ensure_firmware(board)
         current = _start(board, key, idle_s)
     if current.get("key") != key_fingerprint(key):
         have = "with another key" if current.get("key") else "without a key"

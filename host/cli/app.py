@@ -23,6 +23,7 @@ from kpdev.host.cli import (
     device,
     doctor,
     evaluate,
+    firmware,
     learn,
     model,
     pack,
@@ -86,6 +87,7 @@ COMMANDS = (
         [
             ("demo", demo.demo),
             ("agent", agent.agent_app),
+            ("firmware", firmware.firmware_app),
             ("config", config.config_app),
             ("doctor", doctor.doctor),
         ],

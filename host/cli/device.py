@@ -27,6 +27,7 @@ from kpdev.host.cli.options import (
 from kpdev.host.cli.render import named_errors, progress_view
 from kpdev.host.client.session import resolve_board
 from kpdev.host.errors import BoardError, LinkError, UsageError
+from kpdev.host.evaluation.metrics import clock_note, instructions
 from kpdev.host.link.transport import open_url
 from kpdev.host.plain import human_bytes
 from kpdev.protocol.errors import DeviceError, KpdevError
@@ -172,6 +173,7 @@ def infer(
         "backend": detail.get("backend"),
         "count": len(results),
         "device_us": times if batch is not None else times[0],
+        "clock": c.device.get("clock"),
         "outputs": first,
         "link": link,
     }
@@ -182,7 +184,16 @@ def infer(
         out.print(f"output {i} {y.dtype} {list(y.shape)}:")
         out.print(np.array2string(y, threshold=64))
     mean = sum(times) / len(times)
-    out.print(f"{len(times)} inference(s) of {detail['name']}, device time mean {mean:.0f} µs")
+    clock = c.device.get("clock")
+    n = instructions(mean, clock)
+    if n is None:
+        out.print(f"{len(times)} inference(s) of {detail['name']}, device time mean {mean:.0f} µs")
+    else:
+        out.print(
+            f"{len(times)} inference(s) of {detail['name']}, mean {n:,.0f} instructions "
+            f"({mean:.0f} µs of virtual time)"
+        )
+        out.print(f"note: {clock_note(clock)}")
     if output is not None:
         out.print(f"outputs written to {output}")
 
@@ -232,8 +243,13 @@ def _print_stats(data: dict) -> None:
     out.print(t)
     if data.get("models"):
         energy = any(m.get("energy") for m in data["models"].values())
+        note = clock_note(data.get("clock"))
         lt = Table(
-            title="inference latency (µs, device clock; p50 and p99 of the last 128)"
+            title=(
+                "inference latency (µs of virtual time; p50 and p99 of the last 128)"
+                if note
+                else "inference latency (µs, device clock; p50 and p99 of the last 128)"
+            )
             + (" and energy" if energy else "")
         )
         cols = ["model", "count", "min", "mean", "p50", "p99", "max"]
@@ -248,6 +264,8 @@ def _print_stats(data: dict) -> None:
                 row += _energy_cells(m.get("energy"))
             lt.add_row(*row)
         out.print(lt)
+        if note:
+            out.print(f"note: {note}")
     _print_packs(data.get("packs") or {})
 
 

@@ -32,7 +32,7 @@ from kpdev.host.cli.options import (
 from kpdev.host.cli.render import progress_bar
 from kpdev.host.client.session import resolve_board
 from kpdev.host.errors import UsageError
-from kpdev.host.evaluation.metrics import board_info, versions_of
+from kpdev.host.evaluation.metrics import board_info, clock_note, instructions, versions_of
 from kpdev.host.packs.pack import read_pack
 from kpdev.host.plain import jsonable
 from kpdev.protocol.formats import EXTENSIONS
@@ -273,6 +273,9 @@ def print_results(doc: dict, console) -> None:
         f" · link {link['per_inference']:.0f} B/sample (batch {link['batch']}, "
         f"{link['window']} in flight) · energy/inference {e_text} · {r['wall_s']:.1f} s"
     )
+    note = clock_note(doc["board"].get("clock"))
+    if note:
+        console.print(f"note: {note}")
     tp = r.get("throughput") or {}
     if tp.get("device_per_s") and tp.get("wall_per_s"):
         console.print(
@@ -473,7 +476,11 @@ def print_profile(doc: dict) -> None:
         f"{doc['warmup']} warm-up",
         title_justify="left",
     )
-    for col in ("stage", "median µs", "p10-p90 µs", "mean µs", "share of mean"):
+    clock = doc.get("clock")
+    virtual = clock_note(clock) is not None
+    unit = "virtual µs" if virtual else "µs"
+    cols = ("stage", f"median {unit}", f"p10-p90 {unit}", f"mean {unit}", "share of mean")
+    for col in cols + (("mean instructions",) if virtual else ()):
         t.add_column(col, justify="left" if col == "stage" else "right")
     for s in doc["stages"] + [doc["other"]]:
         t.add_row(
@@ -482,6 +489,7 @@ def print_profile(doc: dict) -> None:
             f"{s['p10']:.1f}-{s['p90']:.1f}",
             f"{s['us']:.1f}",
             f"{s['share']:.1f} %",
+            *([f"{instructions(s['us'], clock):,.0f}"] if virtual else []),
         )
     t.add_row(
         "[bold]total[/bold]",
@@ -489,8 +497,11 @@ def print_profile(doc: dict) -> None:
         f"{total['p10']:.1f}-{total['p90']:.1f}",
         f"{total['us']:.1f}",
         "100.0 %",
+        *([f"{instructions(total['us'], clock):,.0f}"] if virtual else []),
     )
     out.print(t)
+    if virtual:
+        out.print(f"note: {clock_note(clock)}")
     if doc["noisy"]:
         err.print(
             f"note: the total spreads over {doc['spread'] * 100:.0f} % of its median between "

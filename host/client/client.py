@@ -241,6 +241,15 @@ class Client:
 
     def _accept(self, frame) -> None:
         if frame.error:
+            if (
+                frame.op == ops.HELLO
+                and frame.flags & ops.FLAG_RESPONSE
+                and frame.rid in self._answered
+            ):
+                # The reply to a HELLO sent twice (the first reply was late), tagged with the
+                # HELLO's nonce, not the session's: the session it answers is the one we have.
+                self.duplicates += 1
+                return
             why = _AUTH_REFUSALS.get(frame.error)
             if why:
                 raise AuthError(why)

@@ -21,7 +21,7 @@ import numpy as np
 from kpdev.host import features
 from kpdev.host.client.client import Client
 from kpdev.host.errors import UsageError
-from kpdev.host.evaluation.metrics import classification, latency
+from kpdev.host.evaluation.metrics import classification, instructions, latency
 from kpdev.protocol.errors import DeviceError
 
 Progress = Callable[[int, int], None]
@@ -285,6 +285,7 @@ def profile_pack(client: Client, pack: Any | None, runs: int, warmup: int = 2) -
     info = client.pack_get()
     if info is None:
         raise UsageError("the device has no Knowledge Pack: kpdev deploy PACK.kp first")
+    clock = client.device.get("clock")  # virtual time on an emulated board in deterministic mode
     if pack is not None:
         vectors = pack.vectors()
         if not vectors:
@@ -330,7 +331,16 @@ def profile_pack(client: Client, pack: Any | None, runs: int, warmup: int = 2) -
     def row(name: str, values: list[float]) -> dict[str, Any]:
         mean = float(np.mean(values))
         share = 100 * mean / mean_total if mean_total else 0.0
-        return dict({"name": name, "us": mean, "share": share, "cycles": None}, **_spread(values))
+        return dict(
+            {
+                "name": name,
+                "us": mean,
+                "share": share,
+                "cycles": None,
+                "instructions": instructions(mean, clock),
+            },
+            **_spread(values),
+        )
 
     total = dict({"us": mean_total}, **_spread(totals))
     spread = (total["p90"] - total["p10"]) / total["median"] if total["median"] else 0.0
@@ -341,6 +351,7 @@ def profile_pack(client: Client, pack: Any | None, runs: int, warmup: int = 2) -
         "version": info["version"],
         "board": client.device.get("board"),
         "runtime": client.device.get("runtime"),
+        "clock": clock,
         "runs": runs,
         "warmup": warmup,
         "unit": "us",

@@ -274,10 +274,34 @@ def versions_of(c) -> dict[str, Any]:
 
 
 def board_info(c, b) -> dict[str, Any]:
-    """The board a measurements document records: what the agent says, and its catalog name."""
-    return {
+    """The board a measurements document records: what the agent says, and its catalog name;
+    ``clock`` when its time is virtual (an emulated board in deterministic mode)."""
+    info = {
         "name": c.device.get("board"),
         "catalog": b.name if b else None,
         "runtime": c.device.get("runtime"),
         "platform": c.device.get("platform"),
     }
+    if c.device.get("clock"):
+        info["clock"] = c.device["clock"]
+    return info
+
+
+def instructions(us: float, clock: dict | None) -> float | None:
+    """Instructions executed in ``us`` µs of a board's virtual time (QEMU -icount: one
+    instruction every ``ns_per_instruction`` ns); None when the board's clock is measured."""
+    if not clock or clock.get("kind") != "icount":
+        return None
+    return us * 1000.0 / clock["ns_per_instruction"]
+
+
+def clock_note(clock: dict | None) -> str | None:
+    """How to read the µs figures of a board whose clock is virtual; None for a measured one."""
+    if not clock or clock.get("kind") != "icount":
+        return None
+    ns = clock["ns_per_instruction"]
+    return (
+        f"times are virtual (QEMU -icount: 1 instruction = {ns} ns): µs × {1000 / ns:g} = "
+        "instructions executed, whatever the host's load; not measured time or cycles (no "
+        "cache or wait-state model)"
+    )

@@ -3,12 +3,12 @@ reply cache when it changes state, not carried out twice; a read-only one is run
 
 import cbor2
 import pytest
-from support.agents import SIM_BOARDS, next_rid, raw
+from support.agents import AGENT_BOARDS, next_rid, raw
 
 from kpdev.protocol import ops
 
 
-@pytest.mark.parametrize("board", SIM_BOARDS)
+@pytest.mark.parametrize("board", AGENT_BOARDS)
 def test_a_state_changing_request_sent_again_is_answered_from_the_cache(agents, board):
     c = agents.start(board).client()
     c.ping()

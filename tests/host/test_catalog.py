@@ -132,6 +132,6 @@ def test_the_readme_example_catalog_is_the_one_shipped_and_it_loads(user_dir, mo
     shipped = load_boards()
     monkeypatch.setenv("KPDEV_CATALOG", str(example))
     boards = load_boards()
-    assert len(boards) == len(shipped) + 2 == 11  # as the README says
+    assert len(boards) == len(shipped) + 2 == 18  # as the README says
     assert boards["sim-linux-2g"].simulated and boards["bench-pico"].usb == ("2E8A:0005",)
     assert boards["rpi-pico"].link["port"] == "/dev/ttyACM0"
