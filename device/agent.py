@@ -196,8 +196,15 @@ class Agent:
         key=None,
         power=None,
         exit_on_reboot=False,
+        model_area=None,
     ):
         self.state = state
+        # Where loaded models' bytes are read in place (kpdev.accelerators.modelarea), if any.
+        self.model_area = None
+        if model_area:
+            from kpdev.accelerators.modelarea import open_area
+
+            self.model_area = open_area(model_area)
         self.exit_on_reboot = exit_on_reboot  # REBOOT ends the process (status 75)
         self.board = board
         self.store = ModelStore(state + "/models", quota, _IO_CHUNK)
@@ -483,7 +490,12 @@ class Agent:
         sysinfo.collect()
         try:
             backend = accelerators.for_format(entry["format"], entry["meta"].get("backend"))
-            loaded = backend.load(path, entry["meta"])
+            meta = entry["meta"]
+            if self.model_area is not None:  # the backend may place the model there
+                meta = dict(meta)
+                meta["area"] = self.model_area
+                meta["sha256"] = entry["sha256"]
+            loaded = backend.load(path, meta)
         except MemoryError:
             self._release()
             raise DeviceError(

@@ -27,7 +27,7 @@ def info(agent, body):
             formats[fmt] = names
     store = agent.store
     used = store.used()
-    return {
+    out = {
         "agent": __version__,
         "proto": _PROTOCOL_VERSION,
         "runtime": sysinfo.RUNTIME,
@@ -44,6 +44,9 @@ def info(agent, body):
         "auth": bool(agent.key),
         "uptime_ms": sysinfo.uptime_ms(),
     }
+    if agent.model_area is not None:
+        out["model_area"] = agent.model_area.describe()
+    return out
 
 
 def hello(agent, body):

@@ -32,6 +32,10 @@ options:
                        console: two Ctrl-C never stop the agent
     --power JSON       the board's power settings, e.g. {"source":"estimate","idle_mw":60,
                        "active_mw":120} (see boards.yml)
+    --model-area SPEC  memory-mapped storage where loaded models are read in place, no
+                       weights in the heap: mem:ADDR:SIZE (MicroPython: flash or PSRAM at
+                       ADDR) or file:PATH:SIZE (CPython: a mapped file) (or env
+                       KPDEV_MODEL_AREA)
 """
 _FLAGS = ("--insecure", "--exit-on-reboot")
 _OPTIONS = (
@@ -43,6 +47,7 @@ _OPTIONS = (
     "--window",
     "--key",
     "--power",
+    "--model-area",
 )
 
 
@@ -66,17 +71,19 @@ def parse_args(argv):
     return opts
 
 
+def _getenv(name):
+    try:
+        import os
+
+        return os.getenv(name)
+    except (ImportError, AttributeError):
+        return None
+
+
 def start(argv):
     """Parse options, build the agent and open its link; returns (agent, link)."""
     opts = parse_args(argv)
-    key = opts.get("--key")
-    if not key:
-        try:
-            import os
-
-            key = os.getenv("KPDEV_KEY")
-        except (ImportError, AttributeError):
-            key = None
+    key = opts.get("--key") or _getenv("KPDEV_KEY")
     key = unhexlify(key) if key else None
     spec = opts["--link"]
     if spec.startswith("tcp://") and not key and not opts.get("--insecure"):
@@ -105,6 +112,8 @@ def start(argv):
         key=key,
         power=power,
         exit_on_reboot=bool(opts.get("--exit-on-reboot")),
+        # A simulated board's launcher maps the area and knows its address only once it runs.
+        model_area=opts.get("--model-area") or _getenv("KPDEV_MODEL_AREA"),
     )
     link = open_link(spec)
     if hasattr(link, "port") and spec.startswith("tcp://"):

@@ -10,6 +10,7 @@ import sys
 from kpdev.accelerators.int8.interp import (
     KERNELS,
     Interpreter,
+    Op,
     op_name,
     select_loops,
     supported,
@@ -115,8 +116,8 @@ def load(src, kernels="auto", weights="ram"):
             raise
         except (ValueError, IndexError, KeyError, TypeError, ZeroDivisionError) as e:
             raise DeviceError("operator %s cannot run: %s" % (op_name(op.code), e), _E_MODEL_LOAD)
-        op.options = None  # the options table points into the model: not needed any more
-        interp.steps.append((module, op, params))
+        # What run needs of the operator; its options table and lists go with the loader.
+        interp.steps.append((module, Op(op.code, tuple(op.inputs), tuple(op.outputs)), params))
         interp.ops[op.code] = interp.ops.get(op.code, 0) + 1
     if stream_size:
         interp.scratch = bytearray(stream_size)
