@@ -232,3 +232,43 @@ def test_agent_refuses_a_bad_area(agents):
     agent = agents.start("sim-linux", args=["--model-area", "file:/nonexistent/dir/a:4096"])
     assert agent.proc.wait(10) == 2
     assert "kpdev-agent:" in agent.log()
+
+
+def test_micropython_agent_with_a_model_area(romfs_image, tmp_path):
+    """The agent on the unix port, its code in ROMFS and a model area outside the heap (as the
+    board launcher maps one): MODEL_INFO reports mapped weights, the held heap and the area;
+    the outputs are tflite-micro's; after a restart the bytes in the area are reused."""
+    from kpdev.host.agent.romfs import command
+    from kpdev.host.client.client import Client
+    from kpdev.host.link.transport import PipeLink
+
+    conv = read_data("keras_cnn_int8.tflite")
+    x, _ = _inputs(TFLiteInt8Backend().load(conv), 5)
+    env = dict(os.environ, KPDEV_MODEL_AREA_FILE="%s:%d" % (tmp_path / "area.bin", 65536))
+    env["MICROPYPATH"] = ".frozen"
+    args = ["--link", "stdio", "--state", str(tmp_path / "state"), "--board", "sim-mcu"]
+    for boot in range(2):
+        proc = subprocess.Popen(
+            command(romfs_image, "256K", args),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        try:
+            c = Client(PipeLink(proc), timeout=20)
+            assert c.info()["model_area"]["capacity"] == 65536 - 400
+            if boot == 0:
+                c.upload("cnn", conv, "tflite")
+            details = c.model_info("cnn")["details"]
+            assert details["weights"] == "mapped" and details["weights_in_ram_bytes"] == 0
+            assert details["model_area"]["used"] >= len(conv)
+            assert details["model_area_reused"] == (boot == 1)
+            assert 0 < details["heap_held_bytes"] < 64 * 1024
+            outs, _ = c.infer([x], model="cnn")
+            assert outs[0].tobytes() == reference(conv, x).tobytes()
+            assert c.model_info("cnn")["details"]["invoke_heap_bytes"] > 0
+            c.close()
+        finally:
+            proc.kill()
+            proc.wait()
