@@ -137,6 +137,12 @@ class Source:
         return self.read(pos, 1)[0]
 
     def unpack(self, fmt, pos, n):
+        if self.data is not None:
+            # Straight from the bytes: no view object per field read (load-time garbage that
+            # would leave a small heap in pieces).
+            if pos < 0 or pos + n > self.size:
+                raise ValueError("offset %d+%d outside the %d-byte model" % (pos, n, self.size))
+            return struct.unpack_from(fmt, self.data, pos)[0]
         return struct.unpack(fmt, self.read(pos, n))[0]
 
 

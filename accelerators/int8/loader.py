@@ -5,6 +5,7 @@ the prepare-time arithmetic and the kernels' prepare helpers once the model is r
 (tflite_int8.LOAD_ONLY).
 """
 
+import gc
 import sys
 
 from kpdev.accelerators.int8.interp import (
@@ -15,7 +16,7 @@ from kpdev.accelerators.int8.interp import (
     select_loops,
     supported,
 )
-from kpdev.protocol.compat import const, forget_modules
+from kpdev.protocol.compat import MICROPYTHON, const, forget_modules
 from kpdev.protocol.errors import DeviceError
 
 _E_MODEL_LOAD = const(23)
@@ -85,6 +86,11 @@ def load(src, kernels="auto", weights="ram"):
         )
     stream = weights == "file" and src.data is None
     interp = Interpreter(src, select_loops(kernels), tensors, inputs, outputs, stream)
+    # The arena is the one large block a model needs: planned (lifetimes need only the graph)
+    # and allocated now, while the parse's garbage is collected and the heap is in one piece.
+    if MICROPYTHON:
+        gc.collect()
+    _plan(interp, ops, inputs, outputs)
     stream_size = 0
     for i in range(len(tensors)):
         t = tensors[i]
@@ -118,10 +124,14 @@ def load(src, kernels="auto", weights="ram"):
             raise DeviceError("operator %s cannot run: %s" % (op_name(op.code), e), _E_MODEL_LOAD)
         # What run needs of the operator; its options table and lists go with the loader.
         interp.steps.append((module, Op(op.code, tuple(op.inputs), tuple(op.outputs)), params))
+        if MICROPYTHON:
+            # A prepare leaves much garbage (exact double arithmetic per channel) among the
+            # few arrays it keeps: collected now, the next operator's arrays go next to these,
+            # and a small heap does not end up in pieces too small for the arena.
+            gc.collect()
         interp.ops[op.code] = interp.ops.get(op.code, 0) + 1
     if stream_size:
         interp.scratch = bytearray(stream_size)
-    _plan(interp, ops, inputs, outputs)
     return interp
 
 
