@@ -38,7 +38,9 @@ def plan_arena(sizes, first, last, align=_ALIGN):
     Greedy by size, largest first, each at the lowest aligned offset where it overlaps no
     placed buffer that is alive at the same time.  Returns (offsets, arena size).
     """
-    order = sorted(range(len(sizes)), key=lambda i: -sizes[i])
+    # Ties broken by index: MicroPython's sort is not stable, and an order that differs from
+    # CPython's gave MobileNet's arena 9 KB more there.
+    order = sorted(range(len(sizes)), key=lambda i: (-sizes[i], i))
     placed = []  # (offset, end, first, last)
     offsets = [0] * len(sizes)
     total = 0
