@@ -200,11 +200,18 @@ class Agent:
         power=None,
         exit_on_reboot=False,
         clock=None,
+        model_area=None,
     ):
         self.state = state
         # What the board's time is when it is not measured: {"kind": "icount",
         # "ns_per_instruction": N} on an emulated board in deterministic mode (INFO, STATS).
         self.clock = clock
+        # Where loaded models' bytes are read in place (kpdev.accelerators.modelarea), if any.
+        self.model_area = None
+        if model_area:
+            from kpdev.accelerators.modelarea import open_area
+
+            self.model_area = open_area(model_area)
         self.exit_on_reboot = exit_on_reboot  # REBOOT ends the process (status 75)
         self.board = board
         self.store = ModelStore(state + "/models", quota, _IO_CHUNK)
@@ -490,7 +497,12 @@ class Agent:
         sysinfo.collect()
         try:
             backend = accelerators.for_format(entry["format"], entry["meta"].get("backend"))
-            loaded = backend.load(path, entry["meta"])
+            meta = entry["meta"]
+            if self.model_area is not None:  # the backend may place the model there
+                meta = dict(meta)
+                meta["area"] = self.model_area
+                meta["sha256"] = entry["sha256"]
+            loaded = backend.load(path, meta)
         except MemoryError:
             self._release()
             raise DeviceError(

@@ -46,6 +46,8 @@ def info(agent, body):
     }
     if agent.clock:
         out["clock"] = agent.clock
+    if agent.model_area is not None:
+        out["model_area"] = agent.model_area.describe()
     return out
 
 

@@ -7,12 +7,21 @@ the tensor and operator records, the model source, and ``Interpreter.invoke``.  
 is loaded.  Kernel modules are imported only for the operators a model uses.
 
 Kernel modules (``k_*.py``) export ``prepare(ctx, op) -> params`` and ``run(ctx, op, params)``;
-``ctx`` is the ``Interpreter``: ``ctx.t(i)`` is tensor i's ``TensorInfo``, ``ctx.const(i)`` its
-constant bytes, ``ctx.buf[i]`` its arena slice (valid in ``run``), ``ctx.loops`` the inner
-loops (viper or plain Python, see loops_plain.py).
+``ctx`` is the ``Interpreter``: ``ctx.t(i)`` is tensor i's ``TensorInfo`` (in ``prepare`` only),
+``ctx.const(i)`` its constant bytes, ``ctx.buf[i]`` its arena slice (valid in ``run``),
+``ctx.loops`` the inner loops (viper or plain Python, see loops_plain.py).  ``run`` sees ``op``
+as an ``Op`` (code, inputs, outputs): the options table and the ``TensorInfo`` records are
+load-time data, dropped once the model is prepared (``Interpreter.compact``), so a loaded model
+holds per tensor two ints of an array and a buffer, and per operator a small tuple.
 """
 
 import struct
+from array import array
+
+try:
+    from collections import namedtuple
+except ImportError:
+    from ucollections import namedtuple
 
 from kpdev.protocol.compat import const
 from kpdev.protocol.errors import DeviceError
@@ -128,6 +137,12 @@ class Source:
         return self.read(pos, 1)[0]
 
     def unpack(self, fmt, pos, n):
+        if self.data is not None:
+            # Straight from the bytes: no view object per field read (load-time garbage that
+            # would leave a small heap in pieces).
+            if pos < 0 or pos + n > self.size:
+                raise ValueError("offset %d+%d outside the %d-byte model" % (pos, n, self.size))
+            return struct.unpack_from(fmt, self.data, pos)[0]
         return struct.unpack(fmt, self.read(pos, n))[0]
 
 
@@ -250,6 +265,10 @@ class OpInfo:
         self.options = options  # Table or None
 
 
+# A prepared operator as ``run`` sees it: builtin code, input and output tensor indices (tuples).
+Op = namedtuple("Op", ("code", "inputs", "outputs"))
+
+
 class Interpreter:
     """A loaded model: prepared operators, planned arena, constants in RAM or in the file.
 
@@ -259,11 +278,20 @@ class Interpreter:
     def __init__(self, src, loops, tensors, inputs, outputs, stream):
         self.src = src
         self.loops = loops
-        self.tensors = tensors
+        self.tensors = tensors  # TensorInfo records: while loading only (see compact)
         self.inputs = inputs
         self.outputs = outputs
         self.stream = stream
         self.buf = [None] * len(tensors)
+        # Where each tensor's constant data lies in the model: offset (-1: not a constant) and
+        # byte size, two arrays rather than a field of an object per tensor.
+        self.const_at = array("i", [-1] * len(tensors))
+        self.const_len = array("i", [0] * len(tensors))
+        for i in range(len(tensors)):
+            c = tensors[i].const
+            if c is not None:
+                self.const_at[i] = c[0]
+                self.const_len[i] = c[1]
         self.steps = []
         self.arena = None
         self.arena_size = 0
@@ -280,16 +308,20 @@ class Interpreter:
         b = self.buf[i]
         if b is not None:
             return b
-        t = self.tensors[i]
-        if t.const is None:
-            raise ValueError("tensor %r has no data" % t.name)
-        off, size = t.const
+        off = self.const_at[i]
+        if off < 0:
+            raise ValueError("tensor %d has no data" % i)
+        size = self.const_len[i]
         view = memoryview(self.scratch)[:size] if self.scratch is not None else bytearray(size)
         self.src.readinto(off, view)
         return view
 
     def is_const(self, i):
-        return i >= 0 and self.tensors[i].const is not None
+        return i >= 0 and self.const_at[i] >= 0
+
+    def compact(self):
+        """Drop the load-time records: ``run`` needs only the arrays, buffers and steps."""
+        self.tensors = None
 
     # -- running ----------------------------------------------------------------------------
 
