@@ -204,30 +204,34 @@ def unix_viper(lib: str, path: str, inp: str, repeat: int) -> dict:
 
 def board_counts(fw: str, rom: str, names: list[str], runs: dict, progress) -> dict:
     """Instructions per inference on the Cortex-M3 for each model and loop kind (``runs``:
-    counted runs per kind; more than one: after a warm-up run, else the first run counted)."""
+    counted runs per kind; more than one: after a warm-up run, else the first run counted).
+    Each model and kind runs on a freshly started board, so one's heap is not fragmented by
+    the one before."""
     result = {}
     with qemu_m3.Board(fw, rom, icount=0) as b:
         b.exec(BOARD_CODE)
         overhead = int(b.exec("empty(5)").split()[1])
-        result["_overhead"] = overhead
-        for name in names:
-            for kernels in ("viper", "plain"):
-                progress("%s %s on the Cortex-M3" % (name, kernels))
-                n = runs[kernels]
-                code = "count('/rom/m/%s.tflite', '/rom/m/%s.in', %r, %d, %d)" % (
-                    name,
-                    name,
-                    kernels,
-                    n,
-                    n > 1,
-                )
-                try:
+    result["_overhead"] = overhead
+    for name in names:
+        for kernels in ("viper", "plain"):
+            progress("%s %s on the Cortex-M3" % (name, kernels))
+            n = runs[kernels]
+            code = "count('/rom/m/%s.tflite', '/rom/m/%s.in', %r, %d, %d)" % (
+                name,
+                name,
+                kernels,
+                n,
+                n > 1,
+            )
+            try:
+                with qemu_m3.Board(fw, rom, icount=0) as b:
+                    b.exec(BOARD_CODE)
                     out = b.exec(code, timeout=3600).split()
-                except qemu_m3.BoardError as e:
-                    result[(name, kernels)] = {"error": str(e).splitlines()[-1]}
-                    continue
-                counts = [int(v) - overhead for v in out[2].split(",")]
-                result[(name, kernels)] = {"kernels": out[1], "counts": counts, "out": out[3]}
+            except qemu_m3.BoardError as e:
+                result[(name, kernels)] = {"error": str(e).splitlines()[-1]}
+                continue
+            counts = [int(v) - overhead for v in out[2].split(",")]
+            result[(name, kernels)] = {"kernels": out[1], "counts": counts, "out": out[3]}
     return result
 
 
@@ -331,7 +335,7 @@ def report(rows, meta, mhz) -> None:
     print("# %s" % meta["board"])
     print("# -icount %s; instruction counts, not cycles" % meta["icount"])
     print(
-        "%-16s %10s %14s %14s %7s %8s %8s %8s %12s %6s"
+        "%-26s %9s %12s %13s %6s %8s %8s %8s %10s %6s"
         % (
             "model",
             "MACs",
@@ -347,39 +351,49 @@ def report(rows, meta, mhz) -> None:
     )
     for r in rows:
         v, p = r["viper"], r["plain"]
-        if "instructions" not in v or "instructions" not in p:
-            print("%-16s error: %s" % (r["model"], v.get("error") or p.get("error")))
+        if "instructions" not in v:
+            print("%-26s viper error: %s" % (r["model"], v["error"]))
             continue
-        vi, pi = min(v["instructions"]), min(p["instructions"])
-        ratio = r["ratio_plain_over_viper"]
+        vi = min(v["instructions"])
         macs_ = max(r["macs"], 1)
+        if "instructions" in p:
+            pi = min(p["instructions"])
+            plain = ("%13d" % pi, "%5.1fx" % r["ratio_plain_over_viper"], "%8.1f" % (pi / macs_))
+            exact = "%s,%s" % (v["matches_tflite_micro"], p["matches_tflite_micro"])
+            spread = max(v["spread"], p["spread"])
+        else:
+            plain = ("%13s" % "-", "%6s" % "-", "%8s" % "-")
+            exact = "%s,-" % v["matches_tflite_micro"]
+            spread = v["spread"]
         print(
-            "%-16s %10d %14d %14d %6.1fx %8.1f %8.1f %8.2f %12s %6s"
+            "%-26s %9d %12d %s %s %8.1f %s %8.1f %10s %6s"
             % (
                 r["model"],
                 r["macs"],
                 vi,
-                pi,
-                ratio,
+                plain[0],
+                plain[1],
                 vi / macs_,
-                pi / macs_,
+                plain[2],
                 vi / (mhz * 1e3),
-                "%s,%s" % (v["matches_tflite_micro"], p["matches_tflite_micro"]),
-                "%.2f%%" % (100 * max(v["spread"], p["spread"])),
+                exact,
+                "%.2f%%" % (100 * spread),
             )
         )
+        if "error" in p:
+            print("%-26s plain error: %s" % ("", p["error"]))
     print("# proj ms: viper instructions at a nominal %g MHz, 1 instruction = 1 cycle" % mhz)
     print()
     print(
-        "%-16s %14s %14s %8s %6s" % ("model (x64)", "unix viper us", "TFLM C us", "ratio", "exact")
+        "%-26s %14s %14s %8s %6s" % ("model (x64)", "unix viper us", "TFLM C us", "ratio", "exact")
     )
     for r in rows:
         u = r["unix_viper_x64"]
         if "us" not in u:
-            print("%-16s error: %s" % (r["model"], u["error"]))
+            print("%-26s error: %s" % (r["model"], u["error"]))
             continue
         print(
-            "%-16s %14d %14.1f %7.1fx %6s"
+            "%-26s %14d %14.1f %7.1fx %6s"
             % (
                 r["model"],
                 u["us"],
