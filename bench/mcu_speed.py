@@ -1,8 +1,8 @@
 """tflite_int8 on an emulated Cortex-M3: instructions per inference, viper against plain loops.
 
 On the 32-bit board (MicroPython's stock ``ports/qemu`` firmware for QEMU ``mps2-an385``, a
-Cortex-M3, built from the MicroPython source with a 2 MB heap so that every model fits, see
-tests/support/qemu_m3.py), under ``-icount shift=0,align=off,sleep=off``: one guest
+Cortex-M3, built from the MicroPython source with a 2 MB heap by default, ``--heap``, so that
+the models fit whole in RAM; see tests/support/qemu_m3.py), under ``-icount shift=0,align=off,sleep=off``: one guest
 instruction advances virtual time by 1 ns, so the virtual time an inference takes is the
 number of instructions it ran.  Those are INSTRUCTION COUNTS, not cycles (QEMU models no
 pipeline, cache or flash wait states).  QEMU's count is exact; successive inferences of one
@@ -244,6 +244,9 @@ def main() -> None:
         "--plain-runs", type=int, default=1, help="counted plain runs per model (board)"
     )
     ap.add_argument("--mhz", type=float, default=120.0, help="nominal clock for projections")
+    ap.add_argument(
+        "--heap", type=int, default=HEAP, help="the board's MicroPython heap, bytes (max 3 MB)"
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -258,8 +261,8 @@ def main() -> None:
         if not args.json:
             print("..", msg, file=sys.stderr, flush=True)
 
-    progress("firmware (stock AN385, %d KB heap; built once, cached)" % (HEAP >> 10))
-    fw = qemu_m3.firmware(os.path.join(_USER_HOME, "firmware"), heap=HEAP)
+    progress("firmware (stock AN385, %d KB heap; built once, cached)" % (args.heap >> 10))
+    fw = qemu_m3.firmware(os.path.join(_USER_HOME, "firmware"), heap=args.heap)
     work = tempfile.mkdtemp(prefix="kpdev-mcu-speed-")
     try:
         rng = np.random.default_rng(SEED)
@@ -320,7 +323,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     meta = {
         "board": "QEMU %s (Cortex-M3), stock MicroPython firmware, %d-byte heap"
-        % (qemu_m3.MACHINE, HEAP),
+        % (qemu_m3.MACHINE, args.heap),
         "icount": "shift=0,align=off,sleep=off: 1 instruction = 1 ns of virtual time",
         "clock_overhead_subtracted": counts["_overhead"],
         "projection_mhz": args.mhz,
