@@ -2,17 +2,18 @@
 
 On the 32-bit board (MicroPython's stock ``ports/qemu`` firmware for QEMU ``mps2-an385``, a
 Cortex-M3, built from the MicroPython source with a 2 MB heap by default, ``--heap``, so that
-the models fit whole in RAM; see tests/support/qemu_m3.py), under ``-icount shift=0,align=off,sleep=off``: one guest
-instruction advances virtual time by 1 ns, so the virtual time an inference takes is the
-number of instructions it ran.  Those are INSTRUCTION COUNTS, not cycles (QEMU models no
-pipeline, cache or flash wait states).  QEMU's count is exact; successive inferences of one
-model differ slightly (the table's spread, well under 1%: the heap's state and where the 1 ms
-SysTick interrupts fall), and the table gives the smallest.  Per model, for the viper loops
-(loops_viper32 on this 32-bit word) and the plain-bytecode loops: instructions per inference,
-the ratio (target: viper >= 10x fewer on the conv models), multiply-accumulates counted from
-the model's CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED shapes and instructions per MAC, and a
-projection at a nominal clock (``--mhz``, 1 instruction taken as 1 cycle: a projection, not a
-measurement).  The outputs of both loops on the board are checked against tflite-micro's.
+the models fit whole in RAM; see tests/support/qemu_m3.py), under ``-icount shift=0,align=off,
+sleep=off``: one guest instruction advances virtual time by 1 ns, so the virtual time an
+inference takes is the number of instructions it ran.  Those are INSTRUCTION COUNTS, not cycles
+(QEMU models no pipeline, cache or flash wait states).  QEMU's count is exact; successive
+inferences of one model differ slightly (the table's spread, about 1% at most: the heap's state
+and where the 1 ms SysTick interrupts fall), and the table gives the smallest.  Per model, for
+the viper loops (loops_viper32 on this 32-bit word) and the plain-bytecode loops: instructions
+per inference, the ratio (target: viper >= 10x fewer on the conv models), multiply-accumulates
+counted from the model's CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED shapes and instructions
+per MAC, and a projection at a nominal clock (``--mhz``, 1 instruction taken as 1 cycle: a
+projection, not a measurement).  Every model and loop kind runs on a freshly started board; the
+outputs of both loops on the board are checked against tflite-micro's.
 
 On x64, in the same run: median wall time per inference of the same models under our
 interpreter on the MicroPython unix port (viper loops, 64-bit word) and under tflite-micro's
