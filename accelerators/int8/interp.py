@@ -16,6 +16,7 @@ holds per tensor two ints of an array and a buffer, and per operator a small tup
 """
 
 import struct
+import sys
 from array import array
 
 try:
@@ -61,8 +62,15 @@ def op_name(code):
     return name(code)
 
 
+def word_bits():
+    """The machine word the native emitter computes in here: 32 or 64 bits."""
+    return 32 if sys.maxsize < (1 << 62) else 64
+
+
 def select_loops(kernels="auto"):
     """The inner-loop module: viper where this MicroPython has the native emitter, else plain.
+
+    The viper loops come in two variants, loops_viper (64-bit word) and loops_viper32.
 
     ``kernels`` is "auto", "viper" (fail unless available) or "plain".
     """
@@ -70,9 +78,13 @@ def select_loops(kernels="auto"):
         raise DeviceError("kernels must be auto, viper or plain, not %r" % kernels, _E_MODEL_LOAD)
     if kernels != "plain":
         try:
-            from kpdev.accelerators.int8 import loops_viper
-
-            return loops_viper
+            # The word size first: only the module that can run here is imported (a .mpy's
+            # native code is in the heap once imported, whether its functions run or not).
+            if word_bits() == 32:
+                from kpdev.accelerators.int8 import loops_viper32 as loops
+            else:
+                from kpdev.accelerators.int8 import loops_viper as loops
+            return loops
         except (ImportError, SyntaxError, ValueError, AttributeError, NotImplementedError) as e:
             if kernels == "viper":
                 raise DeviceError("viper kernels are not available here: %s" % e, _E_MODEL_LOAD)
