@@ -1,7 +1,8 @@
 """Build the four MLPerf Tiny reference architectures as full-integer int8 TFLite models.
 
 ``python tests/data/make_mlperf_models.py`` (needs ``pip install 'kpdev[models]'``, i.e.
-tensorflow-cpu; about a minute on 2 cores) writes, next to this file:
+tensorflow-cpu; about 10 minutes on 2 shared cores; ``... make_mlperf_models.py kws vww``
+builds only the files whose names hold one of the words) writes, next to this file:
 
 - ``mlperf_kws_dscnn_int8.tflite``: keyword spotting, DS-CNN on 49x10x1 MFCCs, 12 classes.
 - ``mlperf_ad_autoencoder_int8.tflite``: anomaly detection, the 640-input fully connected
@@ -17,28 +18,35 @@ The layer stacks follow the reference models of the mlcommons/tiny repository
 ``anomaly_detection/keras_model.py``, ``image_classification/keras_model.py``
 ``resnet_v1_eembc``, ``visual_wake_words/vww_model.py`` ``mobilenet_v1``), written here from
 their published layer lists (ResNet-8 with the 16/32/64 filters of the v1.x reference; the
-repository's later ``resnet_v1_eembc(conv_filters=26)`` is a wider variant).  What differs: no real data.  Every model is trained for
-``EPOCHS`` epochs on a small seeded synthetic set (random inputs of the real shape; for the
-classifiers, labels from a fixed random projection of the input, so there is something to
-learn; the autoencoder reconstructs its input), only so that batch-norm statistics and weight
-ranges are those of a trained network rather than of the initializers.  The models classify
-nothing; they are there for their operators, sizes and arithmetic.
+repository's later ``resnet_v1_eembc(conv_filters=26)`` is a wider variant).  What differs: no
+real data.  Each model is trained for ``EPOCHS`` epochs on ``TRAIN_COUNT`` seeded synthetic
+inputs of its real shape (images in [0, 1), MFCC-like or feature-like values; for the
+classifiers, a fixed random template per class added to the noise, the class as the label; the
+autoencoder reconstructs its input).  That is only so that batch-norm statistics and weight
+ranges are a trained network's rather than the initializers'; after training, one pass over
+``RECALIBRATE_COUNT`` training inputs sets the batch-norm moving statistics to those inputs'
+(``recalibrate_batchnorm``): without it the converted MobileNet gave one output whatever the
+input.  The models classify nothing real; they are there for their operators, sizes and
+arithmetic.
 
 Conversion: full-integer quantization (``TFLITE_BUILTINS_INT8``), int8 input and output, a
 representative dataset of ``CALIB_COUNT`` synthetic inputs.  The batch dimension is fixed to
-1 (``keras.Input(batch_size=1)``), so each Flatten is a single RESHAPE (with a dynamic batch the
-converter writes SHAPE, STRIDED_SLICE, PACK, RESHAPE).
+1 (``keras.Input(batch_size=1)``), so no Flatten becomes SHAPE, STRIDED_SLICE, PACK, RESHAPE
+as with a dynamic batch (here the converter folds each Flatten into the FULLY_CONNECTED).
 
 Seeds are fixed; TensorFlow 2.21 on one machine writes the same bytes each run, another
 version or machine may not, and the tests do not depend on it (they compare kpdev's int8
 interpreter with tflite-micro on whatever the files hold).  The script prints, per model, its
-parameter count, the operators in execution order, the file size and the arena tflite-micro
-needs for it.
+parameter count, the operators in execution order, the file size, the arena tflite-micro and
+kpdev's int8 interpreter need for it, and on the held-out synthetic inputs the int8 model's
+accuracy (classifiers) and how many distinct outputs it gave (one would make a bit-exactness
+test on it meaningless).
 """
 
 import contextlib
 import io
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -51,9 +59,10 @@ l2 = keras.regularizers.l2
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SEED = 0
-EPOCHS = 2
-TRAIN_COUNT = 256
+EPOCHS = 8
+TRAIN_COUNT = 512
 CALIB_COUNT = 64
+RECALIBRATE_COUNT = 256
 
 
 # --- the four architectures ----------------------------------------------------------------
@@ -195,17 +204,37 @@ def synthetic_inputs(rng, shape, count, kind):
     return rng.standard_normal((count,) + shape).astype(np.float32)
 
 
-def projected_labels(rng, x, classes):
-    """Labels from a fixed random linear projection of the inputs (a learnable task)."""
-    flat = x.reshape(len(x), -1)
-    w = rng.standard_normal((flat.shape[1], classes)).astype(np.float32)
-    return np.argmax(flat @ w, axis=1).astype(np.int64)
+def templated(rng, x, classes, kind):
+    """Labels, and inputs with their class's fixed random template added (a learnable task)."""
+    y = rng.integers(0, classes, len(x))
+    templates = synthetic_inputs(rng, x.shape[1:], classes, kind)
+    if kind == "image":
+        x = 0.5 * x + 0.5 * templates[y]  # stays in [0, 1)
+    else:
+        x = 0.5 * x + templates[y]
+    return x.astype(np.float32), y.astype(np.int64), templates
 
 
 def train(model, x, y, loss):
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
     model.fit(x, y, epochs=EPOCHS, batch_size=16, shuffle=True, verbose=0)
     return model
+
+
+def recalibrate_batchnorm(model, x):
+    """Set every batch norm's moving mean and variance to those of one batch ``x``.
+
+    A few hundred training steps leave the moving averages (momentum 0.99) far from the
+    activations' statistics, and a deep network in inference mode then gives nearly one output
+    for every input (MobileNet did).  One training-mode pass with momentum 0 sets them to the
+    batch's statistics (Dropout is active in that pass, as it was while training).
+    """
+    norms = [layer for layer in model.layers if isinstance(layer, layers.BatchNormalization)]
+    for layer in norms:
+        layer.momentum = 0.0
+    model(x, training=True)
+    for layer in norms:
+        layer.momentum = 0.99
 
 
 def convert(model, x_calib):
@@ -239,17 +268,43 @@ def operators(data):
     return ops
 
 
-def tflm_arena_used(data):
-    """Bytes of arena tflite-micro's allocator records as used for the model.
+def tflm_arena(data):
+    """tflite-micro's arena for the model: {"total", "head", "tail"} in bytes.
 
-    Through kpdev's own tflite_micro backend (``print_allocations``), on this host's build:
-    64-bit pointers in its per-tensor and per-node records.
+    What its RecordingMicroAllocator prints (``print_allocations``, on file descriptor 2):
+    ``head`` is the planned non-persistent memory (activations and kernel scratch), ``tail``
+    the persistent records (per-tensor and per-node structs, quantization data, kernel
+    buffers).  On this 64-bit host its structs hold 8-byte pointers, so the tail is larger
+    than a 32-bit microcontroller's.
     """
-    from kpdev.accelerators.tflite_micro import TFLiteMicroBackend
+    import re
+    import tempfile
 
-    loaded = TFLiteMicroBackend().load(data)
+    from tflite_micro import runtime
+
+    interp = runtime.Interpreter.from_bytes(data, arena_size=1024 * 1024)
+    with tempfile.TemporaryFile() as log:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(log.fileno(), 2)
+        try:
+            interp.print_allocations()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        log.seek(0)
+        text = log.read().decode(errors="replace")
+    found = dict(re.findall(r"Arena allocation (total|head|tail) (\d+) bytes", text))
+    return {k: int(v) for k, v in found.items()}
+
+
+def kpdev_arena(data):
+    """Bytes of kpdev's int8 interpreter's arena for the model (planned from lifetimes)."""
+    from kpdev.accelerators.tflite_int8 import TFLiteInt8Backend
+
+    loaded = TFLiteInt8Backend().load(data)
     try:
-        return loaded.info()["arena_used_bytes"]
+        return loaded.info()["arena_size_bytes"]
     finally:
         loaded.close()
 
@@ -263,20 +318,40 @@ MODELS = (
 )
 
 
-def main():
+def tflm_outputs(data, x):
+    """tflite-micro's int8 outputs for float inputs ``x`` (quantized as the model says)."""
+    from tflite_micro import runtime
+
+    interp = runtime.Interpreter.from_bytes(data, arena_size=512 * 1024)
+    q = interp.get_input_details(0)["quantization_parameters"]
+    scale, zero_point = q["scales"][0], q["zero_points"][0]
+    out = []
+    for xi in x:
+        xi = np.clip(np.round(xi[None] / scale) + zero_point, -128, 127).astype(np.int8)
+        interp.set_input(xi, 0)
+        interp.invoke()
+        out.append(interp.get_output(0)[0].copy())
+    return np.array(out)
+
+
+def main(argv):
+    """Build every model, or those whose file names contain one of ``argv``'s words."""
     tf.config.experimental.enable_op_determinism()
     for name, build, kind, loss in MODELS:
+        if argv and not any(word in name for word in argv):
+            continue
         keras.utils.set_random_seed(SEED)
         rng = np.random.default_rng(SEED)
         model = build()
         shape = tuple(model.input_shape[1:])
-        x = synthetic_inputs(rng, shape, TRAIN_COUNT, kind)
+        x = synthetic_inputs(rng, shape, TRAIN_COUNT + CALIB_COUNT, kind)
         if loss == "sce":
-            y = projected_labels(rng, x, model.output_shape[-1])
-            train(model, x, y, "sparse_categorical_crossentropy")
+            x, y, _ = templated(rng, x, model.output_shape[-1], kind)
+            train(model, x[:TRAIN_COUNT], y[:TRAIN_COUNT], "sparse_categorical_crossentropy")
         else:
-            train(model, x, x, "mse")
-        data = convert(model, synthetic_inputs(rng, shape, CALIB_COUNT, kind))
+            train(model, x[:TRAIN_COUNT], x[:TRAIN_COUNT], "mse")
+        recalibrate_batchnorm(model, x[:RECALIBRATE_COUNT])
+        data = convert(model, x[TRAIN_COUNT:])
         with open(os.path.join(HERE, name), "wb") as f:
             f.write(data)
         ops = operators(data)
@@ -286,8 +361,17 @@ def main():
         print("%s: %d bytes, %d parameters" % (name, len(data), model.count_params()))
         print("  operators (%d): %s" % (len(ops), ", ".join(ops)))
         print("  by kind: %s" % ", ".join("%s x%d" % kv for kv in sorted(counts.items())))
-        print("  tflite-micro arena used: %d bytes" % tflm_arena_used(data))
+        arena = tflm_arena(data)
+        print(
+            "  arena: tflite-micro %d bytes (head %d, tail %d); kpdev tflite_int8 %d bytes"
+            % (arena["total"], arena["head"], arena["tail"], kpdev_arena(data))
+        )
+        out = tflm_outputs(data, x[TRAIN_COUNT:])
+        if loss == "sce":
+            acc = np.mean(np.argmax(out, axis=1) == y[TRAIN_COUNT:])
+            print("  int8 accuracy on the %d held-out synthetic inputs: %.3f" % (len(out), acc))
+        print("  distinct int8 outputs on them: %d" % len({o.tobytes() for o in out}))
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
