@@ -74,6 +74,11 @@ class LoadedModel:
         """
         raise NotImplementedError
 
+    def input_buffer(self, index, nbytes):
+        """A writable buffer of ``nbytes`` for input ``index``, filled piece by piece before a
+        run (INFER_INPUT).  A backend may hand out the engine's own input memory."""
+        return bytearray(nbytes)
+
     def reset(self):
         """Forget the state a stateful model keeps between runs (nothing for stateless ones)."""
 

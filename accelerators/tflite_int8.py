@@ -7,9 +7,15 @@ viper code where the port has the native emitter.
 
 ``load`` reads these ``meta`` keys:
 - ``kernels``: "auto" (viper where available), "viper" or "plain";
-- ``weights``: "ram" (the model file is read into RAM), "file" (weights stay in the file and
-  are read per layer: least RAM, slower) or "auto" (RAM when the file is under a quarter of the
-  free heap, else file).
+- ``weights``: "mapped" (the model is read in place, through memoryview slices: a file in
+  ROMFS (``/rom/...``, whose file objects expose their bytes), or the model's copy in the
+  agent's model area, ``--model-area``: no weight in the heap), "ram" (the model file is read
+  into RAM), "file" (weights stay in the file and are read per layer: least RAM, slower) or
+  "auto" (mapped where the model is in ROMFS or the agent has a model area, else RAM when the
+  file is under a quarter of the free heap, else file).
+
+The agent adds two keys of its own: ``area`` (its ``modelarea.ModelArea``, if any) and
+``sha256`` (the stored model's, which names its bytes in the area).
 """
 
 import gc
@@ -38,6 +44,42 @@ def _free_heap():
         return gc.mem_free()
     except AttributeError:  # CPython
         return 1 << 30
+
+
+def _heap_used():
+    """Heap in use by live objects (after a collection); None on CPython."""
+    try:
+        gc.collect()
+        return gc.mem_alloc()
+    except AttributeError:
+        return None
+
+
+def _in_place(path):
+    """The file's bytes as a memoryview of the file system's own memory (ROMFS), else None."""
+    if not path.startswith("/rom/"):
+        return None
+    try:
+        f = open(path, "rb")
+    except OSError:
+        return None
+    try:
+        return memoryview(f)  # VfsRom files expose their bytes; the view keeps the file
+    except TypeError:
+        f.close()
+        return None
+
+
+def _sha_bytes(sha):
+    if isinstance(sha, str) and len(sha) == 64:
+        try:
+            from binascii import unhexlify
+        except ImportError:
+            from ubinascii import unhexlify
+        return unhexlify(sha)
+    if isinstance(sha, (bytes, bytearray)) and len(sha) == 32:
+        return bytes(sha)
+    return None
 
 
 def _file_size(path):
@@ -82,15 +124,21 @@ def _names(counts):
 class TFLiteInt8Model(LoadedModel):
     """A ``.tflite`` model prepared by the int8 interpreter."""
 
-    def __init__(self, interp, weights):
+    def __init__(self, interp, weights, area=None, record=-1):
         self._interp = interp
         self._weights = weights
+        self._area = area  # the ModelArea whose record ``record`` holds the model's bytes
+        self._record = record
+        self.area_reused = False  # the bytes were already in the area (a reload, a reboot)
         t = interp.tensors
         self._spec = {
             "inputs": [_spec(t[i]) for i in interp.inputs],
             "outputs": [_spec(t[i]) for i in interp.outputs],
         }
+        interp.compact()
         self.peak_heap = 0
+        self.held_heap = None  # heap the loaded model holds (measured by the backend's load)
+        self.invoke_heap = None  # heap one invoke allocates (measured at the first run)
 
     def io_spec(self):
         return self._spec
@@ -102,31 +150,66 @@ class TFLiteInt8Model(LoadedModel):
         if interp is None:
             raise DeviceError("model is closed", _E_NO_MODEL)
         self.check_inputs(inputs)
+        before = _heap_used() if self.invoke_heap is None else None
         outs = interp.invoke([t.data for t in inputs])
         specs = self._spec["outputs"]
-        return [Tensor(specs[k]["dtype"], specs[k]["shape"], outs[k]) for k in range(len(outs))]
+        outs = [Tensor(specs[k]["dtype"], specs[k]["shape"], outs[k]) for k in range(len(outs))]
+        if before is not None:
+            # Everything the invoke allocated, garbage included (no collection in between
+            # unless the heap ran out): what running needs on top of the held heap.
+            self.invoke_heap = gc.mem_alloc() - before
+        return outs
+
+    def input_buffer(self, index, nbytes):
+        # The input tensor's own place in the arena: a staged input costs no second copy.
+        interp = self._interp
+        if interp is not None:
+            view = interp.buf[interp.inputs[index]]
+            if len(view) == nbytes:
+                return view
+        return bytearray(nbytes)
 
     def close(self):
         if self._interp is not None:
             self._interp.close()
             self._interp = None
+        if self._area is not None:
+            self._area.release(self._record)
+            self._area = None
 
     def info(self):
         interp = self._interp
         if interp is None:
             return {}
-        const_ram = 0
-        for t in interp.tensors:
-            if t.const is not None and (not interp.stream or t.const[1] <= 512):
-                const_ram += t.const[1]
-        return {
+        consts = 0
+        small = 0
+        for n in interp.const_len:
+            consts += n
+            if n <= 512:
+                small += n
+        if self._weights == "mapped":
+            in_ram = 0
+        elif interp.stream:
+            in_ram = small
+        else:
+            in_ram = consts
+        out = {
             "arena_size_bytes": interp.arena_size,
             "weights": self._weights,
-            "weights_in_ram_bytes": const_ram,
+            "weights_bytes": consts,
+            "weights_in_ram_bytes": in_ram,
             "stream_buffer_bytes": len(interp.scratch) if interp.scratch is not None else 0,
             "kernels": interp.loops.NAME,
             "operators": _names(interp.ops),
         }
+        if self.held_heap is not None:
+            out["heap_held_bytes"] = self.held_heap
+        if self.invoke_heap is not None:
+            out["invoke_heap_bytes"] = self.invoke_heap
+        if self._area is not None:
+            out["model_area"] = self._area.describe()
+            out["model_area_reused"] = self.area_reused
+        return out
 
 
 class TFLiteInt8Backend(Backend):
@@ -153,14 +236,20 @@ class TFLiteInt8Backend(Backend):
                 "heap, this board has %d KB" % (need // 1024, free // 1024),
                 _E_MODEL_LOAD,
             )
+        before = _heap_used()
         try:
-            return self._load(source, meta)
+            model = self._load(source, meta)
         except MemoryError:
             forget_modules(LOAD_ONLY)
             raise DeviceError(
                 "not enough memory to load the model (%d bytes of heap free)" % _free_heap(),
                 _E_MODEL_LOAD,
             )
+        if before is not None:
+            # Measured, not estimated: live heap after the load (its code, records, arena and
+            # any weights in RAM) less the live heap before it.
+            model.held_heap = _heap_used() - before
+        return model
 
     def _load(self, source, meta):
         from kpdev.accelerators.int8.interp import Source
@@ -168,13 +257,33 @@ class TFLiteInt8Backend(Backend):
         meta = meta or {}
         kernels = meta.get("kernels", "auto")
         weights = meta.get("weights", "auto")
-        if weights not in ("auto", "ram", "file"):
-            raise DeviceError("weights must be auto, ram or file, not %r" % weights, _E_MODEL_LOAD)
+        if weights not in ("auto", "mapped", "ram", "file"):
+            raise DeviceError(
+                "weights must be auto, mapped, ram or file, not %r" % weights, _E_MODEL_LOAD
+            )
+        area = meta.get("area")
+        record = -1
+        reused = False
         if isinstance(source, str):
-            try:
-                src = Source(path=source)
-            except OSError as e:
-                raise DeviceError("cannot read model file %s: %s" % (source, e), _E_MODEL_LOAD)
+            view = _in_place(source) if weights in ("auto", "mapped") else None
+            if weights == "auto" and (view is not None or area is not None):
+                weights = "mapped"
+            if weights == "mapped" and view is None:
+                if area is None:
+                    raise DeviceError(
+                        "weights=mapped needs the model in ROMFS (/rom) or a model area "
+                        "(agent option --model-area)",
+                        _E_MODEL_LOAD,
+                    )
+                record, view, reused = self._place(area, source, meta.get("sha256"))
+            if view is not None:
+                src = Source(data=view)
+            else:
+                area = None
+                try:
+                    src = Source(path=source)
+                except OSError as e:
+                    raise DeviceError("cannot read model file %s: %s" % (source, e), _E_MODEL_LOAD)
             if weights == "auto":
                 gc.collect()
                 weights = "ram" if src.size * 4 < _free_heap() else "file"
@@ -186,17 +295,36 @@ class TFLiteInt8Backend(Backend):
         elif isinstance(source, (bytes, bytearray, memoryview)):
             src = Source(data=bytes(source))
             weights = "ram"
+            area = None
         else:
             raise DeviceError("model source must be a path or bytes", _E_MODEL_LOAD)
         from kpdev.accelerators.int8 import loader
 
         try:
             interp = loader.load(src, kernels, weights)
-            model = TFLiteInt8Model(interp, weights)
+            model = TFLiteInt8Model(interp, weights, area, record)
+            model.area_reused = reused
         except BaseException:
             src.close()
+            if record >= 0:
+                area.release(record)
             raise
         finally:
             forget_modules(LOAD_ONLY)
             gc.collect()
         return model
+
+    def _place(self, area, path, sha):
+        """(record, view, reused): the model file's bytes in the model area."""
+        from kpdev.accelerators.modelarea import copy_file, file_sha256
+
+        size = _file_size(path)
+        if size <= 0:
+            raise DeviceError("cannot read model file %s" % path, _E_MODEL_LOAD)
+        sha = _sha_bytes(sha)
+        if sha is None:  # a model the store did not name: its bytes do
+            try:
+                sha = file_sha256(path)
+            except OSError as e:
+                raise DeviceError("cannot read model file %s: %s" % (path, e), _E_MODEL_LOAD)
+        return area.place(sha, size, lambda view: copy_file(path, view))

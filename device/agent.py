@@ -11,7 +11,7 @@ UNKNOWN_OP, or NOT_IMPLEMENTED in a reserved range (``refusals.unknown_operation
     kpdev.device.op_status  0x00-0x0F   HELLO, INFO, STATS, REBOOT
     kpdev.device.op_upload  0x10-0x13   MODEL_BEGIN, MODEL_CHUNK, MODEL_COMMIT, MODEL_ABORT
     kpdev.device.op_models  0x14-0x1F   MODEL_LIST, MODEL_INFO, MODEL_ACTIVATE, MODEL_DELETE
-    kpdev.device.op_infer   0x20-0x2F   INFER, INFER_BATCH
+    kpdev.device.op_infer   0x20-0x2F   INFER, INFER_BATCH, INFER_INPUT
     kpdev.device.op_learn   0x30-0x3F   LEARN_INFO, LEARN, LEARN_ENABLE, LEARN_ADD_CLASSES,
                                         LEARN_RESET, LEARN_SAVE, LEARN_EXPORT
     kpdev.device.op_power   0x40-0x4F   POWER_ENABLE, POWER_READ, POWER_FLOOR, CLOCK_GET,
@@ -200,11 +200,18 @@ class Agent:
         power=None,
         exit_on_reboot=False,
         clock=None,
+        model_area=None,
     ):
         self.state = state
         # What the board's time is when it is not measured: {"kind": "icount",
         # "ns_per_instruction": N} on an emulated board in deterministic mode (INFO, STATS).
         self.clock = clock
+        # Where loaded models' bytes are read in place (kpdev.accelerators.modelarea), if any.
+        self.model_area = None
+        if model_area:
+            from kpdev.accelerators.modelarea import open_area
+
+            self.model_area = open_area(model_area)
         self.exit_on_reboot = exit_on_reboot  # REBOOT ends the process (status 75)
         self.board = board
         self.store = ModelStore(state + "/models", quota, _IO_CHUNK)
@@ -221,6 +228,8 @@ class Agent:
         self.sessions = []  # the open ones (STATS adds their link counters)
         self.after_reply = None  # called once the current reply is out (REBOOT, HELLO)
         self._loaded = {}  # name -> (sha256, LoadedModel)
+        # Inputs INFER_INPUT put in place: [name, LoadedModel, [[Tensor, bytes so far] | None]]
+        self.staged = None
         self._running = False
         self._overlay = ()  # modules the import of the last handler group brought in
         # Each session keeps its last replies to requests that change state (HELLO aside: run
@@ -456,6 +465,8 @@ class Agent:
     # -- models --------------------------------------------------------------------------
     def unload(self, name=None):
         """Release the loaded model ``name``, or every loaded model."""
+        if self.staged is not None and (name is None or self.staged[0] == name):
+            self.staged = None
         for n in [name] if name is not None else list(self._loaded):
             item = self._loaded.pop(n, None)
             if item:
@@ -486,7 +497,12 @@ class Agent:
         sysinfo.collect()
         try:
             backend = accelerators.for_format(entry["format"], entry["meta"].get("backend"))
-            loaded = backend.load(path, entry["meta"])
+            meta = entry["meta"]
+            if self.model_area is not None:  # the backend may place the model there
+                meta = dict(meta)
+                meta["area"] = self.model_area
+                meta["sha256"] = entry["sha256"]
+            loaded = backend.load(path, meta)
         except MemoryError:
             self._release()
             raise DeviceError(
@@ -511,6 +527,7 @@ class Agent:
     def run(self, name, inputs):
         """Run one inference; returns (name, outputs, microseconds)."""
         name, loaded = self.model(name)
+        self.staged = None  # a run overwrites the inputs in place (INFER_INPUT)
         t0 = sysinfo.ticks_us()
         outputs = loaded.run(inputs)
         us = sysinfo.ticks_diff(sysinfo.ticks_us(), t0)

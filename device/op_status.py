@@ -40,11 +40,14 @@ def info(agent, body):
         "storage": {"quota": store.quota, "used": used, "free": max(0, store.quota - used)},
         "max_payload": agent.max_payload,
         "window": agent.window,
+        "staged_input": True,  # inputs larger than a frame travel by INFER_INPUT
         "auth": bool(agent.key),
         "uptime_ms": sysinfo.uptime_ms(),
     }
     if agent.clock:
         out["clock"] = agent.clock
+    if agent.model_area is not None:
+        out["model_area"] = agent.model_area.describe()
     return out
 
 

@@ -35,6 +35,10 @@ options:
     --clock icount:N   the board's clock is QEMU's -icount virtual time, one instruction
                        per 2**N ns: INFO and STATS say so, and times are labelled as
                        instruction counts, not measured time (emulated boards)
+    --model-area SPEC  memory-mapped storage where loaded models are read in place, no
+                       weights in the heap: mem:ADDR:SIZE (MicroPython: flash or PSRAM at
+                       ADDR) or file:PATH:SIZE (CPython: a mapped file) (or env
+                       KPDEV_MODEL_AREA)
 """
 _FLAGS = ("--insecure", "--exit-on-reboot")
 _OPTIONS = (
@@ -47,6 +51,7 @@ _OPTIONS = (
     "--key",
     "--power",
     "--clock",
+    "--model-area",
 )
 
 
@@ -70,17 +75,19 @@ def parse_args(argv):
     return opts
 
 
+def _getenv(name):
+    try:
+        import os
+
+        return os.getenv(name)
+    except (ImportError, AttributeError):
+        return None
+
+
 def start(argv):
     """Parse options, build the agent and open its link; returns (agent, link)."""
     opts = parse_args(argv)
-    key = opts.get("--key")
-    if not key:
-        try:
-            import os
-
-            key = os.getenv("KPDEV_KEY")
-        except (ImportError, AttributeError):
-            key = None
+    key = opts.get("--key") or _getenv("KPDEV_KEY")
     key = unhexlify(key) if key else None
     spec = opts["--link"]
     if spec.startswith("tcp://") and not key and not opts.get("--insecure"):
@@ -116,6 +123,8 @@ def start(argv):
         power=power,
         exit_on_reboot=bool(opts.get("--exit-on-reboot")),
         clock=clock,
+        # A simulated board's launcher maps the area and knows its address only once it runs.
+        model_area=opts.get("--model-area") or _getenv("KPDEV_MODEL_AREA"),
     )
     link = open_link(spec)
     if hasattr(link, "port") and spec.startswith("tcp://"):

@@ -37,6 +37,7 @@ MODEL_DELETE = const(0x17)
 
 INFER = const(0x20)
 INFER_BATCH = const(0x21)
+INFER_INPUT = const(0x22)
 
 # Power measurement (0x40-0x47) and clock (0x48-0x4F); the codes not named here stay reserved.
 POWER_ENABLE = const(0x40)

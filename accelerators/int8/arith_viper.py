@@ -3,7 +3,8 @@
 Device code for MicroPython with the native emitter (compile with ``mpy-cross -march=...``).
 Same functions and arguments as arith_plain.py, which is the reference and documents them;
 importing this module anywhere else (CPython, a port without viper) raises, and k_arith falls
-back to the plain loops.  The rescaling products need 64 bits, hence a 64-bit machine word.
+back to the plain loops.  The rescaling products need 64 bits, hence a 64-bit machine word; a
+32-bit port runs arith_viper32.py instead (k_arith checks the word size before importing).
 
 Constants of 2**30 and above are computed at run time, never written as literals: mpy-cross
 makes such literals objects (portable small ints), which viper cannot mix with machine ints.

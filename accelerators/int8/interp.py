@@ -7,12 +7,22 @@ the tensor and operator records, the model source, and ``Interpreter.invoke``.  
 is loaded.  Kernel modules are imported only for the operators a model uses.
 
 Kernel modules (``k_*.py``) export ``prepare(ctx, op) -> params`` and ``run(ctx, op, params)``;
-``ctx`` is the ``Interpreter``: ``ctx.t(i)`` is tensor i's ``TensorInfo``, ``ctx.const(i)`` its
-constant bytes, ``ctx.buf[i]`` its arena slice (valid in ``run``), ``ctx.loops`` the inner
-loops (viper or plain Python, see loops_plain.py).
+``ctx`` is the ``Interpreter``: ``ctx.t(i)`` is tensor i's ``TensorInfo`` (in ``prepare`` only),
+``ctx.const(i)`` its constant bytes, ``ctx.buf[i]`` its arena slice (valid in ``run``),
+``ctx.loops`` the inner loops (viper or plain Python, see loops_plain.py).  ``run`` sees ``op``
+as an ``Op`` (code, inputs, outputs): the options table and the ``TensorInfo`` records are
+load-time data, dropped once the model is prepared (``Interpreter.compact``), so a loaded model
+holds per tensor two ints of an array and a buffer, and per operator a small tuple.
 """
 
 import struct
+import sys
+from array import array
+
+try:
+    from collections import namedtuple
+except ImportError:
+    from ucollections import namedtuple
 
 from kpdev.protocol.compat import const
 from kpdev.protocol.errors import DeviceError
@@ -52,8 +62,15 @@ def op_name(code):
     return name(code)
 
 
+def word_bits():
+    """The machine word the native emitter computes in here: 32 or 64 bits."""
+    return 32 if sys.maxsize < (1 << 62) else 64
+
+
 def select_loops(kernels="auto"):
     """The inner-loop module: viper where this MicroPython has the native emitter, else plain.
+
+    The viper loops come in two variants, loops_viper (64-bit word) and loops_viper32.
 
     ``kernels`` is "auto", "viper" (fail unless available) or "plain".
     """
@@ -61,9 +78,13 @@ def select_loops(kernels="auto"):
         raise DeviceError("kernels must be auto, viper or plain, not %r" % kernels, _E_MODEL_LOAD)
     if kernels != "plain":
         try:
-            from kpdev.accelerators.int8 import loops_viper
-
-            return loops_viper
+            # The word size first: only the module that can run here is imported (a .mpy's
+            # native code is in the heap once imported, whether its functions run or not).
+            if word_bits() == 32:
+                from kpdev.accelerators.int8 import loops_viper32 as loops
+            else:
+                from kpdev.accelerators.int8 import loops_viper as loops
+            return loops
         except (ImportError, SyntaxError, ValueError, AttributeError, NotImplementedError) as e:
             if kernels == "viper":
                 raise DeviceError("viper kernels are not available here: %s" % e, _E_MODEL_LOAD)
@@ -128,6 +149,12 @@ class Source:
         return self.read(pos, 1)[0]
 
     def unpack(self, fmt, pos, n):
+        if self.data is not None:
+            # Straight from the bytes: no view object per field read (load-time garbage that
+            # would leave a small heap in pieces).
+            if pos < 0 or pos + n > self.size:
+                raise ValueError("offset %d+%d outside the %d-byte model" % (pos, n, self.size))
+            return struct.unpack_from(fmt, self.data, pos)[0]
         return struct.unpack(fmt, self.read(pos, n))[0]
 
 
@@ -250,6 +277,10 @@ class OpInfo:
         self.options = options  # Table or None
 
 
+# A prepared operator as ``run`` sees it: builtin code, input and output tensor indices (tuples).
+Op = namedtuple("Op", ("code", "inputs", "outputs"))
+
+
 class Interpreter:
     """A loaded model: prepared operators, planned arena, constants in RAM or in the file.
 
@@ -259,11 +290,20 @@ class Interpreter:
     def __init__(self, src, loops, tensors, inputs, outputs, stream):
         self.src = src
         self.loops = loops
-        self.tensors = tensors
+        self.tensors = tensors  # TensorInfo records: while loading only (see compact)
         self.inputs = inputs
         self.outputs = outputs
         self.stream = stream
         self.buf = [None] * len(tensors)
+        # Where each tensor's constant data lies in the model: offset (-1: not a constant) and
+        # byte size, two arrays rather than a field of an object per tensor.
+        self.const_at = array("i", [-1] * len(tensors))
+        self.const_len = array("i", [0] * len(tensors))
+        for i in range(len(tensors)):
+            c = tensors[i].const
+            if c is not None:
+                self.const_at[i] = c[0]
+                self.const_len[i] = c[1]
         self.steps = []
         self.arena = None
         self.arena_size = 0
@@ -280,16 +320,20 @@ class Interpreter:
         b = self.buf[i]
         if b is not None:
             return b
-        t = self.tensors[i]
-        if t.const is None:
-            raise ValueError("tensor %r has no data" % t.name)
-        off, size = t.const
+        off = self.const_at[i]
+        if off < 0:
+            raise ValueError("tensor %d has no data" % i)
+        size = self.const_len[i]
         view = memoryview(self.scratch)[:size] if self.scratch is not None else bytearray(size)
         self.src.readinto(off, view)
         return view
 
     def is_const(self, i):
-        return i >= 0 and self.tensors[i].const is not None
+        return i >= 0 and self.const_at[i] >= 0
+
+    def compact(self):
+        """Drop the load-time records: ``run`` needs only the arrays, buffers and steps."""
+        self.tensors = None
 
     # -- running ----------------------------------------------------------------------------
 
@@ -297,7 +341,8 @@ class Interpreter:
         """Run the graph on a list of input byte strings; returns output byte strings."""
         for k in range(len(self.inputs)):
             dst = self.buf[self.inputs[k]]
-            dst[:] = inputs[k]
+            if inputs[k] is not dst:  # staged by INFER_INPUT: already in place
+                dst[:] = inputs[k]
         for module, op, params in self.steps:
             try:
                 module.run(self, op, params)

@@ -4,7 +4,8 @@ and reference_ops::QuantizedMeanOrSum).  Device code.
 The multipliers are computed as TFLM's prepare steps compute them in double (CalculateOpDataAdd,
 CalculateOpDataMul, PrepareMeanOrSumHelper), exactly (fixedpoint.py).  ADD rescales each input
 byte the same way every time, so prepare tabulates the 256 scaled values of each input.  The
-loops are in arith_viper.py where the interpreter runs viper loops, else arith_plain.py.
+loops are in arith_viper.py (arith_viper32.py on a 32-bit port) where the interpreter runs
+viper loops, else arith_plain.py.
 """
 
 from array import array
@@ -21,12 +22,17 @@ _MAX_BROADCAST_RANK = const(8)
 
 
 def _loops(ctx):
-    """arith_viper when the interpreter runs viper loops and it imports here, else arith_plain."""
+    """arith_viper (arith_viper32 on a 32-bit port) when the interpreter runs viper loops and
+    it imports here, else arith_plain."""
     if ctx.loops.NAME == "viper":
         try:
-            from kpdev.accelerators.int8 import arith_viper
+            from kpdev.accelerators.int8.interp import word_bits
 
-            return arith_viper
+            if word_bits() == 32:
+                from kpdev.accelerators.int8 import arith_viper32 as loops
+            else:
+                from kpdev.accelerators.int8 import arith_viper as loops
+            return loops
         except (ImportError, SyntaxError, ValueError, AttributeError, NotImplementedError):
             pass
     from kpdev.accelerators.int8 import arith_plain

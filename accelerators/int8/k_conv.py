@@ -60,11 +60,12 @@ def prepare(ctx, op):
         not w.zero_points or max([abs(z) for z in w.zero_points]) == 0,
         "filter zero point must be 0",
     )
-    mult, shift = conv_multipliers(inp, w, out, out_c)
-    lo, hi = act_range(act, out)
+    # Kept arrays first, before the garbage the multipliers' exact arithmetic leaves.
     bias = bias_array(ctx, op.inputs[2] if len(op.inputs) > 2 else -1, out_c)
     dims = ints([batches, in_h, in_w, in_c, out_h, out_w, out_c, f_h, f_w, third])
     geo = ints([sh, sw, dh, dw, ph, pw])
+    mult, shift = conv_multipliers(inp, w, out, out_c)
+    lo, hi = act_range(act, out)
     return (depthwise, dims, geo, -inp.zero_point(), out.zero_point(), mult, shift, lo, hi, bias)
 
 

@@ -30,9 +30,10 @@ def prepare(ctx, op):
     need(out.size() == batches * n_out, "output size does not match %d x %d" % (batches, n_out))
     need(not w.zero_points or w.zero_points[0] == 0, "weights must be symmetric (zero point 0)")
     bias_i = op.inputs[2] if len(op.inputs) > 2 else -1
+    # The bias first: kept arrays go before the garbage the multipliers' arithmetic leaves.
+    bias = bias_array(ctx, bias_i, n_out)
     mult, shift = conv_multipliers(inp, w, out, n_out, per_tensor_float_product=True)
     lo, hi = act_range(act, out)
-    bias = bias_array(ctx, bias_i, n_out)
     return (n_in, n_out, batches, -inp.zero_point(), out.zero_point(), mult, shift, lo, hi, bias)
 
 

@@ -51,36 +51,54 @@ def conv_multipliers(inp, w, out, n, per_tensor_float_product=False):
     per_channel = len(w.scales) > 1
     if per_channel:
         need(len(w.scales) == n, "filter has %d scales for %d channels" % (len(w.scales), n))
-    mult = array("i", [0] * n)
-    shift = array("i", [0] * n)
-    cache = {}
+    mult = zeros(n)
+    shift = zeros(n)
+    # The last scale's result is reused (per-tensor: every channel's); a dict of every
+    # channel's would be a few KB of load-time heap on a per-channel layer.
+    last = None
     for c in range(n):
         bits = w.scales[c] if per_channel else w.scales[0]
-        if bits not in cache:
+        if bits != last:
             s_w = fp.from_f32(bits)
             if per_tensor_float_product and not per_channel:
                 product = fp.fmul(s_in, s_w)
             else:
                 product = fp.dmul(s_in, s_w)
-            cache[bits] = fp.quantize_multiplier(fp.ddiv(product, s_out))
-        mult[c], shift[c] = cache[bits]
+            m, sh = fp.quantize_multiplier(fp.ddiv(product, s_out))
+            last = bits
+        mult[c] = m
+        shift[c] = sh
     return mult, shift
 
 
 def bias_array(ctx, index, n):
     """The int32 bias of ``n`` channels as array('i') (zeros when the op has none)."""
     if index < 0:
-        return array("i", [0] * n)
+        return zeros(n)
     t = ctx.t(index)
     need_dtype(t, "int32", "bias")
     need(t.size() == n, "bias %r has %d values for %d channels" % (t.name, t.size(), n))
     need(t.const is not None, "bias %r is not a constant" % t.name)
-    raw = bytes(ctx.const(index))
-    out = array("i", [0] * n)
-    for i in range(n):
-        v = raw[4 * i] | (raw[4 * i + 1] << 8) | (raw[4 * i + 2] << 16) | (raw[4 * i + 3] << 24)
-        out[i] = v - (1 << 32) if v & 0x80000000 else v
-    return out
+    return raw_array("i", ctx.const(index))
+
+
+def zeros(n):
+    """array('i') of ``n`` zeros, made without a list of ``n`` items on the way."""
+    try:
+        return array("i", bytes(4 * n))  # MicroPython: an array over raw bytes
+    except TypeError:
+        return array("i", [0]) * n  # CPython
+
+
+def raw_array(code, raw):
+    """A new array of typecode ``code`` over the little-endian bytes ``raw`` (as both the
+    model and the machines kpdev runs on are little-endian)."""
+    a = array(code)
+    try:
+        a.frombytes(raw)  # CPython
+    except AttributeError:
+        a = array(code, bytes(raw))  # MicroPython makes an array of raw bytes this way
+    return a
 
 
 def out_size_and_pad(padding, stride, dilation, in_size, f_size):

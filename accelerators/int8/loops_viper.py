@@ -6,8 +6,10 @@ anywhere else (CPython, a port without viper) raises, and interp.select_loops fa
 the plain loops.
 
 Requantization multiplies an int32 accumulator by a 31-bit multiplier, which needs a 64-bit
-product: this module therefore requires a 64-bit machine word (unix and 64-bit ports); on a
-32-bit port its import fails on purpose and the plain loops run instead.
+product: this module therefore requires a 64-bit machine word (unix and 64-bit ports).  A
+32-bit port runs loops_viper32.py, which splits that product into 16-bit halves;
+interp.select_loops checks the word size before importing either, so a board never loads the
+native code of the one it cannot run (the check below only guards a direct import).
 
 A deliberate twin of loops_plain.py: tests/test_int8_ops.py keeps them identical, checking both
 against TFLM's bytes (``test_matches_tflite_micro`` on CPython, plain loops;
@@ -17,6 +19,8 @@ against TFLM's bytes (``test_matches_tflite_micro`` on CPython, plain loops;
 import sys
 
 import micropython
+
+from kpdev.accelerators.int8.pool_viper import pool  # noqa: F401  (part of this module's API)
 
 if sys.maxsize < (1 << 62):
     raise ImportError("viper loops need a 64-bit machine word")
@@ -31,9 +35,11 @@ def _requant(acc: int, m: int, s: int, out_off: int, lo: int, hi: int) -> int:
     # objects to mpy-cross (portable small ints), which viper cannot mix with machine ints.
     b30 = 1
     b30 = b30 << 30
+    b31 = b30 << 1
     rs = 0
     if s > 0:
-        acc = acc << s
+        # acc * (1 << s) in int32, wrapping as C leaves it (the plain loops' wrap32)
+        acc = (((acc << s) & ((b31 << 1) - 1)) ^ b31) - b31
     else:
         rs = 0 - s
     ab = acc * m
@@ -210,72 +216,3 @@ def dwconv(
                         s = (int(shift[oc]) ^ b31) - b31
                         out[o] = int(_requant(acc, int(mult[oc]), s, out_off, act_min, act_max))
                         o += 1
-
-
-@micropython.viper
-def _pool(x: ptr8, out: ptr8, dims: ptr32, geo: ptr32, is_max: int, lo: int, hi: int) -> int:
-    batches = int(dims[0])
-    in_h = int(dims[1])
-    in_w = int(dims[2])
-    c = int(dims[3])
-    out_h = int(dims[4])
-    out_w = int(dims[5])
-    f_h = int(dims[6])
-    f_w = int(dims[7])
-    sh = int(geo[0])
-    sw = int(geo[1])
-    ph = int(geo[2])
-    pw = int(geo[3])
-    o = 0
-    for b in range(batches):
-        for oy in range(out_h):
-            y0 = oy * sh - ph
-            fy0 = 0 - y0
-            if fy0 < 0:
-                fy0 = 0
-            fy1 = in_h - y0
-            if fy1 > f_h:
-                fy1 = f_h
-            for ox in range(out_w):
-                x0 = ox * sw - pw
-                fx0 = 0 - x0
-                if fx0 < 0:
-                    fx0 = 0
-                fx1 = in_w - x0
-                if fx1 > f_w:
-                    fx1 = f_w
-                for ch in range(c):
-                    acc = 0
-                    if is_max:
-                        acc = -128
-                    count = 0
-                    for fy in range(fy0, fy1):
-                        row = ((b * in_h + y0 + fy) * in_w + x0) * c + ch
-                        for fx in range(fx0, fx1):
-                            v = (x[row + fx * c] ^ 0x80) - 0x80
-                            if is_max:
-                                if v > acc:
-                                    acc = v
-                            else:
-                                acc += v
-                            count += 1
-                    if not is_max:
-                        if count == 0:
-                            return 0
-                        half = count >> 1
-                        if acc > 0:
-                            acc = (acc + half) // count
-                        else:
-                            acc = 0 - ((half - acc) // count)
-                    if acc < lo:
-                        acc = lo
-                    if acc > hi:
-                        acc = hi
-                    out[o] = acc
-                    o += 1
-    return 1
-
-
-def pool(x, out, dims, geo, is_max, act_min, act_max):
-    """int8 MaxPool / AveragePool (see loops_plain.pool)."""
-    return bool(_pool(x, out, dims, geo, 1 if is_max else 0, act_min, act_max))

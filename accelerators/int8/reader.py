@@ -10,9 +10,11 @@ Field numbers follow tensorflow/lite/schema/schema.fbs (a table's field i has it
 vtable slot 4 + 2 * i).
 """
 
-import struct
+import gc
 
 from kpdev.accelerators.int8.interp import OpInfo, Table, TensorInfo
+from kpdev.accelerators.int8.kcommon import raw_array
+from kpdev.protocol.compat import MICROPYTHON
 
 # TensorType -> (dtype name, item size)
 TYPES = {
@@ -42,18 +44,31 @@ class Model:
             if code == 32:  # CUSTOM
                 code = "custom:" + oc.string(1)
             codes.append((code, oc.i32(2, 1)))
-        buffers = root.tables(4)
-        subgraphs = root.tables(2)
-        if not subgraphs:
+        # Tables are made one at a time, as they are read: a model has a buffer and a tensor
+        # table per tensor, and a list of them all would be load-time heap for nothing.
+        buffers = root.vector(4)
+        subgraphs = root.vector(2)
+        if not subgraphs[1]:
             raise ValueError("the model has no subgraph")
-        self.subgraphs = len(subgraphs)
-        sg = subgraphs[0]
-        self.tensors = []
-        for t in sg.tables(0):
-            self.tensors.append(_tensor(t, buffers, src))
-        n = len(self.tensors)
+        self.subgraphs = subgraphs[1]
+        sg = _table_at(src, subgraphs, 0)
         self.inputs = sg.ints(1)
         self.outputs = sg.ints(2)
+        graph = self.inputs + self.outputs
+        tensors = sg.vector(0)
+        self.tensors = []
+        for k in range(tensors[1]):
+            info = _tensor(_table_at(src, tensors, k), buffers, src)
+            if k not in graph:
+                # Only the graph's inputs and outputs keep their names (the io spec reports
+                # them); other tensors are named by index in messages: names are long.
+                info.name = k
+            self.tensors.append(info)
+            if MICROPYTHON:
+                # Each tensor's parse leaves garbage: collected now, what the next one keeps
+                # goes next to this one's, and the heap stays in one piece for the arena.
+                gc.collect()
+        n = len(self.tensors)
         self.ops = []
         for op in sg.tables(3):
             index = op.u32(0)
@@ -71,6 +86,19 @@ class Model:
                 raise ValueError("graph tensor index %d out of range" % t)
 
 
+def _table_at(src, vector, k):
+    # The k-th table of a vector of tables given as (position of its first offset, length).
+    p = vector[0] + 4 * k
+    return Table(src, p + src.unpack("<I", p, 4))
+
+
+def _zeros(view):
+    for b in view:
+        if b:
+            return False
+    return True
+
+
 def _tensor(t, buffers, src):
     info = TensorInfo()
     info.shape = t.ints(0)
@@ -81,10 +109,10 @@ def _tensor(t, buffers, src):
         info.dtype, info.itemsize = "type%d" % info.type, 1
     info.name = t.string(3)
     b = t.u32(2)
-    if b >= len(buffers) and b != 0:
+    if b >= buffers[1] and b != 0:
         raise ValueError("buffer index %d out of range" % b)
-    if b < len(buffers):
-        buf = buffers[b]
+    if b < buffers[1]:
+        buf = _table_at(src, buffers, b)
         start, size = buf.vector(0)
         if size:
             info.const = (start, size)
@@ -97,11 +125,18 @@ def _tensor(t, buffers, src):
                 info.const = (off, size)
     q = t.table(4)
     if q is not None:
+        # Arrays, not lists: a per-channel tensor has a scale and a zero point per channel.
+        # No kernel reads an int32 tensor's (a bias's) quantization: one entry tells it has
+        # one.  Zero points all alike (a filter's zeros) are kept once: kernels read the first.
         start, n = q.vector(2)
         if n:
-            info.scales = list(struct.unpack("<%dI" % n, src.read(start, 4 * n)))
+            if info.type == 2:
+                n = 1
+            info.scales = raw_array("I", src.read(start, 4 * n))
         start, n = q.vector(3)
         if n:
-            info.zero_points = list(struct.unpack("<%dq" % n, src.read(start, 8 * n)))
+            if info.type == 2 or _zeros(src.read(start, 8 * n)):
+                n = 1
+            info.zero_points = raw_array("q", src.read(start, 8 * n))
         info.qdim = q.i32(6)
     return info

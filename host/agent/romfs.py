@@ -116,8 +116,42 @@ def _map_readonly(path: str) -> tuple[int, int]:
     return addr, size
 
 
+def map_area(path: str, size: int) -> int:
+    """Map ``size`` bytes of the file ``path`` (created or grown as needed) shared and writable,
+    outside MicroPython's heap, as a board's memory-mapped flash or PSRAM: what the program
+    writes there is in the file.  Returns the address (for ``--model-area mem:ADDR:SIZE``)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_long,
+    ]
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if os.fstat(fd).st_size < size:
+            os.ftruncate(fd, size)
+        prot_rw, map_shared = 3, 1
+        addr = libc.mmap(None, size, prot_rw, map_shared, fd, 0)
+        if addr in (None, ctypes.c_void_p(-1).value):
+            raise OSError(ctypes.get_errno(), "mmap of %s failed" % path)
+    finally:
+        os.close(fd)  # the mapping stays
+    return addr
+
+
 def main(argv: list[str]) -> int:
-    """``python -m kpdev.host.agent.romfs IMAGE MICROPYTHON-ARGS...``"""
+    """``python -m kpdev.host.agent.romfs IMAGE MICROPYTHON-ARGS...``
+
+    With ``KPDEV_MODEL_AREA_FILE=PATH:SIZE`` in the environment it also maps that file as a
+    model area and sets ``KPDEV_MODEL_AREA`` to the ``mem:ADDR:SIZE`` the agent's
+    ``--model-area`` option takes.
+    """
     if len(argv) < 2:
         sys.stderr.write("usage: python -m kpdev.host.agent.romfs IMAGE MICROPYTHON-ARGS...\n")
         return 2
@@ -125,6 +159,10 @@ def main(argv: list[str]) -> int:
 
     addr, size = _map_readonly(argv[0])
     os.environ["KPDEV_ROMFS"] = "%d:%d" % (addr, size)
+    area = os.environ.get("KPDEV_MODEL_AREA_FILE")
+    if area:
+        path, _, n = area.rpartition(":")
+        os.environ["KPDEV_MODEL_AREA"] = "mem:%d:%d" % (map_area(path, int(n)), int(n))
     sys.stdout.flush()
     return micropython_run.run_main(["micropython", *argv[1:]])
 

@@ -525,6 +525,10 @@ def run(machine_name: str, firmware: str, romfs: str, icount: int | None, agent_
     state, args = board_args(agent_args, os.environ.get("KPDEV_KEY"))
     if icount is not None:
         args += ["--clock", f"icount:{icount}"]  # the agent labels its times as virtual
+    if "--model-area" not in args:
+        # The raw part of the board's flash: loaded models are read there in place.
+        area = MACHINES[machine_name].psram + MODEL_AREA_OFFSET
+        args += ["--model-area", f"mem:{area:#x}:{MODEL_AREA_SIZE}"]
     state.mkdir(parents=True, exist_ok=True)
     flash = state / "flash.bin"
     with open(romfs, "rb") as f:

@@ -163,6 +163,54 @@ def deploy(
     )
     if result["io"]:
         _print_io(result["backend"], result["io"])
+    for line in memory_lines(result.get("details"), result.get("tflm_arena_reference_bytes")):
+        out.print(line)
+
+
+# The MODEL_INFO details memory_lines words (kpdev model info shows the others as they are).
+_MEMORY_KEYS = (
+    "heap_held_bytes",
+    "arena_size_bytes",
+    "invoke_heap_bytes",
+    "weights",
+    "weights_in_ram_bytes",
+    "model_area",
+    "model_area_reused",
+)
+
+
+def memory_lines(details: dict | None, tflm_arena: int | None = None) -> list[str]:
+    """What a loaded model costs the device's memory, each figure labelled as what it is, with
+    TFLM's arena for the same model beside it when the host could compute it."""
+    d = details if isinstance(details, dict) else {}
+    lines = []
+    parts = []
+    if isinstance(d.get("heap_held_bytes"), int):
+        parts.append(f"holds {human_bytes(d['heap_held_bytes'])} (measured at load)")
+    if isinstance(d.get("arena_size_bytes"), int):
+        parts.append(f"arena {human_bytes(d['arena_size_bytes'])} (planned)")
+    if isinstance(d.get("invoke_heap_bytes"), int):
+        parts.append(
+            f"one inference allocates {human_bytes(d['invoke_heap_bytes'])} more "
+            "(measured at the first run)"
+        )
+    if isinstance(tflm_arena, int):
+        parts.append(f"TFLM arena (reference) {human_bytes(tflm_arena)}")
+    if parts:
+        lines.append("heap: " + ", ".join(parts))
+    if "weights" in d:
+        w = f"weights: {d['weights']}"
+        if isinstance(d.get("weights_in_ram_bytes"), int):
+            w += f", {human_bytes(d['weights_in_ram_bytes'])} in RAM"
+        area = d.get("model_area")
+        if isinstance(area, dict):
+            w += (
+                f"; model area {human_bytes(area.get('used'))} used, "
+                f"{human_bytes(area.get('free'))} free of {human_bytes(area.get('capacity'))}"
+                + (" (bytes already there, reused)" if d.get("model_area_reused") else "")
+            )
+        lines.append(w)
+    return lines
 
 
 def _print_io(backend: str | None, io: dict) -> None:
@@ -248,8 +296,13 @@ def model_info(
         err.print(f"[yellow]cannot load here:[/yellow] {data['load_error']['msg']}")
     else:
         _print_io(data.get("backend"), data.get("io") or {})
-        for k, v in (data.get("details") or {}).items():
-            out.print(f"{k}: {v}")
+        details = data.get("details") or {}
+        shown = memory_lines(details)
+        for line in shown:
+            out.print(line)
+        for k, v in details.items():
+            if not shown or k not in _MEMORY_KEYS:
+                out.print(f"{k}: {v}")
 
 
 @model_app.command("activate")

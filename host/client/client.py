@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import time
 from collections import deque
@@ -17,6 +18,7 @@ from kpdev.host.errors import AuthError, LinkError, LinkTimeout, UsageError
 from kpdev.protocol import names, ops
 from kpdev.protocol.errors import DeviceError, KpdevError, ProtocolError
 from kpdev.protocol.framing import DEFAULT_MAX_PAYLOAD, FrameParser, FrameWriter
+from kpdev.protocol.tensors import DTYPES
 
 HOST_MAX_PAYLOAD = 16 * 1024 * 1024
 # Map keys and field framing around an upload chunk's bytes, with room to spare.
@@ -511,23 +513,59 @@ class Client:
         self.request(ops.MODEL_ABORT, {"name": name})
 
     def infer(self, inputs, model: str | None = None) -> tuple[list[np.ndarray], int]:
-        """One inference: inputs (an array or a list of arrays) -> (outputs, device µs)."""
-        reply = self.request(ops.INFER, infer_body(inputs, model))
+        """One inference: inputs (an array or a list of arrays) -> (outputs, device µs).
+
+        Inputs too large for one frame travel in pieces first (INFER_INPUT), when the agent
+        takes them so."""
+        body = infer_body(inputs, model)
+        if payload_size(body) > self.max_payload and self.device.get("staged_input"):
+            body = self.stage_inputs(inputs, model)
+        reply = self.request(ops.INFER, body)
         return [from_wire(t) for t in reply["y"]], int(reply["t"])
+
+    def stage_inputs(self, inputs, model: str | None = None) -> dict[str, Any]:
+        """Send ``inputs`` to the device in pieces that fit its frames (INFER_INPUT, pipelined
+        within the window); returns the body of the INFER that runs on them."""
+        arrays = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+        for _ in self.pipeline(input_pieces(arrays, model, self.max_payload)):
+            pass
+        body: dict[str, Any] = {"st": True}
+        if model:
+            body["m"] = model
+        return body
 
     def infer_batch(self, batch, model: str | None = None) -> tuple[list[list[np.ndarray]], list]:
         """Many inputs in one frame -> (outputs per input, device µs per input)."""
         body: dict[str, Any] = {"xs": [_wire_inputs(x) for x in batch]}
         if model:
             body["m"] = model
+        if (
+            len(batch) == 1
+            and payload_size(body) > self.max_payload
+            and self.device.get("staged_input")
+        ):
+            outputs, us = self.infer(batch[0], model)  # too large for one frame: in pieces
+            return [outputs], [us]
         reply = self.request(ops.INFER_BATCH, body)
         return [[from_wire(t) for t in ys] for ys in reply["ys"]], list(reply["t"])
 
     def infer_many(self, batch, model: str | None = None, window: int | None = None) -> Iterator:
         """Pipelined single inferences; yields (outputs, µs) in input order."""
 
+        batch = iter(batch)
+        first = next(batch, None)
+        if first is None:
+            return
+        if payload_size(infer_body(first, model)) > self.max_payload and self.device.get(
+            "staged_input"
+        ):
+            # Each input in pieces, one inference after the other.
+            for x in itertools.chain([first], batch):
+                yield self.infer(x, model)
+            return
+
         def requests():
-            for x in batch:
+            for x in itertools.chain([first], batch):
                 yield ops.INFER, infer_body(x, model)
 
         for reply in self.pipeline(requests(), window):
@@ -716,6 +754,26 @@ def infer_body(inputs, model: str | None = None) -> dict[str, Any]:
     if model:
         body["m"] = model
     return body
+
+
+def input_pieces(arrays, model: str | None, max_payload: int) -> Iterator[tuple[int, dict]]:
+    """The INFER_INPUT requests that carry ``arrays`` in pieces of at most ``max_payload``."""
+    head = payload_size({"m": model or "", "i": 0, "o": 1 << 31, "d": b"", "dt": "float64"})
+    for i, a in enumerate(arrays):
+        a = np.asarray(a)
+        if a.dtype.name not in DTYPES:
+            raise UsageError(f"dtype {a.dtype.name} cannot travel: use one of {', '.join(DTYPES)}")
+        raw = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")).tobytes()
+        shape = [int(d) for d in a.shape]
+        step = max(16, max_payload - head - payload_size({"s": shape}) - 8)
+        for off in range(0, max(len(raw), 1), step):
+            body: dict[str, Any] = {"i": i, "o": off, "d": raw[off : off + step]}
+            if off == 0:
+                body["dt"] = a.dtype.name
+                body["s"] = shape
+            if model:
+                body["m"] = model
+            yield ops.INFER_INPUT, body
 
 
 def classify_body(x: np.ndarray, features: bool = False) -> dict[str, Any]:

@@ -488,9 +488,15 @@ def deploy_model(
             "seconds": seconds,
             "backend": detail.get("backend"),
             "io": detail.get("io"),
+            "details": detail.get("details"),
             "load_error": problem,
         }
     )
+    if fmt == "tflite" and not problem:
+        from kpdev.host.runtime.reference import tflm_arena_bytes
+
+        # Beside the heap the device reports: what TFLM's arena is for the same model.
+        result["tflm_arena_reference_bytes"] = tflm_arena_bytes(data)
     if problem:
         hint = ""
         if problem["code"] == ops.E_NO_BACKEND:

@@ -72,6 +72,7 @@ class _Board:
             memory = info.get("memory") or {}
             self.heap_free = memory.get("heap_free") if self.runtime == "micropython" else None
             self.max_payload = int(info.get("max_payload") or 1024)
+            self.staged_input = bool(info.get("staged_input"))
             self.basis = f"figures from {self.id}'s own report (INFO, just now)"
         else:
             assert board is not None
@@ -85,6 +86,7 @@ class _Board:
             self.max_payload = int(
                 board.agent.get("max_payload") or _AGENT_MAX_PAYLOAD.get(board.runtime, 1024)
             )
+            self.staged_input = True  # kpdev's own agent takes inputs in pieces
             self.basis = (
                 f"figures from the catalog (boards.yml) for {board.id}, with an empty store"
                 + (f": no device answered ({why})" if why else "")
@@ -347,7 +349,11 @@ def _requests(view: _Board, pack: Pack, names: dict[str, str]) -> bool:
         payload_size(infer_body(v["inputs"], names[mid])) for v in vectors for mid in v["outputs"]
     ]
     if infer:
-        _request(view, "INFER (test vector)", max(infer))
+        if max(infer) > view.max_payload and view.staged_input:
+            how = "larger than a frame: the input goes in pieces (INFER_INPUT)"
+            view.add("request", "INFER (test vector)", True, max(infer), view.max_payload, how)
+        else:
+            _request(view, "INFER (test vector)", max(infer))
     windows = [v["window"] for v in vectors if v.get("window") is not None]
     if windows:
         biggest = max(payload_size(classify_body(w, True)) for w in windows)

@@ -123,6 +123,18 @@ def load_reference(
     return ReferenceModel(engine, loaded)
 
 
+def tflm_arena_bytes(data: bytes) -> int | None:
+    """The arena TFLite Micro's allocator uses for ``.tflite`` model ``data`` in this process
+    (the reference an MCU runtime's heap is weighed against), or None when tflite-micro is not
+    installed here or does not load the model."""
+    if "tflite_micro" not in accelerators.available():
+        return None
+    try:
+        return load_reference("tflite", data, "tflite_micro").arena_bytes()
+    except (UsageError, KpdevError):
+        return None
+
+
 class ReferenceLearner:
     """A pack's learner (``learning``) run in-process by the device's own code.
 

@@ -20,7 +20,12 @@ def driver_path(filename):
 
 def load_driver(filename):
     """A fresh module of the driver program (its globals as a new process would have them)."""
-    path = driver_path(filename)
+    return load_module(driver_path(filename))
+
+
+def load_module(path):
+    """A fresh module of the Python file ``path`` (a driver, or a test module whose helpers
+    another test reuses: pytest's importlib mode does not make test modules importable)."""
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
