@@ -400,7 +400,7 @@ def bad_requests(dut):
         ("unknown op 0x00", 0x00, b"", 4),
         ("unknown op 0x06", 0x06, b"", 4),
         ("unknown op 0x18", 0x18, b"", 4),
-        ("unknown op 0x22", 0x22, b"", 4),
+        ("unknown op 0x23", 0x23, b"", 4),  # 0x22 is INFER_INPUT now
         ("unknown op 0x7e", 0x7E, b"", 4),
         ("PACK_SET without a pack", ops.PACK_SET, b"", 5),
         ("unknown op LOG", ops.LOG, b"", 4),

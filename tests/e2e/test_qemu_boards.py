@@ -184,7 +184,7 @@ def test_a_reset_with_no_supervisor_restarts_qemu_on_the_same_pipes(agents):
     agent = agents.start(QEMU_BOARD)
     client = agent.client()
     client.upload("m", DENSE.read_bytes(), "tflite")
-    time.sleep(0.3)
+    time.sleep(2.0)  # longer than a reset and boot take, so that the uptime shows the reset
     up = client.stats()["uptime_ms"]
     assert client.request(ops.REBOOT, {})["rebooting"] is True
     client.timeout = 3.0  # a HELLO sent while the board resets is lost: ask again
