@@ -57,8 +57,12 @@ def firmware(tmp_path_factory):
     why = qemu_m3.missing()
     if why:
         pytest.skip(why)
-    base = _HOME_AT_START or str(tmp_path_factory.mktemp("kpdev-home"))
-    return qemu_m3.firmware(os.path.join(base, "firmware"), heap=HEAP)
+    # The firmware cache the emulated boards share (CI keeps it between runs), else KPDEV_HOME's.
+    cache = os.environ.get("KPDEV_FIRMWARE_CACHE")
+    if not cache:
+        base = _HOME_AT_START or str(tmp_path_factory.mktemp("kpdev-home"))
+        cache = os.path.join(base, "firmware")
+    return qemu_m3.firmware(cache, heap=HEAP)
 
 
 @pytest.fixture(scope="module")
