@@ -29,21 +29,21 @@ def _store(out, values):
 
 def fc(x, w, bias, out, n_in, n_out, batches, in_off, out_off, mult, shift, act_min, act_max):
     """out[b, o] = requant(sum_i (x[b, i] + in_off) * w[o, i] + bias[o])."""
+    # The weights are read a row at a time and each output is stored as it is made: the
+    # weights may be a view of flash (a model area) and must not be copied into the heap whole.
     xs = s8(x)
-    ws = s8(w)
-    res = []
     for b in range(batches):
         xb = [v + in_off for v in xs[b * n_in : (b + 1) * n_in]]
         for o in range(n_out):
             acc = 0
-            base = o * n_in
+            ws = s8(w[o * n_in : (o + 1) * n_in])
             for i in range(n_in):
-                acc += xb[i] * ws[base + i]
+                acc += xb[i] * ws[i]
             if bias is not None:
                 acc += bias[o]
             v = mbqm(acc, mult[o], shift[o]) + out_off
-            res.append(act_min if v < act_min else act_max if v > act_max else v)
-    _store(out, res)
+            v = act_min if v < act_min else act_max if v > act_max else v
+            out[b * n_out + o] = v & 0xFF
 
 
 def conv(x, w, bias, out, dims, geo, in_off, out_off, mult, shift, act_min, act_max):
