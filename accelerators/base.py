@@ -15,6 +15,44 @@ _E_BAD_SHAPE = const(18)
 _E_MODEL_LOAD = const(23)
 
 
+# The block reserved for a model's arena when the agent started (``--arena``), as a firmware
+# reserves TFLM's arena statically: [bytearray or None, in use].  Taken before MicroPython's
+# heap is split up by the agent's own objects, it stays one piece; a model whose arena is
+# larger, or a second model, allocates its own.  This module stays loaded while backends come
+# and go (``accelerators.release``), so the block is never freed.
+_arena = [None, False]
+
+
+def reserve_arena(nbytes):
+    """Set ``nbytes`` aside now for the arenas of models loaded later."""
+    _arena[0] = bytearray(nbytes) if nbytes > 0 else None
+
+
+def reserved_arena():
+    """(size of the reserved block, whether a model holds it)."""
+    return (len(_arena[0]) if _arena[0] is not None else 0), _arena[1]
+
+
+def take_arena(nbytes):
+    """The reserved block's first ``nbytes``, zeroed, when it is free and large enough; else a
+    new ``bytearray(nbytes)``.  Returns (buffer, whether it is the reserved block)."""
+    block = _arena[0]
+    if block is None or _arena[1] or nbytes > len(block):
+        return bytearray(nbytes), False
+    view = memoryview(block)
+    zero = bytes(256)
+    for at in range(0, nbytes, 256):
+        n = min(256, nbytes - at)
+        view[at : at + n] = zero if n == 256 else zero[:n]
+    _arena[1] = True
+    return view[:nbytes], True
+
+
+def give_back_arena():
+    """The model holding the reserved block is gone: the next one may take it."""
+    _arena[1] = False
+
+
 def read_source(source):
     """The model bytes of ``source``: a filesystem path (str) is read, bytes pass through."""
     if isinstance(source, str):

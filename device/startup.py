@@ -39,6 +39,9 @@ options:
                        weights in the heap: mem:ADDR:SIZE (MicroPython: flash or PSRAM at
                        ADDR) or file:PATH:SIZE (CPython: a mapped file) (or env
                        KPDEV_MODEL_AREA)
+    --arena BYTES      set BYTES aside at start for the arena of the model loaded later
+                       (as a firmware reserves TFLM's arena): one block, before the
+                       heap is divided; a larger arena is allocated as usual
 """
 _FLAGS = ("--insecure", "--exit-on-reboot")
 _OPTIONS = (
@@ -52,6 +55,7 @@ _OPTIONS = (
     "--power",
     "--clock",
     "--model-area",
+    "--arena",
 )
 
 
@@ -87,6 +91,14 @@ def _getenv(name):
 def start(argv):
     """Parse options, build the agent and open its link; returns (agent, link)."""
     opts = parse_args(argv)
+    arena = opts.get("--arena")
+    if arena:
+        # First, while the heap is in one piece: a model's arena is its one large block.
+        if not arena.isdigit():
+            raise KpdevError("--arena takes a number of bytes")
+        from kpdev.accelerators.base import reserve_arena
+
+        reserve_arena(int(arena))
     key = opts.get("--key") or _getenv("KPDEV_KEY")
     key = unhexlify(key) if key else None
     spec = opts["--link"]

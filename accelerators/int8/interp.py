@@ -307,6 +307,7 @@ class Interpreter:
         self.steps = []
         self.arena = None
         self.arena_size = 0
+        self.reserved = False  # the arena is the block the agent reserved at start
         self.scratch = None
         self.ops = {}  # builtin operator code -> count, for model info
 
@@ -354,6 +355,11 @@ class Interpreter:
 
     def close(self):
         self.src.close()
+        if self.reserved:
+            from kpdev.accelerators.base import give_back_arena
+
+            give_back_arena()
+            self.reserved = False
         self.arena = None
         self.buf = None
         self.steps = None

@@ -8,6 +8,7 @@ the prepare-time arithmetic and the kernels' prepare helpers once the model is r
 import gc
 import sys
 
+from kpdev.accelerators.base import take_arena
 from kpdev.accelerators.int8.interp import (
     KERNELS,
     Interpreter,
@@ -176,7 +177,7 @@ def _plan(interp, ops, inputs, outputs):
             last[i] = first[i]
     sizes = [tensors[i].nbytes() for i in ids]
     offsets, total = plan_arena(sizes, [first[i] for i in ids], [last[i] for i in ids])
-    interp.arena = bytearray(total)
+    interp.arena, interp.reserved = take_arena(total)  # the block set aside at start, if free
     interp.arena_size = total
     mv = memoryview(interp.arena)
     for k in range(len(ids)):

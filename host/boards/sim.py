@@ -52,7 +52,7 @@ def agent_command(board: Board, link: str = "stdio") -> tuple[list[str], dict[st
         "--quota",
         str(board.quota),
     ]
-    for opt in ("max_payload", "window"):
+    for opt in ("max_payload", "window", "arena"):
         if opt in board.agent:
             args += ["--" + opt.replace("_", "-"), str(board.agent[opt])]
     if board.power:
