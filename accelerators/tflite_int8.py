@@ -261,7 +261,7 @@ class TFLiteInt8Backend(Backend):
             raise DeviceError(
                 "weights must be auto, mapped, ram or file, not %r" % weights, _E_MODEL_LOAD
             )
-        area = meta.get("area")
+        area = meta.get("_area")
         record = -1
         reused = False
         if isinstance(source, str):
@@ -275,7 +275,7 @@ class TFLiteInt8Backend(Backend):
                         "(agent option --model-area)",
                         _E_MODEL_LOAD,
                     )
-                record, view, reused = self._place(area, source, meta.get("sha256"))
+                record, view, reused = self._place(area, source, meta.get("_sha256"))
             if view is not None:
                 src = Source(data=view)
             else:

@@ -40,7 +40,7 @@ path, weights = sys.argv[1], sys.argv[2]
 meta = {"weights": weights}
 if weights == "mapped":
     from kpdev.accelerators.modelarea import open_area
-    meta["area"] = open_area(os.getenv("KPDEV_MODEL_AREA"))
+    meta["_area"] = open_area(os.getenv("KPDEV_MODEL_AREA"))
 gc.collect()
 before = gc.mem_alloc()
 free0 = gc.mem_free()

@@ -498,10 +498,12 @@ class Agent:
         try:
             backend = accelerators.for_format(entry["format"], entry["meta"].get("backend"))
             meta = entry["meta"]
-            if self.model_area is not None:  # the backend may place the model there
+            if self.model_area is not None:
+                # Not load options (those come from the host): what the agent hands the
+                # backend, which may place the model in the area.
                 meta = dict(meta)
-                meta["area"] = self.model_area
-                meta["sha256"] = entry["sha256"]
+                meta["_area"] = self.model_area
+                meta["_sha256"] = entry["sha256"]
             loaded = backend.load(path, meta)
         except MemoryError:
             self._release()

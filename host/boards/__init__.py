@@ -8,4 +8,7 @@
   at a time over a Unix socket; ``ensure_running``, ``stop``, ``status``.
 - ``simbridge``: a running simulated board served on a pty or a TCP port, for programs that are
   not kpdev.
+- ``qemu``: the emulated Cortex-M boards: MicroPython firmware built with kpdev's board files
+  (``qemu_board/``) and run under qemu-system-arm, the agent on the board's UART
+  (docs/qemu-boards.md).
 """

@@ -118,7 +118,7 @@ def _inputs(loaded, seed):
 @pytest.mark.parametrize("name", MODELS)
 def test_mapped_bit_exact_on_cpython(tmp_path, name):
     area = open_area("file:%s:%d" % (tmp_path / "area.bin", 256 * 1024))
-    loaded = TFLiteInt8Backend().load(str(DATA / name), {"area": area})
+    loaded = TFLiteInt8Backend().load(str(DATA / name), {"_area": area})
     info = loaded.info()
     assert info["weights"] == "mapped" and info["weights_in_ram_bytes"] == 0
     assert info["model_area"]["used"] >= os.path.getsize(DATA / name)
@@ -147,7 +147,7 @@ from kpdev.protocol.tensors import Tensor
 path, weights, inp = sys.argv[1], sys.argv[2], sys.argv[3]
 meta = {"weights": weights}
 if weights == "mapped":
-    meta["area"] = open_area(os.getenv("KPDEV_MODEL_AREA"))
+    meta["_area"] = open_area(os.getenv("KPDEV_MODEL_AREA"))
 m = tflite_int8.TFLiteInt8Backend().load(path, meta)
 spec = m.io_spec()["inputs"][0]
 with open(inp, "rb") as f:

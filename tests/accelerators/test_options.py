@@ -11,7 +11,9 @@ from kpdev import accelerators
 from kpdev.accelerators.options import OPTIONS
 
 # How backend code reads a load option: meta.get("key" ...), meta["key"], (meta or {}).get("key".
-_READS = re.compile(r"""meta(?: or \{\}\))?(?:\.get\(|\[)\s*["']([a-z_]+)["']""")
+# Keys with a leading underscore are the agent's own hand-over to a backend (the model area),
+# never a load option: the host cannot send them, the device refuses them at MODEL_BEGIN.
+_READS = re.compile(r"""meta(?: or \{\}\))?(?:\.get\(|\[)\s*["']([a-z][a-z0-9_]*)["']""")
 
 
 def _reads(name):

@@ -236,6 +236,9 @@ def test_every_command_offers_json():
             for sub in ("build", "inspect"):
                 assert "--json" in cli("pack", sub, "--help").stdout
             continue
+        if command == "firmware":
+            assert "--json" in cli("firmware", "build", "--help").stdout
+            continue
         if command == "learn":
             for sub in ("run", "info", "save", "reset", "enable", "disable", "export"):
                 assert "--json" in cli("learn", sub, "--help").stdout, sub

@@ -29,6 +29,7 @@ MICROPYTHON_ONLY = {
     "micropython", "machine", "uctypes", "utime", "uos", "ustruct", "network", "esp", "esp32",
     "rp2", "pyb", "vfs", "uselect", "usocket", "ubinascii", "uhashlib", "ujson", "uio", "uerrno",
     "ure", "uasyncio", "uzlib", "urandom", "ucollections", "utimeq", "uarray",
+    "kpdev_board",  # the emulated boards' C module, built into their firmware (qemu_board/)
 }  # fmt: skip
 # Extras that hold optional backends and tools: a core install has none of them.
 OPTIONAL_MODULES = (
