@@ -46,11 +46,11 @@ def info(agent, body):
     }
     if agent.clock:
         out["clock"] = agent.clock
-    from kpdev.accelerators.base import reserved_arena
-
-    size, held = reserved_arena()
-    if size:
-        out["arena_reserved"] = {"size": size, "in_use": held}
+    base = sys.modules.get("kpdev.accelerators.base")  # loaded by --arena or a backend
+    if base is not None:
+        size, held = base.reserved_arena()
+        if size:
+            out["arena_reserved"] = {"size": size, "in_use": held}
     if agent.model_area is not None:
         out["model_area"] = agent.model_area.describe()
     return out
