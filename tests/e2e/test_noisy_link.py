@@ -54,11 +54,9 @@ def test_deploy_and_infer_through_a_noisy_line(board, big_model, tmp_path):
             r = kpdev("deploy", big_model, "-n", "big", "--keep-unloadable", "--port", proxy.url,
                       "--json", timeout=120)  # fmt: skip
             up = json.loads(r.stdout)
-            if board == "sim-mcu":  # stored, but too large for its heap to load
-                assert r.returncode == 3 and "not enough memory" in r.stderr, r.stderr
-                up = up["error"]["detail"]
-            else:
-                assert r.returncode == 0, r.stderr
+            # sim-mcu loads it too since its weights are read from the file, a layer at a time
+            # (issue 17); before, its 256 KB heap could not.
+            assert r.returncode == 0, r.stderr
             run_json("deploy", SMALL, "-n", "small", "--port", proxy.url)
             got = run_json("infer", "-i", tmp_path / "x.npy", "--port", proxy.url)
             damage = dict(proxy.counts)
