@@ -5,7 +5,7 @@ from __future__ import annotations
 import glob
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -243,10 +243,44 @@ def load_boards(path: str | os.PathLike | None = None) -> dict[str, Board]:
     return boards
 
 
+INSTANCE_SEP = "#"  # sim-mcu#2: the second instance of simulated board sim-mcu
+
+
+def split_instance(bid: str) -> tuple[str, int]:
+    """``sim-mcu#2`` -> ("sim-mcu", 2); a plain id is instance 1.  BoardError for a suffix
+    that is not a whole number from 1."""
+    base, sep, n = bid.partition(INSTANCE_SEP)
+    if not sep:
+        return bid, 1
+    if not n.isdigit() or int(n) < 1:
+        raise BoardError(
+            f"board {bid!r}: an instance is written ID{INSTANCE_SEP}N with N from 1, e.g. "
+            f"sim-mcu{INSTANCE_SEP}2"
+        )
+    return base, int(n)
+
+
+def instance_id(bid: str, n: int) -> str:
+    """The id of instance ``n`` of board ``bid``: instance 1 is the board itself."""
+    return bid if n == 1 else f"{bid}{INSTANCE_SEP}{n}"
+
+
 def get_board(bid: str) -> Board:
-    """One board by id; the error lists the known ones."""
+    """One board by id; the error lists the known ones.
+
+    ``ID#N`` (N >= 2) is instance N of a simulated board: the same board under its own id, so
+    it runs its own agent process with its own state directory (its own "flash") and server.
+    """
     boards = load_boards()
-    board = boards.get(bid)
+    base, n = split_instance(bid)
+    board = boards.get(base)
     if board is None:
-        raise BoardError(f"unknown board {bid!r}; known boards: {', '.join(boards)}")
-    return board
+        raise BoardError(f"unknown board {base!r}; known boards: {', '.join(boards)}")
+    if n == 1:
+        return board
+    if not board.simulated:
+        raise BoardError(
+            f"board {bid!r}: only simulated boards have instances; reach each real "
+            f"{base} by its own --port"
+        )
+    return replace(board, id=instance_id(base, n))

@@ -24,6 +24,7 @@ from kpdev.host.cli import (
     doctor,
     evaluate,
     firmware,
+    fleet,
     learn,
     model,
     pack,
@@ -49,7 +50,15 @@ app = typer.Typer(
 
 # (help panel, [(name, command function or sub-app)]), in the order `kpdev --help` shows them.
 COMMANDS = (
-    ("Boards", [("boards", boards.boards), ("ports", boards.ports), ("sim", sim.sim)]),
+    (
+        "Boards",
+        [
+            ("boards", boards.boards),
+            ("ports", boards.ports),
+            ("sim", sim.sim),
+            ("fleet", fleet.fleet_app),
+        ],
+    ),
     (
         "Device",
         [

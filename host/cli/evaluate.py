@@ -12,14 +12,19 @@ import typer
 from rich.table import Table
 
 from kpdev.host.atomic import refuse_existing, write_atomic
+from kpdev.host.cli.fleet import selected, single
 from kpdev.host.cli.options import (
     BoardOpt,
+    BoardsOpt,
     DatasetOpt,
+    FleetOpt,
     ForceOpt,
     FractionOpt,
     JsonOpt,
     KeyOpt,
+    PlaceOpt,
     PortOpt,
+    PortsOpt,
     SeedOpt,
     TimeoutOpt,
     WindowOpt,
@@ -32,7 +37,7 @@ from kpdev.host.cli.options import (
 from kpdev.host.cli.render import progress_bar
 from kpdev.host.client.session import resolve_board
 from kpdev.host.errors import UsageError
-from kpdev.host.evaluation.metrics import board_info, clock_note, instructions, versions_of
+from kpdev.host.evaluation.metrics import clock_note, instructions
 from kpdev.host.packs.pack import read_pack
 from kpdev.host.plain import jsonable
 from kpdev.protocol.formats import EXTENSIONS
@@ -102,8 +107,24 @@ def eval_(
             show_default=False,
         ),
     ] = None,
-    board: BoardOpt = None,
-    port: PortOpt = None,
+    board: BoardsOpt = None,
+    port: PortsOpt = None,
+    fleet: FleetOpt = None,
+    place: PlaceOpt = None,
+    shard: Annotated[
+        bool,
+        typer.Option(
+            "--shard/--each",
+            help="On a fleet: --each (default) evaluates the whole test split on every board "
+            "and compares them; --shard splits it across the boards in small chunks (fast "
+            "boards take more, a failed board's chunk goes to another) and merges the results "
+            "in sample order.",
+        ),
+    ] = False,
+    chunk: Annotated[
+        int,
+        typer.Option("--chunk", help="--shard: samples a chunk of the shared queue.", min=1),
+    ] = 8,
     key: KeyOpt = None,
     timeout: TimeoutOpt = 30.0,
     json_: JsonOpt = False,
@@ -122,20 +143,39 @@ def eval_(
     `input_quantization`); --input-scale rescales them first. A bare model names no classes:
     its output k is taken as the dataset's k-th class (a note, `class_order`), and a model with
     a different number of outputs than the dataset has classes is refused.
+
+    On several boards (--board repeated, sim-mcu*3, --fleet, --place) all run at once, with one
+    progress line a board: --each or --shard (see there). A board that stops answering is
+    marked failed with the reason and the run goes on: with --shard its unfinished chunk goes
+    to another board, with --each its results are reported missing. Writes one fleet
+    measurements file (default kpdev-fleet-NAME.json) that kpdev report turns into a table
+    across boards; exits non-zero only when no board finished (or, with --shard, samples are
+    left undone).
     """
     from kpdev.host.evaluation.evaluate import (
-        evaluate,
-        footprint,
+        eval_document,
         known_only,
         put_on_device,
         test_split,
     )
-    from kpdev.host.evaluation.metrics import measurements, write_measurements
+    from kpdev.host.evaluation.metrics import write_measurements
 
     win = parse_window(window)
     factor = parse_scale(input_scale) if input_scale is not None else None
     if out_file is not None:  # before the run, not after it
         refuse_existing(out_file, force, "measurements file")
+    one = single(board, port, fleet, place)
+    if one is None:
+        from kpdev.host.cli.fleet_eval import eval_fleet
+
+        eval_fleet(
+            target, selected(board, port, fleet, place), dataset=dataset, win=win,
+            test_fraction=test_fraction, seed=seed, limit=limit, batch=batch,
+            in_flight=requests, input_scale=factor, out_file=out_file, force=force,
+            label=label, shard=shard, chunk=chunk, key=key, timeout=timeout, json_=json_,
+        )  # fmt: skip
+        return
+    board, port = one
     b = resolve_board(board, port)
     pack = read_pack(target) if target.suffix == ".kp" else None
     pipeline = pack.manifest.get("pipeline") if pack else None
@@ -149,7 +189,6 @@ def eval_(
                 f"{pack.name} does not know: "
                 + ", ".join(f"{label} ({n})" for label, n in skipped.items())
             )
-    labels = [test.classes[int(i)] for i in test.y]
     with session(board, port, key, timeout) as c:
         name = pack.name if pack is not None else target.stem
         path = out_file or Path(f"kpdev-eval-{name}-{c.device.get('board')}.json")
@@ -175,43 +214,15 @@ def eval_(
         with progress_bar(
             not json_, f"eval {on.name} on {c.device.get('board')}", len(test)
         ) as progress:
-            results = evaluate(
-                c,
-                on.inputs,
-                labels,
-                classes=on.classes,
-                pipeline=pipeline,
-                model=on.model,
-                batch=batch,
-                window=requests,
+            doc = eval_document(
+                c, b, on, test, pack=pack, target=target, skipped=skipped, label=label,
                 progress=progress,
-            )
+                inputs={
+                    "dataset": dataset, "window": win, "batch": batch, "in_flight": requests,
+                    "input_scale": factor, "seed": seed, "test_fraction": test_fraction,
+                },
+            )  # fmt: skip
         link = c.link_report()
-        results["skipped"] = skipped or None
-        results["input_quantization"] = on.quantization
-        results["class_order"] = on.class_order
-        results["footprint"] = footprint(pack, None if pack else target.stat().st_size, b)
-        doc = measurements(
-            "eval",
-            label=label,
-            board=board_info(c, b),
-            versions=versions_of(c),
-            results=results,
-            pack=(
-                {"name": pack.name, "version": pack.manifest["version"], "path": str(target)}
-                if pack
-                else None
-            ),
-            model=None if pack else {"name": on.model, "path": str(target)},
-            dataset=dict(test.summary(), seed=seed, test_fraction=test_fraction, split="test"),
-            inputs={
-                "dataset": dataset,
-                "window": win,
-                "batch": batch,
-                "in_flight": requests,
-                "input_scale": factor,
-            },
-        )
     write_measurements(doc, path)
     if json_:
         emit(dict(doc, path=str(path), link=link))

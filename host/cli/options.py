@@ -77,6 +77,63 @@ PortOpt = Annotated[
         show_default=False,
     ),
 ]
+def default_boards_option(ctx: typer.Context, value: list[str] | None) -> list[str]:
+    """--board of a command that takes several boards: as given; with no --board, --port,
+    --fleet or --place, the user's default board as ``default_board_option`` finds it."""
+    if value or ctx.resilient_parsing:
+        return list(value or [])
+    if any(ctx.params.get(k) for k in ("port", "fleet", "place")):
+        return []
+    name = default_board_option(ctx, None)
+    return [name] if name else []
+
+
+# Commands that run on several boards at once (eval, profile, deploy, info, stats) take these;
+# one --board or --port runs exactly as the one-board commands do.
+BoardsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--board",
+        "-b",
+        help="Board from the catalog (see `kpdev boards`); repeat it or list several with commas "
+        "for a fleet, and write sim-mcu*3 for three instances of a simulated board (each its "
+        "own agent and storage; instance 2 is sim-mcu#2). Default: $KPDEV_BOARD, else the board "
+        "set with `kpdev config set board NAME`.",
+        callback=default_boards_option,
+        autocompletion=complete_board,
+        show_default=False,
+    ),
+]
+PortsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--port",
+        "-p",
+        help="Device link: /dev/ttyACM0, /dev/pts/N, socket://HOST:PORT or rfc2217://HOST:PORT; "
+        "repeat it for a fleet.",
+        show_default=False,
+    ),
+]
+FleetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--fleet",
+        "-F",
+        help="A named fleet (kpdev fleet add NAME MEMBER...): run on all its members at once.",
+        show_default=False,
+    ),
+]
+PlaceOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--place",
+        help="labgrid place name or pattern (lab-pico-*), repeatable: acquired for the run and "
+        "released after it; coordinator from $LG_COORDINATOR or `kpdev config set "
+        "labgrid-coordinator HOST:PORT`. Needs kpdev[fleet].",
+        show_default=False,
+    ),
+]
+
 KeyOpt = Annotated[
     str | None,
     typer.Option(

@@ -124,6 +124,45 @@ def _model_facts(client: Client, pack: str | None, model: str | None) -> dict[st
     return facts or None
 
 
+def classify_samples(
+    client: Client,
+    xs: Any,
+    *,
+    classes: list[str],
+    model: str | None,
+    batch: int,
+    window: int | None = None,
+    progress: Progress | None = None,
+) -> tuple[list[str], list[float]]:
+    """The predicted class and the device's µs of each of ``xs`` (inputs as the device takes
+    them: raw windows for a pack with a pipeline), in order: CLASSIFY on the device's pack
+    (``model`` None) or INFER of stored ``model``, ``batch`` inputs a request.  ``evaluate``
+    runs a whole test split through it; a fleet's ``--shard`` runs each chunk through it."""
+    n = len(xs)
+    predicted: list[str] = []
+    times: list[float] = []
+    if model is None:
+        for i, r in enumerate(client.classify_many(xs, batch=batch, window=window)):
+            # A learner that has learned nothing answers no class (label None).
+            predicted.append(r["l"] if r["l"] is not None else NO_CLASS)
+            times.append(float(r["tf"] + r["tm"]))
+            if progress and (i % 8 == 7 or i == n - 1):
+                progress(i + 1, n)
+        return predicted, times
+    done = 0
+    for at in range(0, n, batch):
+        group = [xs[i] for i in range(at, min(n, at + batch))]
+        outputs, us = client.infer_batch(group, model=model)
+        for ys, t in zip(outputs, us, strict=True):
+            k = int(np.argmax(ys[0].reshape(-1)))
+            predicted.append(classes[k] if k < len(classes) else str(k))
+            times.append(float(t))
+        done += len(group)
+        if progress:
+            progress(done, n)
+    return predicted, times
+
+
 def evaluate(
     client: Client,
     x: np.ndarray,
@@ -151,28 +190,10 @@ def evaluate(
     client.stats(reset=True)  # the energy figures afterwards cover this run only
     out0, in0 = client.bytes_out, client.bytes_in
     again0 = client.retries, client.resends
-    predicted: list[str] = []
-    times: list[float] = []
     t0 = time.perf_counter()
-    if model is None:
-        for i, r in enumerate(client.classify_many(xs, batch=size, window=window)):
-            # A learner that has learned nothing answers no class (label None).
-            predicted.append(r["l"] if r["l"] is not None else NO_CLASS)
-            times.append(float(r["tf"] + r["tm"]))
-            if progress and (i % 8 == 7 or i == n - 1):
-                progress(i + 1, n)
-    else:
-        done = 0
-        for at in range(0, n, size):
-            group = [xs[i] for i in range(at, min(n, at + size))]
-            outputs, us = client.infer_batch(group, model=model)
-            for ys, t in zip(outputs, us, strict=True):
-                k = int(np.argmax(ys[0].reshape(-1)))
-                predicted.append(classes[k] if k < len(classes) else str(k))
-                times.append(float(t))
-            done += len(group)
-            if progress:
-                progress(done, n)
+    predicted, times = classify_samples(
+        client, xs, classes=classes, model=model, batch=size, window=window, progress=progress
+    )
     wall = time.perf_counter() - t0
     bytes_out = client.bytes_out - out0
     bytes_in = client.bytes_in - in0
@@ -530,3 +551,63 @@ def put_on_device(
         samples, quantization = model_inputs(inputs[0])
     order = {"assumed": True, "from": "dataset", "classes": classes}
     return Target(name, name, classes, samples, quantization, order)
+
+
+def eval_document(
+    client: Client,
+    board: Any | None,
+    on: Target,
+    test: Any,
+    *,
+    pack: Any | None,
+    target: Any,
+    inputs: dict[str, Any],
+    skipped: dict[str, int] | None = None,
+    label: str | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``on`` (made by ``put_on_device``) over ``test`` on the device behind
+    ``client`` and return the measurements document of ``kpdev eval``: one board's run, also
+    each member's run of a fleet's ``--each``.  ``inputs`` records how the samples were made
+    (dataset, window, batch, in_flight, input_scale; seed and test_fraction for the split)."""
+    from kpdev.host.evaluation.metrics import board_info, measurements, versions_of
+
+    labels = [test.classes[int(i)] for i in test.y]
+    results = evaluate(
+        client,
+        on.inputs,
+        labels,
+        classes=on.classes,
+        pipeline=pack.manifest.get("pipeline") if pack is not None else None,
+        model=on.model,
+        batch=inputs.get("batch"),
+        window=inputs.get("in_flight"),
+        progress=progress,
+    )
+    results["skipped"] = skipped or None
+    results["input_quantization"] = on.quantization
+    results["class_order"] = on.class_order
+    results["footprint"] = footprint(pack, None if pack else target.stat().st_size, board)
+    return measurements(
+        "eval",
+        label=label,
+        board=board_info(client, board),
+        versions=versions_of(client),
+        results=results,
+        pack=(
+            {"name": pack.name, "version": pack.manifest["version"], "path": str(target)}
+            if pack
+            else None
+        ),
+        model=None if pack else {"name": on.model, "path": str(target)},
+        dataset=dict(
+            test.summary(),
+            seed=inputs.get("seed"),
+            test_fraction=inputs.get("test_fraction"),
+            split="test",
+        ),
+        inputs={k: inputs.get(k) for k in _RUN_INPUTS},
+    )
+
+
+_RUN_INPUTS = ("dataset", "window", "batch", "in_flight", "input_scale")

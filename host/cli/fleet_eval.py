@@ -1,0 +1,178 @@
+"""``kpdev eval`` on a fleet: the run (``kpdev.host.fleet.evaluate``), the view and the table
+across boards.  Reached from ``kpdev eval`` when its options select several boards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.markup import escape
+from rich.table import Table
+
+from kpdev.host.atomic import refuse_existing
+from kpdev.host.cli.fleet import fleet_run
+from kpdev.host.cli.options import emit, err, out
+from kpdev.host.errors import BoardError
+from kpdev.host.fleet.select import Selection
+from kpdev.host.packs.pack import read_pack
+
+
+def eval_fleet(
+    target: Path,
+    sel: Selection,
+    *,
+    dataset: str | None,
+    win,
+    test_fraction,
+    seed: int,
+    limit,
+    batch,
+    in_flight,
+    input_scale,
+    out_file: Path | None,
+    force: bool,
+    label: str | None,
+    shard: bool,
+    chunk: int,
+    key: str | None,
+    timeout: float,
+    json_: bool,
+) -> None:
+    """Evaluate on every board of ``sel`` (--each) or across them (--shard); write the fleet
+    measurements file, print the table across boards."""
+    from kpdev.host.evaluation.evaluate import known_only, test_split
+    from kpdev.host.evaluation.metrics import write_measurements
+    from kpdev.host.fleet.evaluate import Job, eval_each, eval_shard
+
+    pack = read_pack(target) if target.suffix == ".kp" else None
+    pipeline = pack.manifest.get("pipeline") if pack else None
+    ds, test = test_split(dataset, win, test_fraction, seed, pipeline, limit)
+    skipped: dict[str, int] = {}
+    if pack is not None:
+        test, skipped = known_only(test, pack.classes())
+        if skipped:
+            err.print(
+                f"warning: {sum(skipped.values())} test samples left out, of classes pack "
+                f"{pack.name} does not know: "
+                + ", ".join(f"{k} ({n})" for k, n in skipped.items())
+            )
+    name = pack.name if pack is not None else target.stem
+    path = out_file or Path(f"kpdev-fleet-{name}.json")
+    refuse_existing(path, force, "measurements file")
+    job = Job(
+        pack=pack, target=target, ds=ds, test=test, skipped=skipped, label=label,
+        where=f"dataset {dataset}",
+        inputs={"dataset": dataset, "window": win, "batch": batch, "in_flight": in_flight,
+                "input_scale": input_scale, "seed": seed, "test_fraction": test_fraction},
+    )  # fmt: skip
+    with fleet_run(sel, json_, len(test)) as (members, watch):
+        if shard:
+            doc = eval_shard(members, job, chunk=chunk, key=key, timeout=timeout, watch=watch)
+        else:
+            doc = eval_each(members, job, key=key, timeout=timeout, watch=watch)
+    write_measurements(doc, path)
+    if json_:
+        emit(dict(doc, path=str(path)))
+    else:
+        print_fleet(doc)
+        out.print(f"fleet measurements written to {path}", markup=False)
+    for row in doc["members"]:
+        if row["status"] != "ok":
+            err.print(f"{row['member']}: failed: {row['reason']}", style="red", markup=False)
+    if not doc["finished"]:
+        raise BoardError("eval: no board of the fleet finished (see the lines above)")
+    sh = doc.get("shard")
+    if sh and sh["missing_samples"]:
+        raise BoardError(
+            f"eval --shard: {sh['missing_samples']} of {doc['samples']} samples were left undone "
+            "(every board that could take them failed); the merged result is missing"
+        )
+
+
+def member_figures(row: dict[str, Any], mode: str) -> dict[str, Any] | None:
+    """One member's figures for the table across boards, from a fleet document's row: accuracy
+    (--each), samples, latency p50/p99, throughput, energy, memory."""
+    if mode == "each":
+        doc = row.get("measurements")
+        if not doc:
+            return None
+        r = doc["results"]
+        acc = r["classification"]["accuracy"]
+        n = r["classification"]["n"]
+    else:
+        r = row.get("results")
+        if not r:
+            return None
+        acc = None
+        n = r["samples"]
+    lat = r.get("latency_us") or {}
+    tp = r.get("throughput") or {}
+    energy = (r.get("energy") or {}).get("uj_per_inference")
+    mem = r.get("device_memory") or {}
+    peak = next((mem[k] for k in ("heap_peak", "peak_used", "rss_peak", "rss") if k in mem), None)
+    return {
+        "accuracy": acc,
+        "n": n,
+        "p50": lat.get("p50"),
+        "p99": lat.get("p99"),
+        "per_s": tp.get("wall_per_s"),
+        "energy_uj": energy,
+        "energy_estimated": bool((r.get("energy") or {}).get("estimated")),
+        "memory": peak,
+        "memory_key": next(
+            (k for k in ("heap_peak", "peak_used", "rss_peak", "rss") if k in mem), None
+        ),
+    }
+
+
+def print_fleet(doc: dict) -> None:
+    """The table across boards, and the merged line of a sharded run."""
+    from kpdev.host.plain import human_bytes
+
+    mode = doc["mode"]
+    what = (doc.get("pack") or doc.get("model") or {}).get("name")
+    t = Table(
+        title=f"{what} on {len(doc['members'])} boards ({mode}): {doc['finished']} finished, "
+        f"{doc['failed']} failed, {doc['wall_s']:.1f} s",
+        title_justify="left",
+    )
+    cols = ["board", "status", "accuracy" if mode == "each" else "samples", "p50 µs", "p99 µs",
+            "inferences/s (wall)", "energy µJ", "memory"]  # fmt: skip
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("board", "status") else "right")
+    for row in doc["members"]:
+        f = member_figures(row, mode)
+        if f is None:
+            t.add_row(escape(row["member"]), "[red]failed[/red]", *[""] * 6)
+            continue
+        first = f"{f['accuracy']:.3f}" if mode == "each" else str(f["n"])
+        t.add_row(
+            escape(row["member"]),
+            "ok" if row["status"] == "ok" else f"[red]failed[/red] ({row.get('samples', 0)} done)",
+            first,
+            _num(f["p50"]),
+            _num(f["p99"]),
+            _num(f["per_s"], 1),
+            (_num(f["energy_uj"], 1) + (" (est.)" if f["energy_estimated"] else ""))
+            if f["energy_uj"] is not None
+            else "-",
+            f"{human_bytes(f['memory'])} {f['memory_key']}" if f["memory"] is not None else "-",
+        )
+    out.print(t)
+    merged = doc.get("merged")
+    if merged:
+        r = merged["results"]
+        cl = r["classification"]
+        sh = doc["shard"]
+        out.print(
+            f"merged: accuracy [bold]{cl['accuracy']:.3f}[/bold] over {cl['n']} samples (each "
+            f"once, in sample order), macro F1 {cl['macro_f1']:.3f}; latency p50 "
+            f"{r['latency_us']['p50']:.0f} µs, p99 {r['latency_us']['p99']:.0f} µs; "
+            f"{r['throughput']['wall_per_s']:.1f} inferences/s of wall time; "
+            f"{sh['chunks']} chunks of {sh['chunk']}, {sh['requeued']} handed on from a failed "
+            "board"
+        )
+
+
+def _num(v, digits: int = 0) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
