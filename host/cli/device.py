@@ -13,11 +13,16 @@ import typer
 from rich.table import Table
 
 from kpdev.host.boards.catalog import get_board
+from kpdev.host.cli.fleet import info_fleet, selected, single, stats_fleet
 from kpdev.host.cli.options import (
     BoardOpt,
+    BoardsOpt,
+    FleetOpt,
     JsonOpt,
     KeyOpt,
+    PlaceOpt,
     PortOpt,
+    PortsOpt,
     TimeoutOpt,
     emit,
     err,
@@ -34,13 +39,22 @@ from kpdev.protocol.errors import DeviceError, KpdevError
 
 
 def info(
-    board: BoardOpt = None,
-    port: PortOpt = None,
+    board: BoardsOpt = None,
+    port: PortsOpt = None,
+    fleet: FleetOpt = None,
+    place: PlaceOpt = None,
     key: KeyOpt = None,
     timeout: TimeoutOpt = 10.0,
     json_: JsonOpt = False,
 ) -> None:
-    """Show the agent: versions, runtime, backends, memory, storage, link limits."""
+    """Show the agent: versions, runtime, backends, memory, storage, link limits.
+
+    On several boards (--board repeated, sim-mcu*3, --fleet, --place): one row a board."""
+    one = single(board, port, fleet, place)
+    if one is None:
+        info_fleet(selected(board, port, fleet, place), key=key, timeout=timeout, json_=json_)
+        return
+    board, port = one
     with session(board, port, key, timeout) as c:
         data = c.info()
     if json_:
@@ -202,13 +216,24 @@ def stats(
     reset: Annotated[
         bool, typer.Option("--reset", help="Zero the counters after reading.")
     ] = False,
-    board: BoardOpt = None,
-    port: PortOpt = None,
+    board: BoardsOpt = None,
+    port: PortsOpt = None,
+    fleet: FleetOpt = None,
+    place: PlaceOpt = None,
     key: KeyOpt = None,
     timeout: TimeoutOpt = 10.0,
     json_: JsonOpt = False,
 ) -> None:
-    """Show the agent's counters: frames, errors, inference latency and energy, memory, uptime."""
+    """Show the agent's counters: frames, errors, inference latency and energy, memory, uptime.
+
+    On several boards (--board repeated, sim-mcu*3, --fleet, --place): one row a board and
+    model."""
+    one = single(board, port, fleet, place)
+    if one is None:
+        sel = selected(board, port, fleet, place)
+        stats_fleet(sel, reset=reset, key=key, timeout=timeout, json_=json_)
+        return
+    board, port = one
     with session(board, port, key, timeout) as c:
         data = c.stats(reset)
     if json_:

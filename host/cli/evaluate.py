@@ -445,8 +445,10 @@ def profile(
         ),
     ] = None,
     force: ForceOpt = False,
-    board: BoardOpt = None,
-    port: PortOpt = None,
+    board: BoardsOpt = None,
+    port: PortsOpt = None,
+    fleet: FleetOpt = None,
+    place: PlaceOpt = None,
     key: KeyOpt = None,
     timeout: TimeoutOpt = 60.0,
     json_: JsonOpt = False,
@@ -458,12 +460,26 @@ def profile(
     of the mean total; "other" is what the whole classification took beyond its stages, so the
     shares add up to 100 %. Feature stages are named feature:GENERATOR (feature:std is the time
     of the std feature). MicroPython and CPython expose no cycle counter here: times are in µs.
+
+    On several boards (--board repeated, sim-mcu*3, --fleet, --place) all are profiled at once:
+    one row a board (its total and largest stage); --json gives every board's profile.
     """
     from kpdev.host.evaluation.evaluate import profile_pack
     from kpdev.host.packs.deploy import deploy_pack as run_deploy
 
     if out_file is not None:
         refuse_existing(out_file, force, "profile file")
+    one = single(board, port, fleet, place)
+    if one is None:
+        if out_file is not None:
+            raise UsageError("--out writes one board's profile; on a fleet use --json")
+        from kpdev.host.cli.fleet import profile_fleet
+
+        sel = selected(board, port, fleet, place)
+        profile_fleet(pack_path, sel, runs=runs, warmup=warmup, key=key, timeout=timeout,
+                      json_=json_)  # fmt: skip
+        return
+    board, port = one
     pack = read_pack(pack_path) if pack_path else None
     b = resolve_board(board, port)
     with session(board, port, key, timeout) as c:

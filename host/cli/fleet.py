@@ -7,7 +7,7 @@ The work is in ``kpdev.host.fleet``; this module parses, calls it and renders.""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
@@ -17,9 +17,10 @@ from rich.table import Table
 
 from kpdev.host.cli.options import JsonOpt, emit, err, out, sub_app
 from kpdev.host.cli.render import progress_view
-from kpdev.host.errors import BoardError
+from kpdev.host.errors import BoardError, UsageError
 from kpdev.host.fleet.runner import Outcome, Watch, run_all
 from kpdev.host.fleet.select import Member, Selection, opened, selection
+from kpdev.host.plain import human_bytes
 
 fleet_app = sub_app(
     "Named fleets of boards: kpdev eval/deploy/profile/info/stats --fleet NAME run on all of "
@@ -85,23 +86,6 @@ def fleet_run(sel: Selection, json_: bool, total: int | None = None) -> Iterator
         watch = RichWatch(members, not json_, total)
         with watch.view:
             yield members, watch
-
-
-def run_simple(
-    sel: Selection,
-    work: Callable,
-    *,
-    key: str | None,
-    timeout: float,
-    json_: bool,
-    what: str,
-) -> list[Outcome]:
-    """``work(client, member, progress)`` on every member, with the view; BoardError when no
-    member finished."""
-    with fleet_run(sel, json_) as (members, watch):
-        outcomes = run_all(members, work, key=key, timeout=timeout, watch=watch)
-    report_failures(outcomes, what)
-    return outcomes
 
 
 def report_failures(outcomes: list[Outcome], what: str) -> None:
@@ -218,3 +202,172 @@ def list_(
                 escape(r["member"]), escape(r.get("board") or "-"), r["kind"], escape(r["state"])
             )
         out.print(t)
+
+
+# -- deploy, info, stats, profile on a fleet -------------------------------------------------
+def _catalog(member: Member, c):
+    from kpdev.host.fleet.evaluate import catalog_board
+
+    return catalog_board(member, c)
+
+
+def deploy_fleet(path, sel: Selection, *, key, timeout: float, json_: bool, force: bool) -> None:
+    """``kpdev deploy PACK.kp`` on every board at once: check, upload, test vectors, activate,
+    each board on its own; one row a board."""
+    from kpdev.host.packs.deploy import deploy_pack
+    from kpdev.host.packs.pack import read_pack
+
+    if path.suffix != ".kp":
+        raise UsageError(
+            "on a fleet, deploy takes a Knowledge Pack (.kp): its test vectors are checked on "
+            "every board; deploy a bare model to one board at a time"
+        )
+    pack = read_pack(path)
+
+    def work(c, member, progress):
+        progress.status("deploying")
+        plan = deploy_pack(c, pack, _catalog(member, c), force=force,
+                           progress=lambda d, t: progress(d, t))  # fmt: skip
+        plan["link"] = c.link_report()
+        return plan
+
+    outcomes = _run(sel, work, key=key, timeout=timeout, json_=json_, what="deploy")
+    if json_:
+        emit({"pack": pack.name, "members": outcome_rows(outcomes)})
+        return
+    t = Table(title=f"deploy {pack.name} {pack.manifest['version']}", title_justify="left")
+    for col in ("board", "status", "vectors", "model bytes", "seconds"):
+        t.add_column(col, justify="left" if col in ("board", "status") else "right")
+    for o in outcomes:
+        if not o.ok:
+            t.add_row(*failed_row(o, 5))
+            continue
+        vec = o.result.get("vectors") or []
+        good = sum(1 for v in vec if v["match"])
+        t.add_row(
+            escape(o.member.name),
+            "[green]active[/green]" if o.result["active"] else "stored",
+            f"{good}/{len(vec)} match" if vec else "-",
+            human_bytes(o.result.get("model_bytes")),
+            f"{o.seconds:.1f}",
+        )
+    out.print(t)
+
+
+def info_fleet(sel: Selection, *, key, timeout: float, json_: bool) -> None:
+    """``kpdev info`` of every board at once: one row a board."""
+    outcomes = _run(sel, lambda c, m, p: c.info(), key=key, timeout=timeout, json_=json_,
+                    what="info")  # fmt: skip
+    if json_:
+        emit({"members": outcome_rows(outcomes)})
+        return
+    t = Table(title="kpdev agents", title_justify="left")
+    cols = ("board", "agent", "runtime", "backends", "heap free", "storage used", "uptime")
+    for col in cols:
+        t.add_column(col)
+    for o in outcomes:
+        if not o.ok:
+            t.add_row(*failed_row(o, len(cols)))
+            continue
+        d = o.result
+        mem = d.get("memory") or {}
+        st = d.get("storage") or {}
+        t.add_row(
+            escape(
+                f"{o.member.name} ({d.get('board')})"
+                if d.get("board") != o.member.name
+                else o.member.name
+            ),  # fmt: skip
+            f"{d.get('agent')}",
+            f"{d.get('runtime')} {d.get('runtime_version')}",
+            ", ".join(d.get("backends") or {}) or "-",
+            human_bytes(mem.get("heap_free")) if mem.get("heap_free") is not None else "-",
+            f"{human_bytes(st.get('used'))} of {human_bytes(st.get('quota'))}",
+            f"{d.get('uptime_ms', 0) / 1000:.1f} s",
+        )
+    out.print(t)
+
+
+def stats_fleet(sel: Selection, *, reset: bool, key, timeout: float, json_: bool) -> None:
+    """``kpdev stats`` of every board at once: one row a board and model."""
+    outcomes = _run(sel, lambda c, m, p: c.stats(reset), key=key, timeout=timeout, json_=json_,
+                    what="stats")  # fmt: skip
+    if json_:
+        emit({"members": outcome_rows(outcomes)})
+        return
+    t = Table(title="agent statistics (latency: device clock, last 128)", title_justify="left")
+    cols = ("board", "frames in/out", "errors", "model", "count", "p50 µs", "p99 µs", "uptime")
+    for col in cols:
+        t.add_column(col, justify="left" if col in ("board", "model") else "right")
+    for o in outcomes:
+        if not o.ok:
+            t.add_row(*failed_row(o, len(cols)))
+            continue
+        d = o.result
+        errors = sum((d.get("errors") or {}).values())
+        models = d.get("models") or {"-": {}}
+        for i, (name, m) in enumerate(models.items()):
+            t.add_row(
+                escape(o.member.name) if i == 0 else "",
+                f"{d['frames_in']}/{d['frames_out']}" if i == 0 else "",
+                str(errors) if i == 0 else "",
+                escape(name),
+                str(m.get("count", "-")),
+                _f(m.get("p50_us")),
+                _f(m.get("p99_us")),
+                f"{d.get('uptime_ms', 0) / 1000:.1f} s" if i == 0 else "",
+            )
+    out.print(t)
+
+
+def profile_fleet(pack_path, sel: Selection, *, runs: int, warmup: int, key, timeout: float,
+                  json_: bool) -> None:  # fmt: skip
+    """``kpdev profile`` on every board at once: each board's total and its largest stage."""
+    from kpdev.host.evaluation.evaluate import profile_pack
+    from kpdev.host.packs.deploy import deploy_pack
+    from kpdev.host.packs.pack import read_pack
+
+    pack = read_pack(pack_path) if pack_path else None
+
+    def work(c, member, progress):
+        if pack is not None:
+            progress.status("deploying")
+            deploy_pack(c, pack, _catalog(member, c))
+        progress.status("profiling")
+        return profile_pack(c, pack, runs, warmup)
+
+    outcomes = _run(sel, work, key=key, timeout=timeout, json_=json_, what="profile")
+    if json_:
+        emit({"members": outcome_rows(outcomes)})
+        return
+    t = Table(title=f"profile: {runs} runs after {warmup} warm-up", title_justify="left")
+    cols = ("board", "total median µs", "p10-p90 µs", "largest stage", "share", "noisy")
+    for col in cols:
+        t.add_column(col, justify="left" if col in ("board", "largest stage") else "right")
+    for o in outcomes:
+        if not o.ok:
+            t.add_row(*failed_row(o, len(cols)))
+            continue
+        d = o.result
+        tot = d["total"]
+        top = max(d["stages"], key=lambda s: s["us"]) if d["stages"] else None
+        t.add_row(
+            escape(o.member.name),
+            f"{tot['median']:.1f}",
+            f"{tot['p10']:.1f}-{tot['p90']:.1f}",
+            escape(top["name"]) if top else "-",
+            f"{top['share']:.1f} %" if top else "-",
+            "yes" if d["noisy"] else "no",
+        )
+    out.print(t)
+
+
+def _f(v) -> str:
+    return "-" if v is None else f"{v:.0f}"
+
+
+def _run(sel: Selection, work, *, key, timeout: float, json_: bool, what: str) -> list[Outcome]:
+    with fleet_run(sel, json_) as (members, watch):
+        outcomes = run_all(members, work, key=key, timeout=timeout, watch=watch)
+    report_failures(outcomes, what)
+    return outcomes

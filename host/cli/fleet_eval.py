@@ -4,7 +4,6 @@ across boards.  Reached from ``kpdev eval`` when its options select several boar
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from rich.markup import escape
 from rich.table import Table
@@ -13,6 +12,7 @@ from kpdev.host.atomic import refuse_existing
 from kpdev.host.cli.fleet import fleet_run
 from kpdev.host.cli.options import emit, err, out
 from kpdev.host.errors import BoardError
+from kpdev.host.fleet.evaluate import member_figures
 from kpdev.host.fleet.select import Selection
 from kpdev.host.packs.pack import read_pack
 
@@ -87,42 +87,6 @@ def eval_fleet(
             f"eval --shard: {sh['missing_samples']} of {doc['samples']} samples were left undone "
             "(every board that could take them failed); the merged result is missing"
         )
-
-
-def member_figures(row: dict[str, Any], mode: str) -> dict[str, Any] | None:
-    """One member's figures for the table across boards, from a fleet document's row: accuracy
-    (--each), samples, latency p50/p99, throughput, energy, memory."""
-    if mode == "each":
-        doc = row.get("measurements")
-        if not doc:
-            return None
-        r = doc["results"]
-        acc = r["classification"]["accuracy"]
-        n = r["classification"]["n"]
-    else:
-        r = row.get("results")
-        if not r:
-            return None
-        acc = None
-        n = r["samples"]
-    lat = r.get("latency_us") or {}
-    tp = r.get("throughput") or {}
-    energy = (r.get("energy") or {}).get("uj_per_inference")
-    mem = r.get("device_memory") or {}
-    peak = next((mem[k] for k in ("heap_peak", "peak_used", "rss_peak", "rss") if k in mem), None)
-    return {
-        "accuracy": acc,
-        "n": n,
-        "p50": lat.get("p50"),
-        "p99": lat.get("p99"),
-        "per_s": tp.get("wall_per_s"),
-        "energy_uj": energy,
-        "energy_estimated": bool((r.get("energy") or {}).get("estimated")),
-        "memory": peak,
-        "memory_key": next(
-            (k for k in ("heap_peak", "peak_used", "rss_peak", "rss") if k in mem), None
-        ),
-    }
 
 
 def print_fleet(doc: dict) -> None:

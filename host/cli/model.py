@@ -9,11 +9,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from kpdev.host.cli.fleet import single
 from kpdev.host.cli.options import (
     BoardOpt,
+    BoardsOpt,
+    FleetOpt,
     JsonOpt,
     KeyOpt,
+    PlaceOpt,
     PortOpt,
+    PortsOpt,
     TimeoutOpt,
     emit,
     err,
@@ -90,8 +95,10 @@ def deploy(
             "(it is never activated); by default such a model is not stored.",
         ),
     ] = False,
-    board: BoardOpt = None,
-    port: PortOpt = None,
+    board: BoardsOpt = None,
+    port: PortsOpt = None,
+    fleet: FleetOpt = None,
+    place: PlaceOpt = None,
     key: KeyOpt = None,
     timeout: TimeoutOpt = 30.0,
     json_: JsonOpt = False,
@@ -108,7 +115,24 @@ def deploy(
     loads it.  The device loads it before storing it: one it cannot load is not stored (the model
     of that name and the active model stay as they were) unless --keep-unloadable, and never
     activated.
+
+    On several boards (--board repeated, sim-mcu*3, --fleet, --place) a pack is deployed to all
+    of them at once, its test vectors checked on each: one row a board, failed boards with the
+    reason; non-zero exit only when no board took it.
     """
+    one = single(board, port, fleet, place)
+    if one is None:
+        if name or backend or option or keep_unloadable or dry_run:
+            raise UsageError(
+                "on a fleet, deploy takes a pack as it is: leave out --name, --backend, "
+                "--option, --keep-unloadable and --dry-run"
+            )
+        from kpdev.host.cli.fleet import deploy_fleet, selected
+
+        sel = selected(board, port, fleet, place)
+        deploy_fleet(model_file, sel, key=key, timeout=timeout, json_=json_, force=force)
+        return
+    board, port = one
     if model_file.suffix == ".kp":
         if name or backend or option or keep_unloadable:
             raise UsageError(

@@ -77,6 +77,8 @@ PortOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
 def default_boards_option(ctx: typer.Context, value: list[str] | None) -> list[str]:
     """--board of a command that takes several boards: as given; with no --board, --port,
     --fleet or --place, the user's default board as ``default_board_option`` finds it."""

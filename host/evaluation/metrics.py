@@ -64,6 +64,7 @@ from kpdev.host.errors import UsageError
 from kpdev.host.plain import jsonable
 
 KIND = "kpdev-measurements"
+FLEET_KIND = "kpdev-fleet"  # a fleet run: its members' documents (kpdev.host.fleet)
 SCHEMA = 1
 
 

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from kpdev.host.errors import UsageError
-from kpdev.host.evaluation.metrics import KIND
+from kpdev.host.evaluation.metrics import FLEET_KIND, KIND
 from kpdev.host.evaluation.report_blocks import Heading, to_html, to_markdown
 from kpdev.host.evaluation.report_comparison import comparison_blocks
 from kpdev.host.evaluation.report_figures import require_matplotlib
+from kpdev.host.evaluation.report_fleet import fleet_blocks
 from kpdev.host.evaluation.report_recognition import recognition_blocks
 from kpdev.host.evaluation.report_runs import run_blocks
 from kpdev.host.evaluation.report_session import session_blocks
@@ -99,14 +100,16 @@ def _kind_of(doc: Any) -> str | None:
         return None
     if doc.get("kind") == KIND:
         return "run"
+    if doc.get("kind") == FLEET_KIND and isinstance(doc.get("members"), list):
+        return "fleet"
     if doc.get("kind") == RECOGNITION_KIND and isinstance(doc.get("windows"), list):
         return "recognition"
     return "session" if _is_session(doc) else None
 
 
 TAKES = (
-    "a measurements file (kpdev eval --out), a recognition (kpdev recognize --out) or a "
-    "learning session's session.json (kpdev learn run --out)"
+    "a measurements file (kpdev eval --out; on a fleet, its kpdev-fleet-*.json), a recognition "
+    "(kpdev recognize --out) or a learning session's session.json (kpdev learn run --out)"
 )
 
 
@@ -135,6 +138,9 @@ def _default_title(doc: dict, i: int) -> str:
     kind = _kind_of(doc)
     if kind == "recognition":
         return f"{doc.get('board') or doc.get('platform')} / {doc.get('pack')}"
+    if kind == "fleet":
+        what = (doc.get("pack") or doc.get("model") or {}).get("name")
+        return str(doc.get("label") or f"{what} on {len(doc['members'])} boards ({doc['mode']})")
     if kind == "session":
         pack = doc.get("pack") if isinstance(doc.get("pack"), dict) else {}
         return f"{doc.get('board')} / {pack.get('name')} / {doc.get('session')}"
@@ -179,7 +185,12 @@ def write_report(docs: list[dict], out_dir: Path, names: list[str] | None = None
     title = "kpdev report" if len(docs) == 1 else f"kpdev report: {len(docs)} inputs"
     blocks: list = [Heading(1, title)]
     blocks += comparison_blocks(names, docs, out_dir, figures)
-    sections = {"run": run_blocks, "recognition": recognition_blocks, "session": session_blocks}
+    sections = {
+        "run": run_blocks,
+        "recognition": recognition_blocks,
+        "session": session_blocks,
+        "fleet": fleet_blocks,
+    }
     for name, slug, doc in zip(names, slugs, docs, strict=True):
         blocks += sections[_kind_of(doc)](name, slug, doc, out_dir, figures)
 

@@ -32,6 +32,7 @@ from kpdev.host.evaluation.evaluate import (
     throughput,
 )
 from kpdev.host.evaluation.metrics import (
+    FLEET_KIND,
     classification,
     latency,
     measurements,
@@ -41,7 +42,6 @@ from kpdev.host.fleet.runner import Outcome, ShardQueue, Watch, run_all
 from kpdev.host.fleet.select import Member
 from kpdev.protocol.errors import KpdevError
 
-FLEET_KIND = "kpdev-fleet"
 FLEET_SCHEMA = 1
 DEFAULT_CHUNK = 8
 
@@ -117,9 +117,9 @@ def eval_each(
 
     def work(c, member: Member, progress):
         b = catalog_board(member, c)
-        watch.status(member, "deploying")
+        progress.status("deploying")
         on = job.put(c, b)
-        watch.status(member, "evaluating")
+        progress.status("evaluating")
         doc = eval_document(
             c, b, on, job.test, pack=job.pack, target=job.target, inputs=job.inputs,
             skipped=job.skipped, label=job.label, progress=progress,
@@ -161,7 +161,7 @@ def eval_shard(
         from kpdev.host import features
 
         b = catalog_board(member, c)
-        watch.status(member, "deploying")
+        progress.status("deploying")
         on = job.put(c, b)
         ready.setdefault("on", on)
         pipeline = job.pack.manifest.get("pipeline") if job.pack is not None else None
@@ -173,7 +173,7 @@ def eval_shard(
         out0, in0 = c.bytes_out, c.bytes_in
         mine: list[float] = []
         spans: list[list[int]] = []
-        watch.status(member, "evaluating")
+        progress.status("evaluating")
         t0 = time.perf_counter()
         while True:
             span = queue.take(member.name)
@@ -290,4 +290,41 @@ def _fleet_doc(mode: str, job: Job, rows, merged, wall: float) -> dict[str, Any]
         "finished": len(ok),
         "failed": len(rows) - len(ok),
         "merged": merged,
+    }
+
+
+def member_figures(row: dict[str, Any], mode: str) -> dict[str, Any] | None:
+    """One member's figures for the table across boards, from a fleet document's row: accuracy
+    (--each), samples, latency p50/p99, throughput, energy, memory."""
+    if mode == "each":
+        doc = row.get("measurements")
+        if not doc:
+            return None
+        r = doc["results"]
+        acc = r["classification"]["accuracy"]
+        n = r["classification"]["n"]
+    else:
+        r = row.get("results")
+        if not r:
+            return None
+        acc = None
+        n = r["samples"]
+    lat = r.get("latency_us") or {}
+    tp = r.get("throughput") or {}
+    energy = (r.get("energy") or {}).get("uj_per_inference")
+    mem = r.get("device_memory") or {}
+    peak = next((mem[k] for k in ("heap_peak", "peak_used", "rss_peak", "rss") if k in mem), None)
+    return {
+        "accuracy": acc,
+        "n": n,
+        "p50": lat.get("p50"),
+        "p99": lat.get("p99"),
+        "per_s": tp.get("wall_per_s"),
+        "device_per_s": tp.get("device_per_s"),
+        "energy_uj": energy,
+        "energy_estimated": bool((r.get("energy") or {}).get("estimated")),
+        "memory": peak,
+        "memory_key": next(
+            (k for k in ("heap_peak", "peak_used", "rss_peak", "rss") if k in mem), None
+        ),
     }

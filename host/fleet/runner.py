@@ -47,6 +47,21 @@ class Watch:
         """``member`` finished its work."""
 
 
+class Tell:
+    """What a member's work reports through: ``tell(done, total)`` for progress and
+    ``tell.status(text)`` for what it does now; both go to the run's ``Watch``."""
+
+    def __init__(self, watch: Watch, member: Member):
+        self.watch = watch
+        self.member = member
+
+    def __call__(self, done: int, total: int | None) -> None:
+        self.watch.progress(self.member, done, total)
+
+    def status(self, text: str) -> None:
+        self.watch.status(self.member, text)
+
+
 def reason_of(e: BaseException) -> str:
     """One line saying why a member failed."""
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -61,14 +76,15 @@ def _open(member: Member, key: str | None, timeout: float):
 
 def run_all(
     members: list[Member],
-    work: Callable[[Any, Member, Callable[[int, int | None], None]], Any],
+    work: Callable[[Any, Member, Tell], Any],
     *,
     key: str | None = None,
     timeout: float = 30.0,
     watch: Watch | None = None,
     opener: Callable | None = None,
 ) -> list[Outcome]:
-    """Run ``work`` on every member concurrently, each in its own session; the outcomes in
+    """Run ``work(client, member, tell)`` on every member concurrently, each in its own
+    session (``tell``: see ``Tell``); the outcomes in
     member order.  ``opener(member, key, timeout)`` makes the session (default: open_session,
     which starts simulated boards in the background).  Returns when every member finished or
     failed; a KeyboardInterrupt in the caller stops waiting (the threads are daemons, their
@@ -82,7 +98,7 @@ def run_all(
         try:
             watch.status(o.member, "connecting")
             with opener(o.member, key, timeout) as c:
-                o.result = work(c, o.member, lambda d, t: watch.progress(o.member, d, t))
+                o.result = work(c, o.member, Tell(watch, o.member))
             o.ok = True
             watch.finished(o.member)
         except (KpdevError, OSError, ValueError, RuntimeError) as e:

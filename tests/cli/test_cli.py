@@ -236,6 +236,10 @@ def test_every_command_offers_json():
             for sub in ("build", "inspect"):
                 assert "--json" in cli("pack", sub, "--help").stdout
             continue
+        if command == "fleet":
+            for sub in ("add", "list", "remove"):
+                assert "--json" in cli("fleet", sub, "--help").stdout, sub
+            continue
         if command == "firmware":
             assert "--json" in cli("firmware", "build", "--help").stdout
             continue
