@@ -125,6 +125,8 @@ def sim(
             )
     if action == "list":
         items = [simserver.status(b) for b in load_boards().values() if b.simulated]
+        # Running instances of a board (sim-mcu#2, started by a fleet) after the catalog's own.
+        items += [d for d in simserver.running_boards() if "#" in d["board"]]
         if json_:
             emit(items)
         else:
