@@ -128,13 +128,15 @@ def eval_each(
         doc["link"] = c.link_report()
         return doc
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     outcomes = run_all(members, work, key=key, timeout=timeout, watch=watch, opener=opener)
     rows = _members(outcomes)
     for row, o in zip(rows, outcomes, strict=True):
         row["measurements"] = o.result if o.ok else None
         row["missing"] = None if o.ok else len(job.test)
-    return _fleet_doc("each", job, rows, None, time.perf_counter() - t0)
+    doc = _fleet_doc("each", job, rows, None, time.perf_counter() - t0)
+    doc["host_cpu_s"] = time.process_time() - cpu0
+    return doc
 
 
 def eval_shard(
@@ -214,9 +216,10 @@ def eval_shard(
             "wall_s": wall,
         }  # fmt: skip
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     outcomes = run_all(members, work, key=key, timeout=timeout, watch=watch, opener=opener)
     wall = time.perf_counter() - t0
+    host_cpu = time.process_time() - cpu0
     rows = _members(outcomes)
     for row, o in zip(rows, outcomes, strict=True):
         row["results"] = o.result if o.ok else None
@@ -228,6 +231,8 @@ def eval_shard(
     if "on" in ready and not missing:
         merged = _merged(job, ready, predicted, times, by, wall, queue.requeued)
     doc = _fleet_doc("shard", job, rows, merged, wall)
+    # This process's CPU time over the run (every board's thread: encoding, decoding, merging).
+    doc["host_cpu_s"] = host_cpu
     doc["shard"] = {
         "chunk": chunk,
         "chunks": -(-n // chunk),
