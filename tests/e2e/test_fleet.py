@@ -138,3 +138,18 @@ def test_bad_selection_is_one_clear_line(pack):
     assert r.returncode == 2 and "only simulated boards have instances" in r.stderr
     r = kpdev("eval", pack, "--dataset", DATA, "--fleet", "nosuch", "--json")
     assert r.returncode == 2 and "no fleet named 'nosuch'" in r.stderr
+
+
+def test_each_reports_a_board_that_fails_and_goes_on(pack, single, tmp_path):
+    doc = run_json("eval", pack, "--dataset", DATA, "--board", "sim-linux", "--port",
+                   tmp_path / "no-such-tty", "-o", tmp_path / "f.json")  # fmt: skip
+    rows = {m["member"]: m for m in doc["members"]}
+    bad = rows[str(tmp_path / "no-such-tty")]
+    assert bad["status"] == "failed" and "no-such-tty" in bad["reason"]
+    assert bad["measurements"] is None and bad["missing"] == doc["samples"]
+    good = rows["sim-linux"]["measurements"]["results"]
+    assert good["predicted"] == single["sim-linux"]["results"]["predicted"]
+    # no board finished: one line and a non-zero exit
+    r = kpdev("eval", pack, "--dataset", DATA, "-p", tmp_path / "a", "-p", tmp_path / "b",
+              "-o", tmp_path / "g.json")  # fmt: skip
+    assert r.returncode == 2 and "no board of the fleet finished" in r.stderr

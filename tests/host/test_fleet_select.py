@@ -133,3 +133,50 @@ def test_shard_queue_waits_for_a_held_chunk_that_may_come_back():
     q.give_back(span)
     t.join(5)
     assert got == [(0, 4)]
+
+
+def test_places_are_acquired_for_the_run_and_released_after(monkeypatch):
+    # A stand-in for kpdev.host.fleet.labgrid (the labgrid branch's module, same interface), so
+    # the selection's part is tested on its own; tests/e2e/test_labgrid.py runs the real one.
+    import contextlib
+    import sys
+    import types
+    from dataclasses import dataclass
+
+    import kpdev.host.fleet as fleet_pkg
+    from kpdev.host.fleet.select import opened
+
+    @dataclass(frozen=True)
+    class Place:
+        name: str
+        url: str | None
+        board: str | None
+        owner: str | None
+        speed: int | None = None
+
+    log = []
+
+    @contextlib.contextmanager
+    def acquired(patterns, coordinator):
+        log.append(("acquire", tuple(patterns), coordinator))
+        try:
+            yield [Place("lab-1", "rfc2217://h:4001", "sim-mcu", "me"),
+                   Place("lab-2", "rfc2217://h:4002", None, "me")]  # fmt: skip
+        finally:
+            log.append(("release",))
+
+    fake = types.SimpleNamespace(coordinator=lambda explicit=None: "h:20408", acquired=acquired)
+    monkeypatch.setitem(sys.modules, "kpdev.host.fleet.labgrid", fake)
+    monkeypatch.setattr(fleet_pkg, "labgrid", fake, raising=False)
+    sel = selection(["sim-linux"], places=["lab-*"])
+    with opened(sel) as members:
+        assert log == [("acquire", ("lab-*",), "h:20408")]
+        assert members[0] == Member("sim-linux", board="sim-linux")
+        assert members[1] == Member("place lab-1", board="sim-mcu", port="rfc2217://h:4001",
+                                    place="lab-1")  # fmt: skip
+        assert members[2].board is None and members[2].port == "rfc2217://h:4002"
+    assert log[-1] == ("release",)
+    log.clear()
+    with pytest.raises(KeyboardInterrupt), opened(sel):
+        raise KeyboardInterrupt
+    assert log[-1] == ("release",)
