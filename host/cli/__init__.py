@@ -10,7 +10,9 @@ Only this package prints or uses Rich.  A command module parses its options, cal
 - One module per noun: ``device`` (info, ping, stats, reboot, repl, infer), ``model`` (deploy,
   models, model info|activate|delete), ``boards`` (boards, ports), ``sim``, ``agent``, ``pack``,
   ``learn``, ``power`` (power, clock), ``evaluate`` (eval, recognize, profile), ``report``,
-  ``demo``, ``config``, ``doctor``, ``firmware`` (the emulated boards' firmware build).
+  ``demo``, ``config``, ``doctor``, ``firmware`` (the emulated boards' firmware build),
+  ``fleet`` (fleet add|list|remove, and deploy/info/stats/profile on several boards at once),
+  ``fleet_eval`` (eval on several boards: --each, --shard).
 
 A new command goes in the module of its noun; a new noun gets a module; either is mounted by
 one line in ``app.COMMANDS`` (docs/architecture.md, "A CLI command").

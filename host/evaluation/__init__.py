@@ -11,7 +11,8 @@
   Markdown and HTML), ``report_text`` (figures and facts as cell text) and ``report_figures``
   (the PNG figures; matplotlib is imported only when one is drawn), one section an input:
   ``report_runs`` (a run; its models in ``report_models``, its profile in ``report_profile``),
-  ``report_recognition``, ``report_session``, and ``report_comparison`` for several runs.
+  ``report_recognition``, ``report_session``, ``report_fleet`` (a fleet run: the table across
+  boards, then its runs), and ``report_comparison`` for several runs.
 
 A new figure is computed in ``metrics`` (tested against an independent computation), carried in
 the measurements document and shown by ``report_runs``.
