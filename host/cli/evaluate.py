@@ -92,8 +92,8 @@ def eval_(
         typer.Option(
             "--out",
             "-o",
-            help="Measurements JSON to write; default kpdev-eval-NAME-BOARD.json here. An "
-            "existing file is kept unless --force.",
+            help="Measurements JSON to write; default kpdev-eval-NAME-BOARD.json here (on a "
+            "fleet kpdev-fleet-NAME.json). An existing file is kept unless --force.",
             show_default=False,
         ),
     ] = None,

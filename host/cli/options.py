@@ -97,6 +97,7 @@ BoardsOpt = Annotated[
     typer.Option(
         "--board",
         "-b",
+        metavar="BOARD",
         help="Board from the catalog (see `kpdev boards`); repeat it or list several with commas "
         "for a fleet, and write sim-mcu*3 for three instances of a simulated board (each its "
         "own agent and storage; instance 2 is sim-mcu#2). Default: $KPDEV_BOARD, else the board "
@@ -111,6 +112,7 @@ PortsOpt = Annotated[
     typer.Option(
         "--port",
         "-p",
+        metavar="PORT",
         help="Device link: /dev/ttyACM0, /dev/pts/N, socket://HOST:PORT or rfc2217://HOST:PORT; "
         "repeat it for a fleet.",
         show_default=False,
@@ -121,6 +123,7 @@ FleetOpt = Annotated[
     typer.Option(
         "--fleet",
         "-F",
+        metavar="NAME",
         help="A named fleet (kpdev fleet add NAME MEMBER...): run on all its members at once.",
         show_default=False,
     ),
@@ -129,9 +132,10 @@ PlaceOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--place",
+        metavar="PATTERN",
         help="labgrid place name or pattern (lab-pico-*), repeatable: acquired for the run and "
         "released after it; coordinator from $LG_COORDINATOR or `kpdev config set "
-        "labgrid-coordinator HOST:PORT`. Needs kpdev[fleet].",
+        "labgrid-coordinator HOST:PORT`. Needs labgrid (kpdev's fleet extra).",
         show_default=False,
     ),
 ]
