@@ -101,13 +101,20 @@ def print_fleet(doc: dict) -> None:
         title_justify="left",
     )
     cols = ["board", "status", "accuracy" if mode == "each" else "samples", "p50 µs", "p99 µs",
-            "inferences/s (wall)", "energy µJ", "memory"]  # fmt: skip
+            "per s (wall)", "energy µJ", "peak memory"]  # fmt: skip
+    width = min(28, max(len(r["member"]) for r in doc["members"]))
     for c in cols:
-        t.add_column(c, justify="left" if c in ("board", "status") else "right")
+        t.add_column(
+            c,
+            justify="left" if c in ("board", "status") else "right",
+            min_width=width if c == "board" else None,
+        )
     for row in doc["members"]:
         f = member_figures(row, mode)
         if f is None:
-            t.add_row(escape(row["member"]), "[red]failed[/red]", *[""] * 6)
+            done = row.get("samples")
+            t.add_row(escape(row["member"]), "[red]failed[/red]",
+                      "" if mode == "each" else str(done or 0), *[""] * 5)  # fmt: skip
             continue
         first = f"{f['accuracy']:.3f}" if mode == "each" else str(f["n"])
         t.add_row(
@@ -120,7 +127,7 @@ def print_fleet(doc: dict) -> None:
             (_num(f["energy_uj"], 1) + (" (est.)" if f["energy_estimated"] else ""))
             if f["energy_uj"] is not None
             else "-",
-            f"{human_bytes(f['memory'])} {f['memory_key']}" if f["memory"] is not None else "-",
+            human_bytes(f["memory"]) if f["memory"] is not None else "-",
         )
     out.print(t)
     merged = doc.get("merged")
