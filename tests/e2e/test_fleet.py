@@ -76,9 +76,18 @@ def test_shard_merges_every_sample_once_in_order(pack, single, tmp_path):
     assert doc["shard"]["missing_samples"] == 0 and doc["shard"]["done_samples"] == n
 
 
-def test_a_board_killed_mid_shard_hands_its_chunk_on(pack, single, tmp_path):
-    # In-process, so the kill lands at a known point: after sim-mcu#2 finished its first chunk,
-    # its agent process gets SIGKILL; the link to it breaks on the next request.
+@pytest.mark.parametrize(
+    "sig, why",
+    [
+        (signal.SIGKILL, "simulated sim-mcu#2 stopped"),
+        (signal.SIGSTOP, "no reply from the device"),
+    ],
+    ids=["killed", "hung"],
+)
+def test_a_board_killed_mid_shard_hands_its_chunk_on(pack, single, tmp_path, sig, why):
+    # In-process, so the signal lands at a known point: after sim-mcu#2 finished its first
+    # chunk, its agent process gets SIGKILL (the link breaks on the next request) or SIGSTOP (it
+    # stops answering: the request times out).
     from kpdev.host.evaluation.evaluate import test_split
     from kpdev.host.evaluation.report import write_report
     from kpdev.host.fleet.evaluate import Job, eval_shard
@@ -103,7 +112,7 @@ def test_a_board_killed_mid_shard_hands_its_chunk_on(pack, single, tmp_path):
         def progress(self, member, done, total):
             if member.name == "sim-mcu#2" and not killed:
                 pid = simserver.status(get_board("sim-mcu#2"))["agent_pid"]
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, sig)
                 killed["pid"] = pid
                 gone.set()
             elif member.name != "sim-mcu#2":
@@ -111,11 +120,15 @@ def test_a_board_killed_mid_shard_hands_its_chunk_on(pack, single, tmp_path):
                 gone.wait(60)
 
     members = selection(["sim-mcu*2", "sim-linux"]).members
-    doc = eval_shard(members, job, chunk=2, watch=KillAfterFirstChunk())
+    try:
+        doc = eval_shard(members, job, chunk=2, timeout=2.0, watch=KillAfterFirstChunk())
+    finally:
+        if sig == signal.SIGSTOP and killed:
+            os.kill(killed["pid"], signal.SIGCONT)
     assert killed, "sim-mcu#2 never finished a chunk"
     rows = {m["member"]: m for m in doc["members"]}
     assert rows["sim-mcu#2"]["status"] == "failed"
-    assert "sim-mcu#2" in rows["sim-mcu#2"]["reason"]
+    assert why in rows["sim-mcu#2"]["reason"]
     assert rows["sim-mcu"]["status"] == rows["sim-linux"]["status"] == "ok"
     assert doc["shard"]["requeued"] >= 1 and doc["shard"]["missing_samples"] == 0
     # what it finished before the kill stays counted once; nothing is lost or doubled
@@ -130,7 +143,7 @@ def test_a_board_killed_mid_shard_hands_its_chunk_on(pack, single, tmp_path):
     f.write_text(json.dumps(doc))
     made = write_report([json.loads(f.read_text())], tmp_path / "report")
     text = Path(made["markdown"]).read_text()
-    assert "Fleet:" in text and "sim-mcu#2: simulated sim-mcu#2 stopped" in text
+    assert "Fleet:" in text and f"sim-mcu#2: {why}" in text
 
 
 def test_bad_selection_is_one_clear_line(pack):
