@@ -35,7 +35,7 @@ def frame_batch(client: Client, sample: np.ndarray, wanted: int | None) -> int:
     return max(1, min(fit, wanted or fit, 64))
 
 
-def _energy(stats: dict[str, Any], model: str | None) -> dict[str, Any] | None:
+def energy_per_inference(stats: dict[str, Any], model: str | None) -> dict[str, Any] | None:
     """Energy per inference over the span the latency figure covers, as the device accounts it.
 
     For a pack (``model`` None) that is the whole CLASSIFY, pipeline + model graph (STATS
@@ -89,7 +89,7 @@ def host_facts() -> dict[str, Any]:
     }
 
 
-def _device_memory(client: Client, stats: dict[str, Any]) -> dict[str, Any] | None:
+def device_memory(client: Client, stats: dict[str, Any]) -> dict[str, Any] | None:
     """What the device says of its memory and storage after the run: STATS ``memory`` (the
     MicroPython heap and its peaks since the run's STATS reset, or the Linux agent's RSS) and
     INFO ``storage`` (the model store's quota and use)."""
@@ -202,7 +202,7 @@ def evaluate(
     except DeviceError:
         stats = {}
     host["load_end"] = _load_average()
-    memory = _device_memory(client, stats)
+    memory = device_memory(client, stats)
     try:
         pack_name = (client.pack_get() or {}).get("name") if model is None else None
     except DeviceError:
@@ -229,7 +229,7 @@ def evaluate(
             "retries": client.retries - again0[0],
             "resends": client.resends - again0[1],
         },
-        "energy": _energy(stats, model),
+        "energy": energy_per_inference(stats, model),
         "wall_s": wall,
         "throughput": throughput(times, wall),
         "device_memory": memory,

@@ -22,9 +22,9 @@ import numpy as np
 
 from kpdev.host.errors import BoardError
 from kpdev.host.evaluation.evaluate import (
-    _device_memory,
-    _energy,
     classify_samples,
+    device_memory,
+    energy_per_inference,
     eval_document,
     frame_batch,
     host_facts,
@@ -208,8 +208,8 @@ def eval_shard(
             "chunks": spans,
             "latency_us": latency(mine) if mine else None,
             "throughput": throughput(mine, wall),
-            "energy": _energy(stats, on.model),
-            "device_memory": _device_memory(c, stats),
+            "energy": energy_per_inference(stats, on.model),
+            "device_memory": device_memory(c, stats),
             "link": {"bytes_out": bo, "bytes_in": bi,
                      "per_inference": (bo + bi) / len(mine) if mine else None, "batch": size},
             "host": host,
