@@ -1,0 +1,1 @@
+"""Fleets: many boards at once, on this machine and across a lab (labgrid places)."""
