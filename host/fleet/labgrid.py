@@ -134,11 +134,12 @@ def _release(coordinator: str, names: list[str]) -> dict[str, str]:
     """Release ``names`` in a session of their own; {name: why} for those left acquired."""
     if not names:
         return {}
-    try:
-        with _Session(coordinator) as s:
-            return s.release(names)
-    except KpdevError as e:
-        return {n: str(e) for n in names}
+    with _sigint_held():  # a second Ctrl-C while releasing after the first
+        try:
+            with _Session(coordinator) as s:
+                return s.release(names)
+        except KpdevError as e:
+            return {n: str(e) for n in names}
 
 
 def _unreleased(failed: dict[str, str]) -> str:
@@ -187,20 +188,27 @@ class _Quiet(logging.Filter):
         return True
 
 
+_held_back = threading.local()
+
+
 @contextmanager
 def _sigint_held():
     """Hold a Ctrl-C back until the block is done (in the main thread), then raise it: an
     acquire or release interrupted half way leaves the coordinator's state unknown."""
-    if threading.current_thread() is not threading.main_thread() or not callable(
-        signal.getsignal(signal.SIGINT)
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or getattr(_held_back, "active", False)
+        or not callable(signal.getsignal(signal.SIGINT))
     ):
         yield
         return
     pressed = []
     old = signal.signal(signal.SIGINT, lambda *_: pressed.append(True))
+    _held_back.active = True
     try:
         yield
     finally:
+        _held_back.active = False
         signal.signal(signal.SIGINT, old)
     if pressed:
         raise KeyboardInterrupt
