@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -116,11 +117,14 @@ def lab(tmp_path_factory):
     root = tmp_path_factory.mktemp("lab")
     sims, procs = [], []
     try:
-        ptys = {}
-        for name, board in PLACES.items():
+        # Both boards start at once (sim-mcu's first start stages its agent: the slow part).
+        def serve(board):
             proc, pty = serve_sim(board, "--listen", "pty")
             sims.append(proc)
-            ptys[name] = pty
+            return pty
+
+        with ThreadPoolExecutor(2) as pool:
+            ptys = dict(zip(PLACES, pool.map(serve, PLACES.values()), strict=True))
         port = _free_port()
         address = f"127.0.0.1:{port}"
         log = open(root / "coordinator.log", "w")
@@ -342,16 +346,13 @@ def pack(tmp_path_factory):
     return path
 
 
-def test_eval_place_shard_acquires_runs_and_releases(lab, pack, tmp_path):
+def test_eval_place_shard_acquires_runs_and_releases(lab, pack, tmp_path, user):
     data = DEMO / "basicmotions.npz"
-    single = tmp_path / "single.json"
-    r = kpdev("eval", pack, "--board", "sim-linux", "-d", data, "-o", single)
-    assert r.returncode == 0, r.stderr
-    merged = tmp_path / "merged.json"
+    out = tmp_path / "merged.json"
     env = dict(os.environ, LG_COORDINATOR=lab, LG_USERNAME="alice", LG_HOSTNAME="testhost")
     proc = subprocess.Popen(
         [sys.executable, "-m", "kpdev.host.cli", "eval", str(pack), "--place", PATTERN,
-         "--shard", "-d", str(data), "-o", str(merged), "--json"],
+         "--shard", "-d", str(data), "-o", str(out), "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
@@ -360,19 +361,18 @@ def test_eval_place_shard_acquires_runs_and_releases(lab, pack, tmp_path):
             assert time.monotonic() < deadline
             time.sleep(0.1)
         # While the run holds them, another user is refused, by name.
-        r = subprocess.run(
-            [sys.executable, "-c", "from kpdev.host.fleet import labgrid\n"
-             f"with labgrid.acquired([{PATTERN!r}], {lab!r}): pass"],
-            capture_output=True, text=True, env=dict(env, LG_USERNAME="bob"), timeout=60,
-        )  # fmt: skip
-        assert r.returncode != 0 and "is acquired by testhost/alice" in r.stderr, r.stderr
-        out, err = proc.communicate(timeout=120)
+        user("bob")
+        with pytest.raises(labgrid.PlaceBusy, match="is acquired by testhost/alice"):
+            with labgrid.acquired([PATTERN], lab):
+                pass
+        stdout, stderr = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == 0, err
+    assert proc.returncode == 0, stderr
     assert owners(lab) == dict.fromkeys(PLACES)
-    doc = json.loads(out)
+    doc = json.loads(stdout)
     assert doc["finished"] == 2 and doc["failed"] == 0, doc["members"]
-    one = json.loads(single.read_text())["results"]["classification"]
-    both = json.loads(merged.read_text())["merged"]["results"]["classification"]
-    assert (both["n"], both["accuracy"]) == (one["n"], one["accuracy"])
+    # Every sample of the split once, over both boards.
+    merged = json.loads(out.read_text())["merged"]["results"]
+    assert merged["classification"]["n"] == doc["samples"] == len(merged["predicted"])
+    assert sum(m["samples"] for m in doc["members"]) == doc["samples"]
