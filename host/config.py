@@ -25,6 +25,8 @@ except ModuleNotFoundError:  # Python 3.10: the flat key = "value" files kpdev w
 KEYS = {
     "board": "default board for device commands when neither --board nor --port is given "
     "(an id from `kpdev boards`); $KPDEV_BOARD overrides it",
+    "labgrid-coordinator": "the labgrid coordinator (HOST[:PORT], port 20408 by default) whose "
+    "places --place and place: fleet members name (docs/labgrid.md); $LG_COORDINATOR overrides it",
 }
 CATALOG_NAME = "boards.yml"
 _LINE = re.compile(r'^\s*([A-Za-z0-9_-]+)\s*=\s*("(?:[^"\\]|\\.)*")\s*(?:#.*)?$')
