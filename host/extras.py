@@ -19,6 +19,7 @@ OPTIONAL_DISTRIBUTIONS = {
     "matplotlib": ("report", "figures in kpdev report and kpdev learn"),
     "scikit-learn": ("datasets", "the sklearn:digits dataset"),
     "mpremote": ("micropython", "kpdev agent install and kpdev repl on a board"),
+    "labgrid": ("fleet", "labgrid places in fleets: --place, kpdev fleet add NAME place:..."),
 }
 
 
