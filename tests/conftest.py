@@ -2,6 +2,8 @@
 device code staged for it, agent processes, and ``impl``: a module's driver program under each
 interpreter the device code runs on.  Helpers live in tests/support."""
 
+import os
+
 import pytest
 from support.agents import Agents
 from support.interpreters import CPythonDriver, MicroPythonDriver
@@ -15,8 +17,15 @@ def kpdev_homes(tmp_path_factory):
     """Where the per-module $KPDEV_HOME directories live, with one staged MicroPython lib."""
     base = tmp_path_factory.mktemp("kpdev-homes")
     (base / "lib").mkdir()
-    # Emulated boards' firmware and their staged agent: built once for the whole run.
-    (base / "firmware").mkdir()
+    # Emulated boards' firmware and their staged agent: built once for the whole run, also when
+    # pytest-xdist runs it on several workers (each has a base of its own under the run's
+    # folder): one folder beside them, as kpdev's firmware build takes a lock there.
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = tmp_path_factory.getbasetemp().parent / "firmware"
+        shared.mkdir(exist_ok=True)
+        (base / "firmware").symlink_to(shared)
+    else:
+        (base / "firmware").mkdir()
     yield base
     # A module whose teardown did not run leaves no simulated board behind either.
     for home in sorted(base.iterdir()):
