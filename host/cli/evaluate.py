@@ -152,12 +152,7 @@ def eval_(
     across boards; exits non-zero only when no board finished (or, with --shard, samples are
     left undone).
     """
-    from kpdev.host.evaluation.evaluate import (
-        eval_document,
-        known_only,
-        put_on_device,
-        test_split,
-    )
+    from kpdev.host.evaluation.evaluate import eval_document, put_on_device
     from kpdev.host.evaluation.metrics import write_measurements
 
     win = parse_window(window)
@@ -177,18 +172,7 @@ def eval_(
         return
     board, port = one
     b = resolve_board(board, port)
-    pack = read_pack(target) if target.suffix == ".kp" else None
-    pipeline = pack.manifest.get("pipeline") if pack else None
-    ds, test = test_split(dataset, win, test_fraction, seed, pipeline, limit)
-    skipped: dict[str, int] = {}
-    if pack is not None:
-        test, skipped = known_only(test, pack.classes())
-        if skipped:
-            err.print(
-                f"warning: {sum(skipped.values())} test samples left out, of classes pack "
-                f"{pack.name} does not know: "
-                + ", ".join(f"{label} ({n})" for label, n in skipped.items())
-            )
+    pack, ds, test, skipped = load_test(target, dataset, win, test_fraction, seed, limit)
     with session(board, port, key, timeout) as c:
         name = pack.name if pack is not None else target.stem
         path = out_file or Path(f"kpdev-eval-{name}-{c.device.get('board')}.json")
@@ -229,6 +213,27 @@ def eval_(
         return
     print_results(doc, out)
     out.print(f"measurements written to {path}")
+
+
+def load_test(target: Path, dataset, win, test_fraction, seed: int, limit):
+    """What ``kpdev eval`` evaluates on, on one board or a fleet: the pack (None for a bare
+    model), the dataset, its test split and the test samples of classes the pack does not know
+    (left out, with a warning on stderr)."""
+    from kpdev.host.evaluation.evaluate import known_only, test_split
+
+    pack = read_pack(target) if target.suffix == ".kp" else None
+    pipeline = pack.manifest.get("pipeline") if pack else None
+    ds, test = test_split(dataset, win, test_fraction, seed, pipeline, limit)
+    skipped: dict[str, int] = {}
+    if pack is not None:
+        test, skipped = known_only(test, pack.classes())
+        if skipped:
+            err.print(
+                f"warning: {sum(skipped.values())} test samples left out, of classes pack "
+                f"{pack.name} does not know: "
+                + ", ".join(f"{label} ({n})" for label, n in skipped.items())
+            )
+    return pack, ds, test, skipped
 
 
 def parse_scale(text: str) -> float:

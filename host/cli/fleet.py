@@ -99,19 +99,7 @@ def report_failures(outcomes: list[Outcome], what: str) -> None:
 
 def outcome_rows(outcomes: list[Outcome]) -> list[dict[str, Any]]:
     """The --json list of a simple fleet command: member, status, reason, result."""
-    return [
-        {
-            "member": o.member.name,
-            "board": o.member.board,
-            "port": o.member.port,
-            "place": o.member.place,
-            "status": "ok" if o.ok else "failed",
-            "reason": o.error,
-            "seconds": o.seconds,
-            "result": o.result,
-        }
-        for o in outcomes
-    ]
+    return [dict(o.row(), result=o.result) for o in outcomes]
 
 
 def failed_row(o: Outcome, columns: int) -> list[str]:

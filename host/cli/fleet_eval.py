@@ -14,7 +14,6 @@ from kpdev.host.cli.options import emit, err, out
 from kpdev.host.errors import BoardError
 from kpdev.host.fleet.evaluate import member_figures
 from kpdev.host.fleet.select import Selection
-from kpdev.host.packs.pack import read_pack
 
 
 def eval_fleet(
@@ -40,22 +39,11 @@ def eval_fleet(
 ) -> None:
     """Evaluate on every board of ``sel`` (--each) or across them (--shard); write the fleet
     measurements file, print the table across boards."""
-    from kpdev.host.evaluation.evaluate import known_only, test_split
+    from kpdev.host.cli.evaluate import load_test
     from kpdev.host.evaluation.metrics import write_measurements
     from kpdev.host.fleet.evaluate import Job, eval_each, eval_shard
 
-    pack = read_pack(target) if target.suffix == ".kp" else None
-    pipeline = pack.manifest.get("pipeline") if pack else None
-    ds, test = test_split(dataset, win, test_fraction, seed, pipeline, limit)
-    skipped: dict[str, int] = {}
-    if pack is not None:
-        test, skipped = known_only(test, pack.classes())
-        if skipped:
-            err.print(
-                f"warning: {sum(skipped.values())} test samples left out, of classes pack "
-                f"{pack.name} does not know: "
-                + ", ".join(f"{k} ({n})" for k, n in skipped.items())
-            )
+    pack, ds, test, skipped = load_test(target, dataset, win, test_fraction, seed, limit)
     name = pack.name if pack is not None else target.stem
     path = out_file or Path(f"kpdev-fleet-{name}.json")
     refuse_existing(path, force, "measurements file")

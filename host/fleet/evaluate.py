@@ -38,7 +38,7 @@ from kpdev.host.evaluation.metrics import (
     measurements,
     utc_now,
 )
-from kpdev.host.fleet.runner import Outcome, ShardQueue, Watch, run_all
+from kpdev.host.fleet.runner import ShardQueue, Watch, run_all
 from kpdev.host.fleet.select import Member
 from kpdev.protocol.errors import KpdevError
 
@@ -88,21 +88,6 @@ class Job:
         return {"model": {"name": self.target.stem, "path": str(self.target)}}
 
 
-def _members(outcomes: list[Outcome]) -> list[dict[str, Any]]:
-    return [
-        {
-            "member": o.member.name,
-            "board": o.member.board,
-            "port": o.member.port,
-            "place": o.member.place,
-            "status": "ok" if o.ok else "failed",
-            "reason": o.error,
-            "seconds": o.seconds,
-        }
-        for o in outcomes
-    ]
-
-
 def eval_each(
     members: list[Member],
     job: Job,
@@ -130,7 +115,7 @@ def eval_each(
 
     t0, cpu0 = time.perf_counter(), time.process_time()
     outcomes = run_all(members, work, key=key, timeout=timeout, watch=watch, opener=opener)
-    rows = _members(outcomes)
+    rows = [o.row() for o in outcomes]
     for row, o in zip(rows, outcomes, strict=True):
         row["measurements"] = o.result if o.ok else None
         row["missing"] = None if o.ok else len(job.test)
@@ -220,7 +205,7 @@ def eval_shard(
     outcomes = run_all(members, work, key=key, timeout=timeout, watch=watch, opener=opener)
     wall = time.perf_counter() - t0
     host_cpu = time.process_time() - cpu0
-    rows = _members(outcomes)
+    rows = [o.row() for o in outcomes]
     for row, o in zip(rows, outcomes, strict=True):
         row["results"] = o.result if o.ok else None
     # What a failed member finished before it failed stays counted (its chunks were recorded).

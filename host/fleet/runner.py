@@ -30,6 +30,19 @@ class Outcome:
     error: str | None = None
     seconds: float = 0.0
 
+    def row(self) -> dict[str, Any]:
+        """The member and how its work went (no result), for --json and measurement files."""
+        m = self.member
+        return {
+            "member": m.name,
+            "board": m.board,
+            "port": m.port,
+            "place": m.place,
+            "status": "ok" if self.ok else "failed",
+            "reason": self.error,
+            "seconds": self.seconds,
+        }
+
 
 class Watch:
     """Callbacks of a fleet run (the CLI's progress view); each may be called from any thread."""
