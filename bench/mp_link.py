@@ -76,9 +76,11 @@ def one_round(lib_old, model):
     try:
         client.hello()
         c0 = _common.cpu_seconds(proc.pid)
+        h0 = time.process_time()
         t0 = time.perf_counter()
         result = client.upload("big", model, "tflite")
         wall = time.perf_counter() - t0
+        host = time.process_time() - h0
         c1 = _common.cpu_seconds(proc.pid)
         if result.get("size") != len(model):
             raise RuntimeError("commit reported %r" % result)
@@ -86,7 +88,7 @@ def one_round(lib_old, model):
         for _ in range(PINGS):
             client.ping(data)
         c2 = _common.cpu_seconds(proc.pid)
-        return wall, c1 - c0, c2 - c1
+        return wall, c1 - c0, c2 - c1, host
     except Exception as e:
         raise RuntimeError("%s (agent log: %s)" % (e, _common.log_tail(proc))) from None
     finally:
@@ -120,20 +122,29 @@ def main():
     rows = []
     med = {}
     for label, rs in runs.items():
-        up = [len(model) / w / 1e6 for w, _, _ in rs]
-        up_cpu = [1e6 * c / len(model) for _, c, _ in rs]
-        ping_cpu = [1e6 * c / (PINGS * PING_BYTES) for _, _, c in rs]
-        med[label] = tuple(_common.median(v) for v in (up, up_cpu, ping_cpu))
+        up = [len(model) / w / 1e6 for w, _, _, _ in rs]
+        up_cpu = [1e6 * c / len(model) for _, c, _, _ in rs]
+        ping_cpu = [1e6 * c / (PINGS * PING_BYTES) for _, _, c, _ in rs]
+        host = [1e6 * h / len(model) for _, _, _, h in rs]
+        med[label] = tuple(_common.median(v) for v in (up, up_cpu, ping_cpu, host))
         rows.append(
             [
                 label,
                 "%.2f (%s)" % (med[label][0], _common.spread(up)),
                 "%.3f (%s)" % (med[label][1], _common.spread(up_cpu)),
                 "%.3f (%s)" % (med[label][2], _common.spread(ping_cpu)),
+                "%.3f" % med[label][3],
             ]
         )
     _common.table(
-        ["agent code", "upload MB/s", "upload agent us/B", "ping agent us/request B"], rows
+        [
+            "agent code",
+            "upload MB/s",
+            "upload agent us/B",
+            "ping agent us/request B",
+            "upload host us/B",
+        ],
+        rows,
     )
     old, new = med[args.baseline], med["this tree"]
     print(
@@ -145,9 +156,7 @@ def main():
     _common.verdict(
         "RESULT", "mp_link_upload_agent_us_per_byte", new[1], " us", TARGET_US_PER_BYTE
     )
-    _common.verdict(
-        "RESULT", "mp_link_ping_agent_us_per_byte", new[2], " us", TARGET_US_PER_BYTE
-    )
+    _common.verdict("RESULT", "mp_link_ping_agent_us_per_byte", new[2], " us", TARGET_US_PER_BYTE)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,8 @@ try:
 except ImportError:
     _EAGAIN = 11
 
-# The environment variable (host/boards/sim.py sets it) a launcher sets when it gave the agent a non-blocking stdin (the
-# unix port cannot set O_NONBLOCK itself, nor ask whether it is set).
+# Set by a launcher (host/boards/sim.py) that gave the agent a non-blocking stdin: the unix port
+# can neither set O_NONBLOCK itself nor ask whether it is set.
 NONBLOCKING_STDIN = "KPDEV_NONBLOCKING_STDIN"
 
 

@@ -46,19 +46,21 @@ def reads_in_blocks(board: Board) -> bool:
     return board.simulated and board.runtime == "micropython" and "qemu" not in board.sim
 
 
-def popen_agent(argv, env, stdin, stdout, stderr, blocks: bool) -> subprocess.Popen:
+def popen_agent(argv, env, stdin, stdout, stderr, blocks: bool, **popen_kw) -> subprocess.Popen:
     """``subprocess.Popen`` for an agent; with ``blocks`` and a new stdin pipe, the agent's end of
     that pipe is made non-blocking (and the agent told so), so the unix port's ``readinto``
     returns whatever has arrived instead of waiting for a full buffer."""
     if stdin is not subprocess.PIPE or not blocks:
         return subprocess.Popen(
-            argv, stdin=stdin, stdout=stdout, stderr=stderr, env=env, bufsize=0
+            argv, stdin=stdin, stdout=stdout, stderr=stderr, env=env, bufsize=0, **popen_kw
         )
     r, w = os.pipe()
     try:
         os.set_blocking(r, False)
         env = {**env, NONBLOCKING_STDIN: "1"}
-        proc = subprocess.Popen(argv, stdin=r, stdout=stdout, stderr=stderr, env=env, bufsize=0)
+        proc = subprocess.Popen(
+            argv, stdin=r, stdout=stdout, stderr=stderr, env=env, bufsize=0, **popen_kw
+        )
     except BaseException:
         os.close(w)
         raise
