@@ -14,7 +14,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SCRIPTS = ("wire", "roundtrip", "upload", "backends", "learn")
+SCRIPTS = ("wire", "roundtrip", "upload", "mp_link", "backends", "learn")
 TIMEOUT = 180  # seconds per script; each is meant to take well under a minute
 
 
