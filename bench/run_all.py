@@ -14,7 +14,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SCRIPTS = ("wire", "roundtrip", "upload", "backends", "learn")
+SCRIPTS = ("wire", "roundtrip", "upload", "backends", "learn", "cli_speed")
 TIMEOUT = 180  # seconds per script; each is meant to take well under a minute
 
 
@@ -48,7 +48,7 @@ def main():
         if code != 0:
             failed.append("%s.py: %s" % (name, code))
         for line in out.splitlines():
-            if line.startswith(("RATIO ", "RESULT ")):
+            if line.startswith(("RATIO ", "RESULT ", "TIME ")):
                 verdicts.append(line.split("  # ")[0])
     print("=" * 20, "summary", "=" * 20)
     for line in verdicts:
