@@ -14,8 +14,8 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SCRIPTS = ("wire", "roundtrip", "upload", "mp_link", "backends", "learn")
-TIMEOUT = 180  # seconds per script; each is meant to take well under a minute
+SCRIPTS = ("wire", "roundtrip", "upload", "mp_link", "backends", "learn", "cli_speed")
+TIMEOUT = 300  # seconds per script; mp_link and cli_speed take minutes on a loaded machine
 
 
 def main():
@@ -48,7 +48,7 @@ def main():
         if code != 0:
             failed.append("%s.py: %s" % (name, code))
         for line in out.splitlines():
-            if line.startswith(("RATIO ", "RESULT ")):
+            if line.startswith(("RATIO ", "RESULT ", "TIME ")):
                 verdicts.append(line.split("  # ")[0])
     print("=" * 20, "summary", "=" * 20)
     for line in verdicts:

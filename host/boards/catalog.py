@@ -10,8 +10,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from kpdev.host.config import user_catalog_path
 from kpdev.host.errors import BoardError
 
@@ -182,6 +180,8 @@ def _board(bid: str, raw: dict[str, Any], source: str = "") -> Board:
 
 def _read_catalog(path: Path) -> dict[str, dict[str, Any]]:
     """One catalog file's entries, checked for shape; BoardError in one line otherwise."""
+    import yaml
+
     try:
         with open(path, encoding="utf-8") as f:
             raw = yaml.safe_load(f)

@@ -30,7 +30,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Callable
@@ -142,6 +141,8 @@ def check_tools(build: bool = True) -> None:
 
 def find_source(source: str | os.PathLike | None = None) -> Path:
     """The MicroPython source to build from: ``source``, else $KPDEV_MICROPYTHON_SRC."""
+    import tarfile
+
     given = source or os.environ.get(SOURCE_ENV)
     if not given:
         raise UsageError(
@@ -195,6 +196,8 @@ def firmware_root() -> Path:
 
 def _unpack(source: Path, digest: str) -> Path:
     # The tarball's tree under firmware/src/HASH (once), or the tree given.
+    import tarfile
+
     if source.is_dir():
         return source
     dest = firmware_root() / "src" / digest[:16]

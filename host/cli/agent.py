@@ -5,14 +5,11 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
-from kpdev.host.agent import build as agent_build
-from kpdev.host.agent import romfs
-from kpdev.host.boards.catalog import Board, get_board
+from kpdev.host.boards.catalog import get_board
 from kpdev.host.cli.options import (
     AgentBoardOpt,
     AgentKeyOpt,
@@ -23,10 +20,12 @@ from kpdev.host.cli.options import (
     out,
     sub_app,
 )
-from kpdev.host.cli.render import progress_bar
-from kpdev.host.client.session import parse_key
 from kpdev.host.errors import LinkError, UsageError
 from kpdev.host.plain import human_bytes
+
+if TYPE_CHECKING:
+    from kpdev.host.agent import build as agent_build
+    from kpdev.host.boards.catalog import Board
 
 agent_app = sub_app(
     "Put the kpdev agent on a MicroPython board: build its files (.mpy compiled for the "
@@ -79,6 +78,10 @@ def build(
     board can run go in; main.py starts the agent on the USB serial at boot.
     With --romfs, lib/ is also packed into a ROMFS image.
     """
+    from kpdev.host.agent import build as agent_build
+    from kpdev.host.agent import romfs
+    from kpdev.host.client.session import parse_key
+
     b = get_board(board)
     if romfs_ and source:
         raise UsageError("--romfs packs compiled .mpy files: drop --source")
@@ -168,6 +171,10 @@ def install(
     main.py starts the agent, and checks it with HELLO. The models the board
     stores stay.
     """
+    from kpdev.host.agent import build as agent_build
+    from kpdev.host.cli.render import progress_bar
+    from kpdev.host.client.session import parse_key
+
     b = get_board(board)
     keyb = parse_key(key)
     if dry_run:
@@ -199,6 +206,8 @@ def _dry_run(b: Board, port: str | None, tree: agent_build.AgentTree, json_: boo
     if json_:
         emit(data)
         return
+    from rich.table import Table
+
     table = Table(title=f"would copy to {port or b.id} ({tree.kind})")
     table.add_column("file on the board")
     table.add_column("size", justify="right")
@@ -209,6 +218,8 @@ def _dry_run(b: Board, port: str | None, tree: agent_build.AgentTree, json_: boo
 
 
 def _print_agent(info: dict[str, Any], port: str) -> None:
+    from rich.table import Table
+
     table = Table(show_header=False, title=f"kpdev agent answers on {port}")
     table.add_column(style="bold")
     table.add_column()
@@ -253,6 +264,8 @@ def stop(
     create the file kpdev-off on the board:
     `mpremote connect PORT fs touch :kpdev-off`.
     """
+    from kpdev.host.agent import build as agent_build
+
     b = get_board(board) if board else None
     port = _port_of(b, port)
     baud = int(b.link.get("baud", 115200)) if b else 115200

@@ -7,12 +7,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from kpdev.host.boards.catalog import load_boards
 from kpdev.host.cli.options import JsonOpt, KeyOpt, emit, err, out
-from kpdev.host.client.session import parse_key
 from kpdev.host.plain import human_bytes
 
 
@@ -48,6 +46,9 @@ def ports(
     (all at once, at most --timeout seconds); a board that needs a key answers only with
     --key or $KPDEV_KEY.
     """
+    from rich.table import Table
+
+    from kpdev.host.client.session import parse_key
     from kpdev.host.link.ports import describe_ports, port_for, serial_ports
 
     found = [port_for(p) for p in port] if port else serial_ports()
@@ -129,6 +130,8 @@ def boards(json_: JsonOpt = False) -> None:
 def _print_boards(boards: list, width: int) -> None:
     """The catalog as a table as wide as the terminal (or $COLUMNS, or 80 into a pipe); board ids
     are never cut: the other columns wrap, fold into one, or the table gives way to lines."""
+    from rich.table import Table
+
     idw = max(len(b.id) for b in boards)
     cells = [
         (

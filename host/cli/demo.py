@@ -16,9 +16,7 @@ import typer
 from kpdev.host.cli.evaluate import print_profile, print_results, print_windows
 from kpdev.host.cli.model import print_vectors
 from kpdev.host.cli.options import JsonOpt, emit, err, out, session
-from kpdev.host.cli.render import progress_bar
 from kpdev.host.errors import UsageError
-from kpdev.host.evaluation.metrics import board_info, versions_of
 from kpdev.host.plain import jsonable
 
 DEMO = Path(__file__).resolve().parents[1] / "demo"
@@ -58,9 +56,15 @@ def demo(
     recognize a continuous recording and write a report (Markdown and HTML with figures).
     """
     from kpdev.host.boards.catalog import get_board
+    from kpdev.host.cli.render import progress_bar
     from kpdev.host.datasets import load_dataset, load_signal
     from kpdev.host.evaluation.evaluate import evaluate, footprint, profile_pack
-    from kpdev.host.evaluation.metrics import measurements, write_measurements
+    from kpdev.host.evaluation.metrics import (
+        board_info,
+        measurements,
+        versions_of,
+        write_measurements,
+    )
     from kpdev.host.evaluation.recognize import recognize
     from kpdev.host.evaluation.report import write_report
     from kpdev.host.packs.deploy import deploy_pack

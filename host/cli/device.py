@@ -6,11 +6,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
-from rich.table import Table
 
 from kpdev.host.boards.catalog import get_board
 from kpdev.host.cli.fleet import info_fleet, selected, single, stats_fleet
@@ -29,13 +27,12 @@ from kpdev.host.cli.options import (
     out,
     session,
 )
-from kpdev.host.cli.render import named_errors, progress_view
-from kpdev.host.client.session import resolve_board
 from kpdev.host.errors import BoardError, LinkError, UsageError
-from kpdev.host.evaluation.metrics import clock_note, instructions
-from kpdev.host.link.transport import open_url
 from kpdev.host.plain import human_bytes
 from kpdev.protocol.errors import DeviceError, KpdevError
+
+if TYPE_CHECKING:  # imported where used, so that commands start fast
+    import numpy as np
 
 
 def info(
@@ -50,6 +47,8 @@ def info(
     """Show the agent: versions, runtime, backends, memory, storage, link limits.
 
     On several boards (--board repeated, sim-mcu*3, --fleet, --place): one row a board."""
+    from rich.table import Table
+
     one = single(board, port, fleet, place)
     if one is None:
         info_fleet(selected(board, port, fleet, place), key=key, timeout=timeout, json_=json_)
@@ -110,6 +109,8 @@ def ping(
 
 
 def _load_input(path: Path) -> np.ndarray:
+    import numpy as np
+
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
@@ -157,6 +158,11 @@ def infer(
     json_: JsonOpt = False,
 ) -> None:
     """Run inference on the device; a batch is pipelined within the agent's window."""
+    import numpy as np
+
+    from kpdev.host.cli.render import progress_view
+    from kpdev.host.evaluation.metrics import clock_note, instructions
+
     x = _load_input(input_)
     with session(board, port, key, timeout) as c:
         detail = c.model_info(model)
@@ -243,6 +249,11 @@ def stats(
 
 
 def _print_stats(data: dict) -> None:
+    from rich.table import Table
+
+    from kpdev.host.cli.render import named_errors
+    from kpdev.host.evaluation.metrics import clock_note
+
     t = Table(show_header=False, title="agent statistics")
     t.add_column(style="bold")
     t.add_column()
@@ -296,6 +307,8 @@ def _print_stats(data: dict) -> None:
 
 def _print_packs(packs: dict) -> None:
     # A pack's classifications: the whole CLASSIFY (pipeline + model graph), its energy too.
+    from rich.table import Table
+
     if not packs:
         return
     t = Table(title="classifications (µs): pipeline + model graph, and energy")
@@ -342,6 +355,9 @@ def repl(
     agent importable (`from kpdev.device import repl`) and the board's own files. For a
     MicroPython board on a port: stops the agent loop (Ctrl-C) and hands the port to mpremote.
     """
+    from kpdev.host.client.session import resolve_board
+    from kpdev.host.link.transport import open_url
+
     if json_:
         raise UsageError("kpdev repl is interactive: it takes no --json")
     from kpdev.host.agent.micropython import micropython_binary, stage_lib
@@ -410,6 +426,7 @@ def repl(
 def _simulated_behind(port: str, baud: int) -> str | None:
     """The simulated board an agent on ``port`` says it is, or None (no agent, or a real one)."""
     from kpdev.host.client.client import Client
+    from kpdev.host.link.transport import open_url
 
     try:
         link = open_url(port, baud)

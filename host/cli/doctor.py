@@ -7,9 +7,6 @@ import typer
 from rich.text import Text
 
 from kpdev.host.cli.options import JsonOpt, emit, out
-from kpdev.host.doctor import FAIL, MISSING, OK, WARN, healthy, run_checks
-
-_MARKS = {OK: ("✓", "green"), MISSING: ("-", "dim"), WARN: ("!", "yellow"), FAIL: ("✗", "red")}
 
 
 def doctor(json_: JsonOpt = False) -> None:
@@ -21,6 +18,9 @@ def doctor(json_: JsonOpt = False) -> None:
     "optional, missing", with the pip extra that brings them. Exits 1 only when something
     kpdev needs fails; --json prints {"ok": ..., "checks": [...]} either way.
     """
+    from kpdev.host.doctor import FAIL, MISSING, OK, WARN, healthy, run_checks
+
+    marks = {OK: ("✓", "green"), MISSING: ("-", "dim"), WARN: ("!", "yellow"), FAIL: ("✗", "red")}
     lines = run_checks()
     ok = healthy(lines)
     if json_:
@@ -28,7 +28,7 @@ def doctor(json_: JsonOpt = False) -> None:
     else:
         width = max(len(line.name) for line in lines)
         for line in lines:
-            mark, style = _MARKS.get(line.status, ("?", ""))
+            mark, style = marks.get(line.status, ("?", ""))
             text = Text.assemble((mark, style), " ", (line.name.ljust(width), "bold"), " ")
             text.append(line.detail, style="dim" if line.status == MISSING else "")
             if line.fix:

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from kpdev.host.atomic import refuse_existing, write_atomic
 from kpdev.host.cli.fleet import selected, single
@@ -34,11 +33,7 @@ from kpdev.host.cli.options import (
     parse_window,
     session,
 )
-from kpdev.host.cli.render import progress_bar
-from kpdev.host.client.session import resolve_board
 from kpdev.host.errors import UsageError
-from kpdev.host.evaluation.metrics import clock_note, instructions
-from kpdev.host.packs.pack import read_pack
 from kpdev.host.plain import jsonable
 from kpdev.protocol.formats import EXTENSIONS
 
@@ -152,6 +147,8 @@ def eval_(
     across boards; exits non-zero only when no board finished (or, with --shard, samples are
     left undone).
     """
+    from kpdev.host.cli.render import progress_bar
+    from kpdev.host.client.session import resolve_board
     from kpdev.host.evaluation.evaluate import eval_document, put_on_device
     from kpdev.host.evaluation.metrics import write_measurements
 
@@ -220,6 +217,7 @@ def load_test(target: Path, dataset, win, test_fraction, seed: int, limit):
     model), the dataset, its test split and the test samples of classes the pack does not know
     (left out, with a warning on stderr)."""
     from kpdev.host.evaluation.evaluate import known_only, test_split
+    from kpdev.host.packs.pack import read_pack
 
     pack = read_pack(target) if target.suffix == ".kp" else None
     pipeline = pack.manifest.get("pipeline") if pack else None
@@ -250,6 +248,10 @@ def parse_scale(text: str) -> float:
 
 def print_results(doc: dict, console) -> None:
     """The tables of an eval measurements document."""
+    from rich.table import Table
+
+    from kpdev.host.evaluation.metrics import clock_note
+
     r = doc["results"]
     cl = r["classification"]
     lat = r["latency_us"]
@@ -350,8 +352,11 @@ def recognize(
     the score and counted (`skipped`), as kpdev eval does. --out keeps the result for kpdev
     report.
     """
+    from kpdev.host.cli.render import progress_bar
+    from kpdev.host.client.session import resolve_board
     from kpdev.host.datasets import load_signal
     from kpdev.host.evaluation.recognize import recognize as run
+    from kpdev.host.packs.pack import read_pack
 
     if platform not in ("device", "host"):
         raise UsageError(f"--platform {platform!r}: use device or host")
@@ -381,6 +386,8 @@ def recognize(
 
 def print_windows(doc: dict) -> None:
     """The per-window table (and confusion) of a recognition."""
+    from rich.table import Table
+
     rows = doc["windows"]
     truth = any(r["label"] for r in rows)
     report = doc["classification"]
@@ -469,8 +476,10 @@ def profile(
     On several boards (--board repeated, sim-mcu*3, --fleet, --place) all are profiled at once:
     one row a board (its total and largest stage); --json gives every board's profile.
     """
+    from kpdev.host.client.session import resolve_board
     from kpdev.host.evaluation.evaluate import profile_pack
     from kpdev.host.packs.deploy import deploy_pack as run_deploy
+    from kpdev.host.packs.pack import read_pack
 
     if out_file is not None:
         refuse_existing(out_file, force, "profile file")
@@ -502,6 +511,10 @@ def profile(
 
 def print_profile(doc: dict) -> None:
     """The per-stage table of a profile, and a note when its runs spread widely."""
+    from rich.table import Table
+
+    from kpdev.host.evaluation.metrics import clock_note, instructions
+
     total = doc["total"]
     t = Table(
         title=f"{doc['pack']} on {doc['board']} ({doc['runtime']}): {doc['runs']} runs after "

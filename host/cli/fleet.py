@@ -13,7 +13,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from kpdev.host.cli.options import JsonOpt, emit, err, out, sub_app
 from kpdev.host.cli.render import progress_view
@@ -167,6 +166,8 @@ def list_(
     """The named fleets and the state of each member: board type, agent answering or not (for a
     simulated board: its background agent running), and for labgrid places free or acquired by
     whom."""
+    from rich.table import Table
+
     from kpdev.host.fleet.status import member_states
     from kpdev.host.fleet.store import fleets_path, get_fleet, read_fleets
 
@@ -202,6 +203,8 @@ def _catalog(member: Member, c):
 def deploy_fleet(path, sel: Selection, *, key, timeout: float, json_: bool, force: bool) -> None:
     """``kpdev deploy PACK.kp`` on every board at once: check, upload, test vectors, activate,
     each board on its own; one row a board."""
+    from rich.table import Table
+
     from kpdev.host.packs.deploy import deploy_pack
     from kpdev.host.packs.pack import read_pack
 
@@ -244,6 +247,8 @@ def deploy_fleet(path, sel: Selection, *, key, timeout: float, json_: bool, forc
 
 def info_fleet(sel: Selection, *, key, timeout: float, json_: bool) -> None:
     """``kpdev info`` of every board at once: one row a board."""
+    from rich.table import Table
+
     outcomes = _run(sel, lambda c, m, p: c.info(), key=key, timeout=timeout, json_=json_,
                     what="info")  # fmt: skip
     if json_:
@@ -278,6 +283,8 @@ def info_fleet(sel: Selection, *, key, timeout: float, json_: bool) -> None:
 
 def stats_fleet(sel: Selection, *, reset: bool, key, timeout: float, json_: bool) -> None:
     """``kpdev stats`` of every board at once: one row a board and model."""
+    from rich.table import Table
+
     outcomes = _run(sel, lambda c, m, p: c.stats(reset), key=key, timeout=timeout, json_=json_,
                     what="stats")  # fmt: skip
     if json_:
@@ -311,6 +318,8 @@ def stats_fleet(sel: Selection, *, reset: bool, key, timeout: float, json_: bool
 def profile_fleet(pack_path, sel: Selection, *, runs: int, warmup: int, key, timeout: float,
                   json_: bool) -> None:  # fmt: skip
     """``kpdev profile`` on every board at once: each board's total and its largest stage."""
+    from rich.table import Table
+
     from kpdev.host.evaluation.evaluate import profile_pack
     from kpdev.host.packs.deploy import deploy_pack
     from kpdev.host.packs.pack import read_pack

@@ -9,12 +9,9 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Group
-from rich.live import Live
-from rich.table import Table
 
 from kpdev.host.atomic import refuse_existing
 from kpdev.host.cli.options import (
@@ -35,10 +32,11 @@ from kpdev.host.cli.options import (
     session,
     sub_app,
 )
-from kpdev.host.cli.render import progress_bar, progress_view
-from kpdev.host.client.session import resolve_board
 from kpdev.host.errors import UsageError
 from kpdev.host.plain import human_bytes
+
+if TYPE_CHECKING:  # imported where used, so that commands start fast
+    from rich.table import Table
 
 learn_app = sub_app(
     "Edge learning on the device: `kpdev learn run PACK --dataset D --shots K` teaches the "
@@ -69,6 +67,8 @@ def _record_path(board: str | None, port: str | None) -> Path:
 
 
 def _round_table(rows: list[dict[str, Any]], scored: list[str]) -> Table:
+    from rich.table import Table
+
     table = Table(title="learning curve (held-out accuracy)", title_justify="left")
     table.add_column("round", justify="right")
     table.add_column("shots/class", justify="right")
@@ -180,6 +180,11 @@ def run(
       kpdev learn run two.kp -b sim-linux -d data.npz \\
         --new-classes Running,Badminton -k 3 -r 3
     """
+    from rich.console import Group
+    from rich.live import Live
+
+    from kpdev.host.cli.render import progress_bar, progress_view
+    from kpdev.host.client.session import resolve_board
     from kpdev.host.datasets import load_dataset
     from kpdev.host.learning.session import (
         ensure_active,
@@ -439,6 +444,7 @@ def export(
     predicts as the device does: on the host (kpdev recognize
     --platform host) and on any board it is deployed to.
     """
+    from kpdev.host.cli.render import progress_bar
     from kpdev.host.learning.session import export_pack
     from kpdev.host.packs.pack import read_pack
 

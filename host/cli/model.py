@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from kpdev.host.cli.fleet import single
 from kpdev.host.cli.options import (
@@ -27,8 +26,6 @@ from kpdev.host.cli.options import (
     session,
     sub_app,
 )
-from kpdev.host.cli.render import progress_bar
-from kpdev.host.client.session import resolve_board
 from kpdev.host.errors import UsageError
 from kpdev.host.plain import human_bytes
 from kpdev.protocol import ops
@@ -120,6 +117,9 @@ def deploy(
     of them at once, its test vectors checked on each: one row a board, failed boards with the
     reason; non-zero exit only when no board took it.
     """
+    from kpdev.host.cli.render import progress_bar
+    from kpdev.host.client.session import resolve_board
+
     one = single(board, port, fleet, place)
     if one is None:
         if name or backend or option or keep_unloadable or dry_run:
@@ -238,6 +238,8 @@ def memory_lines(details: dict | None, tflm_arena: int | None = None) -> list[st
 
 
 def _print_io(backend: str | None, io: dict) -> None:
+    from rich.table import Table
+
     table = Table(title=f"io spec ({backend})")
     for col in ("", "name", "dtype", "shape", "scale", "zero point"):
         table.add_column(col)
@@ -262,6 +264,8 @@ def models(
     json_: JsonOpt = False,
 ) -> None:
     """List the models stored on the device."""
+    from rich.table import Table
+
     with session(board, port, key, timeout) as c:
         data = c.models()
     if json_:
@@ -374,6 +378,7 @@ def _dry_run(
 ) -> None:
     """``kpdev deploy --dry-run``: every check of the deploy, against the device's own report
     when one answers, else the catalog; a table, and an error when it would not deploy."""
+    from kpdev.host.client.session import resolve_board
     from kpdev.host.errors import BoardError, LinkError
     from kpdev.host.packs import fit
     from kpdev.host.packs.deploy import check_load, read_model_file
@@ -434,6 +439,8 @@ def _null():
 
 
 def _print_fit(plan: dict, subject: str) -> None:
+    from rich.table import Table
+
     t = Table(title=f"dry run of {subject} on {plan['board']}", title_justify="left")
     for col in ("check", "of", "needs", "has", "result", "how, and why not"):
         t.add_column(col, overflow="fold")
@@ -464,6 +471,8 @@ def _cell(value, check: str) -> str:
 
 def _deploy_pack(path: Path, board, port, key, timeout: float, json_: bool, force: bool) -> None:
     """``kpdev deploy PACK.kp``: check, upload (resuming), verify, activate; report vectors."""
+    from kpdev.host.cli.render import progress_bar
+    from kpdev.host.client.session import resolve_board
     from kpdev.host.packs.deploy import deploy_pack as run
     from kpdev.host.packs.pack import read_pack
 
@@ -492,6 +501,8 @@ def _deploy_pack(path: Path, board, port, key, timeout: float, json_: bool, forc
 
 
 def print_vectors(vectors: list[dict]) -> None:
+    from rich.table import Table
+
     if not vectors:
         return
     t = Table(title="test vectors on the device", title_justify="left")

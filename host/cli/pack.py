@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from kpdev.host.atomic import refuse_existing
 from kpdev.host.cli.options import (
@@ -20,9 +19,7 @@ from kpdev.host.cli.options import (
     parse_window,
     sub_app,
 )
-from kpdev.host.cli.render import progress_view
 from kpdev.host.errors import UsageError
-from kpdev.host.packs.pack import NAME_RE, Pack, read_pack
 from kpdev.host.plain import human_bytes
 
 pack_app = sub_app(
@@ -32,6 +29,11 @@ pack_app = sub_app(
     "with `kpdev deploy PACK.kp`. Every pack command takes --json.",
     short_help="Build and inspect Knowledge Packs (.kp): models, pipeline, test vectors.",
 )
+
+if TYPE_CHECKING:  # imported where used, so that commands start fast
+    from rich.table import Table
+
+    from kpdev.host.packs.pack import Pack
 
 _SPLIT = re.compile(r"[,\n]")
 
@@ -392,9 +394,11 @@ def build(
         --route main:calm=calm --route main:vigorous=vigorous \\
         --pipeline pipeline.yml --dataset data.npz
     """
+    from kpdev.host.cli.render import progress_view
     from kpdev.host.datasets import load_dataset
     from kpdev.host.features import load_spec
     from kpdev.host.packs.build import ModelSpec, build_pack
+    from kpdev.host.packs.pack import NAME_RE, read_pack
 
     refuse_existing(out_path, force, "pack")
     if learner is not None:
@@ -499,6 +503,8 @@ def _num(value: Any, fmt: str = "{:.3g}") -> str:
 
 
 def _header(pack: Pack) -> Table:
+    from rich.table import Table
+
     m = pack.manifest
     table = Table(show_header=False, title=f"Knowledge Pack {m['name']} {m['version']}")
     table.add_column(style="bold")
@@ -540,6 +546,8 @@ def _header(pack: Pack) -> Table:
 
 
 def _models_table(pack: Pack) -> Table:
+    from rich.table import Table
+
     table = Table(title="models")
     for col in ("id", "format", "backend", "bytes", "sha256", "parent"):
         table.add_column(col, justify="right" if col == "bytes" else "left", no_wrap=True)
@@ -556,6 +564,8 @@ def _models_table(pack: Pack) -> Table:
 
 
 def _tensors_table(pack: Pack) -> Table:
+    from rich.table import Table
+
     table = Table(title="model inputs and outputs")
     for col in ("model", "tensor", "name", "dtype", "shape", "quantization"):
         table.add_column(col)
@@ -583,6 +593,8 @@ def _tensors_table(pack: Pack) -> Table:
 
 
 def _classes_table(pack: Pack) -> Table:
+    from rich.table import Table
+
     table = Table(title="class map")
     for col in ("model", "index", "label", "routes to"):
         table.add_column(col)
@@ -594,6 +606,8 @@ def _classes_table(pack: Pack) -> Table:
 
 
 def _pipeline_table(spec: dict[str, Any]) -> Table:
+    from rich.table import Table
+
     table = Table(show_header=False, title="pipeline")
     table.add_column(style="bold")
     table.add_column()
@@ -625,6 +639,8 @@ def _pipeline_table(spec: dict[str, Any]) -> Table:
 
 
 def _metrics_tables(metrics: dict[str, Any]) -> list[Table]:
+    from rich.table import Table
+
     ds = metrics.get("dataset") or {}
     head = Table(show_header=False, title=f"metrics ({metrics.get('measured_on', '-')})")
     head.add_column(style="bold")
@@ -662,6 +678,8 @@ def _metrics_tables(metrics: dict[str, Any]) -> list[Table]:
 
 
 def _cost_table(cost: dict[str, Any]) -> Table:
+    from rich.table import Table
+
     table = Table(title="cost")
     for col in ("part", "bytes", "arena / buffers", "host µs", "backend on host"):
         table.add_column(col, justify="left" if col in ("part", "backend on host") else "right")
@@ -721,6 +739,7 @@ def _build_learner(
     from kpdev.host.datasets import load_dataset
     from kpdev.host.features import load_spec
     from kpdev.host.packs.learner import build_learning_pack
+    from kpdev.host.packs.pack import read_pack
 
     if model:
         raise UsageError("--learner builds its own classifier: leave out --model")
@@ -779,6 +798,8 @@ def inspect(
     class map, pipeline, metrics (accuracy, per-class precision/recall/F1, confusion) and
     cost. With --json, the same as one JSON document.
     """
+    from kpdev.host.packs.pack import read_pack
+
     pack = read_pack(pack_path)
     if json_:
         emit(pack.summary())

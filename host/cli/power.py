@@ -7,12 +7,9 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Group
-from rich.live import Live
-from rich.table import Table
 
 from kpdev.host.cli.options import (
     BoardOpt,
@@ -24,7 +21,6 @@ from kpdev.host.cli.options import (
     session,
     sub_app,
 )
-from kpdev.host.client.client import Client
 from kpdev.host.errors import LinkError
 from kpdev.host.plain import jsonable
 
@@ -37,6 +33,11 @@ power_app = sub_app(
     "model (labelled estimated).",
     invoke_without_command=True,
 )
+
+if TYPE_CHECKING:  # imported where used, so that commands start fast
+    from rich.console import Group
+
+    from kpdev.host.client.client import Client
 
 
 def _emit(data: Any, lines: bool = False) -> None:
@@ -92,6 +93,9 @@ def _num(value: float | None, scale: float = 1.0, digits: int = 4) -> str:
 
 
 def _render(snap: dict[str, Any], history: list[dict[str, Any]]) -> Group:
+    from rich.console import Group
+    from rich.table import Table
+
     est = snap["estimated"]
     mark = "≈" if est else ""
     head = Table(show_header=False, title=f"power on {snap['board']}: {snap['source']}")
@@ -148,6 +152,8 @@ def power(
     --watch (or --count N) it keeps reading every --interval seconds: a live table, or one
     JSON line per reading with --json.
     """
+    from rich.live import Live
+
     if ctx.invoked_subcommand is not None:
         return
     polls = count if count is not None else (None if watch else 1)

@@ -10,23 +10,27 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TransferSpeedColumn,
-)
+from typing import TYPE_CHECKING
 
 from kpdev.host.cli.options import err
 from kpdev.protocol.names import error_name
 
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
 
 def progress_view(enabled: bool, unit: str = "items") -> Progress:
     """A Rich progress display on stderr counting ``unit`` ("items" or "bytes")."""
+    from rich.progress import (  # a command that shows no bar does not pay for it
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TransferSpeedColumn,
+    )
+
     if unit == "bytes":
         columns = (DownloadColumn(), TransferSpeedColumn())
     else:

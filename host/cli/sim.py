@@ -5,15 +5,17 @@ from __future__ import annotations
 import signal
 import sys
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from kpdev.host.boards.catalog import Board, get_board, load_boards
 from kpdev.host.cli.options import JsonOpt, KeyOpt, emit, err, out
-from kpdev.host.client.session import parse_key
 from kpdev.host.errors import UsageError
+
+if TYPE_CHECKING:  # imported where used, so that commands start fast
+    from rich.table import Table
+
 
 _ACTIONS = ("start", "stop", "status", "list", "serve")
 
@@ -35,6 +37,8 @@ def _ago(t: float | None) -> str:
 
 
 def _status_rows(items: list[dict]) -> Table:
+    from rich.table import Table
+
     table = Table(title="simulated boards")
     for col in ("board", "state", "up for", "agent pid", "reboots", "in use by", "idle stop"):
         table.add_column(col, no_wrap=col == "board")
@@ -111,6 +115,7 @@ def sim(
     commands wait their turn.
     """
     from kpdev.host.boards import simserver
+    from kpdev.host.client.session import parse_key
 
     if what is None:
         what = "list"

@@ -8,10 +8,9 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cbor2
-import numpy as np
 
 from kpdev.host.client.tensors import from_wire, to_wire
 from kpdev.host.errors import AuthError, LinkError, LinkTimeout, UsageError
@@ -19,6 +18,9 @@ from kpdev.protocol import names, ops
 from kpdev.protocol.errors import DeviceError, KpdevError, ProtocolError
 from kpdev.protocol.framing import DEFAULT_MAX_PAYLOAD, FrameParser, FrameWriter
 from kpdev.protocol.tensors import DTYPES
+
+if TYPE_CHECKING:  # numpy is imported where tensors are handled: a command that sends none
+    import numpy as np  # (info, ping, models...) starts without it
 
 HOST_MAX_PAYLOAD = 16 * 1024 * 1024
 # Map keys and field framing around an upload chunk's bytes, with room to spare.
@@ -601,6 +603,7 @@ class Client:
 
         Yields one result map per window, in order.
         """
+        import numpy as np
 
         def requests():
             group = []
@@ -621,6 +624,8 @@ class Client:
 
     def stream_push(self, samples: np.ndarray) -> dict[str, Any]:
         """Push raw samples [n, axes]; each window completed arrives as a CLASS_EVENT first."""
+        import numpy as np
+
         return self.request(ops.STREAM_PUSH, {"x": to_wire(np.asarray(samples))})
 
     def stream_stop(self) -> dict[str, Any]:
@@ -630,6 +635,8 @@ class Client:
     def profile(self, x: np.ndarray, runs: int = 10, warmup: int = 0) -> dict[str, Any]:
         """µs of each pipeline stage and model of the device's pack over ``runs`` runs, after
         ``warmup`` untimed ones: the means, and the times of each of the first 64 runs."""
+        import numpy as np
+
         body = {"x": to_wire(np.asarray(x)), "n": runs, "w": warmup}
         return self.request(ops.PROFILE_RUN, body, timeout=self.timeout + runs + warmup)
 
@@ -645,6 +652,8 @@ class Client:
 
         Returns ``p``, the classes the device predicted for them before learning them.
         """
+        import numpy as np
+
         body: dict[str, Any] = {
             "xs": [to_wire(np.asarray(x)) for x in xs],
             "ys": [_label(y) for y in ys],
@@ -758,6 +767,8 @@ def infer_body(inputs, model: str | None = None) -> dict[str, Any]:
 
 def input_pieces(arrays, model: str | None, max_payload: int) -> Iterator[tuple[int, dict]]:
     """The INFER_INPUT requests that carry ``arrays`` in pieces of at most ``max_payload``."""
+    import numpy as np
+
     head = payload_size({"m": model or "", "i": 0, "o": 1 << 31, "d": b"", "dt": "float64"})
     for i, a in enumerate(arrays):
         a = np.asarray(a)
@@ -778,6 +789,8 @@ def input_pieces(arrays, model: str | None, max_payload: int) -> Iterator[tuple[
 
 def classify_body(x: np.ndarray, features: bool = False) -> dict[str, Any]:
     """The body of a CLASSIFY request of one window (or model input)."""
+    import numpy as np
+
     return {"x": to_wire(np.asarray(x)), "features": features}
 
 
@@ -792,6 +805,8 @@ def payload_size(body: dict[str, Any]) -> int:
 
 
 def _wire_inputs(inputs):
+    import numpy as np
+
     if isinstance(inputs, (list, tuple)):
         return [to_wire(np.asarray(a)) for a in inputs]
     return to_wire(np.asarray(inputs))
@@ -799,6 +814,8 @@ def _wire_inputs(inputs):
 
 def _label(y: Any) -> Any:
     # numpy integers as plain ints; anything else goes as it is, for the device to judge.
+    import numpy as np
+
     if isinstance(y, np.integer):
         return int(y)
     return y

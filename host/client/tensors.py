@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
+
 from cbor2 import CBORTag
 
 from kpdev.host.errors import UsageError
 from kpdev.protocol.tensors import DTYPES, TAG_DTYPES, TAG_NDARRAY
 
+if TYPE_CHECKING:  # numpy is imported where tensors are handled: a command that sends none
+    import numpy as np  # (info, ping, models...) starts without it
+
 
 def to_wire(array: np.ndarray) -> CBORTag:
     """A numpy array as a tag-40 typed array, little-endian bytes."""
+    import numpy as np
+
     array = np.asarray(array)
     name = array.dtype.name
     entry = DTYPES.get(name)
@@ -22,6 +28,8 @@ def to_wire(array: np.ndarray) -> CBORTag:
 
 def from_wire(obj) -> np.ndarray:
     """A tag-40 typed array from the device as a numpy array."""
+    import numpy as np
+
     if not isinstance(obj, CBORTag) or obj.tag != TAG_NDARRAY:
         raise UsageError("device sent something that is not a tensor")
     shape, typed = obj.value
@@ -34,4 +42,6 @@ def from_wire(obj) -> np.ndarray:
 
 def nbytes(arrays) -> int:
     """Raw bytes of the tensors' data, the floor for bytes on the wire."""
+    import numpy as np
+
     return sum(np.asarray(a).nbytes for a in arrays)
