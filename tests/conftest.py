@@ -4,6 +4,10 @@ interpreter the device code runs on.  Helpers live in tests/support."""
 
 import os
 
+# The labgrid tests run gRPC in the test process; with gRPC's fork handlers on, a test's
+# subprocess started with preexec_fn (a fork) aborted in them (host/fleet/labgrid.py says more).
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 import pytest
 from support.agents import Agents
 from support.interpreters import CPythonDriver, MicroPythonDriver

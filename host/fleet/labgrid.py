@@ -43,6 +43,12 @@ from kpdev.host.config import read_config
 from kpdev.host.errors import BoardError, UsageError
 from kpdev.protocol.errors import KpdevError
 
+# gRPC's fork handlers (labgrid's client talks gRPC in this process) re-initialise its event
+# engine in a forked child; a child forked while gRPC threads run (subprocess with preexec_fn,
+# as QEMU boards are started) aborted in them.  kpdev never uses gRPC across a fork: leave them
+# off unless the user asked otherwise.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 CONFIG_KEY = "labgrid-coordinator"
 DEFAULT_PORT = 20408  # labgrid's own default for a coordinator address without a port
 SERIAL_CLS = "NetworkSerialPort"
