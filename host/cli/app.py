@@ -15,29 +15,111 @@ from typing import Annotated, Any
 import typer
 
 from kpdev import __version__
-from kpdev.host.cli import (
-    agent,
-    boards,
-    config,
-    demo,
-    device,
-    doctor,
-    evaluate,
-    firmware,
-    fleet,
-    learn,
-    model,
-    pack,
-    power,
-    report,
-    sim,
-)
-from kpdev.host.cli.options import emit, out
+from kpdev.host.cli.lazy import LazyGroup
+from kpdev.host.cli.options import HELP_MARKUP, emit
 from kpdev.host.errors import AuthError, BoardError, ConfigError, LinkError, UsageError
 from kpdev.protocol.errors import DeviceError, KpdevError, ProtocolError
 
+# (help panel, [(name, "module:attribute" in kpdev.host.cli, the line the help shows)]), in the
+# order `kpdev --help` shows them.  A module is imported when its command runs (or its help is
+# asked for), not to list it; tests/cli/test_cli_startup.py checks each line against the
+# command's own help (its short_help, else the first paragraph of its help).
+COMMANDS = (
+    (
+        "Boards",
+        (
+            ("boards", "boards:boards",
+             "List the boards in the catalog: the shipped boards.yml merged with your own."),
+            ("ports", "boards:ports",
+             "List serial ports, the catalog board each one matches, and whether an agent "
+             "answers."),
+            ("sim", "sim:sim",
+             "Run simulated boards in the background, as plugged-in boards are."),
+            ("fleet", "fleet:fleet_app",
+             "Named fleets of boards: kpdev eval/deploy/profile/info/stats --fleet NAME run on "
+             "all of them at once."),
+        ),
+    ),
+    (
+        "Device",
+        (
+            ("info", "device:info",
+             "Show the agent: versions, runtime, backends, memory, storage, link limits."),
+            ("ping", "device:ping", "Measure round trips to the agent."),
+            ("stats", "device:stats",
+             "Show the agent's counters: frames, errors, inference latency and energy, memory, "
+             "uptime."),
+            ("infer", "device:infer",
+             "Run inference on the device; a batch is pipelined within the agent's window."),
+            ("reboot", "device:reboot", "Restart the agent (a hard reset on a microcontroller)."),
+            ("repl", "device:repl", "Open the on-device REPL."),
+        ),
+    ),
+    (
+        "Models and packs",
+        (
+            ("deploy", "model:deploy",
+             "Upload a Knowledge Pack or a model to the device and activate it."),
+            ("models", "model:models", "List the models stored on the device."),
+            ("model", "model:model_app", "Inspect and manage the models stored on a device."),
+            ("pack", "pack:pack_app",
+             "Build and inspect Knowledge Packs (.kp): models, pipeline, test vectors."),
+        ),
+    ),
+    (
+        "Measure",
+        (
+            ("eval", "evaluate:eval_",
+             "Evaluate a pack or model on the device against a dataset's test split."),
+            ("profile", "evaluate:profile",
+             "Time each stage on the device: every feature generator, scaling, each model."),
+            ("recognize", "evaluate:recognize",
+             "Run a raw recording through a pack's pipeline and models; print the class of "
+             "each window."),
+            ("report", "report:report",
+             "Write a Markdown and an HTML report with figures from measurements files."),
+            ("power", "power:power_app",
+             "Measure the device's power: a sensor, the SoC's meter, or the board's power model "
+             "(labelled estimated)."),
+            ("clock", "power:clock", "Show or set the device's clock / performance mode."),
+        ),
+    ),
+    (
+        "Learn on the device",
+        (
+            ("learn", "learn:learn_app",
+             "Edge-learning sessions: teach the device, keep it, export it as a pack."),
+        ),
+    ),
+    (
+        "Set up",
+        (
+            ("demo", "demo:demo",
+             "Run the whole job on a simulated board: build a Knowledge Pack for a real motion "
+             "dataset (UEA BasicMotions), deploy it, evaluate it on the held-out recordings, "
+             "profile each stage, recognize a continuous recording and write a report "
+             "(Markdown and HTML with figures)."),
+            ("agent", "agent:agent_app",
+             "Put the kpdev agent on a MicroPython board: build, install, stop."),
+            ("firmware", "firmware:firmware_app",
+             "Build MicroPython firmware for the emulated Cortex-M boards."),
+            ("config", "config:config_app", "Your settings: the default board."),
+            ("doctor", "doctor:doctor",
+             "Check this machine for kpdev, one line per check, each problem with what to do."),
+        ),
+    ),
+)  # fmt: skip
+
+
+class _Root(LazyGroup):
+    """The root group: its commands from ``COMMANDS``, imported on first use."""
+
+    mounts = COMMANDS
+
+
 app = typer.Typer(
     name="kpdev",
+    cls=_Root,
     help="Put ML models on small devices and measure them there.\n\n"
     "Every device command runs against a board from the catalog (--board) or a port "
     "(--port). A simulated board given with --board and no --port starts in the background "
@@ -45,74 +127,14 @@ app = typer.Typer(
     "everything works with no hardware.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=HELP_MARKUP,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-# (help panel, [(name, command function or sub-app)]), in the order `kpdev --help` shows them.
-COMMANDS = (
-    (
-        "Boards",
-        [
-            ("boards", boards.boards),
-            ("ports", boards.ports),
-            ("sim", sim.sim),
-            ("fleet", fleet.fleet_app),
-        ],
-    ),
-    (
-        "Device",
-        [
-            ("info", device.info),
-            ("ping", device.ping),
-            ("stats", device.stats),
-            ("infer", device.infer),
-            ("reboot", device.reboot),
-            ("repl", device.repl),
-        ],
-    ),
-    (
-        "Models and packs",
-        [
-            ("deploy", model.deploy),
-            ("models", model.models),
-            ("model", model.model_app),
-            ("pack", pack.pack_app),
-        ],
-    ),
-    (
-        "Measure",
-        [
-            ("eval", evaluate.eval_),
-            ("profile", evaluate.profile),
-            ("recognize", evaluate.recognize),
-            ("report", report.report),
-            ("power", power.power_app),
-            ("clock", power.clock),
-        ],
-    ),
-    ("Learn on the device", [("learn", learn.learn_app)]),
-    (
-        "Set up",
-        [
-            ("demo", demo.demo),
-            ("agent", agent.agent_app),
-            ("firmware", firmware.firmware_app),
-            ("config", config.config_app),
-            ("doctor", doctor.doctor),
-        ],
-    ),
-)
-for _panel, _entries in COMMANDS:
-    for _name, _entry in _entries:
-        if isinstance(_entry, typer.Typer):
-            app.add_typer(_entry, name=_name, rich_help_panel=_panel)
-        else:
-            app.command(name=_name, rich_help_panel=_panel)(_entry)
 
 
 def _version(value: bool) -> None:
     if value:
-        out.print(f"kpdev {__version__}")
+        sys.stdout.write(f"kpdev {__version__}\n")
         raise typer.Exit()
 
 
@@ -188,7 +210,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = app(args=args, prog_name="kpdev", standalone_mode=False)
     except typer.TyperException as e:  # usage errors: unknown option, missing argument, ...
-        if type(e).__name__ == "NoArgsIsHelpError":  # the help is printed already
+        if type(e).__name__ == "NoArgsIsHelpError":  # a group given no command: its help
+            sys.stdout.write(e.format_message() + "\n")
             sys.exit(2)
         exit_code = int(getattr(e, "exit_code", 1))
         kind = "usage" if exit_code == 2 else "error"

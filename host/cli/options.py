@@ -18,15 +18,46 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from kpdev.host.config import default_board
 from kpdev.host.errors import UsageError
 from kpdev.host.plain import jsonable
 from kpdev.protocol.errors import KpdevError
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# Help is Click's plain help (sections, no Rich boxes): Typer's Rich help formatter imports
+# rich.markdown and rich.traceback whatever the help holds, several times `python -c pass`
+# for every --help (bench/cli_speed.py).  The root help keeps the command panels as sections.
+HELP_MARKUP = None
+
+
+class _Console:
+    """A Rich console made on first use: a command that prints nothing through Rich (``--json``,
+    ``--help``) does not import it.  Stands in for ``rich.console.Console`` (attributes, and
+    ``with`` as Rich's Live uses it)."""
+
+    def __init__(self, **settings: Any) -> None:
+        self._settings = settings
+        self._console = None
+
+    def _real(self):
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._settings)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real(), name)
+
+    def __enter__(self):
+        return self._real().__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._real().__exit__(*exc)
+
+
+out = _Console(highlight=False)
+err = _Console(stderr=True, highlight=False)
 
 
 def complete_board(incomplete: str) -> list[str]:
@@ -241,7 +272,10 @@ def sub_app(help: str, **settings: Any) -> typer.Typer:
     given no verb (unless ``settings`` say otherwise: a noun that acts without a verb)."""
     settings.setdefault("no_args_is_help", not settings.get("invoke_without_command"))
     return typer.Typer(
-        help=help, context_settings={"help_option_names": ["-h", "--help"]}, **settings
+        help=help,
+        context_settings={"help_option_names": ["-h", "--help"]},
+        rich_markup_mode=HELP_MARKUP,
+        **settings,
     )
 
 

@@ -1,5 +1,6 @@
 """A command imports what it needs when it needs it (issue 19): starting the CLI, printing its
-help or listing the catalog loads no numpy, no device client, no agent builder, no progress bars.
+help or listing the catalog loads no numpy, no device client, no agent builder, no progress bars;
+the root help imports no command module and no Rich; a command imports its own module only.
 
 Checked by which modules a fresh interpreter holds, not by timing (the speed itself is measured by
 bench/cli_speed.py): a top-level import that brings one of these back fails here."""
@@ -8,6 +9,11 @@ import json
 import os
 import subprocess
 import sys
+
+import pytest
+import typer.main
+
+from kpdev.host.cli.app import COMMANDS, app
 
 # Heavy for a start (numpy alone is ~0.1-0.3 s), and needed only by the commands that use them.
 HEAVY = (
@@ -62,12 +68,59 @@ def test_importing_the_cli_loads_nothing_heavy(tmp_path):
     assert loaded(tmp_path) == []
 
 
+# Every command module, and Rich: the root help lists the commands from app.COMMANDS.
+MODULES = sorted({"kpdev.host.cli." + t.split(":")[0] for _, rows in COMMANDS for _, t, _ in rows})
+RICH = ("rich", "rich.console", "typer.rich_utils", "rich.markdown")
+
+
 def test_help_loads_nothing_heavy(tmp_path):
-    # Typer's own help formatter draws the command panels with rich.table.
-    assert loaded(tmp_path, "--help") in ([], ["rich.table"])
+    assert loaded(tmp_path, "--help") == []
+    # Nor any command's module, nor Rich (Typer's Rich help formatter alone is several times
+    # `python -c pass`: the help is Click's, with the panels as sections).
+    assert loaded(tmp_path, "--help", heavy=(*MODULES, *RICH)) == []
+    assert loaded(tmp_path, heavy=(*MODULES, *RICH)) == []
 
 
 def test_boards_json_loads_no_numpy_nor_client(tmp_path):
-    # The catalog needs yaml, and the key check the session module; no tensors, bars or builds.
-    got = loaded(tmp_path, "boards", "--json")
-    assert not {"numpy", "kpdev.host.agent.build", "rich.progress", "tarfile"} & set(got), got
+    # The catalog needs yaml; no tensors, bars, builds, other commands' modules, nor Rich
+    # (nothing is drawn: --json writes plain JSON).  pydantic is Typer's: Typer 0.29 checks the
+    # value of every option that is not a flag (--key, --catalog) with a pydantic TypeAdapter.
+    heavy = [m for m in (*HEAVY, *MODULES, *RICH) if m != "pydantic"]
+    got = loaded(tmp_path, "boards", "--json", heavy=heavy)
+    assert got == ["kpdev.host.cli.boards"], got
+
+
+@pytest.mark.parametrize(
+    "args", [["pack", "--help"], ["model", "activate", "--help"], ["info", "--help"]]
+)
+def test_a_command_imports_its_own_module_only(tmp_path, args):
+    own = "kpdev.host.cli." + dict(info="device").get(args[0], args[0])
+    got = loaded(tmp_path, *args, heavy=MODULES)
+    # The device and model commands run on several boards through the fleet module's helpers.
+    assert own in got and set(got) <= {own, "kpdev.host.cli.fleet"}, got
+
+
+def _own_line(command) -> str:
+    """What a command's line in the help panel would be from its own help: its short_help, else
+    the first paragraph of its help (whitespace as one space)."""
+    text = command.short_help or (command.help or "").split("\n\n")[0]
+    return " ".join(text.split())
+
+
+def test_each_mounted_line_is_the_commands_own_help():
+    group = typer.main.get_command(app)
+    ctx = group.make_context("kpdev", ["boards"])
+    seen = []
+    for panel, rows in COMMANDS:
+        for name, _, line in rows:
+            command = group.get_command(ctx, name)
+            assert command is not None and command.name == name, name
+            assert command.rich_help_panel == panel, name
+            assert line == _own_line(command), name
+            seen.append(name)
+    assert group.list_commands(ctx) == seen and len(set(seen)) == len(seen)
+    assert group.get_command(ctx, "no-such-command") is None
+
+
+def test_a_mistyped_command_gets_a_suggestion_without_loading_every_module(tmp_path):
+    assert loaded(tmp_path, "deplyo", heavy=MODULES) == []
