@@ -184,7 +184,14 @@ def _read_catalog(path: Path) -> dict[str, dict[str, Any]]:
 
     try:
         with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
+            text = f.read()
+        # libyaml's parser when PyYAML has it: the pure-Python one takes ~0.1 s for boards.yml,
+        # on every command that names a board.  A file it refuses is read again by the
+        # pure-Python parser, whose messages (and marks) say what is wrong as they always have.
+        try:
+            raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        except yaml.YAMLError:
+            raw = yaml.safe_load(text)
     except FileNotFoundError:
         raise BoardError(f"board catalog {path}: no such file") from None
     except OSError as e:
