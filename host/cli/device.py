@@ -47,8 +47,6 @@ def info(
     """Show the agent: versions, runtime, backends, memory, storage, link limits.
 
     On several boards (--board repeated, sim-mcu*3, --fleet, --place): one row a board."""
-    from rich.table import Table
-
     one = single(board, port, fleet, place)
     if one is None:
         info_fleet(selected(board, port, fleet, place), key=key, timeout=timeout, json_=json_)
@@ -59,6 +57,8 @@ def info(
     if json_:
         emit(data)
         return
+    from rich.table import Table
+
     table = Table(show_header=False, title=f"kpdev agent on {data.get('board')}")
     table.add_column(style="bold")
     table.add_column()

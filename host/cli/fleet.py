@@ -12,9 +12,8 @@ from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
-from kpdev.host.cli.options import JsonOpt, emit, err, out, sub_app
+from kpdev.host.cli.options import JsonOpt, emit, err, escape, out, sub_app
 from kpdev.host.cli.render import progress_view
 from kpdev.host.errors import BoardError, UsageError
 from kpdev.host.fleet.runner import Outcome, Watch, run_all

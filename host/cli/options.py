@@ -287,6 +287,14 @@ def session(board: str | None, port: str | None, key: str | None, timeout: float
     return open_session(board, port, key, timeout=timeout, on_event=log_event)
 
 
+def escape(text: str) -> str:
+    """``text`` with Rich markup escaped (``rich.markup.escape``, imported when first used: a
+    module that only might draw a table need not load Rich to start)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
 def emit(data: Any) -> None:
     """One JSON document on stdout (the whole of stdout under --json)."""
     sys.stdout.write(json.dumps(jsonable(data), indent=2) + "\n")
