@@ -8,7 +8,8 @@
 - ``session(...)``: a connected client for a command.
 - ``out``/``err`` (the consoles: only the CLI uses Rich, and this is where its output goes),
   ``emit`` (the one JSON document of --json), ``log_event``.
-- Parsing of option values: ``parse_window``, ``parse_number``, ``key_value``.
+- Parsing of option values: ``parse_window``, ``parse_number``, ``key_value``; ``single``
+  (one board, or a fleet?).
 """
 
 from __future__ import annotations
@@ -304,6 +305,22 @@ def log_event(op: int, body: Any) -> None:
     """A device LOG event, dimmed on stderr."""
     if isinstance(body, dict) and "msg" in body:
         err.print(f"[dim]device {body.get('lvl', 'log')}: {body['msg']}[/dim]")
+
+
+def single(
+    boards: list[str] | None, ports: list[str] | None, fleet: str | None, places: list[str] | None
+) -> tuple[str | None, str | None] | None:
+    """(board, port) when the command runs on one board, exactly as the one-board commands;
+    None when the options select a fleet (several, sim-mcu*N, --fleet, --place): then the
+    command runs through ``kpdev.host.cli.fleet``, imported only for that."""
+    boards, ports = list(boards or []), list(ports or [])
+    if fleet or places or len(boards) + len(ports) > 1:
+        return None
+    if boards and ("*" in boards[0] or "," in boards[0]):
+        return None
+    if ports and "," in ports[0]:
+        return None
+    return (boards[0] if boards else None, ports[0] if ports else None)
 
 
 def parse_window(text: str | None) -> tuple[int, int] | None:

@@ -124,3 +124,23 @@ def test_each_mounted_line_is_the_commands_own_help():
 
 def test_a_mistyped_command_gets_a_suggestion_without_loading_every_module(tmp_path):
     assert loaded(tmp_path, "deplyo", heavy=MODULES) == []
+
+
+def test_a_device_command_on_a_running_simulated_board_loads_only_its_path(tmp_path):
+    # What `kpdev info --board sim-linux` imports to reach a running board's server: no fleet
+    # runner, no agent staging or ROMFS, no pyserial (only a port or a real board needs it).
+    probe = (
+        "import sys, kpdev.host.cli.device, kpdev.host.client.session; "
+        "print(' '.join(sorted(m for m in sys.argv[1:] if m in sys.modules)))"
+    )
+    skip = ("kpdev.host.cli.fleet", "kpdev.host.fleet.runner", "kpdev.host.agent.micropython",
+            "kpdev.host.agent.romfs", "kpdev.host.link.transport", "serial", "numpy")  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, *skip],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, KPDEV_HOME=str(tmp_path)),
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [], proc.stdout
