@@ -14,6 +14,7 @@ import pytest
 import typer.main
 
 from kpdev.host.cli.app import COMMANDS, app
+from kpdev.host.cli.options import command_line
 
 # Heavy for a start (numpy alone is ~0.1-0.3 s), and needed only by the commands that use them.
 HEAVY = (
@@ -100,13 +101,6 @@ def test_a_command_imports_its_own_module_only(tmp_path, args):
     assert own in got and set(got) <= {own, "kpdev.host.cli.fleet"}, got
 
 
-def _own_line(command) -> str:
-    """What a command's line in the help panel would be from its own help: its short_help, else
-    the first paragraph of its help (whitespace as one space)."""
-    text = command.short_help or (command.help or "").split("\n\n")[0]
-    return " ".join(text.split())
-
-
 def test_each_mounted_line_is_the_commands_own_help():
     group = typer.main.get_command(app)
     ctx = group.make_context("kpdev", ["boards"])
@@ -116,7 +110,7 @@ def test_each_mounted_line_is_the_commands_own_help():
             command = group.get_command(ctx, name)
             assert command is not None and command.name == name, name
             assert command.rich_help_panel == panel, name
-            assert line == _own_line(command), name
+            assert line == command_line(command), name
             seen.append(name)
     assert group.list_commands(ctx) == seen and len(set(seen)) == len(seen)
     assert group.get_command(ctx, "no-such-command") is None
