@@ -15,7 +15,9 @@ alternate (``_common.Rounds``: every case once a round, the order reversed every
 the timed commands are pinned to one CPU, the background boards (started by the untimed first
 ``info``) are not.  Verdicts (``_common.judge``): per-round ratios to ``python -c pass`` of the
 same round, and the per-round times of the warm ``info``; NOISY when the target lies inside
-the interquartile range.
+the interquartile range.  One more case, ``python -c "import typer, typer._adapters"``, is the
+floor under any command with an option that is not a flag (Typer 0.29 checks such a value with
+a pydantic TypeAdapter): printed as a ratio, not judged.
 
 Run: python bench/cli_speed.py [--rounds N] [--before REV] [--main REV] [--after REV]
 """
@@ -31,6 +33,7 @@ import time
 import _common
 
 _RUN = "import sys; sys.argv[0] = 'kpdev'; from kpdev.host.cli import main; main()"
+FLOOR = "import typer, typer._adapters"
 COMMANDS = (
     ("--help", ["--help"]),
     ("boards --json", ["boards", "--json"]),
@@ -93,7 +96,12 @@ def main() -> int:
             # write the bytecode of every module the timed commands import.
             for _, cmd in reversed(COMMANDS):
                 _timed([sys.executable, "-c", _RUN, *cmd], env, pin=False)
-        cases = {"python -c pass": lambda: _timed([sys.executable, "-c", "pass"], os.environ)}
+        cases = {
+            "python -c pass": lambda: _timed([sys.executable, "-c", "pass"], os.environ),
+            # The floor of any command with an option that is not a flag: Typer 0.29 checks
+            # such an option's value with a pydantic TypeAdapter (typer._adapters).
+            FLOOR: lambda: _timed([sys.executable, "-c", FLOOR], os.environ),
+        }
         for label, (_, env) in versions.items():
             for name, cmd in COMMANDS:
                 cases[f"{label} {name}"] = _kpdev(env, cmd)
@@ -106,8 +114,8 @@ def main() -> int:
                 [sys.executable, "-c", _RUN, "sim", "stop", "--all"], env=env, capture_output=True
             )
     _common.load_line("end")
-    rows = [["python -c pass", "%.3f" % rounds.median("python -c pass"),
-             _common.spread(rounds.values["python -c pass"])]]  # fmt: skip
+    rows = [[name, "%.3f" % rounds.median(name), _common.spread(rounds.values[name])]
+            for name in ("python -c pass", FLOOR)]  # fmt: skip
     for label, (title, _) in versions.items():
         for name, _ in COMMANDS:
             xs = rounds.values[f"{label} {name}"]
@@ -115,6 +123,10 @@ def main() -> int:
                 [f"{title}: kpdev {name}", "%.3f" % _common.median(xs), _common.spread(xs)]
             )
     _common.table(["%d rounds, whole process" % args.rounds, "median s", "spread"], rows)
+    floor = rounds.ratio(FLOOR, "python -c pass")
+    q1, med, q3 = _common.quartiles(floor)
+    print("\n%s / python -c pass: %.2fx (IQR %.2f..%.2f; not a target: what Typer itself costs)"
+          % (FLOOR, med, q1, q3))  # fmt: skip
     print()
     for label, (title, _) in versions.items():
         for name in ("--help", "boards --json"):
