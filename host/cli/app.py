@@ -15,15 +15,15 @@ from typing import Annotated, Any
 import typer
 
 from kpdev import __version__
-from kpdev.host.cli.lazy import LazyGroup
-from kpdev.host.cli.options import HELP_MARKUP, emit
+from kpdev.host.cli.lazy import epilog, mount
+from kpdev.host.cli.options import emit
 from kpdev.host.errors import AuthError, BoardError, ConfigError, LinkError, UsageError
 from kpdev.protocol.errors import DeviceError, KpdevError, ProtocolError
 
 # (help panel, [(name, "module:attribute" in kpdev.host.cli, the line the help shows)]), in the
 # order `kpdev --help` shows them.  A module is imported when its command runs (or its help is
-# asked for), not to list it; tests/cli/test_cli_startup.py checks each line against the
-# command's own help (its short_help, else the first paragraph of its help).
+# asked for), not to list it (host/cli/lazy.py); tests/cli/test_cli_startup.py checks each line
+# against the command's own help (its short_help, else the first paragraph of its help).
 COMMANDS = (
     (
         "Boards",
@@ -111,25 +111,24 @@ COMMANDS = (
 )  # fmt: skip
 
 
-class _Root(LazyGroup):
-    """The root group: its commands from ``COMMANDS``, imported on first use."""
-
-    mounts = COMMANDS
-
-
 app = typer.Typer(
     name="kpdev",
-    cls=_Root,
     help="Put ML models on small devices and measure them there.\n\n"
     "Every device command runs against a board from the catalog (--board) or a port "
     "(--port). A simulated board given with --board and no --port starts in the background "
     "on first use and keeps running like a plugged-in board (kpdev sim list|stop), so "
     "everything works with no hardware.",
+    epilog=epilog(COMMANDS),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode=HELP_MARKUP,
+    # Click's plain help for the root: Typer's Rich formatter imports rich.markdown and
+    # rich.traceback whatever the help holds, several times `python -c pass` (bench/cli_speed.py).
+    # The commands' own help is Typer's, as it always was.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+# Shell completion walks every command's options: there, the commands themselves.
+mount(app, COMMANDS, now=bool(os.environ.get("_KPDEV_COMPLETE")))
 
 
 def _version(value: bool) -> None:
@@ -211,7 +210,9 @@ def main(argv: list[str] | None = None) -> None:
         code = app(args=args, prog_name="kpdev", standalone_mode=False)
     except typer.TyperException as e:  # usage errors: unknown option, missing argument, ...
         if type(e).__name__ == "NoArgsIsHelpError":  # a group given no command: its help
-            sys.stdout.write(e.format_message() + "\n")
+            text = e.format_message()  # empty when Typer's Rich help printed it already
+            if text.strip():
+                sys.stdout.write(text + "\n")
             sys.exit(2)
         exit_code = int(getattr(e, "exit_code", 1))
         kind = "usage" if exit_code == 2 else "error"

@@ -1,97 +1,90 @@
-"""A command group that imports a command's module only when that command is run (or its help is
-asked for), so that ``kpdev --help`` or ``kpdev boards`` does not import what ``kpdev eval`` or
-``kpdev pack`` needs.
+"""Commands mounted so that a command's module is imported only when that command runs (or its
+help is asked for): ``kpdev --help`` or ``kpdev boards`` does not import what ``kpdev eval`` or
+``kpdev pack`` needs.  Typer's public API only.
 
-The root app names each command in a mount table: its help panel, ``"module:attribute"`` (a
-command function or a sub-app; the module named within ``kpdev.host.cli``) and the one line its
-panel shows.  The group lists commands from that table and draws the root help from it; the
-module is imported, and the command built by Typer's own ``typer.main.get_command`` exactly as
-if it had been mounted with ``app.command``/``app.add_typer``, the first time a command is
-looked up by name.
-tests/cli/test_cli_startup.py checks that each one-line help matches the command's own.
+The root app names each command in a table: its help panel, ``"module:attribute"`` (a command
+function or a sub-app; the module named within ``kpdev.host.cli``) and the one line the root
+help shows for it.  ``mount`` gives the root app, for each name, a hidden stand-in command that
+takes whatever follows the name; when it runs, it imports the module and runs the real command
+(mounted as ``app.command``/``app.add_typer`` would, with its own help, options and errors)
+with those arguments.  ``epilog`` writes the commands by panel, from the table, for the root
+help.  For shell completion, which walks every command's options, ``mount`` mounts the real
+commands themselves.  tests/cli/test_cli_startup.py checks that each line of the table is the
+command's own and that no module is imported to list them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+import textwrap
 from importlib import import_module
 from typing import Any
 
 import typer
-import typer.main
-from typer.core import TyperGroup
 
 # (help panel, ((name, "module:attribute", one-line help), ...)), in the order the help shows.
-Mounts = tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...]
+Table = tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...]
+
+_HELP = {"help_option_names": ["-h", "--help"]}
+# A stand-in parses nothing: every word after the command's name, options and --help included,
+# is the real command's to parse.
+_STAND_IN = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
 
 
-def build_command(name: str, target: Any, panel: str | None, markup: Any) -> Any:
-    """The click command Typer makes of ``target`` (a command function or a sub-app) mounted as
-    ``name`` under help panel ``panel``."""
-    holder = typer.Typer(add_completion=False, rich_markup_mode=markup)
-    if isinstance(target, typer.Typer):
-        holder.add_typer(target, name=name, rich_help_panel=panel)
-    else:
-        holder.command(name=name, rich_help_panel=panel)(target)
-    command = typer.main.get_command(holder)
-    # One command alone comes back as that command; a sub-app inside its holder group.
-    return command.commands[name] if isinstance(command, TyperGroup) else command
+def target(spec: str) -> Any:
+    """The command function or sub-app that ``"module:attribute"`` names."""
+    module, _, attribute = spec.partition(":")
+    return getattr(import_module("." + module, __package__), attribute)
 
 
-class LazyCommands(MutableMapping):
-    """A group's commands by name: those mounted eagerly, and the mount table's, each built on
-    first lookup.  Iterating gives the names without importing anything."""
-
-    def __init__(self, eager: MutableMapping, mounts: Mounts, markup: Any) -> None:
-        self._built = dict(eager)
-        self._table = {name: (panel, target) for panel, rows in mounts for name, target, _ in rows}
-        self._markup = markup
-
-    def __getitem__(self, name: str) -> Any:
-        if name not in self._built:
-            panel, target = self._table[name]  # KeyError for an unknown name, as a dict
-            module, _, attribute = target.partition(":")
-            obj = getattr(import_module("." + module, __package__), attribute)
-            self._built[name] = build_command(name, obj, panel, self._markup)
-        return self._built[name]
-
-    def __setitem__(self, name: str, command: Any) -> None:
-        self._built[name] = command
-
-    def __delitem__(self, name: str) -> None:
-        self._built.pop(name)
-        self._table.pop(name, None)
-
-    def __iter__(self) -> Iterator[str]:
-        yield from self._built
-        yield from (name for name in self._table if name not in self._built)
-
-    def __len__(self) -> int:
-        return len(self._built.keys() | self._table.keys())
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._built or name in self._table
+def run_command(name: str, spec: str, args: list[str], prog: str = "kpdev") -> Any:
+    """Run command ``name`` (``spec`` in the table) on ``args`` as ``PROG NAME ARGS``: errors
+    are raised to the caller (as the root app's own are), an exit code is returned."""
+    obj = target(spec)
+    holder = typer.Typer(add_completion=False, context_settings=_HELP)
+    if isinstance(obj, typer.Typer):
+        holder.add_typer(obj, name=name)
+        return holder(args=[name, *args], prog_name=prog, standalone_mode=False)
+    holder.command(name=name)(obj)  # one command: the holder is that command
+    return holder(args=args, prog_name=f"{prog} {name}", standalone_mode=False)
 
 
-class LazyGroup(TyperGroup):
-    """A Typer group whose commands come from ``mounts`` (set by a subclass) and are imported on
-    first use; its help lists them by panel from the table, importing none."""
+def _stand_in(name: str, spec: str):
+    def run(ctx: typer.Context) -> None:
+        code = run_command(name, spec, list(ctx.args), ctx.find_root().info_name or "kpdev")
+        if isinstance(code, int) and code:
+            raise typer.Exit(code)
 
-    mounts: Mounts = ()
+    run.__name__ = name
+    return run
 
-    def __init__(self, **attrs: Any) -> None:
-        super().__init__(**attrs)
-        self.commands = LazyCommands(self.commands, self.mounts, self.rich_markup_mode)
 
-    def list_commands(self, ctx: Any) -> list[str]:
-        """Command names in the table's order (TyperGroup's own would build every command)."""
-        table = [name for _, rows in self.mounts for name, _, _ in rows]
-        return [*(name for name in self.commands if name not in table), *table]
+def mount(app: typer.Typer, table: Table, now: bool = False) -> None:
+    """Mount every command of ``table`` on ``app``: a stand-in that imports its module when it
+    runs, or (``now``) the command itself under its help panel, as shell completion needs."""
+    for panel, rows in table:
+        for name, spec, _ in rows:
+            if not now:
+                app.command(name=name, hidden=True, add_help_option=False,
+                            context_settings=_STAND_IN)(_stand_in(name, spec))  # fmt: skip
+            elif isinstance(obj := target(spec), typer.Typer):
+                app.add_typer(obj, name=name, rich_help_panel=panel)
+            else:
+                app.command(name=name, rich_help_panel=panel)(obj)
 
-    def format_commands(self, ctx: Any, formatter: Any) -> None:
-        """One section per help panel, each command with its one line from the table (names
-        padded to one width, so that every panel's lines start in the same column)."""
-        width = max((len(name) for _, rows in self.mounts for name, _, _ in rows), default=0)
-        for panel, rows in self.mounts:
-            with formatter.section(panel):
-                formatter.write_dl([(name.ljust(width), text) for name, _, text in rows])
+
+def epilog(table: Table, width: int = 78) -> str:
+    """The commands by panel, for the root help (Click prints an epilog after the options; a
+    paragraph that starts with \\b keeps its lines)."""
+    widest = max(len(name) for _, rows in table for name, _, _ in rows)
+    blocks = []
+    for panel, rows in table:
+        lines = [f"{panel}:"]
+        for name, _, text in rows:
+            lines += textwrap.wrap(
+                text,
+                width - 2,
+                initial_indent=f"  {name.ljust(widest)}  ",
+                subsequent_indent=" " * (widest + 4),
+            )
+        blocks.append("\b\n" + "\n".join(lines))
+    return "\n\n".join(blocks)

@@ -19,17 +19,11 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
 
 from kpdev.host.config import default_board
 from kpdev.host.errors import UsageError
 from kpdev.host.plain import jsonable
 from kpdev.protocol.errors import KpdevError
-
-# Help is Click's plain help (sections, no Rich boxes): Typer's Rich help formatter imports
-# rich.markdown and rich.traceback whatever the help holds, several times `python -c pass`
-# for every --help (bench/cli_speed.py).  The root help keeps the command panels as sections.
-HELP_MARKUP = None
 
 
 class _Console:
@@ -269,35 +263,13 @@ AgentKeyOpt = Annotated[
 ]
 
 
-def command_line(command: Any) -> str:
-    """The line a group's help shows for ``command``: its short_help, else the first paragraph
-    of its help, on one line."""
-    text = command.short_help or (command.help or "").split("\n\n")[0]
-    return " ".join(text.split())
-
-
-class SubAppGroup(TyperGroup):
-    """A sub-app's group: its help lists each command with the whole of its line
-    (``command_line``), as the root help does; Click's own would cut it to a few words."""
-
-    def format_commands(self, ctx: Any, formatter: Any) -> None:
-        """The "Commands" section."""
-        commands = [(name, self.get_command(ctx, name)) for name in self.list_commands(ctx)]
-        rows = [(name, command_line(c)) for name, c in commands if c and not c.hidden]
-        if rows:
-            with formatter.section("Commands"):
-                formatter.write_dl(rows)
-
-
 def sub_app(help: str, **settings: Any) -> typer.Typer:
     """A sub-app (``kpdev NOUN VERB``), all made alike: -h and --help, and its help shown when
     given no verb (unless ``settings`` say otherwise: a noun that acts without a verb)."""
     settings.setdefault("no_args_is_help", not settings.get("invoke_without_command"))
-    settings.setdefault("cls", SubAppGroup)
     return typer.Typer(
         help=help,
         context_settings={"help_option_names": ["-h", "--help"]},
-        rich_markup_mode=HELP_MARKUP,
         **settings,
     )
 
