@@ -5,8 +5,8 @@ Only this package prints or uses Rich.  A command module parses its options, cal
 
 - ``app``: the root app, the table of the commands and sub-apps mounted on it (``COMMANDS``:
   panel, ``module:attribute``, the line the help shows), ``main()`` and the one place errors are
-  caught and turned into a line on stderr and an exit code.  ``lazy``: the group that imports a
-  command's module only when that command runs or its help is asked for.
+  caught and turned into a line on stderr and an exit code.  ``lazy``: mounting, so that a
+  command's module is imported only when that command runs or its help is asked for.
 - ``options``: the shared ``Annotated`` option types, the consoles, ``emit``/``out``/``err``,
   the sub-app factory, ``session``.  ``render``: the one progress-bar factory, error names.
 - One module per noun: ``device`` (info, ping, stats, reboot, repl, infer), ``model`` (deploy,
