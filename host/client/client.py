@@ -114,6 +114,7 @@ class Client:
         self._sent: dict[int, _Pending] = {}
         self._answered: deque[int] = deque(maxlen=_RECENT)
         self._rtt: dict[int, list[float]] = {}  # op -> [smoothed round trip, its deviation]
+        self._next_due = float("inf")  # no request is late before this (see _resend_late)
         self._chunk = 0  # the upload chunk size the line allowed last (0: the largest)
         self.device: dict[str, Any] = {}
         self.max_payload = DEFAULT_MAX_PAYLOAD
@@ -143,10 +144,10 @@ class Client:
         ``expect``: seconds the operation itself may take, before which a missing reply is not
         yet late.
         """
-        try:
-            payload = cbor2.dumps(body or {})
-        except (cbor2.CBOREncodeError, TypeError, ValueError) as e:
-            raise UsageError(f"cannot encode the {names.op_name(op)} request: {e}") from None
+        return self._send_payload(op, _encode(op, body), resend, expect)
+
+    def _send_payload(self, op: int, payload: bytes, resend: bool, expect: float) -> int:
+        # Send a request body already encoded; returns its id.
         if len(payload) > self.max_payload:
             raise UsageError(
                 f"{names.op_name(op)} request of {len(payload)} bytes exceeds the device's "
@@ -163,6 +164,8 @@ class Client:
         now = time.monotonic()
         pending.sent = now
         pending.due = now + self._rto(pending)
+        if pending.due < self._next_due:
+            self._next_due = pending.due
         data = self.writer.pack(pending.op, rid, pending.payload)
         self.bytes_out += len(data)
         self.link.write(data)
@@ -198,6 +201,11 @@ class Client:
     def _resend_late(self, now: float) -> None:
         # Requests whose reply is overdue (lost on the way there or back): send them again,
         # with the same id.  The agent answers a state-changing one from its reply cache.
+        # Nothing is due before _next_due, the earliest due time (a reply read takes nothing
+        # off): until then the requests in flight are not looked at.
+        if now < self._next_due:
+            return
+        self._next_due = float("inf")
         for rid, pending in list(self._sent.items()):
             if rid not in self._done and now >= pending.due:
                 if not pending.resend:
@@ -209,6 +217,8 @@ class Client:
                     self.resends += 1
                 pending.tries += 1
                 self._transmit(rid, pending)
+            elif rid not in self._done and pending.due < self._next_due:
+                self._next_due = pending.due
 
     def wait(self, rid: int, timeout: float | None = None) -> Any:
         """The decoded reply to request ``rid``; raises DeviceError for an ERROR reply."""
@@ -296,6 +306,7 @@ class Client:
                     pending.sent = pending.due = now + min(
                         _BACKOFF_MAX_S, _BACKOFF_S * (1 << pending.tries)
                     )
+                    self._next_due = min(self._next_due, pending.due)
                 return
             msg = body.get("msg", "") if isinstance(body, dict) else ""
             op = body.get("op", frame.op) if isinstance(body, dict) else frame.op
@@ -304,7 +315,7 @@ class Client:
             )
             return
         self._timed(pending, time.monotonic())
-        if isinstance(body, dict) and list(body) == ["trimmed"]:
+        if type(body) is dict and len(body) == 1 and "trimmed" in body:
             body = ProtocolError(
                 f"the device carried out {names.op_name(pending.op)}, but its reply of "
                 f"{body['trimmed']} bytes was over the limit this client announced at HELLO"
@@ -519,10 +530,10 @@ class Client:
 
         Inputs too large for one frame travel in pieces first (INFER_INPUT), when the agent
         takes them so."""
-        body = infer_body(inputs, model)
-        if payload_size(body) > self.max_payload and self.device.get("staged_input"):
-            body = self.stage_inputs(inputs, model)
-        reply = self.request(ops.INFER, body)
+        payload = _encode(ops.INFER, infer_body(inputs, model))
+        if len(payload) > self.max_payload and self.device.get("staged_input"):
+            payload = _encode(ops.INFER, self.stage_inputs(inputs, model))
+        reply = self.wait(self._send_payload(ops.INFER, payload, True, 0.0))
         return [from_wire(t) for t in reply["y"]], int(reply["t"])
 
     def stage_inputs(self, inputs, model: str | None = None) -> dict[str, Any]:
@@ -802,6 +813,14 @@ def pack_set_body(pack: dict[str, Any]) -> dict[str, Any]:
 def payload_size(body: dict[str, Any]) -> int:
     """Bytes of a request body as sent (its CBOR encoding): what ``max_payload`` limits."""
     return len(cbor2.dumps(body))
+
+
+def _encode(op: int, body: dict[str, Any] | None) -> bytes:
+    """A request body as CBOR; ``UsageError`` for what CBOR cannot hold."""
+    try:
+        return cbor2.dumps(body or {})
+    except (cbor2.CBOREncodeError, TypeError, ValueError) as e:
+        raise UsageError(f"cannot encode the {names.op_name(op)} request: {e}") from None
 
 
 def _wire_inputs(inputs):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 from cbor2 import CBORTag
@@ -13,17 +14,22 @@ if TYPE_CHECKING:  # numpy is imported where tensors are handled: a command that
     import numpy as np  # (info, ping, models...) starts without it
 
 
+_LITTLE: dict = {}  # typed-array tag -> (its little-endian numpy dtype, the dtype's name)
+
+
 def to_wire(array: np.ndarray) -> CBORTag:
     """A numpy array as a tag-40 typed array, little-endian bytes."""
     import numpy as np
 
     array = np.asarray(array)
-    name = array.dtype.name
-    entry = DTYPES.get(name)
+    dt = array.dtype
+    entry = DTYPES.get(dt.name)
     if entry is None:
-        raise UsageError(f"dtype {name} cannot travel: use one of {', '.join(DTYPES)}")
-    data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
-    return CBORTag(TAG_NDARRAY, [list(array.shape), CBORTag(entry[0], data)])
+        raise UsageError(f"dtype {dt.name} cannot travel: use one of {', '.join(DTYPES)}")
+    if dt.byteorder == ">" or (dt.byteorder == "=" and sys.byteorder == "big"):
+        array = array.astype(dt.newbyteorder("<"))
+    # tobytes() is C order whatever the array's layout.
+    return CBORTag(TAG_NDARRAY, [list(array.shape), CBORTag(entry[0], array.tobytes())])
 
 
 def from_wire(obj) -> np.ndarray:
@@ -33,11 +39,13 @@ def from_wire(obj) -> np.ndarray:
     if not isinstance(obj, CBORTag) or obj.tag != TAG_NDARRAY:
         raise UsageError("device sent something that is not a tensor")
     shape, typed = obj.value
-    name = TAG_DTYPES.get(typed.tag)
-    if name is None:
-        raise UsageError(f"device sent a tensor with unknown typed-array tag {typed.tag}")
-    dtype = np.dtype(name).newbyteorder("<")
-    return np.frombuffer(typed.value, dtype=dtype).reshape(shape).astype(name, copy=False)
+    known = _LITTLE.get(typed.tag)
+    if known is None:
+        name = TAG_DTYPES.get(typed.tag)
+        if name is None:
+            raise UsageError(f"device sent a tensor with unknown typed-array tag {typed.tag}")
+        known = _LITTLE[typed.tag] = (np.dtype(name).newbyteorder("<"), name)
+    return np.frombuffer(typed.value, dtype=known[0]).reshape(shape).astype(known[1], copy=False)
 
 
 def nbytes(arrays) -> int:
