@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # numpy is imported where tensors are handled: a command that
     import numpy as np  # (info, ping, models...) starts without it
 
 
+_WIRE: dict = {}  # numpy dtype -> (typed-array tag, item size)
 _LITTLE: dict = {}  # typed-array tag -> (its little-endian numpy dtype, the dtype's name)
 
 
@@ -23,9 +24,12 @@ def to_wire(array: np.ndarray) -> CBORTag:
 
     array = np.asarray(array)
     dt = array.dtype
-    entry = DTYPES.get(dt.name)
+    entry = _WIRE.get(dt)  # dtype.name takes a microsecond or two: looked up once per dtype
     if entry is None:
-        raise UsageError(f"dtype {dt.name} cannot travel: use one of {', '.join(DTYPES)}")
+        entry = DTYPES.get(dt.name)
+        if entry is None:
+            raise UsageError(f"dtype {dt.name} cannot travel: use one of {', '.join(DTYPES)}")
+        _WIRE[dt] = entry
     if dt.byteorder == ">" or (dt.byteorder == "=" and sys.byteorder == "big"):
         array = array.astype(dt.newbyteorder("<"))
     # tobytes() is C order whatever the array's layout.
