@@ -62,6 +62,24 @@ def test_requests_read_as_the_codec_reads_them():
     assert n > 100
 
 
+def test_the_same_shape_again_reads_its_own_data():
+    rng = np.random.default_rng(3)
+    for model in (None, "small", "another"):
+        for _ in range(5):  # the second and later take the remembered shape
+            a = rng.integers(-128, 128, (1, 16)).astype(np.int8)
+            body = {"x": _wire(a)} if model is None else {"x": _wire(a), "m": model}
+            payload = cbor2.dumps(body)
+            fast = fastinfer.read_request(payload)
+            _same(fast, _generic(payload))
+            assert fast[1][0].data == a.tobytes()
+    # the same length and bytes around it, but another shape: not taken for the remembered one
+    a = np.arange(16, dtype=np.int8).reshape(4, 4)
+    _same(
+        fastinfer.read_request(cbor2.dumps({"x": _wire(a)})),
+        _generic(cbor2.dumps({"x": _wire(a)})),
+    )
+
+
 @pytest.mark.parametrize(
     "body",
     [
