@@ -80,7 +80,7 @@ def echo_pipelined(link, frame, rep_size, n, window):
 
 
 def worker(baselines):
-    """Serve ``CASE N`` lines on stdin: run N exchanges, answer ``wall_us host_cpu_us peer_cpu``."""
+    """Serve ``CASE N`` lines on stdin: N exchanges; answer ``wall_us host_cpu_us peer_s``."""
     import numpy as np
 
     from kpdev.host.client.client import Client

@@ -127,7 +127,7 @@ def begin(store, name, fmt, size, sha256, meta=None):
         )
     desc = {"name": name, "format": fmt, "size": size, "sha256": sha_hex, "meta": meta or {}}
     # No fsync: a descriptor lost with the power loses only the point an upload resumes from
-    # (recover sweeps its part).  Storage is synced once, at commit, where the model must last.
+    # (recover sweeps its part).  An upload syncs once: the index, at commit.
     with open(desc_path, "w") as f:
         json.dump(desc, f)
     with open(part, "wb"):
@@ -196,10 +196,7 @@ def commit(store, name, activate=True):
     writing = store._writing
     h = None
     if writing and writing[0] == name and writing[1].tell() == desc["size"]:
-        # Written whole by this agent: its sha256 grew as the chunks came.  The one fsync of an
-        # upload: the model's bytes are on storage before the index names them.
-        fsutil.fsync_file(writing[1])
-        h = writing[3]
+        h = writing[3]  # written whole by this agent: its sha256 grew as the chunks came
     store.close()
     held = fsutil.size(part)
     if held != desc["size"]:
@@ -207,11 +204,9 @@ def commit(store, name, activate=True):
             "upload of %r holds %d of %d bytes" % (name, held, desc["size"]),
             _E_UPLOAD_STATE,
         )
-    if h is None:  # written before a restart: read back once, and synced
+    if h is None:  # written before a restart: read back once
         h = hashlib.sha256()
         _hash_file(part, h, store.io_chunk)
-        with open(part, "ab") as f:
-            fsutil.fsync_file(f)
     digest = _hex(h.digest())
     if digest != desc["sha256"]:
         abort(store, name)
