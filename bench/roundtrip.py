@@ -36,6 +36,7 @@ import _common
 TARGET_LINK = 1.5
 TARGET_SOCKET = 3.0
 PER_ROUND = 300
+IN_PROCESS = 2000  # INFERs per round of the in-process cases (no link: CPU only)
 WARMUP = 300
 BEFORE = "2ae08a6"  # main before issue 19's round-trip work
 
@@ -111,7 +112,13 @@ def worker(baselines):
             for _ in client.infer_many([x] * n, window=window):
                 pass
 
-        cases = {"infer_single": (single, proc.pid), "infer_pipelined": (pipelined, proc.pid)}
+        agent_inproc, client_inproc = _inproc(x)
+        cases = {
+            "infer_single": (single, proc.pid),
+            "infer_pipelined": (pipelined, proc.pid),
+            "agent_inproc": (agent_inproc, 0),
+            "client_inproc": (client_inproc, 0),
+        }
         if baselines:
             echo_proc, echo_url = _common.start_echo(req_size, rep_size)
             procs.append(echo_proc)
@@ -144,6 +151,8 @@ def worker(baselines):
             p0, c0, t0 = _common.cpu_seconds(pid), time.process_time(), time.perf_counter()
             fn(n)
             t1, c1, p1 = time.perf_counter(), time.process_time(), _common.cpu_seconds(pid)
+            if not pid:
+                p1 = p0 = 0.0
             print("%.3f %.3f %.6f" % ((t1 - t0) / n * 1e6, (c1 - c0) / n * 1e6, p1 - p0))
             sys.stdout.flush()
         if baselines:
@@ -154,6 +163,65 @@ def worker(baselines):
         for p in procs:
             _common.stop(p)
     return 0
+
+
+def _inproc(x):
+    """CPU of one INFER on each side, in this process, no link: the agent answering a frame
+    (its dispatch, a link that takes the reply) and the client sending one and taking a canned
+    reply (a link that hands it back).  The version's own code, so before and after compare."""
+    import tempfile
+
+    import cbor2
+
+    from kpdev.device.agent import Agent
+    from kpdev.host.client.client import Client, infer_body
+    from kpdev.protocol import ops
+    from kpdev.protocol.framing import FrameWriter
+
+    class Sink:
+        def write(self, data):
+            pass
+
+    state = tempfile.mkdtemp(dir=_common.HOME)
+    agent = Agent(state, "sim-linux")
+    model = _common.small_model()
+    import hashlib
+
+    begin = {"name": "small", "format": "tflite", "size": len(model), "meta": {}}
+    begin["sha256"] = hashlib.sha256(model).digest()
+    agent.request(ops.MODEL_BEGIN, begin)
+    agent.request(ops.MODEL_CHUNK, {"name": "small", "offset": 0, "data": model})
+    agent.request(ops.MODEL_COMMIT, {"name": "small", "activate": True})
+    session = agent.open_session(Sink())
+    frame = FrameWriter().pack(ops.INFER, 7, cbor2.dumps(infer_body(x)))
+
+    def agent_inproc(n):
+        for _ in range(n):
+            agent.dispatch(session, session.parser.feed(frame), len(frame))
+
+    y = cbor2.CBORTag(40, [[1, 4], cbor2.CBORTag(72, b"\x01\x02\x03\x04")])
+    reply = cbor2.dumps({"y": [y], "t": 25})
+    writer = FrameWriter()
+
+    class Canned:
+        def __init__(self):
+            self.out = b""
+
+        def write(self, data):
+            rid = data[4] | data[5] << 8
+            self.out = writer.pack(ops.INFER, rid, reply, ops.FLAG_RESPONSE)
+
+        def read(self, n):
+            data, self.out = self.out, b""
+            return data
+
+    client = Client(Canned())
+
+    def client_inproc(n):
+        for _ in range(n):
+            client.infer(x)
+
+    return agent_inproc, client_inproc
 
 
 # -- the driver ---------------------------------------------------------------------------------
@@ -173,9 +241,9 @@ class Worker:
         self.host_cpu = {}
         self.peer_cpu = {}
 
-    def case(self, name):
+    def case(self, name, n=PER_ROUND):
         def run():
-            self.proc.stdin.write("%s %d\n" % (name, PER_ROUND))
+            self.proc.stdin.write("%s %d\n" % (name, n))
             self.proc.stdin.flush()
             wall, host, peer = (float(v) for v in self.proc.stdout.readline().split())
             self.host_cpu.setdefault(name, []).append(host)
@@ -224,6 +292,8 @@ def main():
             "socket_echo_pipelined",
         ):
             cases[name] = after.case(name)
+        for name in ("agent_inproc", "client_inproc"):
+            cases[name] = after.case(name, IN_PROCESS)
         before = None
         if not args.no_before:
             src = _common.export_rev(args.before, _common.tempdir("kpdev-bench-rt-"))
@@ -237,6 +307,8 @@ def main():
             workers.append(before)
             cases["before_infer_single"] = before.case("infer_single")
             cases["before_infer_pipelined"] = before.case("infer_pipelined")
+            for name in ("agent_inproc", "client_inproc"):
+                cases["before_" + name] = before.case(name, IN_PROCESS)
         rounds = _common.Rounds(cases).run(args.rounds)
     finally:
         for w in workers:
@@ -255,11 +327,13 @@ def main():
         q1, med, q3 = _common.quartiles(rounds.values[name])
         host = _common.median(w.host_cpu[key][-args.rounds :])
         peer = w.peer_cpu[key] / ((args.rounds + 1) * PER_ROUND) * 1e6
-        rows.append([name, "%.1f" % med, "%.1f..%.1f" % (q1, q3), "%.0f" % host, "%.0f" % peer])
+        peer = "-" if key.endswith("_inproc") else "%.0f" % peer
+        rows.append([name, "%.1f" % med, "%.1f..%.1f" % (q1, q3), "%.1f" % host, peer])
     _common.table(["case", "median us", "IQR us", "host CPU us", "agent/echo CPU us"], rows)
     print(
         "(us per exchange, per-round means; host CPU: median round; agent/echo CPU: all rounds,"
-        " 10 ms ticks)"
+        " 10 ms ticks; *_inproc: one side's CPU per INFER in one process, no link, %d a round)"
+        % IN_PROCESS
     )
     for mode in ("single", "pipelined"):
         _common.judge(
@@ -277,14 +351,14 @@ def main():
             TARGET_SOCKET,
         )
     if before is not None:
-        for mode in ("single", "pipelined"):
+        for name in ("infer_single", "infer_pipelined", "agent_inproc", "client_inproc"):
             _common.judge(
                 "RATIO",
-                "infer_tcp_%s_after_vs_before" % mode,
-                rounds.ratio("infer_" + mode, "before_infer_" + mode),
+                "%s_after_vs_before" % name,
+                rounds.ratio(name, "before_" + name),
                 "x",
                 1.0,
-                note="for the record: this tree's INFER time over %s's" % args.before,
+                note="for the record: this tree's time over %s's" % args.before,
             )
     return 0
 

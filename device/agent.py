@@ -351,7 +351,6 @@ class Agent:
                     return
             self._replying = key
         try:
-            handler = self._handler(op)
             payload = None
             if op == _INFER and _FAST_INFER and frame.payload:
                 # CPython: the common INFER request without the generic codec (its twin).
@@ -359,6 +358,7 @@ class Agent:
 
                 payload = infer_payload(self, frame.payload)
             if payload is None:
+                handler = self._handler(op)
                 body = cbor.loads(frame.payload) if frame.payload else {}
                 if not isinstance(body, dict):
                     raise DeviceError("request payload must be a CBOR map", _E_MALFORMED)

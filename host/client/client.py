@@ -55,6 +55,7 @@ _CALM_REWINDS = 4
 _RECENT = 256
 
 Progress = Callable[[int, int], None]
+_READ_ONLY = frozenset(ops.READ_ONLY)
 
 # Why a device's frame failed our parser's authentication (its code) -> the AuthError's message.
 # A frame with no AUTH trailer (KEY_REQUIRED, from our side) comes from a device without a key;
@@ -173,7 +174,7 @@ class Client:
     def _rto(self, pending: _Pending) -> float:
         """Seconds to wait for a reply to ``pending`` before sending it again."""
         est = self._rtt.get(pending.op)
-        read_only = pending.op in ops.READ_ONLY
+        read_only = pending.op in _READ_ONLY
         if est is None:
             rto = _RTO_FIRST_READ_ONLY_S if read_only else _RTO_FIRST_S
         else:
