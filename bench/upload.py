@@ -252,7 +252,9 @@ def bench_pty(model, rounds, before_rev):
                 "%.1f" % (who.cpu / who.count * 1e3),
             ]
         )
-    _common.table(["case", "median MB/s", "IQR MB/s", "ms per upload", "agent/reader CPU ms"], rows)
+    _common.table(
+        ["case", "median MB/s", "IQR MB/s", "ms per upload", "agent/reader CPU ms"], rows
+    )
     print("(MB/s: model bytes for an upload, bytes written for raw; CPU: 10 ms ticks, all runs)")
     labels = ("host sha256", "MODEL_BEGIN", "MODEL_CHUNKs", "MODEL_COMMIT")
     for label, st in steps.items():
