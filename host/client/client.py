@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import cbor2
 
-from kpdev.host.client.tensors import from_wire, to_wire
+from kpdev.host.client.tensors import from_wire, infer_payload, read_infer_reply, to_wire
 from kpdev.host.errors import AuthError, LinkError, LinkTimeout, UsageError
 from kpdev.protocol import names, ops
 from kpdev.protocol.errors import DeviceError, KpdevError, ProtocolError
@@ -77,9 +77,9 @@ class Lost(LinkError):
 class _Pending:
     """A request sent and not yet answered: what it takes to send it again, and when to."""
 
-    __slots__ = ("op", "payload", "tries", "sent", "due", "resend", "expect")
+    __slots__ = ("op", "payload", "tries", "sent", "due", "resend", "expect", "fast")
 
-    def __init__(self, op: int, payload: bytes, resend: bool, expect: float):
+    def __init__(self, op: int, payload: bytes, resend: bool, expect: float, fast: bool = False):
         self.op = op
         self.payload = payload
         self.tries = 0  # times sent again, for any reason
@@ -87,6 +87,7 @@ class _Pending:
         self.due = 0.0  # when to send it again unless answered
         self.resend = resend  # send it again when the device got it damaged (BAD_CRC)
         self.expect = expect  # seconds the caller expects the operation itself to take
+        self.fast = fast  # an INFER of infer()/infer_many(): its reply read by read_infer_reply
 
 
 class Client:
@@ -147,7 +148,9 @@ class Client:
         """
         return self._send_payload(op, _encode(op, body), resend, expect)
 
-    def _send_payload(self, op: int, payload: bytes, resend: bool, expect: float) -> int:
+    def _send_payload(
+        self, op: int, payload: bytes, resend: bool, expect: float, fast: bool = False
+    ) -> int:
         # Send a request body already encoded; returns its id.
         if len(payload) > self.max_payload:
             raise UsageError(
@@ -156,7 +159,7 @@ class Client:
             )
         self._next_rid = (self._next_rid + 1) & 0xFFFF or 1
         self._done.pop(self._next_rid, None)
-        pending = self._sent[self._next_rid] = _Pending(op, payload, resend, expect)
+        pending = self._sent[self._next_rid] = _Pending(op, payload, resend, expect, fast)
         self._transmit(self._next_rid, pending)
         return self._next_rid
 
@@ -278,8 +281,13 @@ class Client:
             ):
                 self.duplicates += 1  # a retried request answered twice: the first counts
             return  # else not an answer to anything we asked: a stale reply to someone else
+        body = None
+        if pending is not None and pending.fast and not frame.flags & ops.FLAG_ERROR:
+            # (outputs, µs) of the INFER replies infer() and infer_many() wait for
+            body = read_infer_reply(frame.payload) if frame.payload else None
         try:
-            body = cbor2.loads(frame.payload) if frame.payload else None
+            if body is None:
+                body = cbor2.loads(frame.payload) if frame.payload else None
         except (cbor2.CBORDecodeError, ValueError) as e:
             error = ProtocolError(f"the device sent a reply that is not valid CBOR: {e}")
             if pending is None:
@@ -351,7 +359,10 @@ class Client:
         for op, body in requests:
             if len(in_flight) >= window:
                 yield self.wait(in_flight.pop(0))
-            in_flight.append(self.send(op, body))
+            if type(body) is bytes:  # an INFER of infer_many, encoded already
+                in_flight.append(self._send_payload(op, body, True, 0.0, True))
+            else:
+                in_flight.append(self.send(op, body))
         try:
             while in_flight:
                 yield self.wait(in_flight.pop(0))
@@ -531,11 +542,10 @@ class Client:
 
         Inputs too large for one frame travel in pieces first (INFER_INPUT), when the agent
         takes them so."""
-        payload = _encode(ops.INFER, infer_body(inputs, model))
+        payload = infer_payload(inputs, model) or _encode(ops.INFER, infer_body(inputs, model))
         if len(payload) > self.max_payload and self.device.get("staged_input"):
             payload = _encode(ops.INFER, self.stage_inputs(inputs, model))
-        reply = self.wait(self._send_payload(ops.INFER, payload, True, 0.0))
-        return [from_wire(t) for t in reply["y"]], int(reply["t"])
+        return _outputs(self.wait(self._send_payload(ops.INFER, payload, True, 0.0, True)))
 
     def stage_inputs(self, inputs, model: str | None = None) -> dict[str, Any]:
         """Send ``inputs`` to the device in pieces that fit its frames (INFER_INPUT, pipelined
@@ -570,20 +580,23 @@ class Client:
         first = next(batch, None)
         if first is None:
             return
-        if payload_size(infer_body(first, model)) > self.max_payload and self.device.get(
-            "staged_input"
-        ):
+        payload = infer_payload(first, model) or _encode(ops.INFER, infer_body(first, model))
+        if len(payload) > self.max_payload and self.device.get("staged_input"):
             # Each input in pieces, one inference after the other.
             for x in itertools.chain([first], batch):
                 yield self.infer(x, model)
             return
 
         def requests():
-            for x in itertools.chain([first], batch):
-                yield ops.INFER, infer_body(x, model)
+            yield ops.INFER, payload
+            for x in batch:
+                yield (
+                    ops.INFER,
+                    infer_payload(x, model) or _encode(ops.INFER, infer_body(x, model)),
+                )
 
         for reply in self.pipeline(requests(), window):
-            yield [from_wire(t) for t in reply["y"]], int(reply["t"])
+            yield _outputs(reply)
 
     # -- Knowledge Packs -----------------------------------------------------------------
     def pack_set(self, pack: dict[str, Any]) -> dict[str, Any]:
@@ -814,6 +827,13 @@ def pack_set_body(pack: dict[str, Any]) -> dict[str, Any]:
 def payload_size(body: dict[str, Any]) -> int:
     """Bytes of a request body as sent (its CBOR encoding): what ``max_payload`` limits."""
     return len(cbor2.dumps(body))
+
+
+def _outputs(reply) -> tuple[list[np.ndarray], int]:
+    """(outputs, device µs) of an INFER reply: read already (read_infer_reply), or a map."""
+    if type(reply) is tuple:
+        return reply
+    return [from_wire(t) for t in reply["y"]], int(reply["t"])
 
 
 def _encode(op: int, body: dict[str, Any] | None) -> bytes:
