@@ -146,11 +146,11 @@ class Child:
             self.signal(signal.SIGTERM)
             try:
                 self.proc.wait(KILL_GRACE)
-                code = "timeout after %d s (ended by SIGTERM)" % timeout
+                code = "timeout after %g s (ended by SIGTERM)" % timeout
             except subprocess.TimeoutExpired:
                 self.signal(signal.SIGKILL)
                 self.proc.wait()
-                code = "timeout after %d s (SIGTERM ignored for %d s, SIGKILL)" % (
+                code = "timeout after %g s (SIGTERM ignored for %g s, SIGKILL)" % (
                     timeout,
                     KILL_GRACE,
                 )
@@ -167,14 +167,14 @@ def leftovers(tmp):
     return bad, [n for n in names if n not in bad]
 
 
-def run_script(name, work, current):
-    """Run bench/NAME.py once; returns its entry of the record."""
+def run_script(name, work, current, timeout=None):
+    """Run bench/NAME.py once (``timeout`` s at most, else its own limit); returns its entry."""
     path = os.path.join(HERE, name + ".py")
     tmp = os.path.join(work, name, "tmp")
     os.makedirs(tmp)
     results = os.path.join(work, name, "verdicts.jsonl")
     env = dict(os.environ, TMPDIR=tmp, KPDEV_BENCH_RESULTS=results, PYTHONUNBUFFERED="1")
-    timeout = TIMEOUTS.get(name, TIMEOUT)
+    timeout = timeout or TIMEOUTS.get(name, TIMEOUT)
     print("=" * 20, "bench/%s.py" % name, "=" * 20, flush=True)
     entry = {"script": name, "load_before": load()}
     t0 = time.perf_counter()
@@ -225,7 +225,7 @@ def fmt_load(la):
     return "/".join("%.2f" % x for x in la) if la else "unknown"
 
 
-def run(names, out_path):
+def run(names, out_path, timeout=None):
     current = []
 
     def on_signal(signum, frame):
@@ -259,7 +259,7 @@ def run(names, out_path):
     work = tempfile.mkdtemp(prefix="kpdev-runall-")
     try:
         for name in names:
-            record["scripts"].append(run_script(name, work, current))
+            record["scripts"].append(run_script(name, work, current, timeout))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     record["seconds"] = round(time.perf_counter() - t0, 1)
@@ -297,6 +297,12 @@ def main(argv=None):
     parser.add_argument("scripts", nargs="*", help="names from SCRIPTS (default: all)")
     parser.add_argument("--out", help="the record to write")
     parser.add_argument(
+        "--timeout",
+        type=float,
+        help="seconds per script instead of its own limit (a short one checks that scripts "
+        "start and leave nothing behind when ended by SIGTERM)",
+    )
+    parser.add_argument(
         "--write-docs",
         action="store_true",
         help="run nothing: rewrite docs/benchmarks.md's tables from the record",
@@ -310,8 +316,8 @@ def main(argv=None):
     unknown = [n for n in names if not os.path.exists(os.path.join(HERE, n + ".py"))]
     if unknown:
         parser.error("no such script in bench/: %s" % ", ".join(unknown))
-    full = sorted(names) == sorted(SCRIPTS)
-    return run(names, args.out or (LATEST if full else PARTIAL))
+    full = sorted(names) == sorted(SCRIPTS) and not args.timeout
+    return run(names, args.out or (LATEST if full else PARTIAL), args.timeout)
 
 
 if __name__ == "__main__":
