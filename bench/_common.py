@@ -28,7 +28,7 @@ else:
     os.environ["KPDEV_HOME"] = HOME
     os.environ.pop("KPDEV_KEY", None)
     os.environ.pop("KPDEV_BOARD", None)
-    atexit.register(shutil.rmtree, HOME, True)
+    atexit.register(lambda: remove(HOME))
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -416,10 +416,46 @@ def _exit_on_sigterm():
 
 
 def tempdir(prefix):
-    """``tempfile.mkdtemp`` removed at exit, also on SIGTERM."""
+    """``tempfile.mkdtemp`` removed at exit, also on SIGTERM (simulated boards running from it
+    stopped first, see ``remove``)."""
     path = tempfile.mkdtemp(prefix=prefix)
-    atexit.register(shutil.rmtree, path, True)
+    atexit.register(remove, path)
     return path
+
+
+def stop_boards(home):
+    """Stop every simulated board whose background server runs under KPDEV_HOME ``home``."""
+    saved = os.environ.get("KPDEV_HOME")
+    os.environ["KPDEV_HOME"] = home
+    try:
+        from kpdev.host.boards import simserver
+
+        simserver.stop_all()
+    except Exception as e:  # noqa: BLE001  (at exit: say so, go on removing)
+        print("bench: could not stop the boards under %s: %s" % (home, e), file=sys.stderr)
+    finally:
+        if saved is None:
+            os.environ.pop("KPDEV_HOME", None)
+        else:
+            os.environ["KPDEV_HOME"] = saved
+
+
+def remove(path):
+    """Remove a temporary folder, after stopping the simulated boards running from a KPDEV_HOME
+    inside it (a folder with ``run/*.json``, up to 3 levels down): a background board of a
+    script ended early (SIGTERM, an exception) would go on running, writing into the folder."""
+    root_depth = path.rstrip(os.sep).count(os.sep)
+    for dirpath, dirnames, _ in os.walk(path):
+        if dirpath.count(os.sep) - root_depth >= 3:
+            dirnames[:] = []
+        if "run" in dirnames:
+            try:
+                records = os.listdir(os.path.join(dirpath, "run"))
+            except OSError:
+                continue
+            if any(n.endswith(".json") for n in records):
+                stop_boards(dirpath)
+    shutil.rmtree(path, True)
 
 
 def machine():
