@@ -8,8 +8,9 @@ client's own ``bytes_out``/``bytes_in`` counters are checked against it.
 overhead = wire bytes - tensor data bytes, per frame (request, reply) and per inference (both).
 The target is read per frame: each frame carries at most 40 bytes beyond its tensor's bytes.
 The per-inference total and the authenticated figures (a 24-byte counter+tag trailer per frame)
-are reported against the same 40 bytes for the record.  Byte counts are the same on every
-run, so each verdict is one value, judged as exact (no rounds).
+are reported against the same 40 bytes for the record.  Each verdict judges the RUNS
+inferences (each the worst of both models): the counts are the same on every run but for the
+reply's ``t`` (the device's time in µs), one byte longer from 256 µs, as on a loaded machine.
 
 Run: python bench/wire.py
 """
@@ -55,11 +56,14 @@ class CountingLink:
 
 
 def measure(key):
-    """Rows of (model, direction, tensor bytes, wire bytes min/max) for every model, one agent."""
+    """Rows of (model, direction, tensor bytes, wire bytes min/max) for every model, one agent;
+    and per inference (in order) of the active-model form, the worst of the models' (request,
+    reply) overheads."""
     proc = _common.start_agent("sim-linux", key=key)
     link = CountingLink(PipeLink(proc, timeout=5.0))
     client = Client(link, key)
     rows = []
+    per_model = []
     try:
         client.hello()
         models = [
@@ -82,13 +86,19 @@ def measure(key):
                     if (client.bytes_out - c0, client.bytes_in - d0) != (req[-1], rep[-1]):
                         raise SystemExit("client byte counters disagree with the link")
                     out_bytes = sum(y.nbytes for y in ys)
+                if not named:
+                    per_model.append(
+                        [(q - x.nbytes, p - out_bytes) for q, p in zip(req, rep, strict=True)]
+                    )
                 tag = label + (" (m=%r)" % name if named else "")
                 rows.append((tag, "request", x.nbytes, min(req), max(req)))
                 rows.append((tag, "reply", out_bytes, min(rep), max(rep)))
     finally:
         client.close()
         _common.stop(proc)
-    return rows
+    frames = [max(max(pair) for pair in each) for each in zip(*per_model, strict=True)]
+    inferences = [max(sum(pair) for pair in each) for each in zip(*per_model, strict=True)]
+    return rows, frames, inferences
 
 
 def report(rows, auth):
@@ -113,9 +123,6 @@ def report(rows, auth):
     _common.table(
         ["model", "frame", "tensor B", "wire B", "overhead B", "of it CBOR", "of it frame"], out
     )
-    per_frame = max(r[4] for r in out if r[1] != "per inference" and "m=" not in r[0])
-    per_inf = max(r[4] for r in out if r[1] == "per inference" and "m=" not in r[0])
-    return per_frame, per_inf
 
 
 def main():
@@ -123,20 +130,23 @@ def main():
     print("wire: bytes per INFER on a sim-linux agent (%s)" % _common.machine())
     print("%d inferences per row; wire B is min-max (the reply's device time 't' varies)" % RUNS)
     _common.load_line("start")
-    plain_frame, plain_inf = report(measure(None), auth=False)
-    auth_frame, auth_inf = report(measure(KEY), auth=True)
+    rows, plain_frame, plain_inf = measure(None)
+    report(rows, auth=False)
+    rows, auth_frame, auth_inf = measure(KEY)
+    report(rows, auth=True)
     print()
     print("The 'm=' rows name the model in the request (2 + len(name) more bytes); the verdicts")
     print("use the active-model form.  Worst case over both models:")
-    # Byte counts: the same on every run (the reply's 't' field is the only varying part, and
-    # the worst case over RUNS inferences is taken), so one value each, judged as exact.
-    for name, value, note in (
+    # Byte counts, judged over the RUNS inferences (each the worst of both models): all but the
+    # reply's 't' field (the device's time in µs, as CBOR) is the same on every run, and 't'
+    # takes one byte more when an inference takes 256 µs or more, as on a loaded machine.
+    for name, values, note in (
         ("wire_overhead_per_inference", plain_inf, "request+reply, stricter reading"),
         ("wire_overhead_per_frame_auth", auth_frame, "includes the 24-byte auth trailer"),
         ("wire_overhead_per_inference_auth", auth_inf, ""),
         ("wire_overhead_per_frame", plain_frame, "the target: each frame, no key"),
     ):
-        _common.judge("RESULT", name, [value], " B", TARGET, note=note, fmt="%d", exact=True)
+        _common.judge("RESULT", name, values, " B", TARGET, note=note, fmt="%d")
     _common.load_line("end")
     return 0
 

@@ -146,7 +146,7 @@ def render_summary(record):
     return "\n\n".join(
         [
             run_line(record),
-            table(["script", "verdict", "median", "spread", "target", "verdict"], rows),
+            table(["script", "name", "median", "spread", "target", "verdict"], rows),
             table(
                 ["script", "took", "load before", "load after", "exit", "temp folders left"],
                 runs,
@@ -175,7 +175,7 @@ def render_script(record, name):
     parts = [head]
     rows = verdict_rows(entry, with_script=False)
     if rows:
-        parts.append(table(["verdict", "median", "spread", "target", "verdict"], rows))
+        parts.append(table(["name", "median", "spread", "target", "verdict"], rows))
     out = "\n".join(line.rstrip() for line in entry["output"].rstrip().splitlines())
     parts.append("What it printed:\n\n```\n%s\n```" % out.replace("```", "'''"))
     return "\n\n".join(parts)
