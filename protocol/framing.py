@@ -123,11 +123,8 @@ class FrameWriter:
             flags |= _FLAG_AUTH
         else:
             flags &= ~_FLAG_AUTH
-        head = bytearray(HEADER_SIZE)
-        struct.pack_into(
-            "<BBBBHI", head, 0, _SYNC0, _SYNC1, VERSION_BITS | flags, op, rid, len(payload)
-        )
-        struct.pack_into("<H", head, 10, crc32(memoryview(head)[0:10]) & 0xFFFF)
+        head = struct.pack("<BBBBHI", _SYNC0, _SYNC1, VERSION_BITS | flags, op, rid, len(payload))
+        head += struct.pack("<H", crc32(head) & 0xFFFF)
         parts = [head, payload, struct.pack("<I", crc32(payload) & 0xFFFFFFFF)]
         if self._auth:
             self.counter += 1
@@ -191,10 +188,14 @@ class FrameParser:
 
     def feed(self, data):
         """Add received bytes; return the list of whole frames now available, in order."""
-        if data:
-            self._buf.extend(data)
-        out = []
         buf = self._buf
+        if not buf:
+            # Nothing held (the usual case): read the frames in ``data`` where it is, and keep
+            # only what is left of it.
+            buf = data or buf
+        elif data:
+            buf.extend(data)
+        out = []
         end = len(buf)
         pos = self._pos
         mv = memoryview(buf)
@@ -269,7 +270,11 @@ class FrameParser:
             out.append(Frame(flags, op, rid, None if error else payload, counter, error))
             pos += total
         # Drop consumed bytes; MicroPython's bytearray has no slice deletion.
-        if pos:
+        if buf is not self._buf:
+            if pos < end:
+                self._buf = bytearray(mv[pos:end])  # a copy: ``data`` is the caller's
+            pos = 0
+        elif pos:
             if pos >= end:
                 self._buf = bytearray()
             else:

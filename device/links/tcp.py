@@ -11,6 +11,7 @@ from kpdev.protocol.compat import MICROPYTHON
 # Connections the kernel holds until the agent accepts them (MicroPython serves one at a time).
 _BACKLOG = 4 if MICROPYTHON else 16
 _SEND_TIMEOUT_S = 10  # CPython: a client that takes no replies for this long is dropped
+_READ_BUF = 65536  # CPython: the one buffer a connection's reads land in
 
 
 class TcpServerLink:
@@ -51,7 +52,6 @@ class TcpServerLink:
             return None
         if not MICROPYTHON:
             conn.setsockopt(self._socket.IPPROTO_TCP, self._socket.TCP_NODELAY, 1)
-            conn.settimeout(_SEND_TIMEOUT_S)
         return TcpConnection(conn)
 
     def close(self):
@@ -60,30 +60,64 @@ class TcpServerLink:
 
 
 class TcpConnection:
-    """One client's connection: ``read`` raises ``LinkClosed`` once the client has gone."""
+    """One client's connection: ``read`` raises ``LinkClosed`` once the client has gone.
+
+    CPython: the socket blocks, with the kernel's receive and send timeouts (SO_RCVTIMEO,
+    SO_SNDTIMEO) in place of a poll before each call: a read is one ``recv_into`` system call
+    into a buffer allocated once (a socket timeout in CPython polls before every recv).
+    """
 
     name = "tcp"
 
     def __init__(self, conn):
         self._conn = conn
-        self._poll = select.poll()
-        self._poll.register(conn, select.POLLIN)
         self._gone = False
+        if MICROPYTHON:
+            self._poll = select.poll()
+            self._poll.register(conn, select.POLLIN)
+        else:
+            import socket
+
+            self._s = socket
+            conn.settimeout(None)
+            conn.setsockopt(
+                socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(_SEND_TIMEOUT_S * 1000)
+            )
+            self._wait_ms = -1  # the SO_RCVTIMEO in place
+            self._buf = bytearray(_READ_BUF)
+            self._view = memoryview(self._buf)
 
     def read(self, n, timeout_ms=1000):
         """Up to ``n`` bytes; empty on timeout."""
         if self._gone:
             raise LinkClosed("the client left")
-        if not self._poll.poll(timeout_ms):
-            return b""
+        if MICROPYTHON:
+            if not self._poll.poll(timeout_ms):
+                return b""
+            try:
+                data = self._conn.recv(n)
+            except OSError:
+                data = b""
+            if not data:
+                self._gone = True
+                raise LinkClosed("the client left")
+            return data
+        flags = 0
+        if timeout_ms <= 0:
+            flags = self._s.MSG_DONTWAIT  # SO_RCVTIMEO 0 would mean: wait for ever
+        elif timeout_ms != self._wait_ms:
+            self._conn.setsockopt(self._s.SOL_SOCKET, self._s.SO_RCVTIMEO, _timeval(timeout_ms))
+            self._wait_ms = timeout_ms
         try:
-            data = self._conn.recv(n)
+            got = self._conn.recv_into(self._view, min(n, _READ_BUF), flags)
+        except BlockingIOError:  # EAGAIN: the timeout passed with nothing received
+            return b""
         except OSError:
-            data = b""
-        if not data:
+            got = 0
+        if not got:
             self._gone = True
             raise LinkClosed("the client left")
-        return data
+        return bytes(self._view[:got])
 
     def write(self, data):
         """Send all of ``data`` (dropped if the client has left or takes nothing for long)."""
@@ -106,3 +140,10 @@ class TcpConnection:
             self._conn.close()
         except OSError:
             pass
+
+
+def _timeval(ms):
+    # struct timeval {time_t tv_sec; suseconds_t tv_usec} for SO_RCVTIMEO/SO_SNDTIMEO (CPython).
+    import struct
+
+    return struct.pack("ll", ms // 1000, ms % 1000 * 1000)
