@@ -1,0 +1,170 @@
+"""The device pipeline's loops with numpy: a CPython board (sim-linux, embedded Linux) with numpy.
+
+``kpdev.device.pipeline`` imports this module once where numpy imports (never on MicroPython) and
+hands a ``Pipeline`` its ``Plan``: the window becomes one float64 array, a row an axis, and each
+generator runs on every axis at once.  The arithmetic is the plain loops', operation for
+operation: sums left to right from 0.0 (``np.add.accumulate``), the mean before any deviation
+from it, ``x * x`` squares, the divisions of the definitions table, round half away from zero
+and the clip of ``Pipeline.output``.  So the doubles are the plain loops', and the model inputs
+their bytes.
+
+A deliberate twin of the plain loops in pipeline.py, and like ``kpdev.host.features`` (the host's
+batch twin, which device code may not import) numpy: tests/device/test_pipeline.py runs this,
+the plain loops and the host on the same windows and compares them bit for bit.
+"""
+
+import numpy as np
+
+from kpdev.device.sysinfo import ticks_diff, ticks_us
+from kpdev.protocol.errors import DeviceError
+from kpdev.protocol.tensors import Tensor
+
+_E_BAD_SHAPE = 18
+_E_BAD_VALUE = 25
+
+# Generator codes of pipeline.py (the order of the definitions table).
+_G_MEAN, _G_STD, _G_MIN, _G_MAX, _G_RMS, _G_ENERGY = 0, 1, 2, 3, 4, 5
+_G_ZCR, _G_MCR, _G_SCR, _G_TCR, _G_TOCR, _G_MEAN_DIFF, _G_RAW = 6, 7, 8, 9, 10, 11, 12
+_QRANGE = {"int8": (-128, 127), "uint8": (0, 255)}
+
+
+def _seqsum(x):
+    # Left to right from 0.0 along each row, as the plain loop adds.
+    return 0.0 + np.add.accumulate(x, axis=-1)[..., -1]
+
+
+def _crossings(x, level):
+    above = x >= level[:, None]
+    return np.count_nonzero(above[:, 1:] != above[:, :-1], axis=-1)
+
+
+class Plan:
+    """What a ``Pipeline`` runs with numpy: its columns, features and output."""
+
+    def __init__(self, p):
+        self.p = p
+        self.dtype = np.dtype(p.input_dtype).newbyteorder("<")
+        self.floats = self.dtype.kind == "f"
+        self.offsets = self.divisors = None
+        if p._scale is not None:
+            self.offsets = np.array(p._scale[0], dtype=np.float64)
+            self.divisors = np.array(p._scale[1], dtype=np.float64)
+        self.thresholds = None
+        if p._thresholds is not None:
+            self.thresholds = np.array(p._thresholds, dtype=np.float64)
+        # entries as (gen name, code, axes as an index array, param)
+        self.entries = [(g, c, np.array(a, dtype=np.intp), q) for g, c, a, q in p._entries]
+
+    def columns(self, data):
+        """The window's bytes (checked by the caller) -> float64 ``(n_axes, size)``."""
+        p = self.p
+        a = np.frombuffer(data, dtype=self.dtype).reshape(p.size, p.n_axes)
+        x = np.ascontiguousarray(a.T, dtype=np.float64)
+        if self.floats:
+            bad = np.argwhere(~np.isfinite(x))
+            if bad.size:
+                j, i = (int(v) for v in bad[0])  # the plain loops' order: axis, then sample
+                raise DeviceError(
+                    "pipeline: window sample %d of axis %s is %r; samples must be finite"
+                    % (i, p.axes[j], float(x[j, i])),
+                    _E_BAD_VALUE,
+                )
+        return x
+
+    def features(self, columns, timings=None):
+        """Columns (``columns()``'s array, or one sequence per axis) -> float64 features."""
+        p = self.p
+        try:
+            x = np.asarray(columns, dtype=np.float64)
+        except (TypeError, ValueError):
+            x = None
+        if x is None or x.ndim != 2 or x.shape != (p.n_axes, p.size):
+            raise DeviceError(
+                "pipeline: features() takes one column of %d samples per axis (%d), not %r"
+                % (p.size, p.n_axes, columns if x is None else x.shape),
+                _E_BAD_SHAPE,
+            )
+        size = p.size
+        out = np.empty(p.n_features, dtype=np.float64)
+        mean = std = energy = None
+        k = 0
+        for gen, code, axes, param in self.entries:
+            if timings is not None:
+                t0 = ticks_us()
+            if code == _G_RAW:
+                v = x[axes].ravel()
+            else:
+                if code in (_G_MEAN, _G_STD, _G_MCR, _G_SCR, _G_TOCR) and mean is None:
+                    mean = _seqsum(x) / size
+                if code in (_G_STD, _G_SCR) and std is None:
+                    d = x - mean[:, None]
+                    std = np.sqrt(_seqsum(d * d) / size)
+                if code in (_G_RMS, _G_ENERGY) and energy is None:
+                    energy = _seqsum(x * x) / size
+                if code == _G_MEAN:
+                    v = mean
+                elif code == _G_STD:
+                    v = std
+                elif code == _G_MIN:
+                    v = x.min(axis=-1)
+                elif code == _G_MAX:
+                    v = x.max(axis=-1)
+                elif code == _G_RMS:
+                    v = np.sqrt(energy)
+                elif code == _G_ENERGY:
+                    v = energy
+                elif code == _G_MEAN_DIFF:
+                    v = (x[:, size - 1] - x[:, 0]) / (size - 1)
+                else:
+                    if code == _G_ZCR:
+                        c = _crossings(x, np.zeros(p.n_axes))
+                    elif code == _G_MCR:
+                        c = _crossings(x, mean)
+                    elif code == _G_SCR:
+                        c = _crossings(x, mean + param * std)
+                    elif code == _G_TCR:
+                        c = _crossings(x, np.full(p.n_axes, param))
+                    else:  # _G_TOCR
+                        c = _crossings(x, mean + param) + _crossings(x, mean - param)
+                    v = c / (size - 1)
+                v = v[axes]
+            out[k : k + len(v)] = v
+            k += len(v)
+            if timings is not None:
+                timings.append((gen, ticks_diff(ticks_us(), t0)))
+        return out
+
+    def output(self, values, timings=None):
+        """Feature values -> the model input Tensor, as ``Pipeline.output`` makes it."""
+        p = self.p
+        f = np.asarray(values, dtype=np.float64)
+        if self.offsets is not None:
+            if timings is not None:
+                t0 = ticks_us()
+            f = (f - self.offsets) / self.divisors
+            if timings is not None:
+                timings.append(("scale", ticks_diff(ticks_us(), t0)))
+        if timings is not None:
+            t0 = ticks_us()
+        if self.thresholds is not None:
+            # NaN is above no threshold, as in the plain loop.
+            bits = f[:, None] > self.thresholds[None, :]
+            data = bits.astype(np.uint8).tobytes()
+            stage = "encode"
+        elif p.out_dtype == "float32":
+            with np.errstate(over="ignore"):
+                return Tensor("float32", p.out_shape, f.astype("<f4").tobytes())
+        else:
+            lo, hi = _QRANGE[p.out_dtype]
+            with np.errstate(invalid="ignore", over="ignore"):
+                t = f / p._qscale
+                a = np.abs(t)
+                r = np.floor(a + 0.5)
+                q = np.where(t >= 0, r, -r) + p._zero_point
+                # beyond 1e9 (and NaN) the plain loop lets the clip decide by the sign
+                q = np.where(a < 1e9, q, np.where(t > 0, hi, lo))
+            data = np.clip(q, lo, hi).astype(p.out_dtype).tobytes()
+            stage = "quantize"
+        if timings is not None:
+            timings.append((stage, ticks_diff(ticks_us(), t0)))
+        return Tensor(p.out_dtype, p.out_shape, data)
