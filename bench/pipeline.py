@@ -166,7 +166,8 @@ def micropython_rounds(args, tmp: str) -> None:
         return float(out["whole"])
 
     print(
-        "(a) sim-mcu: micropython -X heapsize=%s, %d demo windows (%s, %d x %d) x %d reps a process"
+        "(a) sim-mcu: micropython -X heapsize=%s, %d demo windows (%s, %d x %d) x %d reps a "
+        "process"
         % (heap, len(windows), spec["input_dtype"], windows.shape[1], windows.shape[2], args.reps),
         flush=True,
     )
@@ -189,7 +190,9 @@ def micropython_rounds(args, tmp: str) -> None:
         per = {}
         for side in ("before", "after"):
             per[side] = [dict(d["stages"]).get(name, 0.0) for d in details[side]]
-        ratio = [b / a if a else float("inf") for b, a in zip(per["before"], per["after"])]
+        ratio = [
+            b / a if a else float("inf") for b, a in zip(per["before"], per["after"], strict=True)
+        ]
         rows.append(_row(name, per["before"], per["after"], ratio))
     rows.append(
         _row(

@@ -367,7 +367,10 @@ class Pipeline:
                 _E_BAD_SHAPE,
             )
         # The integer viper loops read the pipeline's own columns, of a known sample type.
-        self._ints = self._int_loops and columns is self._cols
+        own = columns is self._cols
+        ints = self._ints = self._int_loops and own
+        moms = self._moms
+        size = self.size
         out = self._values
         known = self._known
         for j in range(self.n_axes):
@@ -378,19 +381,39 @@ class Pipeline:
                 t0 = ticks_us()
             for j in axes:
                 col = columns[j]
-                if col is None or len(col) != self.size:
+                if not own and (col is None or len(col) != size):
                     _bad(
                         "column %d (%s) holds %s samples; the window has %d"
-                        % (j, self.axes[j], "no" if col is None else len(col), self.size),
+                        % (j, self.axes[j], "no" if col is None else len(col), size),
                         _E_BAD_SHAPE,
                     )
                 if code == _G_RAW:
                     for v in col:
                         out[k] = v
                         k += 1
+                    continue
+                if ints and code <= _G_ENERGY and code != _G_STD:
+                    # Straight from the column's moments: no call a value.
+                    m = moms[j]
+                    if not known[j] & 4:
+                        _viper.moments(col, size, self._width, self._signed, m)
+                        known[j] |= 4
+                    if code == _G_MEAN:
+                        v = m[0] / size
+                        self._means[j] = v
+                        known[j] |= 1
+                    elif code == _G_MIN:
+                        v = float(m[1])
+                    elif code == _G_MAX:
+                        v = float(m[2])
+                    else:
+                        v = _viper.square_sum(m) / size
+                        if code == _G_RMS:
+                            v = math.sqrt(v)
+                    out[k] = v
                 else:
                     out[k] = _value(self, code, col, j, param)
-                    k += 1
+                k += 1
             if timings is not None:
                 timings.append((gen, ticks_diff(ticks_us(), t0)))
         return out
@@ -415,8 +438,11 @@ class Pipeline:
                 t0 = ticks_us()
             offsets, divisors = self._scale
             scaled = self._values  # in place when ``values`` is that buffer: element by element
-            for i in range(n):
-                scaled[i] = (values[i] - offsets[i]) / divisors[i]
+            if self._native:
+                _viper.scale(values, offsets, divisors, scaled, n)
+            else:
+                for i in range(n):
+                    scaled[i] = (values[i] - offsets[i]) / divisors[i]
             values = scaled
             if timings is not None:
                 timings.append(("scale", ticks_diff(ticks_us(), t0)))
@@ -434,23 +460,25 @@ class Pipeline:
         if timings is not None:
             t0 = ticks_us()
         lo, hi = self._qrange
-        scale = self._qscale
-        zp = self._zero_point
-        mask = self.out_dtype == "int8"
         data = bytearray(n)
-        for i in range(n):
-            t = values[i] / scale
-            a = abs(t)
-            if a < 1e9:  # beyond, the clip decides (and math.floor would overflow on inf)
-                r = math.floor(a + 0.5)
-                q = (r if t >= 0 else -r) + zp
-            else:
-                q = hi if t > 0 else lo
-            if q < lo:
-                q = lo
-            elif q > hi:
-                q = hi
-            data[i] = q & 0xFF if mask else q
+        if self._native:
+            _viper.quantize(values, n, self._qscale, self._zero_point, lo, hi, data)
+        else:
+            scale = self._qscale
+            zp = self._zero_point
+            for i in range(n):
+                t = values[i] / scale
+                a = abs(t)
+                if a < 1e9:  # beyond, the clip decides (and math.floor would overflow on inf)
+                    r = math.floor(a + 0.5)
+                    q = (r if t >= 0 else -r) + zp
+                else:
+                    q = hi if t > 0 else lo
+                if q < lo:
+                    q = lo
+                elif q > hi:
+                    q = hi
+                data[i] = q & 0xFF  # int8 as its two's complement byte
         if timings is not None:
             timings.append(("quantize", ticks_diff(ticks_us(), t0)))
         return Tensor(self.out_dtype, self.out_shape, data)

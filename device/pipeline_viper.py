@@ -9,9 +9,9 @@ module once, at its own import, and falls back to its plain loops where it does 
   ``moments`` makes one pass over an 8- or 16-bit integer column for its sum, minimum, maximum
   and sum of squares (exact integers); ``crossings`` counts the changes of ``sample >= t``
   for an integer level ``t``.
-- native, floats: ``fsum``, ``fsumsq`` and ``dev2`` are the plain loops of pipeline.py
-  (``_mean``, ``_energy``, ``_std``) compiled to machine code; they make the same runtime
-  calls in the same order, so they give the same doubles.
+- native, floats: ``fsum``, ``fsumsq``, ``dev2``, ``scale`` and ``quantize`` are the plain loops
+  of pipeline.py (``_mean``, ``_energy``, ``_std``, ``Pipeline.output``) compiled to machine
+  code; they make the same runtime calls in the same order, so they give the same doubles.
 
 Integers are machine words: 32 bits on a microcontroller.  ``moments`` keeps every sum below
 2**31 for columns of at most ``MAX_SIZE`` samples of 16 bits (pipeline.py checks this before
@@ -25,6 +25,8 @@ features with each other and with the host's numpy twin, bit for bit.
 # Viper code annotates with MicroPython's built-in pointer types (ptr8, ptr32); pyproject.toml's
 # per-file ignore covers this file.
 # ruff: noqa: F821
+
+import math
 
 import micropython
 from micropython import const
@@ -172,3 +174,28 @@ def dev2(col, m):
         d = v - m
         s += d * d
     return s
+
+
+@micropython.native
+def scale(values, offsets, divisors, scaled, n):
+    """``Pipeline.output``'s scaling loop: (f - offset) / divisor into ``scaled``."""
+    for i in range(n):
+        scaled[i] = (values[i] - offsets[i]) / divisors[i]
+
+
+@micropython.native
+def quantize(values, n, scale, zp, lo, hi, data):
+    """``Pipeline.output``'s quantization loop into ``data`` (bytes; int8 as two's complement)."""
+    for i in range(n):
+        t = values[i] / scale
+        a = abs(t)
+        if a < 1e9:
+            r = math.floor(a + 0.5)
+            q = (r if t >= 0 else -r) + zp
+        else:
+            q = hi if t > 0 else lo
+        if q < lo:
+            q = lo
+        elif q > hi:
+            q = hi
+        data[i] = q & 0xFF
