@@ -202,7 +202,7 @@ def micropython_rounds(args, tmp: str) -> None:
             rounds.ratio("before", "after"),
         )
     )
-    print(_common.table(["µs a window", "before", "after", "before/after"], rows))
+    _common.table(["µs a window", "before", "after", "before/after"], rows)
     _common.judge(
         "SPEED",
         "pipeline per window on sim-mcu, before/after",
@@ -292,7 +292,7 @@ def eval_rounds(args, tmp: str) -> None:
         ],
         ["host / sim-linux", _spread_text(rounds.ratio("host", "sim-linux"), "%.2fx")],
     ]
-    print(_common.table(["", "median (IQR)"], rows))
+    _common.table(["", "median (IQR)"], rows)
     _common.judge(
         "SPEED",
         "kpdev eval on sim-linux vs the host in-process",

@@ -135,15 +135,31 @@ def _mean(p, col, j):
 def _std(p, col, j):
     if p._known[j] & 2:
         return p._stds[j]
-    m = _mean(p, col, j)
-    if p._native:
-        s = _viper.dev2(col, m)
+    n = len(col)
+    if p._exact_std:
+        # 8- and 16-bit samples (docs/packs.md): sqrt((n * sum(x^2) - sum(x)^2) / n^2) from the
+        # exact integer sums; every product is exact in a double, only the division rounds.
+        if p._ints:
+            m = _moments(p, col, j)
+            s = m[0]
+            q = _viper.square_sum(m)
+        else:
+            s = 0
+            q = 0
+            for v in col:
+                s += v
+                q += v * v
+        sd = math.sqrt((n * q - s * s) / (n * n))
     else:
-        s = 0.0
-        for v in col:
-            d = v - m
-            s += d * d
-    sd = math.sqrt(s / len(col))
+        m = _mean(p, col, j)
+        if p._native:
+            s = _viper.dev2(col, m)
+        else:
+            s = 0.0
+            for v in col:
+                d = v - m
+                s += d * d
+        sd = math.sqrt(s / n)
     p._stds[j] = sd
     p._known[j] |= 2
     return sd

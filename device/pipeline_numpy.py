@@ -97,8 +97,12 @@ class Plan:
                 if code in (_G_MEAN, _G_STD, _G_MCR, _G_SCR, _G_TOCR) and mean is None:
                     mean = _seqsum(x) / size
                 if code in (_G_STD, _G_SCR) and std is None:
-                    d = x - mean[:, None]
-                    std = np.sqrt(_seqsum(d * d) / size)
+                    if p._exact_std:  # exact integer sums in doubles, one rounding
+                        t = _seqsum(x)
+                        std = np.sqrt((size * _seqsum(x * x) - t * t) / (size * size))
+                    else:
+                        d = x - mean[:, None]
+                        std = np.sqrt(_seqsum(d * d) / size)
                 if code in (_G_RMS, _G_ENERGY) and energy is None:
                     energy = _seqsum(x * x) / size
                 if code == _G_MEAN:

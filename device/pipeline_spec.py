@@ -11,6 +11,9 @@ from kpdev.device.pipeline import _FORMATS, _array, _bad, _is_int, _is_list
 from kpdev.protocol.compat import const
 
 _QRANGE = {"int8": (-128, 127), "uint8": (0, 255)}
+# 8- and 16-bit samples -> the largest square of one: the std comes from the exact integer sums
+# when n * n * that < 2**53 (docs/packs.md; kpdev.host.features.spec has the same rule).
+_SQUARE_MAX = {"int8": 16384, "uint8": 65025, "int16": 1073741824, "uint16": 4294836225}
 _SPEC_KEYS = (
     "axes",
     "input_dtype",
@@ -347,6 +350,8 @@ def check(p, spec):
         if v is not None and (not _is_number(v) or v <= 0):
             _bad("%s is %r; it must be a positive number (or left out)" % (key, v))
     p.size, p.stride = _check_window(spec)
+    top = _SQUARE_MAX.get(dtype)
+    p._exact_std = top is not None and p.size * p.size * top < 9007199254740992  # 2**53
     p._entries, p.n_features = _check_features(spec, p.axes, p.size)
     p._scale = _check_scale(spec, p.n_features)
     out = _check_output(spec, p.n_features)
