@@ -178,13 +178,14 @@ def _energy(p, col, j):
 
 def _crossings(p, col, level):
     if p._ints:
-        # For an integer sample v, v >= level exactly when v >= ceil(level).
-        if level != level or level > _viper.LEVEL_MAX:
-            t = _viper.LEVEL_MAX
-        elif level < _viper.LEVEL_MIN:
-            t = _viper.LEVEL_MIN
-        else:
+        # For an integer sample v, v >= level exactly when v >= ceil(level); every 8- or 16-bit
+        # sample is above -70000 and below 70000 (NaN: no sample is >= it).
+        if -70000.0 < level and level < 70000.0:
             t = math.ceil(level)
+        elif level < 0.0:
+            t = -70000
+        else:
+            t = 70000
         return _viper.crossings(col, len(col), p._width, p._signed, t)
     # a < L <= b or a >= L > b is exactly a change of (sample >= L) between neighbours.
     c = 0
@@ -427,6 +428,10 @@ class Pipeline:
                         if code == _G_RMS:
                             v = math.sqrt(v)
                     out[k] = v
+                elif ints and code == _G_MCR:
+                    # the commonest crossing rate, without the call to _value
+                    lv = self._means[j] if known[j] & 1 else _mean(self, col, j)
+                    out[k] = _crossings(self, col, lv) / (size - 1)
                 else:
                     out[k] = _value(self, code, col, j, param)
                 k += 1

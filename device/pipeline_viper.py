@@ -39,9 +39,6 @@ if not MICROPYTHON:
 
 # Longest column ``moments`` takes: 8192 * 65535 and 8192 * 255 * 255 stay below 2**31.
 MAX_SIZE = const(8192)
-# Any 8- or 16-bit sample lies strictly between these; ``crossings`` levels are clipped to them.
-LEVEL_MIN = const(-70000)
-LEVEL_MAX = const(70000)
 
 
 @micropython.viper
@@ -79,8 +76,8 @@ def moments(col: ptr8, n: int, width: int, signed: int, out: ptr32):
     ``a``, ``b``, ``c`` (``square_sum`` puts them together).
     """
     s = 0
-    lo = LEVEL_MAX
-    hi = LEVEL_MIN
+    lo = 70000  # above any 8- or 16-bit sample
+    hi = -70000
     qa = 0
     qb = 0
     qc = 0

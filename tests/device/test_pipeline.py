@@ -112,6 +112,30 @@ def test_generator_by_hand(entry, want):
     assert len(hf.feature_names(spec)) == len(want)
 
 
+def test_std_of_integer_samples_by_hand(impl):
+    # int16: from the exact sums (docs/packs.md), sum 6, sum of squares 28, n 6:
+    # (6 * 28 - 6 * 6) / 36 = 132 / 36, one rounding; a float32 window takes the two-pass loop.
+    spec = hand_spec({"gen": "std"})
+    spec["input_dtype"] = "int16"
+    w = np.array(HAND_WINDOW, np.int16)
+    assert hf.features(spec, w).tolist() == [math.sqrt(132 / 36), 0.0]
+    for loops in ("auto", "plain"):
+        req = {
+            "op": "transform",
+            "spec": spec,
+            "dtype": "int16",
+            "shape": [6, 2],
+            "windows": [w.tobytes()],
+            "loops": loops,
+        }
+        ans = ask(impl, [req])[0]
+        assert ans["loops"] == LOOPS.get((impl.name, loops), "plain")
+        assert struct.unpack("<2d", ans["out"][0][0]) == (math.sqrt(132 / 36), 0.0)
+    # the exact sums need n * n * (largest square) < 2**53: 2896 int16 samples do, 2897 not
+    assert hf.exact_std("int16", 2896) and not hf.exact_std("int16", 2897)
+    assert not hf.exact_std("int32", 4) and not hf.exact_std("float32", 4)
+
+
 def test_quantize_by_hand():
     # Means of int16 windows of 4 samples are multiples of 1/4; at scale 0.5 they fall on ties.
     spec = {
