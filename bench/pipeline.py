@@ -18,8 +18,9 @@ bytes, or the script fails.
 
 (b) sim-linux.  The demo pack is built once; each round runs ``kpdev eval demo.kp --board
 sim-linux`` (the board started by an untimed warm-up round and kept running) and takes the
-classification loop's ``wall_s`` from its measurements, and runs the host's in-process path on
-the same test split: the host's numpy pipeline (``transform_batch``) and the pack's model in the
+classification loop's ``wall_s`` from its measurements, the same with ``--before``'s kpdev (its
+own home and board, the agent run from the exported source), and runs the host's in-process path
+on the same test split: the host's numpy pipeline (``transform_batch``) and the pack's model in the
 host reference runtime, window by window.  The ratio is host time / sim-linux time (1.0: as fast
 as in-process).
 
@@ -263,7 +264,7 @@ def eval_rounds(args, tmp: str) -> None:
     pipeline = pack.manifest["pipeline"]
     _, test = test_split(DATA, None, None, 0, pipeline)
     test, _ = known_only(test, pack.classes())
-    root = pack.root
+    root = pack.root()
     ref = load_reference(root["format"], pack.model_bytes(root["id"]))
     classes = root["classes"]
     n = len(test)
@@ -276,41 +277,58 @@ def eval_rounds(args, tmp: str) -> None:
             classes[int(np.argmax(y[0]))]
         return time.perf_counter() - t0
 
-    out = os.path.join(tmp, "eval.json")
+    # main's kpdev (and so its sim-linux agent, started by it) from the exported source, with a
+    # home of its own: the pure-Python pipeline the numpy loops replace.
+    before_src = _common.export_rev(args.before, os.path.join(tmp, "eval-before"))
+    before_home = os.path.join(tmp, "eval-before", "home")
+    os.makedirs(before_home)
+    sides = {
+        "after": dict(os.environ),
+        "before": dict(os.environ, PYTHONPATH=before_src, KPDEV_HOME=before_home),
+    }
 
-    def device():
+    def device(side):
+        out = os.path.join(tmp, "eval-%s.json" % side)
         argv = cli + ["eval", pack_path, "--board", "sim-linux", "--dataset", DATA]
         argv += ["-o", out, "--force", "--json"]
-        proc = subprocess.run(argv, capture_output=True, text=True, preexec_fn=_pin_host)
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, preexec_fn=_pin_host, env=sides[side]
+        )
         if proc.returncode:
-            raise SystemExit("kpdev eval failed: " + proc.stderr[-800:])
+            raise SystemExit("kpdev eval (%s) failed: %s" % (side, proc.stderr[-800:]))
         with open(out) as f:
             doc = json.load(f)
         return float(doc["results"]["wall_s"])
 
     print(
         "(b) sim-linux: kpdev eval of the demo pack, %d test windows, against the host's "
-        "in-process path (numpy pipeline + reference runtime)" % n,
+        "in-process path (numpy pipeline + reference runtime); before: %s's kpdev and agent"
+        % (n, args.before),
         flush=True,
     )
+    cases = {"host": host, "after": lambda: device("after"), "before": lambda: device("before")}
     try:
-        rounds = _common.Rounds({"host": host, "sim-linux": device})
+        rounds = _common.Rounds(cases)
         rounds.run(args.rounds)
     finally:
-        subprocess.run(cli + ["sim", "stop", "sim-linux"], capture_output=True)
+        for env in sides.values():
+            subprocess.run(cli + ["sim", "stop", "sim-linux"], capture_output=True, env=env)
+
+    def ms(name):
+        return _spread_text([v * 1e3 for v in rounds.values[name]], "%.1f")
+
     rows = [
-        ["host in-process (ms)", _spread_text([v * 1e3 for v in rounds.values["host"]], "%.1f")],
-        [
-            "kpdev eval on sim-linux (ms)",
-            _spread_text([v * 1e3 for v in rounds.values["sim-linux"]], "%.1f"),
-        ],
-        ["host / sim-linux", _spread_text(rounds.ratio("host", "sim-linux"), "%.2fx")],
+        ["host in-process (ms)", ms("host")],
+        ["kpdev eval on sim-linux, after (ms)", ms("after")],
+        ["kpdev eval on sim-linux, before (ms)", ms("before")],
+        ["host / sim-linux after", _spread_text(rounds.ratio("host", "after"), "%.2fx")],
+        ["host / sim-linux before", _spread_text(rounds.ratio("host", "before"), "%.2fx")],
     ]
     _common.table(["", "median (IQR)"], rows)
     _common.judge(
         "SPEED",
         "kpdev eval on sim-linux vs the host in-process",
-        rounds.ratio("host", "sim-linux"),
+        rounds.ratio("host", "after"),
         "x",
         EVAL_RATIO,
         at_most=False,
