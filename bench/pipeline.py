@@ -306,6 +306,12 @@ def eval_rounds(args, tmp: str) -> None:
         % (n, args.before),
         flush=True,
     )
+    # Each side's board started now on the peer's CPU (the agent inherits it), the kpdev
+    # commands on the host's: as a board is a processor of its own.
+    for env in sides.values():
+        subprocess.run(
+            cli + ["sim", "start", "sim-linux"], capture_output=True, env=env, preexec_fn=_pin
+        )
     cases = {"host": host, "after": lambda: device("after"), "before": lambda: device("before")}
     try:
         rounds = _common.Rounds(cases)

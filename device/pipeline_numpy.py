@@ -52,8 +52,12 @@ class Plan:
         self.thresholds = None
         if p._thresholds is not None:
             self.thresholds = np.array(p._thresholds, dtype=np.float64)
-        # entries as (gen name, code, axes as an index array, param)
-        self.entries = [(g, c, np.array(a, dtype=np.intp), q) for g, c, a, q in p._entries]
+        # entries as (gen name, code, axes as an index array or None for all of them, param)
+        every = tuple(range(p.n_axes))
+        self.entries = [
+            (g, c, None if tuple(a) == every else np.array(a, dtype=np.intp), q)
+            for g, c, a, q in p._entries
+        ]
 
     def columns(self, data):
         """The window's bytes (checked by the caller) -> float64 ``(n_axes, size)``."""
@@ -92,7 +96,7 @@ class Plan:
             if timings is not None:
                 t0 = ticks_us()
             if code == _G_RAW:
-                v = x[axes].ravel()
+                v = (x if axes is None else x[axes]).ravel()
             else:
                 if code in (_G_MEAN, _G_STD, _G_MCR, _G_SCR, _G_TOCR) and mean is None:
                     mean = _seqsum(x) / size
@@ -131,7 +135,8 @@ class Plan:
                     else:  # _G_TOCR
                         c = _crossings(x, mean + param) + _crossings(x, mean - param)
                     v = c / (size - 1)
-                v = v[axes]
+                if axes is not None:
+                    v = v[axes]
             out[k : k + len(v)] = v
             k += len(v)
             if timings is not None:
@@ -162,12 +167,12 @@ class Plan:
             lo, hi = _QRANGE[p.out_dtype]
             with np.errstate(invalid="ignore", over="ignore"):
                 t = f / p._qscale
-                a = np.abs(t)
-                r = np.floor(a + 0.5)
-                q = np.where(t >= 0, r, -r) + p._zero_point
-                # beyond 1e9 (and NaN) the plain loop lets the clip decide by the sign
-                q = np.where(a < 1e9, q, np.where(t > 0, hi, lo))
-            data = np.clip(q, lo, hi).astype(p.out_dtype).tobytes()
+                # half away from zero; beyond +-1e9 the clip decides by the sign, as it does
+                q = np.copysign(np.floor(np.abs(t) + 0.5), t) + p._zero_point
+                q = np.clip(q, lo, hi)
+            if np.isnan(q).any():  # the plain loop's NaN: not >= 1e9 nor above 0, so lo
+                q[np.isnan(q)] = lo
+            data = q.astype(p.out_dtype).tobytes()
             stage = "quantize"
         if timings is not None:
             timings.append((stage, ticks_diff(ticks_us(), t0)))
