@@ -14,7 +14,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SCRIPTS = ("wire", "roundtrip", "upload", "backends", "learn", "cli_speed")
+SCRIPTS = ("wire", "roundtrip", "upload", "backends", "learn", "cli_speed", "pipeline")
 TIMEOUT = 300  # seconds per script; cli_speed takes minutes on a loaded machine
 
 
