@@ -219,7 +219,7 @@ def micropython_rounds(args, tmp: str) -> None:
     )
     _common.table(["µs a window", "before", "after", "before/after"], rows)
     _common.judge(
-        "SPEED",
+        "RATIO",
         "pipeline per window on sim-mcu, before/after",
         rounds.ratio("before", "after"),
         "x",
@@ -345,7 +345,7 @@ def eval_rounds(args, tmp: str) -> None:
     ]
     _common.table(["", "median (IQR)"], rows)
     _common.judge(
-        "SPEED",
+        "RATIO",
         "kpdev eval on sim-linux vs the host in-process",
         rounds.ratio("host", "after"),
         "x",
