@@ -443,8 +443,9 @@ class Pipeline:
         """Feature values -> the model input Tensor: scaled, then quantized or encoded.
 
         The scaled values go to the pipeline's feature buffer (the array ``features()``
-        returns); ``timings``, a list, gets ``("scale", µs)`` and ``("quantize", µs)`` or
-        ``("encode", µs)`` for the stages the spec has (docs/packs.md).
+        returns; numpy loops make a list instead); ``timings``, a list, gets ``("scale", µs)``
+        and ``("quantize", µs)`` or ``("encode", µs)`` for the stages the spec has
+        (docs/packs.md).
         """
         n = self.n_features
         if len(values) != n:
@@ -452,21 +453,24 @@ class Pipeline:
                 "output() takes %d feature values, not %d" % (n, len(values)),
                 _E_BAD_SHAPE,
             )
-        if self.loops == "numpy":
-            return self._np.output(values, timings)
         if self._scale is not None:
             if timings is not None:
                 t0 = ticks_us()
-            offsets, divisors = self._scale
-            scaled = self._values  # in place when ``values`` is that buffer: element by element
-            if self._native:
-                _viper.scale(values, offsets, divisors, scaled, n)
+            if self.loops == "numpy":
+                values = self._np.scale(values)
             else:
-                for i in range(n):
-                    scaled[i] = (values[i] - offsets[i]) / divisors[i]
-            values = scaled
+                offsets, divisors = self._scale
+                scaled = self._values  # in place when ``values`` is that buffer: item by item
+                if self._native:
+                    _viper.scale(values, offsets, divisors, scaled, n)
+                else:
+                    for i in range(n):
+                        scaled[i] = (values[i] - offsets[i]) / divisors[i]
+                values = scaled
             if timings is not None:
                 timings.append(("scale", ticks_diff(ticks_us(), t0)))
+        elif self.loops == "numpy":
+            values = self._np.floats(values)
         if self._thresholds is not None:
             return self._encode(values, timings)
         if self.out_dtype == "float32":

@@ -2,10 +2,11 @@
 
 ``kpdev.device.pipeline`` imports this module once where numpy imports (never on MicroPython) and
 hands a ``Pipeline`` its ``Plan``: the window becomes one float64 array, a row an axis, and each
-generator runs on every axis at once.  The arithmetic is the plain loops', operation for
-operation: sums left to right from 0.0 (``np.add.accumulate``), the mean before any deviation
-from it, ``x * x`` squares, the divisions of the definitions table, round half away from zero
-and the clip of ``Pipeline.output``.  So the doubles are the plain loops', and the model inputs
+generator runs on every axis at once; numpy scales the feature values, and the plain loops of
+``Pipeline.output`` quantize or encode them (on a few dozen values they are faster than numpy's
+calls).  The arithmetic is the plain loops', operation for operation: sums left to right from
+0.0 (``np.add.accumulate``), the mean before any deviation from it, ``x * x`` squares, the
+divisions of the definitions table.  So the doubles are the plain loops', and the model inputs
 their bytes.
 
 A deliberate twin of the plain loops in pipeline.py, and like ``kpdev.host.features`` (the host's
@@ -17,7 +18,6 @@ import numpy as np
 
 from kpdev.device.sysinfo import ticks_diff, ticks_us
 from kpdev.protocol.errors import DeviceError
-from kpdev.protocol.tensors import Tensor
 
 _E_BAD_SHAPE = 18
 _E_BAD_VALUE = 25
@@ -25,7 +25,6 @@ _E_BAD_VALUE = 25
 # Generator codes of pipeline.py (the order of the definitions table).
 _G_MEAN, _G_STD, _G_MIN, _G_MAX, _G_RMS, _G_ENERGY = 0, 1, 2, 3, 4, 5
 _G_ZCR, _G_MCR, _G_SCR, _G_TCR, _G_TOCR, _G_MEAN_DIFF, _G_RAW = 6, 7, 8, 9, 10, 11, 12
-_QRANGE = {"int8": (-128, 127), "uint8": (0, 255)}
 
 
 def _seqsum(x):
@@ -39,7 +38,7 @@ def _crossings(x, level):
 
 
 class Plan:
-    """What a ``Pipeline`` runs with numpy: its columns, features and output."""
+    """What a ``Pipeline`` runs with numpy: its columns, features and scaling."""
 
     def __init__(self, p):
         self.p = p
@@ -49,9 +48,6 @@ class Plan:
         if p._scale is not None:
             self.offsets = np.array(p._scale[0], dtype=np.float64)
             self.divisors = np.array(p._scale[1], dtype=np.float64)
-        self.thresholds = None
-        if p._thresholds is not None:
-            self.thresholds = np.array(p._thresholds, dtype=np.float64)
         # entries as (gen name, code, axes as an index array or None for all of them, param)
         every = tuple(range(p.n_axes))
         self.entries = [
@@ -143,37 +139,11 @@ class Plan:
                 timings.append((gen, ticks_diff(ticks_us(), t0)))
         return out
 
-    def output(self, values, timings=None):
-        """Feature values -> the model input Tensor, as ``Pipeline.output`` makes it."""
-        p = self.p
+    def scale(self, values):
+        """Feature values -> scaled, ``(f - offset) / divisor``, as a list of Python floats."""
         f = np.asarray(values, dtype=np.float64)
-        if self.offsets is not None:
-            if timings is not None:
-                t0 = ticks_us()
-            f = (f - self.offsets) / self.divisors
-            if timings is not None:
-                timings.append(("scale", ticks_diff(ticks_us(), t0)))
-        if timings is not None:
-            t0 = ticks_us()
-        if self.thresholds is not None:
-            # NaN is above no threshold, as in the plain loop.
-            bits = f[:, None] > self.thresholds[None, :]
-            data = bits.astype(np.uint8).tobytes()
-            stage = "encode"
-        elif p.out_dtype == "float32":
-            with np.errstate(over="ignore"):
-                return Tensor("float32", p.out_shape, f.astype("<f4").tobytes())
-        else:
-            lo, hi = _QRANGE[p.out_dtype]
-            with np.errstate(invalid="ignore", over="ignore"):
-                t = f / p._qscale
-                # half away from zero; beyond +-1e9 the clip decides by the sign, as it does
-                q = np.copysign(np.floor(np.abs(t) + 0.5), t) + p._zero_point
-                q = np.clip(q, lo, hi)
-            if np.isnan(q).any():  # the plain loop's NaN: not >= 1e9 nor above 0, so lo
-                q[np.isnan(q)] = lo
-            data = q.astype(p.out_dtype).tobytes()
-            stage = "quantize"
-        if timings is not None:
-            timings.append((stage, ticks_diff(ticks_us(), t0)))
-        return Tensor(p.out_dtype, p.out_shape, data)
+        return ((f - self.offsets) / self.divisors).tolist()
+
+    def floats(self, values):
+        """Feature values as a list of Python floats (the same doubles)."""
+        return np.asarray(values, dtype=np.float64).tolist()
