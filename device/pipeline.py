@@ -470,7 +470,7 @@ class Pipeline:
             if timings is not None:
                 timings.append(("scale", ticks_diff(ticks_us(), t0)))
         elif self.loops == "numpy":
-            values = self._np.floats(values)
+            values = self._np.as_floats(values)
         if self._thresholds is not None:
             return self._encode(values, timings)
         if self.out_dtype == "float32":

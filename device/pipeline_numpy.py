@@ -144,6 +144,6 @@ class Plan:
         f = np.asarray(values, dtype=np.float64)
         return ((f - self.offsets) / self.divisors).tolist()
 
-    def floats(self, values):
+    def as_floats(self, values):
         """Feature values as a list of Python floats (the same doubles)."""
         return np.asarray(values, dtype=np.float64).tolist()
