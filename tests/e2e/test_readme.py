@@ -36,6 +36,7 @@ set -eo pipefail
 SERVERS=""
 trap 'for p in $SERVERS; do kill $p 2>/dev/null || true; done' EXIT
 serve() {
+    : > .served  # emptied here: the background job's own redirection may come after the loop
     "$@" > .served 2> .served.err &
     SERVERS="$SERVERS $!"
     for _ in $(seq 600); do [ -s .served ] && break; sleep 0.1; done
