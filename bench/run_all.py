@@ -14,8 +14,8 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SCRIPTS = ("wire", "roundtrip", "upload", "backends", "learn", "cli_speed")
-TIMEOUT = 300  # seconds per script; cli_speed takes minutes on a loaded machine
+SCRIPTS = ("wire", "roundtrip", "upload", "mp_link", "backends", "learn", "cli_speed")
+TIMEOUT = 300  # seconds per script; mp_link and cli_speed take minutes on a loaded machine
 
 
 def main():
