@@ -12,6 +12,16 @@ if not MICROPYTHON:
     import os
 
 
+try:
+    from errno import EAGAIN as _EAGAIN
+except ImportError:
+    _EAGAIN = 11
+
+# Set by a launcher (host/boards/sim.py) that gave the agent a non-blocking stdin: the unix port
+# can neither set O_NONBLOCK itself nor ask whether it is set.
+NONBLOCKING_STDIN = "KPDEV_NONBLOCKING_STDIN"
+
+
 class LinkError(KpdevError):
     """A link could not be opened or failed while in use."""
 
@@ -21,19 +31,28 @@ class LinkClosed(LinkError):
 
 
 class PollReader:
-    """Reads what is available from a blocking stream: poll, then byte by byte.
+    """Reads what is available from a stream: poll, then a block or byte by byte.
 
-    MicroPython's ``readinto`` on a pipe or tty waits until the whole buffer is full, so reading
-    more than one byte at a time could wait for bytes that never come.  One byte per call costs
-    about a microsecond on the unix port, faster than any UART.  Nothing is allocated per byte:
-    ``ipoll`` reuses its result where ``poll`` builds a list and a tuple (96 bytes of garbage a
-    byte on the unix port), and the bytes land in a buffer of the size asked for.
+    ``blocks``: the stream is non-blocking (a pipe whose reader was given ``O_NONBLOCK``, a tty
+    in raw mode with ``VMIN`` 0), so ``readinto`` of a whole block returns what has arrived
+    (MicroPython's stream layer stops at ``EAGAIN`` or a zero-byte read).  The block lands in a
+    buffer allocated at the first read and reused after, and costs one ``readinto`` and one poll
+    per block instead of per byte.
+
+    Otherwise the stream blocks: MicroPython's ``readinto`` on a pipe, a tty or a bare-metal
+    board's stdin waits until the whole buffer is full, so reading more than one byte at a time
+    could wait for bytes that never come (a sender that stops inside a frame).  Then it reads
+    byte by byte, polling between bytes.  Nothing is allocated per byte: ``ipoll`` reuses its
+    result where ``poll`` builds a list and a tuple, and the bytes land in the same buffer.
     """
 
-    def __init__(self, stream):
+    def __init__(self, stream, blocks=False):
         self._stream = stream
         self._poll = select.poll()
         self._poll.register(stream, select.POLLIN)
+        self._blocks = blocks
+        self._buf = bytearray(0)  # grown once to the largest read asked for, then reused
+        self._mv = memoryview(self._buf)
         self._one = bytearray(1)
 
     def _ready(self, timeout_ms):
@@ -41,10 +60,29 @@ class PollReader:
             return True
         return False
 
+    def _buffer(self, n):
+        if len(self._buf) < n:
+            self._buf = bytearray(n)
+            self._mv = memoryview(self._buf)
+        return self._mv
+
     def read(self, n, timeout_ms):
         if not self._ready(timeout_ms):
             return b""
-        buf = bytearray(n)
+        mv = self._buffer(n)
+        if self._blocks:
+            try:
+                got = self._stream.readinto(mv[:n] if n < len(mv) else mv)
+            except OSError as e:
+                if e.args and e.args[0] == _EAGAIN:
+                    return b""  # woken, but another reader took the bytes
+                raise LinkClosed("read failed: %s" % e)  # EIO: a pty whose other side hung up
+            if got is None:
+                return b""  # EAGAIN: nothing there after all
+            if not got:
+                raise LinkClosed("end of stream")
+            return bytes(mv[:got])
+        buf = self._buf
         one = self._one
         readinto = self._stream.readinto
         i = 0
@@ -61,7 +99,7 @@ class PollReader:
             i += 1
             if not self._ready(0):
                 break
-        return bytes(memoryview(buf)[:i])
+        return bytes(mv[:i])
 
 
 if not MICROPYTHON:

@@ -9,6 +9,17 @@ if not MICROPYTHON:
     import os
 
 
+def _nonblocking_stdin():
+    # A launcher that gave the unix port a non-blocking stdin says so (bare-metal ports have no
+    # environment: their stdin blocks).
+    try:
+        import os
+    except ImportError:
+        return False
+    getenv = getattr(os, "getenv", None)
+    return bool(getenv) and getenv(base.NONBLOCKING_STDIN) == "1"
+
+
 class StdioLink(base.StreamLink):
     """The process's stdin/stdout, e.g. pipes from the host or a pty given as stdio."""
 
@@ -24,7 +35,7 @@ class StdioLink(base.StreamLink):
             self._reader = base.FdReader(0)
         else:
             self._out = sys.stdout.buffer
-            self._reader = base.PollReader(sys.stdin.buffer)
+            self._reader = base.PollReader(sys.stdin.buffer, _nonblocking_stdin())
             # A 0x03 byte inside a frame must not raise KeyboardInterrupt on a board's USB
             # console; the agent gives the console back on two Ctrl-C outside any frame.
             try:

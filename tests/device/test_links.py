@@ -342,3 +342,62 @@ def test_non_loopback_hosts(host):
 
 def test_a_hostname_that_merely_starts_with_127_is_not_loopback():
     assert not is_loopback("127.attacker.example")
+
+
+# --- reading in blocks on the MicroPython unix port -------------------------------------------
+
+_READER = """
+import sys
+from kpdev.device.links.base import PollReader, LinkClosed
+r = PollReader(sys.stdin.buffer, %s)
+sizes = []
+while True:
+    try:
+        sizes.append(len(r.read(4096, 100)))
+    except LinkClosed:
+        break
+print([s for s in sizes if s], 0 in sizes)
+"""
+
+
+@pytest.mark.parametrize("blocks", [True, False])
+def test_micropython_poll_reader_returns_what_has_arrived(blocks):
+    # kpdev gives the unix port a non-blocking stdin pipe (and says so): one readinto per block.
+    # On a blocking stream it reads byte by byte but returns the same.  Either way a quiet
+    # stream is a timeout (an empty read), not a wait for a full buffer, and EOF ends it.
+    import subprocess
+
+    from kpdev.host.boards.catalog import get_board
+    from kpdev.host.boards.sim import agent_command, popen_agent
+
+    argv, env = agent_command(get_board("sim-mcu"))
+    proc = popen_agent(
+        [argv[0], "-c", _READER % blocks], env, subprocess.PIPE, subprocess.PIPE, None, blocks
+    )
+    with open("/proc/%d/fdinfo/0" % proc.pid) as f:
+        flags = int(next(line for line in f if line.startswith("flags:")).split()[1], 8)
+    assert bool(flags & os.O_NONBLOCK) == blocks
+    proc.stdin.write(bytes(range(256)) * 12)  # 3,072 B: under PIPE_BUF, all there at once
+    time.sleep(0.3)
+    proc.stdin.write(b"0123456789")
+    time.sleep(0.3)
+    proc.stdin.close()
+    out = proc.stdout.read().decode()
+    assert proc.wait(10) == 0
+    assert out.split() == ["[3072,", "10]", "True"], out
+
+
+def test_sim_mcu_agent_is_started_on_a_non_blocking_stdin(agents):
+    # What tells the agent it may read in blocks: O_NONBLOCK on its stdin and the variable.
+    from kpdev.host.boards.sim import NONBLOCKING_STDIN
+
+    a = agents.start("sim-mcu")
+    pid = a.proc.pid
+    with open("/proc/%d/fdinfo/0" % pid) as f:
+        flags = int(next(line for line in f if line.startswith("flags:")).split()[1], 8)
+    assert flags & os.O_NONBLOCK
+    with open("/proc/%d/environ" % pid, "rb") as f:
+        assert (NONBLOCKING_STDIN + "=1").encode() in f.read().split(b"\0")
+    c = a.client()
+    data = os.urandom(c.max_payload - 64)
+    assert c.request(ops.PING, {"data": data})["data"] == data
