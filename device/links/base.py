@@ -12,11 +12,6 @@ if not MICROPYTHON:
     import os
 
 
-try:
-    from errno import EAGAIN as _EAGAIN
-except ImportError:
-    _EAGAIN = 11
-
 # Set by a launcher (host/boards/sim.py) that gave the agent a non-blocking stdin: the unix port
 # can neither set O_NONBLOCK itself nor ask whether it is set.
 NONBLOCKING_STDIN = "KPDEV_NONBLOCKING_STDIN"
@@ -31,28 +26,20 @@ class LinkClosed(LinkError):
 
 
 class PollReader:
-    """Reads what is available from a stream: poll, then a block or byte by byte.
+    """Reads what is available from a blocking stream into the caller's buffer: poll, then byte
+    by byte.
 
-    ``blocks``: the stream is non-blocking (a pipe whose reader was given ``O_NONBLOCK``, a tty
-    in raw mode with ``VMIN`` 0), so ``readinto`` of a whole block returns what has arrived
-    (MicroPython's stream layer stops at ``EAGAIN`` or a zero-byte read).  The block lands in a
-    buffer allocated at the first read and reused after, and costs one ``readinto`` and one poll
-    per block instead of per byte.
-
-    Otherwise the stream blocks: MicroPython's ``readinto`` on a pipe, a tty or a bare-metal
-    board's stdin waits until the whole buffer is full, so reading more than one byte at a time
-    could wait for bytes that never come (a sender that stops inside a frame).  Then it reads
-    byte by byte, polling between bytes.  Nothing is allocated per byte: ``ipoll`` reuses its
-    result where ``poll`` builds a list and a tuple, and the bytes land in the same buffer.
+    MicroPython's ``readinto`` on a blocking pipe, tty or bare-metal board's stdin waits until
+    the whole buffer is full, so reading more than one byte at a time could wait for bytes that
+    never come (a sender that stops inside a frame).  Nothing is allocated per read: ``ipoll``
+    reuses its result where ``poll`` builds a list and a tuple.  A stream that does not block
+    is read in blocks instead (``kpdev.device.links.blocks``).
     """
 
-    def __init__(self, stream, blocks=False):
+    def __init__(self, stream):
         self._stream = stream
         self._poll = select.poll()
         self._poll.register(stream, select.POLLIN)
-        self._blocks = blocks
-        self._buf = bytearray(0)  # grown once to the largest read asked for, then reused
-        self._mv = memoryview(self._buf)
         self._one = bytearray(1)
 
     def _ready(self, timeout_ms):
@@ -60,31 +47,12 @@ class PollReader:
             return True
         return False
 
-    def _buffer(self, n):
-        if len(self._buf) < n:
-            self._buf = bytearray(n)
-            self._mv = memoryview(self._buf)
-        return self._mv
-
-    def read(self, n, timeout_ms):
+    def readinto(self, buf, timeout_ms):
         if not self._ready(timeout_ms):
-            return b""
-        mv = self._buffer(n)
-        if self._blocks:
-            try:
-                got = self._stream.readinto(mv[:n] if n < len(mv) else mv)
-            except OSError as e:
-                if e.args and e.args[0] == _EAGAIN:
-                    return b""  # woken, but another reader took the bytes
-                raise LinkClosed("read failed: %s" % e)  # EIO: a pty whose other side hung up
-            if got is None:
-                return b""  # EAGAIN: nothing there after all
-            if not got:
-                raise LinkClosed("end of stream")
-            return bytes(mv[:got])
-        buf = self._buf
+            return 0
         one = self._one
         readinto = self._stream.readinto
+        n = len(buf)
         i = 0
         while i < n:
             try:
@@ -99,7 +67,7 @@ class PollReader:
             i += 1
             if not self._ready(0):
                 break
-        return bytes(mv[:i])
+        return i
 
 
 if not MICROPYTHON:
@@ -110,17 +78,17 @@ if not MICROPYTHON:
         def __init__(self, fd):
             self._fd = fd
 
-        def read(self, n, timeout_ms):
+        def readinto(self, buf, timeout_ms):
             ready, _, _ = select.select([self._fd], [], [], timeout_ms / 1000.0)
             if not ready:
-                return b""
+                return 0
             try:
-                data = os.read(self._fd, n)
+                got = os.readv(self._fd, [buf])
             except OSError as e:  # EIO: a pty whose other side closed
                 raise LinkClosed("read failed: %s" % e)
-            if not data:
+            if not got:
                 raise LinkClosed("end of stream")
-            return data
+            return got
 
 
 class StreamLink:
@@ -129,9 +97,9 @@ class StreamLink:
     Subclasses set ``_reader`` and either ``_wfd`` (CPython) or ``_out`` (MicroPython).
     """
 
-    def read(self, n, timeout_ms=1000):
-        """Up to ``n`` bytes; empty when nothing arrived within the timeout."""
-        return self._reader.read(n, timeout_ms)
+    def readinto(self, buf, timeout_ms=1000):
+        """What has arrived, up to ``len(buf)`` bytes, into ``buf``; 0 after the timeout."""
+        return self._reader.readinto(buf, timeout_ms)
 
     def write(self, data):
         """Write all of ``data``."""

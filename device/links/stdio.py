@@ -9,17 +9,6 @@ if not MICROPYTHON:
     import os
 
 
-def _nonblocking_stdin():
-    # A launcher that gave the unix port a non-blocking stdin says so (bare-metal ports have no
-    # environment: their stdin blocks).
-    try:
-        import os
-    except ImportError:
-        return False
-    getenv = getattr(os, "getenv", None)
-    return bool(getenv) and getenv(base.NONBLOCKING_STDIN) == "1"
-
-
 class StdioLink(base.StreamLink):
     """The process's stdin/stdout, e.g. pipes from the host or a pty given as stdio."""
 
@@ -35,7 +24,7 @@ class StdioLink(base.StreamLink):
             self._reader = base.FdReader(0)
         else:
             self._out = sys.stdout.buffer
-            self._reader = base.PollReader(sys.stdin.buffer, _nonblocking_stdin())
+            self._reader = _stdin_reader(sys.stdin.buffer)
             # A 0x03 byte inside a frame must not raise KeyboardInterrupt on a board's USB
             # console; the agent gives the console back on two Ctrl-C outside any frame.
             try:
@@ -54,3 +43,19 @@ class StdioLink(base.StreamLink):
                 micropython.kbd_intr(3)
             except (ImportError, AttributeError):
                 pass
+
+
+def _stdin_reader(stream):
+    # A launcher that gave the unix port a non-blocking stdin says so in the environment (the
+    # port can neither set O_NONBLOCK nor ask whether it is set); bare-metal ports have none.
+    try:
+        import os
+
+        blocks = os.getenv(base.NONBLOCKING_STDIN) == "1"
+    except (ImportError, AttributeError):
+        blocks = False
+    if blocks:
+        from kpdev.device.links.blocks import BlockReader
+
+        return BlockReader(stream)
+    return base.PollReader(stream)

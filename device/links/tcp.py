@@ -60,7 +60,7 @@ class TcpServerLink:
 
 
 class TcpConnection:
-    """One client's connection: ``read`` raises ``LinkClosed`` once the client has gone."""
+    """One client's connection: ``readinto`` raises ``LinkClosed`` once the client has gone."""
 
     name = "tcp"
 
@@ -70,20 +70,27 @@ class TcpConnection:
         self._poll.register(conn, select.POLLIN)
         self._gone = False
 
-    def read(self, n, timeout_ms=1000):
-        """Up to ``n`` bytes; empty on timeout."""
+    def readinto(self, buf, timeout_ms=1000):
+        """What has arrived, up to ``len(buf)`` bytes, into ``buf``; 0 on timeout."""
         if self._gone:
             raise LinkClosed("the client left")
         if not self._poll.poll(timeout_ms):
-            return b""
+            return 0
         try:
-            data = self._conn.recv(n)
+            if not MICROPYTHON:
+                got = self._conn.recv_into(buf)
+            else:
+                # A blocking socket's readinto waits for the whole buffer: recv returns what
+                # has arrived (one allocation per read; TCP boards have the heap for it).
+                data = self._conn.recv(len(buf))
+                got = len(data)
+                buf[:got] = data
         except OSError:
-            data = b""
-        if not data:
+            got = 0
+        if not got:
             self._gone = True
             raise LinkClosed("the client left")
-        return data
+        return got
 
     def write(self, data):
         """Send all of ``data`` (dropped if the client has left or takes nothing for long)."""

@@ -17,24 +17,15 @@ class UartLink:
         self._uart = machine.UART(uart_id, baud, timeout=0, rxbuf=2048)
         self._poll = select.poll()
         self._poll.register(self._uart, select.POLLIN)
-        self._buf = bytearray(0)
-        self._mv = memoryview(self._buf)
 
-    def read(self, n, timeout_ms=1000):
-        """Up to ``n`` bytes; empty when nothing arrived within the timeout."""
+    def readinto(self, buf, timeout_ms=1000):
+        """What has arrived, up to ``len(buf)`` bytes, into ``buf``; 0 after the timeout."""
         for _ in self._poll.ipoll(timeout_ms):
             break
         else:
-            return b""
-        # What has arrived, into one buffer allocated at the first read (``read(n)`` would
-        # allocate n bytes per call).
-        uart = self._uart
-        k = uart.any() if hasattr(uart, "any") else n
-        if len(self._buf) < n:
-            self._buf = bytearray(n)
-            self._mv = memoryview(self._buf)
-        got = uart.readinto(self._mv[: min(k, n) or 1])
-        return bytes(self._mv[:got]) if got else b""
+            return 0
+        # With timeout=0 the UART hands over what its receive buffer holds, up to len(buf).
+        return self._uart.readinto(buf) or 0
 
     def write(self, data):
         """Write all of ``data``."""
