@@ -37,7 +37,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 
 import _common
 
@@ -98,7 +97,7 @@ def main() -> int:
     boards = args.boards or [
         b.id for b in load_boards().values() if b.simulated and b.runtime == "micropython"
     ]
-    tmp = tempfile.mkdtemp(prefix="kpdev-bench-heap-")
+    tmp = _common.tempdir("kpdev-bench-heap-")
     old_src = _common.export_rev(args.baseline, tmp)
     targets = _packs(tmp)
     clis = {

@@ -20,7 +20,8 @@ import os
 import subprocess
 import tempfile
 
-from _common import REPO  # noqa: F401  (private KPDEV_HOME)
+import _common  # private KPDEV_HOME; temporary folders removed at exit
+from _common import REPO
 
 from kpdev.accelerators.tflite_micro import TFLiteMicroBackend
 from kpdev.host.agent.micropython import micropython_binary, stage_lib
@@ -92,7 +93,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    lib = stage_lib(tempfile.mkdtemp(prefix="kpdev-bench-lib-"))
+    lib = stage_lib(_common.tempdir("kpdev-bench-lib-"))
     rows = []
     for name in MODELS:
         path = os.path.join(REPO, "tests", "data", name + ".tflite")

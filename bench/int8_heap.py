@@ -25,8 +25,8 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 
+import _common  # private KPDEV_HOME; temporary folders removed at exit
 from _common import REPO
 
 MODELS = ["dense_int8", "conv_int8", "keras_cnn_int8"]
@@ -120,7 +120,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     models = args.models or [os.path.join(REPO, "tests", "data", m + ".tflite") for m in MODELS]
-    work = tempfile.mkdtemp(prefix="kpdev-bench-heap-")
+    work = _common.tempdir("kpdev-bench-heap-")
     area = os.path.join(work, "area.bin")
     trees = {"this tree": None}
     if args.baseline:

@@ -28,8 +28,10 @@ also timed in this process with the device's code (``kpdev.device.pipeline.Pipel
 backend's ``predict_classes`` and ``fit``): link against that is what the link itself costs.
 The in-process steps run on the agent's CPU (this process moves there for them while the
 agent is idle), so both sides of these ratios run on the same core.  Both ratios are reported
-against 0.9x (bench/backends.py's target for agent against direct), for the record.  Rounds
-alternate; best round of each.  The memory learner's rate on sim-mcu
+against 0.9x (bench/backends.py's target for agent against direct), for the record.  ROUNDS
+alternating rounds (``_common.Rounds``); each verdict judges the per-round ratios (median, IQR,
+NOISY when the target falls inside the IQR).  The accuracy verdicts are exact: fixed seeds and
+deterministic code give the same figure on every run.  The memory learner's rate on sim-mcu
 over the link (one window per frame at its 2 KB payload) and its pipeline time on the device
 (PROFILE_RUN) are reported for information.
 
@@ -62,10 +64,7 @@ from kpdev.host.runtime.reference import ReferenceLearner, load_reference
 TARGET = 0.9
 SHOTS = 5
 SEEDS = range(10)
-ROUNDS = 25  # throughput rounds per side
-# Between rounds: spreads them over a few seconds, as this VM's speed changes by up to 1.7x in
-# phases of about a second, and the best round of each side should come from a fast phase.
-PAUSE_S = 0.1
+ROUNDS = 15  # alternating throughput rounds (at least _common.MIN_ROUNDS)
 DEMO = os.path.join(_common.REPO, "host", "demo")
 CASES = [  # (board, learner, pipeline file)
     ("sim-mcu", "memory", "basicmotions_pipeline.yml"),
@@ -100,21 +99,6 @@ def model_inputs(spec, windows):
     """The pipeline's outputs of raw windows, each shaped as the learner's input."""
     shape = list(features.out_shape(spec))
     return [x.reshape(shape) for x in features.transform_batch(spec, windows)]
-
-
-@contextlib.contextmanager
-def on_peer_cpu():
-    """Run this process on the agent's CPU for the block: an in-process baseline then runs on
-    the core the agent's work ran on (the agent is idle meanwhile), whatever else loads the
-    host's core on a shared machine."""
-    if not _common.PIN:
-        yield
-        return
-    os.sched_setaffinity(0, {_common.PEER_CPU})
-    try:
-        yield
-    finally:
-        _common.pin_host()
 
 
 @contextlib.contextmanager
@@ -241,13 +225,15 @@ def bench_accuracy(dataset):
         rows,
     )
     for (board, learner), ratio in results.items():
-        _common.verdict(
+        _common.judge(
             "RATIO",
             "learn_%dshot_%s_%s_vs_host_mlp" % (SHOTS, learner, board.replace("-", "_")),
-            ratio,
+            [ratio],
             "x",
             TARGET,
             at_most=False,
+            note="mean of %d fixed seeds" % len(SEEDS),
+            exact=True,
         )
 
 
@@ -304,7 +290,8 @@ def bench_throughput(dataset):
     n = len(train)
     ys = [int(y) for y in train.y]
     print(
-        "\n(b) learning throughput: %d training recordings taught, best of %d rounds" % (n, ROUNDS)
+        "\n(b) learning throughput: %d training recordings taught, %d alternating rounds"
+        % (n, ROUNDS)
     )
     rows = []
     ratio = None
@@ -315,24 +302,35 @@ def bench_throughput(dataset):
         bits = np.ascontiguousarray(features.transform_batch(spec, windows)).astype(np.uint8)
         labels = np.array(ys, np.int32)
         data = pack.model_bytes(pack.learning["model"])
-        agent_s, fit_s, parts = [], [], []
+        parts = []
+
+        def fit_once():
+            model = fresh_akida(data)
+            with _common.on_peer_cpu():
+                t0 = time.perf_counter()
+                model.fit(bits, labels)
+                return time.perf_counter() - t0
+
+        def work_once():
+            with _common.on_peer_cpu():
+                parts.append(agent_work(data, spec, windows, ys))
+            return sum(parts[-1])
+
         with device("sim-linux") as client:
             deploy_pack(client, pack, None)
             batch = min(n, frame_batch(client, np.asarray(windows[0]), None))
-            teach_all(client, windows, ys, batch)  # warm-up
-            for _ in range(ROUNDS):
-                time.sleep(PAUSE_S)
-                agent_s.append(teach_all(client, windows, ys, batch))
-                model = fresh_akida(data)
-                with on_peer_cpu():
-                    t0 = time.perf_counter()
-                    model.fit(bits, labels)
-                    fit_s.append(time.perf_counter() - t0)
-                    parts.append(agent_work(data, spec, windows, ys))
-        ratio = min(fit_s) / min(agent_s)
-        same_work = min(sum(p) for p in parts) / min(agent_s)
-        rows.append(["akida on sim-linux: LEARN over the link", agent_s, batch])
-        rows.append(["akida.Model.fit in this process (encoded input)", fit_s, n])
+            cases = {
+                "link": lambda: teach_all(client, windows, ys, batch),
+                "fit": fit_once,
+                "work": work_once,
+            }
+            rounds = _common.Rounds(cases).run(ROUNDS)
+        parts = parts[-ROUNDS:]  # the warm-up round's is not recorded
+        # seconds per round: link throughput / in-process throughput = in-process s / link s
+        ratio = rounds.ratio("fit", "link")
+        same_work = rounds.ratio("work", "link")
+        rows.append(["akida on sim-linux: LEARN over the link", rounds.values["link"], batch])
+        rows.append(["akida.Model.fit in this process (encoded input)", rounds.values["fit"], n])
         for k, name in enumerate(("device pipeline", "predict_classes", "fit")):
             rows.append(["  agent's work in this process: %s" % name, [p[k] for p in parts], n])
     pack = build_pack("memory", "basicmotions_pipeline.yml", dataset)
@@ -341,18 +339,17 @@ def bench_throughput(dataset):
         deploy_pack(client, pack, None)
         batch = min(n, frame_batch(client, np.asarray(windows[0]), None))
         teach_all(client, windows, ys, batch)  # warm-up
-        mem_s = [teach_all(client, windows, ys, batch) for _ in range(3)]
+        mem_s = [teach_all(client, windows, ys, batch) for _ in range(_common.MIN_ROUNDS)]
         profile = client.profile(windows[0], runs=10)
     rows.append(["memory on sim-mcu: LEARN over the link", mem_s, batch])
     print()
     _common.table(
-        ["case", "best samples/s", "median samples/s", "best ms/sample", "per call"],
+        ["case", "ms per sample, per round", "median samples/s", "per call"],
         [
             [
                 name,
-                "%.0f" % (n / min(secs)),
+                _common.summary([1000 * t / n for t in secs], "%.3f"),
                 "%.0f" % (n / _common.median(secs)),
-                "%.3f" % (1000 * min(secs) / n),
                 per,
             ]
             for name, secs, per in rows
@@ -361,7 +358,7 @@ def bench_throughput(dataset):
     if ratio is None:
         print("SKIP akida throughput: akida is not installed")
     else:
-        _common.verdict(
+        _common.judge(
             "RESULT",
             "learn_akida_link_vs_inprocess_fit",
             ratio,
@@ -370,7 +367,7 @@ def bench_throughput(dataset):
             at_most=False,
             note="for the record: the link carries raw windows, the agent runs the pipeline",
         )
-        _common.verdict(
+        _common.judge(
             "RESULT",
             "learn_akida_link_vs_agent_work_inprocess",
             same_work,
@@ -381,10 +378,11 @@ def bench_throughput(dataset):
         )
     stages = {st["name"]: st["us"] for st in profile["stages"]}
     print(
-        "memory on sim-mcu: %.0f samples/s over the link (for the record); PROFILE_RUN of one "
-        "window on the device: pipeline %.0f us, learner classify %.0f us"
+        "memory on sim-mcu: %.0f samples/s over the link (median of %d rounds, for the record); "
+        "PROFILE_RUN of one window on the device: pipeline %.0f us, learner classify %.0f us"
         % (
-            n / min(mem_s),
+            n / _common.median(mem_s),
+            len(mem_s),
             sum(us for name, us in stages.items() if name != "learner"),
             stages.get("learner", 0.0),
         )
@@ -398,11 +396,13 @@ def main():
         print("usage: python bench/learn.py [accuracy|throughput]")
         return 2
     print("edge learning (%s)" % _common.machine())
+    _common.load_line("start")
     dataset = load_dataset(os.path.join(DEMO, "basicmotions.npz"))
     if which in ("all", "accuracy"):
         bench_accuracy(dataset)
     if which in ("all", "throughput"):
         bench_throughput(dataset)
+    _common.load_line("end")
     return 0
 
 

@@ -46,7 +46,8 @@ import time
 # there, as a firmware build takes minutes.
 _USER_HOME = os.environ.get("KPDEV_HOME") or os.path.expanduser("~/.local/share/kpdev")
 
-from _common import REPO  # noqa: E402  (private KPDEV_HOME)
+import _common  # noqa: E402  (private KPDEV_HOME; temp folders removed at exit)
+from _common import REPO  # noqa: E402
 
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
@@ -264,7 +265,7 @@ def main() -> None:
 
     progress("firmware (stock AN385, %d KB heap; built once, cached)" % (args.heap >> 10))
     fw = qemu_m3.firmware(os.path.join(_USER_HOME, "firmware"), heap=args.heap)
-    work = tempfile.mkdtemp(prefix="kpdev-mcu-speed-")
+    work = _common.tempdir("kpdev-mcu-speed-")
     try:
         rng = np.random.default_rng(SEED)
         root = os.path.join(work, "rom")

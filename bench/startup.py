@@ -21,7 +21,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 import _common
@@ -49,7 +48,7 @@ def main() -> int:
     parser.add_argument("--baseline", default=BASELINE)
     args = parser.parse_args()
     print(_common.machine())
-    tmp = tempfile.mkdtemp(prefix="kpdev-bench-startup-")
+    tmp = _common.tempdir("kpdev-bench-startup-")
     old_src = _common.export_rev(args.baseline, tmp)
     old_home = os.path.join(tmp, "old-home")
     new_env = dict(os.environ, KPDEV_SIM_IDLE="600")
