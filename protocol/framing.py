@@ -163,6 +163,7 @@ class FrameParser:
         self._mv = memoryview(self._buf)
         self._pos = 0  # the first byte not yet consumed
         self._end = 0  # the end of the bytes received
+        self._need = 0  # the size of the frame held in part, once its header has been checked
         self.last_counter = 0
         # The session's nonce, which the tag of every frame but a HELLO request covers.  None:
         # no session yet (an agent before HELLO), so HELLO is the one frame that can authenticate.
@@ -213,6 +214,7 @@ class FrameParser:
                 at = pos + 1
             self.garbage += at - pos
             self._pos = at
+            self._need = 0
             out += self.filled(0)
         return out
 
@@ -240,6 +242,8 @@ class FrameParser:
         buf = self._buf
         end = self._end
         pos = self._pos
+        if end - pos < self._need:
+            return out  # the rest of a frame whose header was checked: nothing to parse yet
         mv = self._mv
         need = 0  # the size of a frame held in part
         while end - pos >= 2:
@@ -323,6 +327,7 @@ class FrameParser:
             pos = 0
         self._pos = pos
         self._end = end
+        self._need = need
         if need > len(buf):
             # A frame larger than the buffer (the one way the buffer can fill: bytes held are
             # less than a header or less than the frame they start).

@@ -51,12 +51,12 @@ class PollReader:
         if not self._ready(timeout_ms):
             return 0
         one = self._one
-        readinto = self._stream.readinto
+        stream = self._stream  # called as stream.readinto: no bound method made per read
         n = len(buf)
         i = 0
         while i < n:
             try:
-                got = readinto(one)
+                got = stream.readinto(one)
             except OSError as e:  # EIO: a pty whose other side hung up
                 raise LinkClosed("read failed: %s" % e)
             if not got:
