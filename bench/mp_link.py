@@ -3,7 +3,8 @@
 The sim-mcu agent (MicroPython unix port, ``-X heapsize=256K``, 2 KB frames) on pipes, started
 as kpdev starts it (``host/boards/sim.py``: ``popen_agent``), once with this tree's agent code
 and once with the code of a baseline revision (``git archive``, staged the same way), in
-alternating rounds.  Per round and per tree, on a fresh state directory:
+alternating rounds (``_common.Rounds``: the order reversed every round, one warm-up round).
+Per round and per tree, on a fresh state directory:
 
 - upload: ``Client.upload`` of a ~1 MB model (quota raised to 4 MB); wall time (MB/s over pipes)
   and the agent process's CPU time over it (``/proc``, 10 ms ticks) per model byte.  That CPU
@@ -13,8 +14,9 @@ alternating rounds.  Per round and per tree, on a fresh state directory:
   agent's CPU time per request data byte (the request read, the echo written back).
 
 The baseline's agent runs on a blocking stdin pipe, as it always did (it reads byte by byte
-either way); this tree's on the non-blocking pipe kpdev now gives it.  Medians over the rounds
-and the ratios baseline / this tree are printed.
+either way); this tree's on the non-blocking pipe kpdev now gives it.  Verdicts (``_common.judge``:
+median and interquartile range of the rounds, NOISY when the target falls inside it) on the
+per-round ratios baseline / this tree and on this tree's own figures.
 
 Run: python bench/mp_link.py [--baseline REV] [--rounds N]
 """
@@ -24,7 +26,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 import _common
@@ -41,6 +42,8 @@ PINGS = 400
 PING_BYTES = 1900
 TARGET_US_PER_BYTE = 0.2  # issue 19: <= 0.2 us of agent time per payload byte
 TARGET_RATIO = 10.0  # and >= 10x today, for the upload throughput too
+# The last main without block reads (the MicroPython agent read its link byte by byte).
+BASELINE = "e4c4dd7"
 
 
 def _stage_old(rev, tmp):
@@ -98,65 +101,76 @@ def one_round(lib_old, model):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--baseline", default="main", help="git revision of the old agent code")
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--baseline", default=BASELINE, help="git revision of the old agent code")
+    ap.add_argument("--rounds", type=int, default=_common.MIN_ROUNDS)
     args = ap.parse_args()
     _common.pin_host()
     print("machine: " + _common.machine())
-    print("load average: %.2f %.2f %.2f" % os.getloadavg())
+    _common.load_line("start")
     model = modelgen.dense_int8(inputs=1024, hidden=1000, outputs=10)
-    tmp = tempfile.mkdtemp(prefix="kpdev-bench-mplink-")
-    try:
-        lib_old = _stage_old(args.baseline, tmp)
-        runs = {args.baseline: [], "this tree": []}
-        for _ in range(args.rounds):
-            for label, lib in ((args.baseline, lib_old), ("this tree", None)):
-                runs[label].append(one_round(lib, model))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    tmp = _common.tempdir("kpdev-bench-mplink-")
+    lib_old = _stage_old(args.baseline, tmp)
+    old, new = args.baseline, "this tree"
+    rounds = _common.Rounds(
+        {old: lambda: one_round(lib_old, model), new: lambda: one_round(None, model)}
+    ).run(args.rounds)
+    _common.remove(tmp)
+    _common.load_line("end")
 
     print(
         "\nsim-mcu on pipes, %d rounds alternating; upload %d B; %d PINGs of %d B"
         % (args.rounds, len(model), PINGS, PING_BYTES)
     )
-    rows = []
-    med = {}
-    for label, rs in runs.items():
-        up = [len(model) / w / 1e6 for w, _, _, _ in rs]
-        up_cpu = [1e6 * c / len(model) for _, c, _, _ in rs]
-        ping_cpu = [1e6 * c / (PINGS * PING_BYTES) for _, _, c, _ in rs]
-        host = [1e6 * h / len(model) for _, _, _, h in rs]
-        med[label] = tuple(_common.median(v) for v in (up, up_cpu, ping_cpu, host))
-        rows.append(
-            [
-                label,
-                "%.2f (%s)" % (med[label][0], _common.spread(up)),
-                "%.3f (%s)" % (med[label][1], _common.spread(up_cpu)),
-                "%.3f (%s)" % (med[label][2], _common.spread(ping_cpu)),
-                "%.3f" % med[label][3],
-            ]
-        )
-    _common.table(
-        [
-            "agent code",
-            "upload MB/s",
-            "upload agent us/B",
-            "ping agent us/request B",
-            "upload host us/B",
-        ],
-        rows,
-    )
-    old, new = med[args.baseline], med["this tree"]
-    print(
-        "ratios (this tree vs %s): upload throughput %.1fx, upload agent time per byte %.1fx "
-        "less, ping agent time per byte %.1fx less"
-        % (args.baseline, new[0] / old[0], old[1] / new[1], old[2] / new[2])
-    )
-    _common.verdict("RESULT", "mp_link_upload_speedup", new[0] / old[0], "x", TARGET_RATIO, False)
-    _common.verdict(
-        "RESULT", "mp_link_upload_agent_us_per_byte", new[1], " us", TARGET_US_PER_BYTE
-    )
-    _common.verdict("RESULT", "mp_link_ping_agent_us_per_byte", new[2], " us", TARGET_US_PER_BYTE)
+    figures = {}
+    for label, rs in rounds.values.items():
+        figures[label] = {
+            "upload MB/s": [len(model) / w / 1e6 for w, _, _, _ in rs],
+            "upload agent us/B": [1e6 * c / len(model) for _, c, _, _ in rs],
+            "ping agent us/B": [1e6 * c / (PINGS * PING_BYTES) for _, _, c, _ in rs],
+            "upload host us/B": [1e6 * h / len(model) for _, _, _, h in rs],
+        }
+        print("%s:" % label)
+        for name, values in figures[label].items():
+            print("  %-18s %s" % (name, _common.summary(values, "%.3f")))
+    ratios = {
+        # Per round, both sides back to back under the same load.
+        "upload speed-up": _ratios(figures[new]["upload MB/s"], figures[old]["upload MB/s"]),
+        "upload agent time less": _ratios(
+            figures[old]["upload agent us/B"], figures[new]["upload agent us/B"]
+        ),
+        "ping agent time less": _ratios(
+            figures[old]["ping agent us/B"], figures[new]["ping agent us/B"]
+        ),
+    }
+    print("ratios (this tree vs %s):" % old)
+    for name, values in ratios.items():
+        print("  %-24s %s" % (name, _common.summary(values, "%.1f")))
+    note = "baseline %s" % old
+    _common.judge(
+        "RATIO", "mp_link_upload_speedup", ratios["upload speed-up"], "x", TARGET_RATIO,
+        at_most=False, note=note, fmt="%.1f",
+    )  # fmt: skip
+    _common.judge(
+        "RATIO", "mp_link_upload_agent_time_less", ratios["upload agent time less"], "x",
+        TARGET_RATIO, at_most=False, note=note, fmt="%.1f",
+    )  # fmt: skip
+    _common.judge(
+        "RATIO", "mp_link_ping_agent_time_less", ratios["ping agent time less"], "x",
+        TARGET_RATIO, at_most=False, note=note, fmt="%.1f",
+    )  # fmt: skip
+    _common.judge(
+        "RESULT", "mp_link_upload_agent_us_per_byte", figures[new]["upload agent us/B"], " us",
+        TARGET_US_PER_BYTE, note="all the agent does for an upload (sha256, CBOR, writes)",
+        fmt="%.3f",
+    )  # fmt: skip
+    _common.judge(
+        "RESULT", "mp_link_ping_agent_us_per_byte", figures[new]["ping agent us/B"], " us",
+        TARGET_US_PER_BYTE, fmt="%.3f",
+    )  # fmt: skip
+
+
+def _ratios(num, den):
+    return [a / b for a, b in zip(num, den, strict=True)]
 
 
 if __name__ == "__main__":
