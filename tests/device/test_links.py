@@ -386,7 +386,9 @@ def test_micropython_poll_reader_returns_what_has_arrived(blocks):
     proc.stdin.close()
     out = proc.stdout.read().decode()
     assert proc.wait(10) == 0
-    assert out.split() == ["[3072,", "10]", "True"], out
+    # Quiet: [3072, 10].  On a loaded machine the reader may be off the CPU when the 10 bytes
+    # come (they join the byte-by-byte read), never a wait for 4,096 B.
+    assert out.split() in (["[3072,", "10]", "True"], ["[3082]", "True"]), out
 
 
 def test_sim_mcu_agent_is_started_on_a_non_blocking_stdin(agents):
