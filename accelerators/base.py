@@ -131,6 +131,19 @@ class LoadedModel:
         """Raise ``DeviceError`` unless ``inputs`` match the model's inputs in number, dtype,
         shape and byte count (E_BAD_SHAPE for number, shape and size; E_BAD_DTYPE for dtype).
         """
+        # Inputs exactly as the model takes them (the usual case) pass one comparison each: the
+        # (dtype, shape, bytes) of every input, made once per loaded model.
+        exact = getattr(self, "_exact_inputs", None)
+        if exact is None:
+            exact = self._exact_inputs = _exact_inputs(self.io_spec()["inputs"])
+        if len(inputs) == len(exact):
+            for i in range(len(exact)):
+                e = exact[i]
+                t = inputs[i]
+                if e is None or t.dtype != e[0] or t.shape != e[1] or len(t.data) != e[2]:
+                    break
+            else:
+                return
         # Imported here so that the registry and this module load without the tensor codec.
         from kpdev.protocol.tensors import itemsize
 
@@ -166,6 +179,23 @@ class LoadedModel:
                     % (label, _fmt_shape(shape), t.dtype, need, len(t.data)),
                     _E_BAD_SHAPE,
                 )
+
+
+def _exact_inputs(specs):
+    # [(dtype, shape tuple, byte count) or None where a dimension takes any size, per input]
+    from kpdev.protocol.tensors import DTYPES
+
+    out = []
+    for spec in specs:
+        n = 1
+        for d in spec["shape"]:
+            n *= d
+        entry = DTYPES.get(spec["dtype"])
+        if n < 0 or entry is None:
+            out.append(None)
+        else:
+            out.append((spec["dtype"], tuple(spec["shape"]), n * entry[1]))
+    return out
 
 
 def _shape_matches(want, got):

@@ -4,20 +4,33 @@ the tensor specs of the TFLite interpreters' tensor details.
 CPython only (numpy); MicroPython boards never get this module.
 """
 
+import sys
+
 import numpy as np
 
 from kpdev.protocol.tensors import Tensor
 
+_LITTLE = {}  # dtype name -> its little-endian numpy dtype
+
+
+def _little(name):
+    dt = _LITTLE.get(name)
+    if dt is None:
+        dt = _LITTLE[name] = np.dtype(name).newbyteorder("<")
+    return dt
+
 
 def array_of(t):
     """A read-only numpy view of a ``Tensor``'s bytes in its dtype and shape."""
-    return np.frombuffer(t.data, dtype=np.dtype(t.dtype).newbyteorder("<")).reshape(t.shape)
+    return np.frombuffer(t.data, dtype=_little(t.dtype)).reshape(t.shape)
 
 
 def tensor_of(a, dtype=None):
     """A ``Tensor`` of array ``a`` (named ``dtype``, default the array's own), little-endian."""
     a = np.asarray(a)
-    a = a.astype(a.dtype.newbyteorder("<"), copy=False)
+    order = a.dtype.byteorder
+    if order == ">" or (order == "=" and sys.byteorder == "big"):
+        a = a.astype(a.dtype.newbyteorder("<"))
     return Tensor(dtype or a.dtype.name, a.shape, a.tobytes())
 
 

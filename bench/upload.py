@@ -1,14 +1,15 @@
 """Model upload: throughput over a pty against raw writes, and a small MCU's heap while uploading.
 
-(a) Throughput (target: at least 90% of raw).  Set up like ``kpdev sim --listen pty``: a pty in
-raw mode, the sim-linux agent on the master side (stdin = stdout = master), the host on the slave
-path through ``open_url`` (pyserial).  ``Client.upload`` sends a ~1 MB model
-(``modelgen.dense_int8(1024, 1000, 10)``).  Baseline: through the very same pyserial port and
-pty, the same number of bytes as the upload put on the wire, written in pieces of the upload's
-frame size to a reader process on the master side that drains them and answers with an 8-byte
-acknowledgement at the end.  The agent and the reader take turns on the master (A B A B A B).
-The verdict compares the best round of each: on a shared 2-core machine other processes slow
-single rounds by 2-3x, and the best round is the stable figure; medians are printed too.
+(a) Throughput (issue 19 P3: at least 90% of raw).  Each case on a pty of its own in raw mode,
+the process on the master side (stdin = stdout = master), the host on the slave path through
+``open_url`` (pyserial), as ``kpdev sim --listen pty`` sets it up.  ``upload``: ``Client.upload``
+of a ~1 MB model (``modelgen.dense_int8(1024, 1000, 10)``) to a sim-linux agent, then deleted.
+``raw``: the same number of bytes as the upload puts on the wire, written in pieces of the
+upload's frame size, to a reader process that drains them into one buffer and answers with an
+8-byte acknowledgement.  ``before_upload``: the upload to the agent of ``--before`` (exported
+from git, on ``PYTHONPATH``), same host client.  ``_common.Rounds`` alternates the cases for
+``--rounds`` rounds after a warm-up; each case's figure for a round is the median of PER_ROUND
+transfers; the verdict judges the per-round ratios (median, IQR, NOISY when the IQR crosses it).
 
 (b) Heap on sim-mcu-64k (target: the upload needs under 32 KB).  The board's agent command with
 its storage quota raised to 4 MB, so a 1 MB model fits.  First the agent's own figures from STATS
@@ -19,10 +20,11 @@ starting from ``heap_used`` at idle: their difference is an upper bound of what 
 needs (and 4 KB less heap was not enough).
 
 Run: python bench/upload.py            (both parts)
-     python bench/upload.py pty        (a) only
+     python bench/upload.py pty        (a) only  [--rounds 9] [--before REV | --no-before]
      python bench/upload.py heap       (b) only
 """
 
+import argparse
 import hashlib
 import os
 import shutil
@@ -40,8 +42,8 @@ from kpdev.protocol import ops
 
 THROUGHPUT_TARGET = 0.90
 HEAP_TARGET = 32 * 1024
-PTY_ROUNDS = 12  # per phase
-PTY_PHASES = 3  # agent and reader take turns this many times each
+PER_ROUND = 3  # transfers per case and round (their median is the round's figure)
+BEFORE = "2ae08a6"  # main before issue 19's upload work
 MCU_BOARD = "sim-mcu-64k"
 MCU_QUOTA = 4000000
 HEAP_LO_K, HEAP_HI_K, HEAP_STEP_K = 16, 256, 4
@@ -54,8 +56,32 @@ def model_1mb():
 
 
 # -- (a) throughput over a pty ------------------------------------------------------------------
-def _agent_on_master(master):
-    return _common.start_agent("sim-linux", stdin=master, stdout=master)
+class Pty:
+    """A pty in raw mode: a process on the master side (stdin = stdout), the host on the slave
+    path through ``open_url`` (pyserial), as ``kpdev sim --listen pty`` sets it up."""
+
+    def __init__(self):
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        self.link = open_url(os.ttyname(self.slave), timeout=10.0)
+        self.proc = None
+
+    def start(self, argv, env):
+        self.log = open(os.path.join(_common.HOME, "pty-%d.log" % self.master), "wb")
+        self.proc = subprocess.Popen(
+            argv, stdin=self.master, stdout=self.master, stderr=self.log, env=env
+        )
+        self.proc.log_path = self.log.name
+        _common.pin_peer(self.proc.pid)
+        return self.proc
+
+    def close(self):
+        if self.proc is not None:
+            _terminate(self.proc)
+            self.log.close()
+        self.link.close()
+        os.close(self.slave)
+        os.close(self.master)
 
 
 def _terminate(proc):
@@ -67,195 +93,195 @@ def _terminate(proc):
         proc.wait()
 
 
-def _upload_rounds(master, port, model, rounds, names):
-    """Start the agent on the pty, time ``rounds`` uploads, stop it.
+class Uploader:
+    """A sim-linux agent on a pty of its own, and the host ``Client`` uploading to it."""
 
-    Returns (times, wire bytes of one upload, max payload, [step times of one upload...]).
-    """
-    proc = _agent_on_master(master)
-    _discard_input(port)
-    client = Client(_Borrowed(port), timeout=30.0)
-    try:
-        client.hello()
-        client.upload("warmup", model, "tflite")
-        client.delete("warmup")
-        times = []
-        wire = 0
-        cpu = 0.0
-        for _ in range(rounds):
-            name = "m%d" % next(names)
-            b0 = client.bytes_out
-            c0 = _common.cpu_seconds(proc.pid)
-            t0 = time.perf_counter()
-            client.upload(name, model, "tflite")
-            times.append(time.perf_counter() - t0)
-            cpu += _common.cpu_seconds(proc.pid) - c0
-            wire = client.bytes_out - b0
-            client.delete(name)
-        steps = [_upload_steps(client, model, "s%d" % next(names)) for _ in range(rounds)]
-        return times, wire, client.max_payload, steps, cpu
-    except Exception:
-        print("agent log: %s" % _common.log_tail(proc))
-        raise
-    finally:
-        _terminate(proc)
+    def __init__(self, label, model, env=None):
+        self.label = label
+        self.model = model
+        self.pty = Pty()
+        argv, agent_env = _common.agent_argv("sim-linux")
+        state = os.path.join(_common.HOME, "state-" + label)
+        argv[argv.index("--state") + 1] = state
+        if env:
+            agent_env.update(env)
+        self.proc = self.pty.start(argv, agent_env)
+        self.client = Client(self.pty.link, timeout=30.0)
+        self.client.hello()
+        self.names = iter(range(1000000))
+        self.cpu = 0.0
+        self.count = 0
+        b0 = self.client.bytes_out
+        self.upload()  # warm-up; its bytes on the wire are what the raw baseline writes
+        self.wire = self.client.bytes_out - b0
 
+    def upload(self):
+        """One upload of the model (then deleted); returns its seconds."""
+        name = "m%d" % next(self.names)
+        c0 = _common.cpu_seconds(self.proc.pid)
+        t0 = time.perf_counter()
+        self.client.upload(name, self.model, "tflite")
+        t = time.perf_counter() - t0
+        self.cpu += _common.cpu_seconds(self.proc.pid) - c0
+        self.count += 1
+        self.client.delete(name)
+        return t
 
-def _upload_steps(client, model, name):
-    """The upload Client.upload makes, step by step, timed: where the time goes."""
-    t0 = time.perf_counter()
-    sha = hashlib.sha256(model).digest()
-    t1 = time.perf_counter()
-    body = {"name": name, "format": "tflite", "size": len(model), "sha256": sha, "meta": {}}
-    client.request(ops.MODEL_BEGIN, body)
-    t2 = time.perf_counter()
-    chunk = max(64, client.max_payload - 96 - len(name))  # as Client.upload sizes its chunks
-    view = memoryview(model)
-    requests = (
-        (ops.MODEL_CHUNK, {"name": name, "offset": at, "data": bytes(view[at : at + chunk])})
-        for at in range(0, len(model), chunk)
-    )
-    for _reply in client.pipeline(requests):
-        pass
-    t3 = time.perf_counter()
-    client.request(ops.MODEL_COMMIT, {"name": name, "activate": True})
-    t4 = time.perf_counter()
-    client.delete(name)
-    return t1 - t0, t2 - t1, t3 - t2, t4 - t3
+    def rate(self):
+        """MB/s of model bytes: the median of PER_ROUND uploads."""
+        return len(self.model) / _common.median([self.upload() for _ in range(PER_ROUND)]) / 1e6
 
-
-def _raw_rounds(master, port, total, piece, rounds):
-    """Start the drain reader on the pty, time ``rounds`` raw writes of ``total`` bytes."""
-    proc = _common.start_drain(total, master)
-    _discard_input(port)
-    data = bytes(total)
-    view = memoryview(data)
-    times = []
-    cpu = 0.0
-    try:
-        for r in range(rounds + 1):  # the first is a warm-up
-            c0 = _common.cpu_seconds(proc.pid)
-            t0 = time.perf_counter()
-            for at in range(0, total, piece):
-                port.write(view[at : at + piece])
-            ack = b""
-            while len(ack) < 8:
-                more = port.read(8 - len(ack))
-                if not more:
-                    raise RuntimeError("the drain reader did not acknowledge")
-                ack += more
-            if r:
-                times.append(time.perf_counter() - t0)
-                cpu += _common.cpu_seconds(proc.pid) - c0
-            if int.from_bytes(ack, "little") != total:
-                raise RuntimeError(
-                    "the drain reader got %d bytes, not %d"
-                    % (int.from_bytes(ack, "little"), total)
-                )
-    finally:
-        _terminate(proc)
-    return times, cpu
-
-
-def _discard_input(link):
-    """Drop whatever the last process on the master left unread."""
-    link.set_timeout(0.02)
-    while link.read(65536):
-        pass
-    link.set_timeout(10.0)
-
-
-class _Borrowed:
-    """The pyserial-backed link, kept open across agent restarts (close does nothing)."""
-
-    def __init__(self, link):
-        self._link = link
-        self.url = link.url
-
-    def read(self, n):
-        return self._link.read(n)
-
-    def write(self, data):
-        self._link.write(data)
-
-    def set_timeout(self, timeout):
-        self._link.set_timeout(timeout)
+    def steps(self):
+        """The upload Client.upload makes, step by step, timed: where the time goes."""
+        client, model = self.client, self.model
+        name = "s%d" % next(self.names)
+        t0 = time.perf_counter()
+        sha = hashlib.sha256(model).digest()
+        t1 = time.perf_counter()
+        body = {"name": name, "format": "tflite", "size": len(model), "sha256": sha, "meta": {}}
+        client.request(ops.MODEL_BEGIN, body)
+        t2 = time.perf_counter()
+        chunk = max(64, client.max_payload - 96 - len(name))  # as Client.upload sizes chunks
+        view = memoryview(model)
+        requests = (
+            (ops.MODEL_CHUNK, {"name": name, "offset": at, "data": bytes(view[at : at + chunk])})
+            for at in range(0, len(model), chunk)
+        )
+        for _reply in client.pipeline(requests):
+            pass
+        t3 = time.perf_counter()
+        client.request(ops.MODEL_COMMIT, {"name": name, "activate": True})
+        t4 = time.perf_counter()
+        client.delete(name)
+        return t1 - t0, t2 - t1, t3 - t2, t4 - t3
 
     def close(self):
-        pass
+        self.pty.close()
 
 
-def bench_pty(model):
-    print("(a) upload over a pty: sim-linux agent vs raw writes on the same pyserial port")
-    master, slave = os.openpty()
-    tty.setraw(slave)
-    path = os.ttyname(slave)
-    link = open_url(path, timeout=10.0)
-    names = iter(range(10000))
-    up_times, raw_times, steps = [], [], []
-    up_cpu = raw_cpu = 0.0
+class Raw:
+    """The baseline: the same bytes written in pieces of the frame size through pyserial to a
+    reader process on the master side, which drains them into one buffer and acknowledges."""
+
+    def __init__(self, total, piece):
+        self.total, self.piece = total, piece
+        self.pty = Pty()
+        self.proc = _common.start_drain(total, self.pty.master)
+        self.data = memoryview(bytes(total))
+        self.cpu = 0.0
+        self.count = 0
+        self.write()  # warm-up
+
+    def write(self):
+        port = self.pty.link
+        c0 = _common.cpu_seconds(self.proc.pid)
+        t0 = time.perf_counter()
+        for at in range(0, self.total, self.piece):
+            port.write(self.data[at : at + self.piece])
+        ack = b""
+        while len(ack) < 8:
+            more = port.read(8 - len(ack))
+            if not more:
+                raise RuntimeError("the drain reader did not acknowledge")
+            ack += more
+        t = time.perf_counter() - t0
+        self.cpu += _common.cpu_seconds(self.proc.pid) - c0
+        self.count += 1
+        if int.from_bytes(ack, "little") != self.total:
+            raise RuntimeError("the drain reader got %d bytes" % int.from_bytes(ack, "little"))
+        return t
+
+    def rate(self):
+        return self.total / _common.median([self.write() for _ in range(PER_ROUND)]) / 1e6
+
+    def close(self):
+        _terminate(self.proc)
+        self.pty.close()
+
+
+def bench_pty(model, rounds, before_rev):
+    print("(a) upload over a pty: sim-linux agent vs raw writes on the same kind of pyserial port")
+    _common.load_line("start")
+    parts = []
     try:
-        for _ in range(PTY_PHASES):
-            t, wire, max_payload, st, c = _upload_rounds(master, link, model, PTY_ROUNDS, names)
-            up_times += t
-            steps += st
-            up_cpu += c
-            t, c = _raw_rounds(master, link, wire, max_payload, PTY_ROUNDS)
-            raw_times += t
-            raw_cpu += c
+        after = Uploader("after", model)
+        parts.append(after)
+        raw = Raw(after.wire, after.client.max_payload)
+        parts.append(raw)
+        cases = {"upload": after.rate, "raw": raw.rate}
+        before = None
+        if before_rev:
+            src = _common.export_rev(before_rev, _common.tempdir("kpdev-bench-up-"))
+            before = Uploader("before", model, {"PYTHONPATH": src})
+            parts.append(before)
+            cases["before_upload"] = before.rate
+        r = _common.Rounds(cases).run(rounds)
+        steps = {u.label: [u.steps() for _ in range(5)] for u in (after, before) if u}
+    except Exception:
+        for u in parts:
+            if isinstance(u, Uploader):
+                print("%s agent log: %s" % (u.label, _common.log_tail(u.proc)))
+        raise
     finally:
-        link.close()
-        os.close(slave)
-        os.close(master)
-    size = len(model)
+        for u in parts:
+            u.close()
+    _common.load_line("end")
     print(
         "model %d bytes; the upload puts %d bytes on the wire (frames of up to %d B payload);"
-        % (size, wire, max_payload)
+        " the baseline writes those bytes raw" % (len(model), after.wire, raw.piece)
     )
     print(
-        "the baseline writes those %d bytes raw; %d rounds each, interleaved in %d phases"
-        % (wire, len(up_times), PTY_PHASES)
+        "%d rounds, each case the median of %d transfers a round%s"
+        % (
+            rounds,
+            PER_ROUND,
+            "; before: agent of %s, same host client" % before_rev if before else "",
+        )
     )
     rows = []
-    for label, times, nbytes, cpu in (
-        ("Client.upload", up_times, size, up_cpu),
-        ("raw writes", raw_times, wire, raw_cpu),
-    ):
-        best, med = min(times), _common.median(times)
+    for name, who in (("upload", after), ("raw", raw), ("before_upload", before)):
+        if who is None:
+            continue
+        q1, med, q3 = _common.quartiles(r.values[name])
         rows.append(
             [
-                label,
-                "%.2f" % (best * 1e3),
-                "%.1f" % (nbytes / best / 1e6),
-                "%.2f" % (med * 1e3),
-                "%.1f" % (nbytes / med / 1e6),
-                "%.1f" % (cpu / len(times) * 1e3),
+                name,
+                "%.1f" % med,
+                "%.1f..%.1f" % (q1, q3),
+                "%.2f" % (len(model) / med / 1e3),
+                "%.1f" % (who.cpu / who.count * 1e3),
             ]
         )
     _common.table(
-        ["case", "best ms", "best MB/s", "median ms", "median MB/s", "agent/reader CPU ms"], rows
+        ["case", "median MB/s", "IQR MB/s", "ms per upload", "agent/reader CPU ms"], rows
     )
-    print("(MB/s: model bytes for the upload, bytes written for the raw baseline)")
+    print("(MB/s: model bytes for an upload, bytes written for raw; CPU: 10 ms ticks, all runs)")
     labels = ("host sha256", "MODEL_BEGIN", "MODEL_CHUNKs", "MODEL_COMMIT")
-    print(
-        "one upload step by step (median ms): "
-        + ", ".join(
-            "%s %.2f" % (labels[k], _common.median([s[k] for s in steps]) * 1e3) for k in range(4)
+    for label, st in steps.items():
+        print(
+            "one upload step by step, %s (median of 5, ms): " % label
+            + ", ".join(
+                "%s %.2f" % (labels[k], _common.median([x[k] for x in st]) * 1e3) for k in range(4)
+            )
         )
-    )
-    print(
-        "ratio of medians: %.2fx"
-        % ((size / _common.median(up_times)) / (wire / _common.median(raw_times)))
-    )
-    ratio = (size / min(up_times)) / (wire / min(raw_times))
-    return _common.verdict(
+    if before is not None:
+        _common.judge(
+            "RATIO",
+            "upload_pty_after_vs_before",
+            r.ratio("upload", "before_upload"),
+            "x",
+            1.0,
+            at_most=False,
+            note="for the record: MB/s of this tree's agent over %s's" % before_rev,
+        )
+    return _common.judge(
         "RATIO",
         "upload_pty_throughput",
-        ratio,
+        r.ratio("upload", "raw"),
         "x",
         THROUGHPUT_TARGET,
         at_most=False,
-        note="upload MB/s / raw MB/s, best of each",
+        note="upload MB/s / raw MB/s, per round",
     )
 
 
@@ -475,13 +501,20 @@ def _tried(tried):
 
 
 def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("which", nargs="?", default="all", choices=("all", "pty", "heap"))
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--before", default=BEFORE, help="git revision of the 'before' agent")
+    parser.add_argument("--no-before", action="store_true")
+    args = parser.parse_args()
+    if args.rounds < _common.MIN_ROUNDS:
+        raise SystemExit("at least %d rounds" % _common.MIN_ROUNDS)
     _common.pin_host()
-    which = sys.argv[1] if len(sys.argv) > 1 else "all"
     print("upload benchmarks (%s)" % _common.machine())
     model = model_1mb()
-    if which in ("all", "pty"):
-        bench_pty(model)
-    if which in ("all", "heap"):
+    if args.which in ("all", "pty"):
+        bench_pty(model, args.rounds, None if args.no_before else args.before)
+    if args.which in ("all", "heap"):
         bench_heap(model)
     return 0
 

@@ -98,6 +98,9 @@ _IDLE_CLOSE_MS = const(3000)
 # supervisor's pipes) and only when no key guards the agent: two bytes must not stop it remotely.
 _CTRL_C = const(0x03)
 
+# CPython agents answer the common INFER request in kpdev.device.fastinfer; boards do not have it.
+_FAST_INFER = not sysinfo.MICROPYTHON
+
 if sysinfo.MICROPYTHON:
     DEFAULT_AGENT_MAX_PAYLOAD = 2048
     DEFAULT_WINDOW = 2
@@ -345,11 +348,18 @@ class Agent:
                     return
             self._replying = key
         try:
-            handler = self._handler(op)
-            body = cbor.loads(frame.payload) if frame.payload else {}
-            if not isinstance(body, dict):
-                raise DeviceError("request payload must be a CBOR map", _E_MALFORMED)
-            payload = cbor.dumps(handler(self, body))
+            payload = None
+            if op == _INFER and _FAST_INFER and frame.payload:
+                # CPython: the common INFER request without the generic codec (its twin).
+                from kpdev.device.fastinfer import infer_payload
+
+                payload = infer_payload(self, frame.payload)
+            if payload is None:
+                handler = self._handler(op)
+                body = cbor.loads(frame.payload) if frame.payload else {}
+                if not isinstance(body, dict):
+                    raise DeviceError("request payload must be a CBOR map", _E_MALFORMED)
+                payload = cbor.dumps(handler(self, body))
         except KpdevError as e:
             self.send_error(frame.rid, op, e.code, e.message)
             return

@@ -19,6 +19,8 @@ from kpdev.protocol.compat import MICROPYTHON, const
 
 MAX_SESSIONS = 32
 _ACCEPT_MS = const(200)  # how long one wait for a new client lasts
+# CPython: replies to frames of one read gather for one write at most this long.
+_GATHER_S = 0.0002
 
 
 def serve_listener(agent, listener):
@@ -85,20 +87,27 @@ def _make_room(agent):
 
 
 def _run(agent, s, lock, exit_code):
+    import time  # CPython only, as this function
+
     def dispatch(s, frames, nbytes):
-        # Under the lock, one frame at a time; then the replies go out, the lock released.
-        for f in frames or [None]:
-            try:
-                with lock:
-                    agent.dispatch(s, [f] if f else [], nbytes)
-                nbytes = 0
-            except SystemExit as e:  # REBOOT with --exit-on-reboot: the reply first, then go
-                exit_code.append(e.code)
-                agent._running = False
-            finally:
-                out, s.outbox = s.outbox, []
-                for data in out:
-                    s.link.write(data)
+        # Under the lock, one frame at a time; the replies go out with the lock released, those
+        # of the frames of one read (a pipelining host sent them together) in one write, unless
+        # answering them takes long enough that the host would wait for the first ones.
+        t0 = time.monotonic()
+        try:
+            for f in frames or [None]:
+                try:
+                    with lock:
+                        agent.dispatch(s, [f] if f else [], nbytes)
+                    nbytes = 0
+                except SystemExit as e:  # REBOOT with --exit-on-reboot: the reply first, then go
+                    exit_code.append(e.code)
+                    agent._running = False
+                if s.outbox and time.monotonic() - t0 >= _GATHER_S:
+                    _flush(s)
+                    t0 = time.monotonic()
+        finally:
+            _flush(s)
 
     try:
         agent._serve_session(s, _NOBODY_WAITS, dispatch)
@@ -107,6 +116,12 @@ def _run(agent, s, lock, exit_code):
     finally:
         with lock:
             end_session(agent, s)
+
+
+def _flush(s):
+    out, s.outbox = s.outbox, []
+    if out:
+        s.link.write(out[0] if len(out) == 1 else b"".join(out))
 
 
 class _NobodyWaits:

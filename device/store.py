@@ -40,7 +40,8 @@ class ModelStore:
         self._blobs = fsutil.join(root, "blobs")
         self._uploads = fsutil.join(root, "upload")
         self._index_path = fsutil.join(root, "index.json")
-        self._writing = None  # (name, open file, declared size) of the upload being written
+        # (name, open file, declared size, sha256 so far) of the upload being written
+        self._writing = None
         fsutil.makedirs(self._blobs)
         fsutil.makedirs(self._uploads)
         self._index = self._load_index()

@@ -126,9 +126,10 @@ def begin(store, name, fmt, size, sha256, meta=None):
             _E_STORAGE_FULL,
         )
     desc = {"name": name, "format": fmt, "size": size, "sha256": sha_hex, "meta": meta or {}}
+    # No fsync: a descriptor lost with the power loses only the point an upload resumes from
+    # (recover sweeps its part).  An upload syncs once: the index, at commit.
     with open(desc_path, "w") as f:
         json.dump(desc, f)
-        fsutil.fsync_file(f)
     with open(part, "wb"):
         pass
     return 0
@@ -167,10 +168,21 @@ def chunk(store, name, offset, data):
         )
     if not (writing and writing[0] == name):
         store.close()
-        writing = store._writing = (name, open(store._upload_paths(name)[0], "ab"), size)
+        path = store._upload_paths(name)[0]
+        # The sha256 grows with every chunk written, so commit reads nothing back.  Resuming
+        # (this agent did not write the bytes held), they are read once here.
+        h = hashlib.sha256()
+        if held:
+            _hash_file(path, h, store.io_chunk)
+        writing = store._writing = (name, open(path, "ab"), size, h)
     f = writing[1]
-    f.write(data)
-    f.flush()
+    try:
+        f.write(data)
+        f.flush()
+    except Exception:
+        store.close()  # how much went out is unknown: the next chunk starts from the file
+        raise
+    writing[3].update(data)
     return end
 
 
@@ -180,23 +192,21 @@ def commit(store, name, activate=True):
     desc = store._read_upload(name)
     if desc is None:
         raise DeviceError("no upload of %r in progress" % name, _E_UPLOAD_STATE)
-    store.close()
     part, desc_path = store._upload_paths(name)
+    writing = store._writing
+    h = None
+    if writing and writing[0] == name and writing[1].tell() == desc["size"]:
+        h = writing[3]  # written whole by this agent: its sha256 grew as the chunks came
+    store.close()
     held = fsutil.size(part)
     if held != desc["size"]:
         raise DeviceError(
             "upload of %r holds %d of %d bytes" % (name, held, desc["size"]),
             _E_UPLOAD_STATE,
         )
-    h = hashlib.sha256()
-    buf = bytearray(store.io_chunk)
-    view = memoryview(buf)  # one view for all reads: a slice a read would be garbage each time
-    with open(part, "rb") as f:
-        while True:
-            n = f.readinto(buf)
-            if not n:
-                break
-            h.update(view if n == len(buf) else view[:n])
+    if h is None:  # written before a restart: read back once
+        h = hashlib.sha256()
+        _hash_file(part, h, store.io_chunk)
     digest = _hex(h.digest())
     if digest != desc["sha256"]:
         abort(store, name)
@@ -230,6 +240,18 @@ def commit(store, name, activate=True):
     return entry
 
 
+def _hash_file(path, h, io_chunk):
+    # Feed the bytes of ``path`` to ``h``, through one buffer.
+    buf = bytearray(io_chunk)
+    view = memoryview(buf)  # one view for all reads: a slice a read would be garbage each time
+    with open(path, "rb") as f:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            h.update(view if n == len(buf) else view[:n])
+
+
 def abort(store, name):
     """Forget an upload in progress (no error when there is none)."""
     check_name(name)
@@ -254,6 +276,10 @@ def recover(store):
     for e in models.values():
         named[e["file"]] = True
     for fn in fsutil.listdir(store._uploads):
+        if fn.endswith(".part") and not fsutil.exists(store._uploads + "/" + fn[:-5] + ".json"):
+            # Its descriptor was never synced (begin) or went first (abort): nothing to resume.
+            fsutil.remove(store._uploads + "/" + fn)
+            continue
         if not fn.endswith(".json"):
             continue
         name = fn[:-5]

@@ -73,14 +73,19 @@ class PollReader:
 if not MICROPYTHON:
 
     class FdReader:
-        """CPython: ``os.read`` returns whatever is there, up to ``n`` bytes."""
+        """CPython: what is there, into the caller's buffer (``os.readv``: no allocation per
+        read; ``os.read(fd, n)`` would allocate ``n`` bytes per call, and from about 256 KB glibc
+        serves each such allocation with mmap).  ``poll`` registered once waits for the first
+        byte.
+        """
 
         def __init__(self, fd):
             self._fd = fd
+            self._poll = select.poll()
+            self._poll.register(fd, select.POLLIN)
 
         def readinto(self, buf, timeout_ms):
-            ready, _, _ = select.select([self._fd], [], [], timeout_ms / 1000.0)
-            if not ready:
+            if not self._poll.poll(timeout_ms):
                 return 0
             try:
                 got = os.readv(self._fd, [buf])

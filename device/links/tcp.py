@@ -51,7 +51,6 @@ class TcpServerLink:
             return None
         if not MICROPYTHON:
             conn.setsockopt(self._socket.IPPROTO_TCP, self._socket.TCP_NODELAY, 1)
-            conn.settimeout(_SEND_TIMEOUT_S)
         return TcpConnection(conn)
 
     def close(self):
@@ -60,33 +59,62 @@ class TcpServerLink:
 
 
 class TcpConnection:
-    """One client's connection: ``readinto`` raises ``LinkClosed`` once the client has gone."""
+    """One client's connection: ``readinto`` raises ``LinkClosed`` once the client has gone.
+
+    CPython: the socket blocks, with the kernel's receive and send timeouts (SO_RCVTIMEO,
+    SO_SNDTIMEO) in place of a poll before each call: a read is one ``recv_into`` system call
+    into the caller's buffer (a socket timeout in CPython polls before every recv).
+    """
 
     name = "tcp"
 
     def __init__(self, conn):
         self._conn = conn
-        self._poll = select.poll()
-        self._poll.register(conn, select.POLLIN)
         self._gone = False
+        if MICROPYTHON:
+            self._poll = select.poll()
+            self._poll.register(conn, select.POLLIN)
+        else:
+            import socket
+
+            self._s = socket
+            conn.settimeout(None)
+            conn.setsockopt(
+                socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(_SEND_TIMEOUT_S * 1000)
+            )
+            self._wait_ms = -1  # the SO_RCVTIMEO in place
 
     def readinto(self, buf, timeout_ms=1000):
         """What has arrived, up to ``len(buf)`` bytes, into ``buf``; 0 on timeout."""
         if self._gone:
             raise LinkClosed("the client left")
-        if not self._poll.poll(timeout_ms):
-            return 0
-        try:
-            if not MICROPYTHON:
-                got = self._conn.recv_into(buf)
-            else:
+        if MICROPYTHON:
+            if not self._poll.poll(timeout_ms):
+                return 0
+            try:
                 # A blocking socket's readinto waits for the whole buffer: recv returns what
                 # has arrived (one allocation per read; TCP boards have the heap for it).
                 data = self._conn.recv(len(buf))
-                got = len(data)
+            except OSError:
+                data = b""
+            got = len(data)
+            if got:
                 buf[:got] = data
-        except OSError:
-            got = 0
+        else:
+            flags = 0
+            if timeout_ms <= 0:
+                flags = self._s.MSG_DONTWAIT  # SO_RCVTIMEO 0 would mean: wait for ever
+            elif timeout_ms != self._wait_ms:
+                self._conn.setsockopt(
+                    self._s.SOL_SOCKET, self._s.SO_RCVTIMEO, _timeval(timeout_ms)
+                )
+                self._wait_ms = timeout_ms
+            try:
+                got = self._conn.recv_into(buf, len(buf), flags)
+            except BlockingIOError:  # EAGAIN: the timeout passed with nothing received
+                return 0
+            except OSError:
+                got = 0
         if not got:
             self._gone = True
             raise LinkClosed("the client left")
@@ -113,3 +141,10 @@ class TcpConnection:
             self._conn.close()
         except OSError:
             pass
+
+
+def _timeval(ms):
+    # struct timeval {time_t tv_sec; suseconds_t tv_usec} for SO_RCVTIMEO/SO_SNDTIMEO (CPython).
+    import struct
+
+    return struct.pack("ll", ms // 1000, ms % 1000 * 1000)

@@ -124,6 +124,7 @@ _CPYTHON_DEVICE_MODULES = (
     "kpdev.device.power_akida",
     "kpdev.device.learn_akida",
     "kpdev.accelerators.ndarray",
+    "kpdev.device.fastinfer",
 )
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import cbor2
 
-from kpdev.host.client.tensors import from_wire, to_wire
+from kpdev.host.client.tensors import from_wire, infer_payload, read_infer_reply, to_wire
 from kpdev.host.errors import AuthError, LinkError, LinkTimeout, UsageError
 from kpdev.protocol import names, ops
 from kpdev.protocol.errors import DeviceError, KpdevError, ProtocolError
@@ -55,6 +55,7 @@ _CALM_REWINDS = 4
 _RECENT = 256
 
 Progress = Callable[[int, int], None]
+_READ_ONLY = frozenset(ops.READ_ONLY)
 
 # Why a device's frame failed our parser's authentication (its code) -> the AuthError's message.
 # A frame with no AUTH trailer (KEY_REQUIRED, from our side) comes from a device without a key;
@@ -76,9 +77,9 @@ class Lost(LinkError):
 class _Pending:
     """A request sent and not yet answered: what it takes to send it again, and when to."""
 
-    __slots__ = ("op", "payload", "tries", "sent", "due", "resend", "expect")
+    __slots__ = ("op", "payload", "tries", "sent", "due", "resend", "expect", "fast")
 
-    def __init__(self, op: int, payload: bytes, resend: bool, expect: float):
+    def __init__(self, op: int, payload: bytes, resend: bool, expect: float, fast: bool = False):
         self.op = op
         self.payload = payload
         self.tries = 0  # times sent again, for any reason
@@ -86,6 +87,7 @@ class _Pending:
         self.due = 0.0  # when to send it again unless answered
         self.resend = resend  # send it again when the device got it damaged (BAD_CRC)
         self.expect = expect  # seconds the caller expects the operation itself to take
+        self.fast = fast  # an INFER of infer()/infer_many(): its reply read by read_infer_reply
 
 
 class Client:
@@ -114,6 +116,7 @@ class Client:
         self._sent: dict[int, _Pending] = {}
         self._answered: deque[int] = deque(maxlen=_RECENT)
         self._rtt: dict[int, list[float]] = {}  # op -> [smoothed round trip, its deviation]
+        self._next_due = float("inf")  # no request is late before this (see _resend_late)
         self._chunk = 0  # the upload chunk size the line allowed last (0: the largest)
         self.device: dict[str, Any] = {}
         self.max_payload = DEFAULT_MAX_PAYLOAD
@@ -143,10 +146,12 @@ class Client:
         ``expect``: seconds the operation itself may take, before which a missing reply is not
         yet late.
         """
-        try:
-            payload = cbor2.dumps(body or {})
-        except (cbor2.CBOREncodeError, TypeError, ValueError) as e:
-            raise UsageError(f"cannot encode the {names.op_name(op)} request: {e}") from None
+        return self._send_payload(op, _encode(op, body), resend, expect)
+
+    def _send_payload(
+        self, op: int, payload: bytes, resend: bool, expect: float, fast: bool = False
+    ) -> int:
+        # Send a request body already encoded; returns its id.
         if len(payload) > self.max_payload:
             raise UsageError(
                 f"{names.op_name(op)} request of {len(payload)} bytes exceeds the device's "
@@ -154,7 +159,7 @@ class Client:
             )
         self._next_rid = (self._next_rid + 1) & 0xFFFF or 1
         self._done.pop(self._next_rid, None)
-        pending = self._sent[self._next_rid] = _Pending(op, payload, resend, expect)
+        pending = self._sent[self._next_rid] = _Pending(op, payload, resend, expect, fast)
         self._transmit(self._next_rid, pending)
         return self._next_rid
 
@@ -163,6 +168,8 @@ class Client:
         now = time.monotonic()
         pending.sent = now
         pending.due = now + self._rto(pending)
+        if pending.due < self._next_due:
+            self._next_due = pending.due
         data = self.writer.pack(pending.op, rid, pending.payload)
         self.bytes_out += len(data)
         self.link.write(data)
@@ -170,7 +177,7 @@ class Client:
     def _rto(self, pending: _Pending) -> float:
         """Seconds to wait for a reply to ``pending`` before sending it again."""
         est = self._rtt.get(pending.op)
-        read_only = pending.op in ops.READ_ONLY
+        read_only = pending.op in _READ_ONLY
         if est is None:
             rto = _RTO_FIRST_READ_ONLY_S if read_only else _RTO_FIRST_S
         else:
@@ -198,6 +205,11 @@ class Client:
     def _resend_late(self, now: float) -> None:
         # Requests whose reply is overdue (lost on the way there or back): send them again,
         # with the same id.  The agent answers a state-changing one from its reply cache.
+        # Nothing is due before _next_due, the earliest due time (a reply read takes nothing
+        # off): until then the requests in flight are not looked at.
+        if now < self._next_due:
+            return
+        self._next_due = float("inf")
         for rid, pending in list(self._sent.items()):
             if rid not in self._done and now >= pending.due:
                 if not pending.resend:
@@ -209,6 +221,8 @@ class Client:
                     self.resends += 1
                 pending.tries += 1
                 self._transmit(rid, pending)
+            elif rid not in self._done and pending.due < self._next_due:
+                self._next_due = pending.due
 
     def wait(self, rid: int, timeout: float | None = None) -> Any:
         """The decoded reply to request ``rid``; raises DeviceError for an ERROR reply."""
@@ -267,8 +281,13 @@ class Client:
             ):
                 self.duplicates += 1  # a retried request answered twice: the first counts
             return  # else not an answer to anything we asked: a stale reply to someone else
+        body = None
+        if pending is not None and pending.fast and not frame.flags & ops.FLAG_ERROR:
+            # (outputs, µs) of the INFER replies infer() and infer_many() wait for
+            body = read_infer_reply(frame.payload) if frame.payload else None
         try:
-            body = cbor2.loads(frame.payload) if frame.payload else None
+            if body is None:
+                body = cbor2.loads(frame.payload) if frame.payload else None
         except (cbor2.CBORDecodeError, ValueError) as e:
             error = ProtocolError(f"the device sent a reply that is not valid CBOR: {e}")
             if pending is None:
@@ -296,6 +315,7 @@ class Client:
                     pending.sent = pending.due = now + min(
                         _BACKOFF_MAX_S, _BACKOFF_S * (1 << pending.tries)
                     )
+                    self._next_due = min(self._next_due, pending.due)
                 return
             msg = body.get("msg", "") if isinstance(body, dict) else ""
             op = body.get("op", frame.op) if isinstance(body, dict) else frame.op
@@ -304,7 +324,7 @@ class Client:
             )
             return
         self._timed(pending, time.monotonic())
-        if isinstance(body, dict) and list(body) == ["trimmed"]:
+        if type(body) is dict and len(body) == 1 and "trimmed" in body:
             body = ProtocolError(
                 f"the device carried out {names.op_name(pending.op)}, but its reply of "
                 f"{body['trimmed']} bytes was over the limit this client announced at HELLO"
@@ -339,7 +359,10 @@ class Client:
         for op, body in requests:
             if len(in_flight) >= window:
                 yield self.wait(in_flight.pop(0))
-            in_flight.append(self.send(op, body))
+            if type(body) is bytes:  # an INFER of infer_many, encoded already
+                in_flight.append(self._send_payload(op, body, True, 0.0, True))
+            else:
+                in_flight.append(self.send(op, body))
         try:
             while in_flight:
                 yield self.wait(in_flight.pop(0))
@@ -519,11 +542,10 @@ class Client:
 
         Inputs too large for one frame travel in pieces first (INFER_INPUT), when the agent
         takes them so."""
-        body = infer_body(inputs, model)
-        if payload_size(body) > self.max_payload and self.device.get("staged_input"):
-            body = self.stage_inputs(inputs, model)
-        reply = self.request(ops.INFER, body)
-        return [from_wire(t) for t in reply["y"]], int(reply["t"])
+        payload = infer_payload(inputs, model) or _encode(ops.INFER, infer_body(inputs, model))
+        if len(payload) > self.max_payload and self.device.get("staged_input"):
+            payload = _encode(ops.INFER, self.stage_inputs(inputs, model))
+        return _outputs(self.wait(self._send_payload(ops.INFER, payload, True, 0.0, True)))
 
     def stage_inputs(self, inputs, model: str | None = None) -> dict[str, Any]:
         """Send ``inputs`` to the device in pieces that fit its frames (INFER_INPUT, pipelined
@@ -558,20 +580,23 @@ class Client:
         first = next(batch, None)
         if first is None:
             return
-        if payload_size(infer_body(first, model)) > self.max_payload and self.device.get(
-            "staged_input"
-        ):
+        payload = infer_payload(first, model) or _encode(ops.INFER, infer_body(first, model))
+        if len(payload) > self.max_payload and self.device.get("staged_input"):
             # Each input in pieces, one inference after the other.
             for x in itertools.chain([first], batch):
                 yield self.infer(x, model)
             return
 
         def requests():
-            for x in itertools.chain([first], batch):
-                yield ops.INFER, infer_body(x, model)
+            yield ops.INFER, payload
+            for x in batch:
+                yield (
+                    ops.INFER,
+                    infer_payload(x, model) or _encode(ops.INFER, infer_body(x, model)),
+                )
 
         for reply in self.pipeline(requests(), window):
-            yield [from_wire(t) for t in reply["y"]], int(reply["t"])
+            yield _outputs(reply)
 
     # -- Knowledge Packs -----------------------------------------------------------------
     def pack_set(self, pack: dict[str, Any]) -> dict[str, Any]:
@@ -802,6 +827,21 @@ def pack_set_body(pack: dict[str, Any]) -> dict[str, Any]:
 def payload_size(body: dict[str, Any]) -> int:
     """Bytes of a request body as sent (its CBOR encoding): what ``max_payload`` limits."""
     return len(cbor2.dumps(body))
+
+
+def _outputs(reply) -> tuple[list[np.ndarray], int]:
+    """(outputs, device µs) of an INFER reply: read already (read_infer_reply), or a map."""
+    if type(reply) is tuple:
+        return reply
+    return [from_wire(t) for t in reply["y"]], int(reply["t"])
+
+
+def _encode(op: int, body: dict[str, Any] | None) -> bytes:
+    """A request body as CBOR; ``UsageError`` for what CBOR cannot hold."""
+    try:
+        return cbor2.dumps(body or {})
+    except (cbor2.CBOREncodeError, TypeError, ValueError) as e:
+        raise UsageError(f"cannot encode the {names.op_name(op)} request: {e}") from None
 
 
 def _wire_inputs(inputs):
