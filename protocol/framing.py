@@ -225,14 +225,15 @@ class FrameParser:
             if not self._end:
                 # Nothing held (the usual case): the frames in ``data`` are read where they
                 # are, and only what is left of it is copied into the buffer.
-                out, pos, need = self._parse(data, memoryview(data), 0, n)
-                out = list(out)
+                out = list(self._parse(data, memoryview(data), 0, n))
+                pos = self._pos
+                need = self._need
+                self._pos = 0
                 if pos < n:
                     self._end = n - pos
                     if need > len(self._buf) or self._end >= len(self._buf):
                         self._grow(max(need, self._end + 1), 0)
                     self._buf[0 : self._end] = memoryview(data)[pos:n]
-                    self._need = need
                 return out
             src = memoryview(data)
             out = []
@@ -255,7 +256,9 @@ class FrameParser:
             return ()  # the rest of a frame whose header was checked: nothing to parse yet
         buf = self._buf
         mv = self._mv
-        out, pos, need = self._parse(buf, mv, pos, end)
+        out = self._parse(buf, mv, pos, end)
+        pos = self._pos
+        need = self._need
         if pos >= end:
             pos = end = 0  # all consumed: the next read starts at the front, nothing moves
         elif pos:
@@ -266,7 +269,6 @@ class FrameParser:
             pos = 0
         self._pos = pos
         self._end = end
-        self._need = need
         if need > len(buf):
             # A frame larger than the buffer (the one way the buffer can fill: bytes held are
             # less than a header or less than the frame they start).
@@ -281,8 +283,9 @@ class FrameParser:
         self._mv = memoryview(new)
 
     def _parse(self, buf, mv, pos, end):
-        # The whole frames in buf[pos:end]: (frames, where the rest starts, the size of the
-        # frame it starts when its header was checked, else 0).
+        # The whole frames in buf[pos:end]; sets _pos to where the rest starts and _need to the
+        # size of the frame it starts when its header was checked, else 0 (attributes, not a
+        # tuple returned: nothing allocated per call).
         out = ()
         need = 0  # the size of a frame held in part
         while end - pos >= 2:
@@ -356,7 +359,9 @@ class FrameParser:
                     self.auth_failures += 1
             out = _add(out, Frame(flags, op, rid, None if error else payload, counter, error))
             pos += total
-        return out, pos, need
+        self._pos = pos
+        self._need = need
+        return out
 
 
 def _add(out, frame):
