@@ -43,7 +43,7 @@ PING_BYTES = 1900
 TARGET_US_PER_BYTE = 0.2  # issue 19: <= 0.2 us of agent time per payload byte
 TARGET_RATIO = 10.0  # and >= 10x today, for the upload throughput too
 # The last main without block reads (the MicroPython agent read its link byte by byte).
-BASELINE = "e4c4dd7"
+BASELINE = "1d9b520"
 
 
 def _stage_old(rev, tmp):
