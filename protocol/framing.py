@@ -220,23 +220,8 @@ class FrameParser:
         def feed(self, data):
             """Add received bytes; return the list of whole frames now available, in order."""
             n = len(data)
-            if not n:
-                return list(self.filled(0))
-            if not self._end:
-                # Nothing held (the usual case): the frames in ``data`` are read where they
-                # are, and only what is left of it is copied into the buffer.
-                out = list(self._parse(data, memoryview(data), 0, n))
-                pos = self._pos
-                need = self._need
-                self._pos = 0
-                if pos < n:
-                    self._end = n - pos
-                    if need > len(self._buf) or self._end >= len(self._buf):
-                        self._grow(max(need, self._end + 1), 0)
-                    self._buf[0 : self._end] = memoryview(data)[pos:n]
-                return out
             src = memoryview(data)
-            out = []
+            out = list(self.filled(0)) if not n else []
             i = 0
             while i < n:
                 room = self.space()
@@ -252,41 +237,11 @@ class FrameParser:
         self._end += n
         end = self._end
         pos = self._pos
+        out = ()
         if end - pos < self._need:
-            return ()  # the rest of a frame whose header was checked: nothing to parse yet
+            return out  # the rest of a frame whose header was checked: nothing to parse yet
         buf = self._buf
         mv = self._mv
-        out = self._parse(buf, mv, pos, end)
-        pos = self._pos
-        need = self._need
-        if pos >= end:
-            pos = end = 0  # all consumed: the next read starts at the front, nothing moves
-        elif pos:
-            # Move the partial frame to the front, so the room after it holds the rest
-            # (memmove: MicroPython's slice assignment allows overlap).
-            end -= pos
-            buf[0:end] = mv[pos : pos + end]
-            pos = 0
-        self._pos = pos
-        self._end = end
-        if need > len(buf):
-            # A frame larger than the buffer (the one way the buffer can fill: bytes held are
-            # less than a header or less than the frame they start).
-            self._grow(need, end)
-        return out
-
-    def _grow(self, need, held):
-        # A buffer for the largest frame up to _BLOCK, or for this one; the held bytes move.
-        new = bytearray(max(need, min(self.max_payload + AUTH_OVERHEAD, _BLOCK)))
-        new[0:held] = self._mv[0:held]
-        self._buf = new
-        self._mv = memoryview(new)
-
-    def _parse(self, buf, mv, pos, end):
-        # The whole frames in buf[pos:end]; sets _pos to where the rest starts and _need to the
-        # size of the frame it starts when its header was checked, else 0 (attributes, not a
-        # tuple returned: nothing allocated per call).
-        out = ()
         need = 0  # the size of a frame held in part
         while end - pos >= 2:
             if buf[pos] != _SYNC0 or buf[pos + 1] != _SYNC1:
@@ -359,8 +314,25 @@ class FrameParser:
                     self.auth_failures += 1
             out = _add(out, Frame(flags, op, rid, None if error else payload, counter, error))
             pos += total
+        if pos >= end:
+            pos = end = 0  # all consumed: the next read starts at the front, nothing moves
+        elif pos:
+            # Move the partial frame to the front, so the room after it holds the rest
+            # (memmove: MicroPython's slice assignment allows overlap).
+            end -= pos
+            buf[0:end] = mv[pos : pos + end]
+            pos = 0
         self._pos = pos
+        self._end = end
         self._need = need
+        if need > len(buf):
+            # A frame larger than the buffer (the one way the buffer can fill: bytes held are
+            # less than a header or less than the frame they start): one for the largest frame
+            # up to _BLOCK, or for this one.
+            new = bytearray(max(need, min(self.max_payload + AUTH_OVERHEAD, _BLOCK)))
+            new[0:end] = mv[0:end]
+            self._buf = new
+            self._mv = memoryview(new)
         return out
 
 

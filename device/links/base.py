@@ -12,6 +12,8 @@ if not MICROPYTHON:
     import os
 
 
+_EAGAIN = 11  # errno.EAGAIN on Linux, the one OS whose non-blocking streams come here
+
 # Set by a launcher (host/boards/sim.py) that gave the agent a non-blocking stdin: the unix port
 # can neither set O_NONBLOCK itself nor ask whether it is set.
 NONBLOCKING_STDIN = "KPDEV_NONBLOCKING_STDIN"
@@ -26,20 +28,26 @@ class LinkClosed(LinkError):
 
 
 class PollReader:
-    """Reads what is available from a blocking stream into the caller's buffer: poll, then byte
-    by byte.
+    """Reads what is available from a stream into the caller's buffer: poll, then a block or
+    byte by byte.  Nothing is allocated per read.
 
-    MicroPython's ``readinto`` on a blocking pipe, tty or bare-metal board's stdin waits until
-    the whole buffer is full, so reading more than one byte at a time could wait for bytes that
-    never come (a sender that stops inside a frame).  Nothing is allocated per read: ``ipoll``
-    reuses its result where ``poll`` builds a list and a tuple.  A stream that does not block
-    is read in blocks instead (``kpdev.device.links.blocks``).
+    ``blocks``: the stream does not block (a pipe whose reader was given ``O_NONBLOCK`` by
+    kpdev's sim launcher, a tty in raw mode with ``VMIN`` 0), so one ``readinto`` of the whole
+    buffer returns what has arrived (MicroPython's stream layer stops at ``EAGAIN`` or a
+    zero-byte read): one poll and one ``readinto`` per block.
+
+    Otherwise the stream blocks: MicroPython's ``readinto`` on a pipe, a tty or a bare-metal
+    board's stdin waits until the whole buffer is full, so reading more than one byte at a time
+    could wait for bytes that never come (a sender that stops inside a frame).  Then it reads
+    byte by byte, polling between bytes (``ipoll`` reuses its result where ``poll`` builds a
+    list and a tuple).
     """
 
-    def __init__(self, stream):
+    def __init__(self, stream, blocks=False):
         self._stream = stream
         self._poll = select.poll()
         self._poll.register(stream, select.POLLIN)
+        self._blocks = blocks
         self._one = bytearray(1)
 
     def _ready(self, timeout_ms):
@@ -50,8 +58,20 @@ class PollReader:
     def readinto(self, buf, timeout_ms):
         if not self._ready(timeout_ms):
             return 0
-        one = self._one
         stream = self._stream  # called as stream.readinto: no bound method made per read
+        if self._blocks:
+            try:
+                got = stream.readinto(buf)
+            except OSError as e:
+                if e.args and e.args[0] == _EAGAIN:
+                    return 0  # woken, but another reader took the bytes
+                raise LinkClosed("read failed: %s" % e)  # EIO: a pty whose other side hung up
+            if got is None:
+                return 0  # EAGAIN: nothing there after all
+            if not got:
+                raise LinkClosed("end of stream")
+            return got
+        one = self._one
         n = len(buf)
         i = 0
         while i < n:

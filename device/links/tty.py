@@ -55,12 +55,7 @@ class TtyLink(base.StreamLink):
                 attrs[4] = attrs[5] = speed
             blocks = _no_wait(attrs[6])
             termios.tcsetattr(fd, termios.TCSANOW, attrs)
-            if blocks:
-                from kpdev.device.links.blocks import BlockReader
-
-                self._reader = BlockReader(self._f)
-            else:
-                self._reader = base.PollReader(self._f)
+            self._reader = base.PollReader(self._f, blocks)
             self._out = self._f
 
     def close(self):

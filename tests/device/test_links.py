@@ -349,8 +349,7 @@ def test_a_hostname_that_merely_starts_with_127_is_not_loopback():
 _READER = """
 import sys
 from kpdev.device.links.base import PollReader, LinkClosed
-from kpdev.device.links.blocks import BlockReader
-r = (BlockReader if %s else PollReader)(sys.stdin.buffer)
+r = PollReader(sys.stdin.buffer, %s)
 buf = bytearray(4096)
 sizes = []
 while True:
@@ -412,9 +411,8 @@ def test_sim_mcu_agent_is_started_on_a_non_blocking_stdin(agents):
 _ALLOCS = """
 import gc, sys
 from kpdev.device.links.base import PollReader, LinkClosed
-from kpdev.device.links.blocks import BlockReader
 from kpdev.protocol.framing import FrameParser
-r = (BlockReader if %s else PollReader)(sys.stdin.buffer)
+r = PollReader(sys.stdin.buffer, %s)
 p = FrameParser(2048)
 rows = []
 bufs = []
