@@ -4,37 +4,40 @@ Issue 19, item 1: every command paid ~0.8 s of imports before it did anything.  
 ``kpdev --help`` and ``kpdev boards --json`` <= 4x ``python -c pass``; ``kpdev info --board
 sim-linux`` against a running (warm) simulated board <= 0.35 s, whole process.
 
-Before and after are both real code run the same way in the same run: the source at ``--before``
-(default ``main``) and at ``--after`` (default ``HEAD``, this branch) exported from git into a
-temporary folder each, run with the same Python through ``kpdev.host.cli.main``, each with its own
-KPDEV_HOME (removed at the end with the folders, the boards stopped).  Rounds alternate: in each
-round every command of both versions runs once.  The timed commands are pinned to one CPU; the
-background boards (started by an untimed first ``info``) are not.  Figures: median of the rounds,
-and the spread (min, max) as a share of it; a verdict is "noisy" when the target lies inside the
-spread of the per-round values instead of beside all of them.
+Every version is real code run the same way in the same run: the source at ``--before``
+(default 0c8039f, main before the lazy imports), at ``--main`` (default ``main``) and at
+``--after`` (default ``HEAD``, this branch), each exported from git into a temporary folder and
+run with the same Python through ``kpdev.host.cli.main``, each with its own KPDEV_HOME (removed
+at the end with the folders, the boards stopped, also when the script is killed).  Bytecode is
+written and used as an installed kpdev's is (PYTHONDONTWRITEBYTECODE is dropped, and each
+command runs once untimed first), so no round pays for compiling kpdev's sources.  Rounds
+alternate (``_common.Rounds``: every case once a round, the order reversed every other round);
+the timed commands are pinned to one CPU, the background boards (started by the untimed first
+``info``) are not.  Verdicts (``_common.judge``): per-round ratios to ``python -c pass`` of the
+same round, and the per-round times of the warm ``info``; NOISY when the target lies inside
+the interquartile range.  One more case, ``python -c "import typer, typer._adapters"``, is the
+floor under any command with an option that is not a flag (Typer 0.29 checks such a value with
+a pydantic TypeAdapter): printed as a ratio, not judged.
 
-Run: python bench/cli_speed.py [--rounds N] [--before REV] [--after REV]
+Run: python bench/cli_speed.py [--rounds N] [--before REV] [--main REV] [--after REV]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 import _common
 
 _RUN = "import sys; sys.argv[0] = 'kpdev'; from kpdev.host.cli import main; main()"
+FLOOR = "import typer, typer._adapters"
 COMMANDS = (
-    ("python -c pass", None),
-    ("kpdev --help", ["--help"]),
-    ("kpdev boards --json", ["boards", "--json"]),
-    ("kpdev info --board sim-linux (warm)", ["info", "--board", "sim-linux"]),
+    ("--help", ["--help"]),
+    ("boards --json", ["boards", "--json"]),
+    ("info --board sim-linux (warm)", ["info", "--board", "sim-linux"]),
 )
 
 
@@ -54,78 +57,94 @@ def _timed(argv: list[str], env: dict[str, str], pin: bool = True) -> float:
     return seconds
 
 
-def _verdict(name: str, per_round: list[float], unit: str, target: float) -> str:
-    med = statistics.median(per_round)
-    lo, hi = min(per_round), max(per_round)
-    word = "noisy" if lo <= target < hi else ("PASS" if med <= target else "MISS")
-    line = "%s %.2f%s (target <= %g%s; rounds %.2f-%.2f) %s" % (
-        name, med, unit, target, unit, lo, hi, word
-    )  # fmt: skip
-    print(line)
-    return line
+def _kpdev(env: dict[str, str], args: list[str]):
+    return lambda: _timed([sys.executable, "-c", _RUN, *args], env)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--before", default="0c8039f")  # main before the lazy imports
+    parser.add_argument("--main", default="main")
     parser.add_argument("--after", default="HEAD")
     args = parser.parse_args()
-    if args.rounds < 7:
-        raise SystemExit("at least 7 rounds: a median of fewer does not repeat")
+    if args.rounds < _common.MIN_ROUNDS:
+        raise SystemExit("at least %d rounds: a median of fewer does not repeat" % 7)
     print(_common.machine())
     print("timed commands pinned to CPU %d" % _common.HOST_CPU if _common.PIN else "not pinned")
-    print("load average at start: %.2f %.2f %.2f" % os.getloadavg())
-    tmp = tempfile.mkdtemp(prefix="kpdev-bench-cli-")
+    _common.load_line("start")
+    tmp = _common.tempdir("kpdev-bench-cli-")
     versions = {}
     try:
-        for label, rev in (("before", args.before), ("after", args.after)):
+        for label, rev in (("before", args.before), ("main", args.main), ("after", args.after)):
+            sha = subprocess.run(
+                ["git", "-C", _common.REPO, "rev-parse", "--short", rev],
+                check=True, capture_output=True, text=True,
+            ).stdout.strip()  # fmt: skip
             src = _common.export_rev(rev, os.path.join(tmp, label))
             env = dict(os.environ, KPDEV_HOME=os.path.join(tmp, label, "home"), PYTHONPATH=src)
-            env.pop("KPDEV_BOARD", None)
+            for name in ("KPDEV_BOARD", "KPDEV_KEY", "PYTHONDONTWRITEBYTECODE"):
+                env.pop(name, None)
             env["KPDEV_SIM_IDLE"] = "600"
             probe = subprocess.run(
                 [sys.executable, "-c", "import kpdev.host.cli as c; print(c.__file__)"],
                 env=env, capture_output=True, text=True, check=True,
             ).stdout.strip()  # fmt: skip
             assert probe.startswith(src), probe  # the version really is the exported code
-            versions[label] = (rev, env)
-            # Untimed: start the background board (and stage its agent), so `info` is warm.
-            _timed([sys.executable, "-c", _RUN, "info", "--board", "sim-linux"], env, pin=False)
-        times = {(v, c): [] for v in versions for c, _ in COMMANDS}
-        for _ in range(args.rounds):
-            for label, (_, env) in versions.items():
-                for name, cmd in COMMANDS:
-                    argv = [sys.executable, "-c", "pass"] if cmd is None else [
-                        sys.executable, "-c", _RUN, *cmd
-                    ]  # fmt: skip
-                    times[(label, name)].append(_timed(argv, env))
+            versions[label] = (f"{label} {sha}", env)
+            # Untimed: start the background board (and stage its agent), so `info` is warm, and
+            # write the bytecode of every module the timed commands import.
+            for _, cmd in reversed(COMMANDS):
+                _timed([sys.executable, "-c", _RUN, *cmd], env, pin=False)
+        cases = {
+            "python -c pass": lambda: _timed([sys.executable, "-c", "pass"], os.environ),
+            # The floor of any command with an option that is not a flag: Typer 0.29 checks
+            # such an option's value with a pydantic TypeAdapter (typer._adapters).
+            FLOOR: lambda: _timed([sys.executable, "-c", FLOOR], os.environ),
+        }
+        for label, (_, env) in versions.items():
+            for name, cmd in COMMANDS:
+                cases[f"{label} {name}"] = _kpdev(env, cmd)
+        rounds = _common.Rounds(cases).run(
+            args.rounds, progress=lambda r, n: print("round %d/%d" % (r, n), flush=True)
+        )
     finally:
         for _, env in versions.values():
             subprocess.run(
                 [sys.executable, "-c", _RUN, "sim", "stop", "--all"], env=env, capture_output=True
             )
-        shutil.rmtree(tmp, ignore_errors=True)
-    print("load average at end: %.2f %.2f %.2f" % os.getloadavg())
-    rows = []
-    for name, _ in COMMANDS:
-        row = [name]
-        for label in versions:
-            xs = times[(label, name)]
-            row += ["%.3f" % statistics.median(xs), _common.spread(xs)]
-        rows.append(row)
-    head = ["%d rounds, whole process, s" % args.rounds]
-    for label, (rev, _) in versions.items():
-        head += ["%s %s median" % (label, rev), "spread"]
-    _common.table(head, rows)
+    _common.load_line("end")
+    rows = [[name, "%.3f" % rounds.median(name), _common.spread(rounds.values[name])]
+            for name in ("python -c pass", FLOOR)]  # fmt: skip
+    for label, (title, _) in versions.items():
+        for name, _ in COMMANDS:
+            xs = rounds.values[f"{label} {name}"]
+            rows.append(
+                [f"{title}: kpdev {name}", "%.3f" % _common.median(xs), _common.spread(xs)]
+            )
+    _common.table(["%d rounds, whole process" % args.rounds, "median s", "spread"], rows)
+    floor = rounds.ratio(FLOOR, "python -c pass")
+    q1, med, q3 = _common.quartiles(floor)
+    print("\n%s / python -c pass: %.2fx (IQR %.2f..%.2f; not a target: what Typer itself costs)"
+          % (FLOOR, med, q1, q3))  # fmt: skip
     print()
-    for label in versions:
-        base = times[(label, "python -c pass")]
-        for name in ("kpdev --help", "kpdev boards --json"):
-            ratios = [t / b for t, b in zip(times[(label, name)], base, strict=True)]
-            _verdict("RATIO %s %s / python -c pass:" % (label, name), ratios, "x", 4)
-        _verdict("TIME %s kpdev info --board sim-linux (warm):" % label,
-                 times[(label, COMMANDS[-1][0])], " s", 0.35)  # fmt: skip
+    for label, (title, _) in versions.items():
+        for name in ("--help", "boards --json"):
+            _common.judge(
+                "RATIO",
+                f"{title} kpdev {name} / python -c pass:",
+                rounds.ratio(f"{label} {name}", "python -c pass"),
+                "x",
+                4,
+            )
+        _common.judge(
+            "TIME",
+            f"{title} kpdev info --board sim-linux (warm):",
+            rounds.values[f"{label} {COMMANDS[-1][0]}"],
+            " s",
+            0.35,
+            fmt="%.3f",
+        )
     return 0
 
 

@@ -1,7 +1,7 @@
 """The feature pipeline on the device: raw sensor windows -> model input (docs/packs.md).
 
-``Pipeline`` checks a pipeline spec once and then turns each window (a Tensor of
-``(size, n_axes)`` raw samples) into the model input: per-axis columns, the features in spec
+``Pipeline`` checks a pipeline spec once (``pipeline_spec``) and then turns each window (a Tensor
+of ``(size, n_axes)`` raw samples) into the model input: per-axis columns, the features in spec
 order, scaling, then quantization or an encoding (thermometer bits).  ``Segmenter`` cuts a
 stream of samples into those windows.
 
@@ -11,16 +11,25 @@ divisions are by ``n`` (or ``n - 1``) as written in the definitions table.  A bo
 MicroPython has single-precision floats computes in single precision and only approaches the
 host's values.
 
-Heap: the per-axis columns and the feature values live in buffers allocated once per
-``Pipeline`` (arrays: 8 bytes a feature value, 4 or 8 bytes a sample); ``columns()`` and
-``features()`` return those buffers, so their contents last until the next call.  A call
-allocates the output tensor's bytes and the short-lived floats of the arithmetic, nothing the
-size of the window.
+The loops, chosen once at import (``LOOPS``): on MicroPython with the native emitter, viper for
+the integer work (unpacking the window; one pass over an 8- or 16-bit column for its sum,
+minimum, maximum and sum of squares, exact integers that are the very doubles the float sums
+reach; crossings of an integer level) and native code for the float sums; numpy on CPython
+(``pipeline_numpy``, for Linux boards); the plain loops of this module elsewhere, and always
+with ``Pipeline(spec, "plain")``.
 
-A deliberate twin: ``kpdev.host.features`` computes the same pipeline with numpy for the host
-(pack building, the reference runtime).  The fixed arithmetic above keeps the two identical;
-tests/test_pipeline.py ``test_parity`` (and the thermometer parity tests) runs both on the same
-windows, this module under CPython and under the micropython binary, and compares.
+Heap: the per-axis columns and the feature values live in buffers allocated once per
+``Pipeline`` (arrays: 8 bytes a feature value, the window's own sample size a sample);
+``columns()`` and ``features()`` return those buffers, so their contents last until the next
+call.  A call allocates the output tensor's bytes and the short-lived floats of the arithmetic,
+nothing the size of the window.  The spec checks are forgotten once the pipeline is made.
+
+Deliberate twins: ``kpdev.host.features`` computes the same pipeline with numpy for the host
+(pack building, the reference runtime), ``pipeline_viper`` and ``pipeline_numpy`` are the fast
+loops of this module.  The fixed arithmetic keeps them identical; tests/device/test_pipeline.py
+``test_parity`` (and the thermometer and extremes parity tests) runs the host and the device
+code, under CPython and under the micropython binary, with the fast and the plain loops, on the
+same windows, and compares them bit for bit.
 """
 
 import math
@@ -28,7 +37,7 @@ import struct
 from array import array
 
 from kpdev.device.sysinfo import ticks_diff, ticks_us
-from kpdev.protocol.compat import const
+from kpdev.protocol.compat import MICROPYTHON, const, forget_modules
 from kpdev.protocol.errors import DeviceError
 from kpdev.protocol.tensors import Tensor
 
@@ -48,25 +57,6 @@ _FORMATS = {
     "float32": "<f",
     "float64": "<d",
 }
-# Output dtype -> (smallest, largest) quantized value; float32 is not quantized.
-_QRANGE = {"int8": (-128, 127), "uint8": (0, 255)}
-_SPEC_KEYS = (
-    "axes",
-    "input_dtype",
-    "input_scale",
-    "rate_hz",
-    "window",
-    "features",
-    "scale",
-    "output",
-)
-_OUTPUT_KEYS = ("dtype", "scale", "zero_point", "shape", "encoding")
-# Output encodings: each scaled feature value becomes ``levels`` values of 0 or 1.
-_ENCODINGS = ("thermometer",)
-_ENCODING_KEYS = ("kind", "levels", "low", "high")
-_MAX_LEVELS = const(32)
-# The definitions table has no k for sigma_crossing_rate; one standard deviation it is.
-_DEFAULT_K = 1.0
 
 
 def _bad(message, code=_E_BAD_VALUE):
@@ -83,29 +73,60 @@ def _is_int(v):
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_number(v):
-    # Finite int or float; ``v - v`` is NaN for inf and NaN.
-    if isinstance(v, bool) or not (isinstance(v, int) or isinstance(v, float)):
-        return False
-    return isinstance(v, int) or v - v == 0.0
-
-
 def _is_list(v):
     return isinstance(v, list) or isinstance(v, tuple)
 
 
+# -- the loops -----------------------------------------------------------------------------------
+# Chosen once, here: viper and native loops on a MicroPython with the native emitter
+# (pipeline_viper), numpy on CPython where it imports (pipeline_numpy, for Linux boards), the
+# plain loops below elsewhere.  Each gives the same doubles as the plain loops (tests/ check it).
+# ``Pipeline(spec, loops="plain")`` takes the plain loops whatever imported.
+_viper = None
+_numpy = None
+if MICROPYTHON:
+    try:
+        from kpdev.device import pipeline_viper as _viper
+    except (ImportError, SyntaxError, ValueError, AttributeError, NotImplementedError):
+        _viper = None
+else:
+    try:
+        from kpdev.device import pipeline_numpy as _numpy
+    except ImportError:
+        _numpy = None
+LOOPS = "viper" if _viper is not None else ("numpy" if _numpy is not None else "plain")
+
+
 # -- feature generators -------------------------------------------------------------------------
 # The mean and the standard deviation of a column are kept for the rest of the window: several
-# generators need them, and recomputing would give the same doubles anyway.
+# generators need them, and recomputing would give the same doubles anyway.  So are an integer
+# column's moments (viper): its sum and sum of squares are exact integers, and below 2**53 (the
+# viper loops take columns of at most MAX_SIZE samples of 16 bits), so they are the very doubles
+# the plain loops' left-to-right float sums reach.
+
+
+def _moments(p, col, j):
+    # [sum, min, max, squares in parts] of integer column j, one viper pass a window.
+    m = p._moms[j]
+    if not p._known[j] & 4:
+        _viper.moments(col, len(col), p._width, p._signed, m)
+        p._known[j] |= 4
+    return m
 
 
 def _mean(p, col, j):
     if p._known[j] & 1:
         return p._means[j]
-    s = 0.0
-    for v in col:
-        s += v
-    m = s / len(col)
+    if p._ints:
+        m = _moments(p, col, j)[0] / len(col)
+    else:
+        if p._native:
+            s = _viper.fsum(col)
+        else:
+            s = 0.0
+            for v in col:
+                s += v
+        m = s / len(col)
     p._means[j] = m
     p._known[j] |= 1
     return m
@@ -114,25 +135,58 @@ def _mean(p, col, j):
 def _std(p, col, j):
     if p._known[j] & 2:
         return p._stds[j]
-    m = _mean(p, col, j)
-    s = 0.0
-    for v in col:
-        d = v - m
-        s += d * d
-    sd = math.sqrt(s / len(col))
+    n = len(col)
+    if p._exact_std:
+        # 8- and 16-bit samples (docs/packs.md): sqrt((n * sum(x^2) - sum(x)^2) / n^2) from the
+        # exact integer sums; every product is exact in a double, only the division rounds.
+        if p._ints:
+            m = _moments(p, col, j)
+            s = m[0]
+            q = _viper.square_sum(m)
+        else:
+            s = 0
+            q = 0
+            for v in col:
+                s += v
+                q += v * v
+        sd = math.sqrt((n * q - s * s) / (n * n))
+    else:
+        m = _mean(p, col, j)
+        if p._native:
+            s = _viper.dev2(col, m)
+        else:
+            s = 0.0
+            for v in col:
+                d = v - m
+                s += d * d
+        sd = math.sqrt(s / n)
     p._stds[j] = sd
     p._known[j] |= 2
     return sd
 
 
-def _energy(col):
+def _energy(p, col, j):
+    if p._ints:
+        return _viper.square_sum(_moments(p, col, j)) / len(col)
+    if p._native:
+        return _viper.fsumsq(col) / len(col)
     s = 0.0
     for v in col:
         s += v * v
     return s / len(col)
 
 
-def _crossings(col, level):
+def _crossings(p, col, level):
+    if p._ints:
+        # For an integer sample v, v >= level exactly when v >= ceil(level); every 8- or 16-bit
+        # sample is above -70000 and below 70000 (NaN: no sample is >= it).
+        if -70000.0 < level and level < 70000.0:
+            t = math.ceil(level)
+        elif level < 0.0:
+            t = -70000
+        else:
+            t = 70000
+        return _viper.crossings(col, len(col), p._width, p._signed, t)
     # a < L <= b or a >= L > b is exactly a change of (sample >= L) between neighbours.
     c = 0
     above = col[0] >= level
@@ -159,23 +213,6 @@ _G_TOCR = const(10)
 _G_MEAN_DIFF = const(11)
 _G_RAW = const(12)
 
-# gen name -> (code, its parameter or None, needs windows of 2 samples or more)
-_GENS = {
-    "mean": (_G_MEAN, None, False),
-    "std": (_G_STD, None, False),
-    "min": (_G_MIN, None, False),
-    "max": (_G_MAX, None, False),
-    "rms": (_G_RMS, None, False),
-    "energy": (_G_ENERGY, None, False),
-    "zero_crossing_rate": (_G_ZCR, None, True),
-    "mean_crossing_rate": (_G_MCR, None, True),
-    "sigma_crossing_rate": (_G_SCR, "k", True),
-    "threshold_crossing_rate": (_G_TCR, "threshold", True),
-    "threshold_offset_crossing_rate": (_G_TOCR, "threshold", True),
-    "mean_difference": (_G_MEAN_DIFF, None, True),
-    "raw": (_G_RAW, None, False),
-}
-
 
 def _value(p, code, col, j, param):
     # One generator's value for column ``col`` (axis ``j``).  Branches rather than a function
@@ -185,337 +222,71 @@ def _value(p, code, col, j, param):
     if code == _G_STD:
         return _std(p, col, j)
     if code == _G_MIN:
-        return float(min(col))
+        return float(_moments(p, col, j)[1] if p._ints else min(col))
     if code == _G_MAX:
-        return float(max(col))
+        return float(_moments(p, col, j)[2] if p._ints else max(col))
     if code == _G_RMS:
-        return math.sqrt(_energy(col))
+        return math.sqrt(_energy(p, col, j))
     if code == _G_ENERGY:
-        return _energy(col)
+        return _energy(p, col, j)
     if code == _G_MEAN_DIFF:
         # sum(x[i] - x[i-1]) telescopes to x[n-1] - x[0]: the exact value of the definition.
         return (col[len(col) - 1] - col[0]) / (len(col) - 1)
     if code == _G_ZCR:
-        c = _crossings(col, 0.0)
+        c = _crossings(p, col, 0.0)
     elif code == _G_MCR:
-        c = _crossings(col, _mean(p, col, j))
+        c = _crossings(p, col, _mean(p, col, j))
     elif code == _G_SCR:
-        c = _crossings(col, _mean(p, col, j) + param * _std(p, col, j))
+        c = _crossings(p, col, _mean(p, col, j) + param * _std(p, col, j))
     elif code == _G_TCR:
-        c = _crossings(col, param)
+        c = _crossings(p, col, param)
     else:  # _G_TOCR
         m = _mean(p, col, j)
-        c = _crossings(col, m + param) + _crossings(col, m - param)
+        c = _crossings(p, col, m + param) + _crossings(p, col, m - param)
     return c / (len(col) - 1)
 
 
-def _check_axes(spec):
-    axes = spec.get("axes")
-    if not _is_list(axes) or not axes:
-        _bad('axes must be a non-empty list of axis names, e.g. ["accel_x", "accel_y"]')
-    for i in range(len(axes)):
-        a = axes[i]
-        if not isinstance(a, str) or not a:
-            _bad("axes[%d] is %r; axis names are non-empty strings" % (i, a))
-        for k in range(i):
-            if axes[k] == a:
-                _bad("axis %r is listed twice in axes" % (a,))
-    return list(axes)
-
-
-def _check_window(spec):
-    w = spec.get("window")
-    if not isinstance(w, dict):
-        _bad('window must be {"size": samples, "stride": samples}, not %r' % (w,))
-    for key in w:
-        if key != "size" and key != "stride":
-            _bad("window has an unknown key %r; it takes size and stride" % (key,))
-    size = w.get("size")
-    stride = w.get("stride")
-    if not _is_int(size) or size < 1:
-        _bad("window size is %r; it must be a positive integer (samples)" % (size,))
-    if not _is_int(stride) or stride < 1:
-        _bad("window stride is %r; it must be a positive integer (samples)" % (stride,))
-    return size, stride
-
-
-def _entry_axes(entry, index, names, every):
-    sel = entry.get("axes")
-    if sel is None:
-        return every  # one tuple shared by the entries that cover every axis
-    if not _is_list(sel) or not sel:
-        _bad("features[%d] axes must be a non-empty list of axis indexes or names" % index)
-    out = []
-    for a in sel:
-        if _is_int(a):
-            if a < 0 or a >= len(names):
-                _bad(
-                    "features[%d] names axis %d; the spec has axes 0..%d (%s)"
-                    % (index, a, len(names) - 1, ", ".join(names))
-                )
-            j = a
-        elif isinstance(a, str):
-            j = -1
-            for k in range(len(names)):
-                if names[k] == a:
-                    j = k
-            if j < 0:
-                _bad(
-                    "features[%d] names axis %r; the spec's axes are %s"
-                    % (index, a, ", ".join(names))
-                )
-        else:
-            _bad("features[%d] axes holds %r; give axis indexes or names" % (index, a))
-        if j in out:
-            _bad("features[%d] lists axis %s twice" % (index, names[j]))
-        out.append(j)
-    return tuple(out)
-
-
-def _check_features(spec, names, size):
-    feats = spec.get("features")
-    if not _is_list(feats) or not feats:
-        _bad('features must be a non-empty list of {"gen": name, ...} entries')
-    entries = []
-    every = tuple(range(len(names)))
-    n = 0
-    for i in range(len(feats)):
-        entry = feats[i]
-        if not isinstance(entry, dict):
-            _bad('features[%d] is %r; each feature is a {"gen": name, ...} map' % (i, entry))
-        gen = entry.get("gen")
-        info = _GENS.get(gen) if isinstance(gen, str) else None
-        if info is None:
-            _bad(
-                "features[%d] has gen %r; known generators: %s"
-                % (i, gen, ", ".join(sorted(_GENS)))
-            )
-        code, pname, needs_two = info
-        for key in entry:
-            if key != "gen" and key != "axes" and key != pname:
-                takes = "gen, axes" + (", " + pname if pname else "")
-                _bad("features[%d] (%s) has an unknown key %r; it takes %s" % (i, gen, key, takes))
-        param = None
-        if pname is not None:
-            param = entry.get(pname)
-            if param is None and pname == "k":
-                param = _DEFAULT_K
-            if not _is_number(param):
-                _bad("features[%d] (%s) needs a finite number %s, not %r" % (i, gen, pname, param))
-            param = float(param)
-        if needs_two and size < 2:
-            _bad("features[%d] (%s) needs windows of at least 2 samples, not %d" % (i, gen, size))
-        axes = _entry_axes(entry, i, names, every)
-        entries.append((gen, code, axes, param))
-        n += len(axes) * (size if code == _G_RAW else 1)
-    return entries, n
-
-
-def _check_vector(scale, key, n):
-    v = scale.get(key)
-    if not _is_list(v) or len(v) != n:
-        got = ("%d values" % len(v)) if _is_list(v) else repr(v)
-        _bad("scale %s has %s; it needs one number per feature (%d)" % (key, got, n))
-    for i in range(n):
-        if not _is_number(v[i]):
-            _bad("scale %s[%d] is %r; it must be a finite number" % (key, i, v[i]))
-    return v
-
-
-def _check_scale(spec, n):
-    # -> (offsets, divisors) as arrays of doubles, or None: scaled = (f - offset) / divisor.
-    scale = spec.get("scale")
-    if scale is None:
-        return None
-    if not isinstance(scale, dict):
-        _bad("scale must be null or a map with kind standard or minmax, not %r" % (scale,))
-    kind = scale.get("kind")
-    if kind == "standard":
-        keys = ("kind", "mean", "std")
-    elif kind == "minmax":
-        keys = ("kind", "min", "max")
-    else:
-        _bad("scale kind is %r; it must be standard or minmax" % (kind,))
-    for key in scale:
-        if key not in keys:
-            _bad("scale (%s) has an unknown key %r; it takes %s" % (kind, key, ", ".join(keys)))
-    a = _check_vector(scale, keys[1], n)
-    b = _check_vector(scale, keys[2], n)
-    offsets = _array(n)
-    divisors = _array(n)
-    for i in range(n):
-        lo = float(a[i])
-        if kind == "standard":
-            d = float(b[i])
-            if d < 0:
-                _bad("scale std[%d] is %r; a standard deviation is not negative" % (i, b[i]))
-        else:
-            if b[i] < a[i]:
-                _bad("scale max[%d] (%r) is below min[%d] (%r)" % (i, b[i], i, a[i]))
-            d = float(b[i]) - lo
-        offsets[i] = lo
-        divisors[i] = d if d != 0.0 else 1.0
-    return offsets, divisors
-
-
-def _check_encoding(enc, dtype, scale, zp):
-    # -> {"kind", "levels", "low", "high"}, checked in the order of kpdev.host.features.
-    if not isinstance(enc, dict):
-        _bad(
-            'output encoding must be a map {"kind": "thermometer", "levels": ..., "low": ..., '
-            '"high": ...}, not %r' % (enc,)
-        )
-    kind = enc.get("kind")
-    if kind not in _ENCODINGS:
-        _bad("output encoding kind is %r; known encodings: %s" % (kind, ", ".join(_ENCODINGS)))
-    for key in enc:
-        if key not in _ENCODING_KEYS:
-            _bad(
-                "output encoding (%s) has an unknown key %r; it takes %s"
-                % (kind, key, ", ".join(_ENCODING_KEYS))
-            )
-    if dtype != "uint8":
-        _bad(
-            "output dtype is %r; a %s encoding needs dtype uint8 (0 or 1 a value)" % (dtype, kind)
-        )
-    if scale is not None or zp is not None:
-        _bad("an encoded output is not quantized; leave out scale and zero_point")
-    levels = enc.get("levels")
-    if not _is_int(levels) or levels < 1 or levels > _MAX_LEVELS:
-        _bad(
-            "output encoding levels is %r; it must be an integer in 1..%d" % (levels, _MAX_LEVELS)
-        )
-    for key in ("low", "high"):
-        if not _is_number(enc.get(key)):
-            _bad("output encoding %s is %r; it must be a finite number" % (key, enc.get(key)))
-    low = float(enc["low"])
-    high = float(enc["high"])
-    d = high - low
-    if not d > 0.0 or d - d != 0.0:  # d - d: NaN when the span overflows to inf
-        _bad(
-            "output encoding low is %r and high %r; low must be below high (a finite span)"
-            % (enc["low"], enc["high"])
-        )
-    return {"kind": kind, "levels": levels, "low": low, "high": high}
-
-
-def _thresholds(enc):
-    # t_j = low + (high - low) * (j + 1) / (levels + 1), operation for operation as the host.
-    # Rounding is monotonic, so the thresholds never descend.
-    levels = enc["levels"]
-    low = enc["low"]
-    high = enc["high"]
-    t = _array(levels)
-    for j in range(levels):
-        t[j] = low + (high - low) * (j + 1) / (levels + 1)
-    return t
-
-
-def _check_output(spec, n):
-    # -> (dtype, scale, zero_point, shape, encoding or None)
-    out = spec.get("output")
-    if out is None:
-        out = {}
-    if not isinstance(out, dict):
-        _bad('output must be a map {"dtype": ..., "shape": [...]}, not %r' % (out,))
-    for key in out:
-        if key not in _OUTPUT_KEYS:
-            _bad("output has an unknown key %r; it takes %s" % (key, ", ".join(_OUTPUT_KEYS)))
-    dtype = out.get("dtype", "float32")
-    scale = out.get("scale")
-    zp = out.get("zero_point")
-    enc = out.get("encoding")
-    count = n  # values in the output
-    if enc is not None:
-        enc = _check_encoding(enc, dtype, scale, zp)
-        count = n * enc["levels"]
-    elif dtype == "float32":
-        if scale is not None or zp is not None:
-            _bad("a float32 output is not quantized; leave out scale and zero_point")
-    elif dtype in _QRANGE:
-        lo, hi = _QRANGE[dtype]
-        if not _is_number(scale) or scale <= 0:
-            _bad("output scale is %r; an %s output needs a finite scale > 0" % (scale, dtype))
-        if zp is None:
-            zp = 0
-        if not _is_int(zp) or zp < lo or zp > hi:
-            _bad("output zero_point is %r; %s needs an integer in %d..%d" % (zp, dtype, lo, hi))
-        scale = float(scale)
-    else:
-        _bad("output dtype is %r; it must be float32, int8 or uint8" % (dtype,))
-    shape = out.get("shape")
-    if shape is None:
-        shape = (1, count)
-    else:
-        if not _is_list(shape) or not shape:
-            _bad("output shape is %r; give a list of dimensions, e.g. [1, %d]" % (shape, count))
-        held = 1
-        for d in shape:
-            if not _is_int(d) or d < 1:
-                _bad("output shape %r has a dimension %r; dimensions are positive" % (shape, d))
-            held *= d
-        if held != count:
-            if enc is None:
-                _bad("output shape %r holds %d values; the features give %d" % (shape, held, n))
-            _bad(
-                "output shape %r holds %d values; the encoding gives n_features * levels = "
-                "%d * %d = %d" % (shape, held, n, enc["levels"], count)
-            )
-        shape = tuple(shape)
-    return dtype, scale, zp, shape, enc
-
-
 class Pipeline:
-    """A checked pipeline spec, ready to turn raw windows into model inputs."""
+    """A checked pipeline spec, ready to turn raw windows into model inputs.
 
-    def __init__(self, spec):
-        if not isinstance(spec, dict):
-            _bad("the spec must be a map, not %r" % (spec,))
-        for key in spec:
-            if key not in _SPEC_KEYS:
-                _bad("unknown key %r in the spec; it takes %s" % (key, ", ".join(_SPEC_KEYS)))
-        self.axes = _check_axes(spec)
-        self.n_axes = len(self.axes)
-        dtype = spec.get("input_dtype", "float32")
-        if not isinstance(dtype, str) or _FORMATS.get(dtype) is None:
-            _bad(
-                "input_dtype is %r; raw samples must be one of %s"
-                % (dtype, ", ".join(sorted(_FORMATS)))
-            )
-        self.input_dtype = dtype
-        for key in ("rate_hz", "input_scale"):  # informational: what a sample or count means
-            v = spec.get(key)
-            if v is not None and (not _is_number(v) or v <= 0):
-                _bad("%s is %r; it must be a positive number (or left out)" % (key, v))
-        self.size, self.stride = _check_window(spec)
-        self._entries, self.n_features = _check_features(spec, self.axes, self.size)
-        self._scale = _check_scale(spec, self.n_features)
-        # What the model input is: out_dtype, out_shape (n_out values) and encoding, the
-        # parsed {"kind", "levels", "low", "high"} or None; encoded values are 0 or 1.
-        out = _check_output(spec, self.n_features)
-        self.out_dtype, self._qscale, self._zero_point, self.out_shape, self.encoding = out
-        self.n_out = self.n_features
-        self._thresholds = None
-        if self.encoding is not None:
-            self.n_out = self.n_features * self.encoding["levels"]
-            self._thresholds = _thresholds(self.encoding)
-        names = [e[0] for e in self._entries]
-        if self._scale is not None:
-            names.append("scale")
-        if self.encoding is not None:
-            names.append("encode")
-        elif self.out_dtype != "float32":
-            names.append("quantize")
-        self.stage_names = names
+    ``loops`` is "auto" (the fastest this runtime has: ``LOOPS``) or "plain" (the reference).
+    """
+
+    def __init__(self, spec, loops="auto"):
+        if loops != "auto" and loops != "plain":
+            _bad("loops is %r; it must be auto or plain" % (loops,))
+        from kpdev.device import pipeline_spec
+
+        # Sets axes, n_axes, input_dtype, size, stride, n_features, out_dtype, out_shape,
+        # encoding (the parsed {"kind", "levels", "low", "high"} or None), n_out (encoded
+        # values are 0 or 1), stage_names, and the checked entries, scaling and quantization.
+        pipeline_spec.check(self, spec)
+        del pipeline_spec
+        forget_modules(("kpdev.device.pipeline_spec",))  # runs once: not kept in the heap
+        dtype = self.input_dtype
+        # The loops this pipeline runs (see LOOPS): "viper", "numpy" or "plain".
+        self.loops = "plain" if loops == "plain" else LOOPS
+        self._native = self.loops == "viper"
+        self._ints = False  # set by features() for the window at hand
+        # Columns hold the samples as they came: the struct format's letter is the array's
+        # typecode.  The integer viper loops take 8- and 16-bit samples (bytes a sample, signed).
+        fmt = _FORMATS[dtype]
+        step = struct.calcsize(fmt)
+        self._width = step
+        self._signed = fmt[1] == "b" or fmt[1] == "h"
+        self._int_loops = self._native and step <= 2 and self.size <= _viper.MAX_SIZE
+        if self.loops == "numpy":
+            self._np = _numpy.Plan(self)
+            return
         # Buffers reused by every window (see the module docstring).
-        # A float32 holds every sample of these dtypes exactly: 4 bytes a sample, not 8.
-        exact = dtype in ("float32", "int8", "uint8", "int16", "uint16")
-        tc = "f" if exact else "d"
-        self._cols = [_array(self.size, tc) for _ in range(self.n_axes)]
+        self._cols = [array(fmt[1], bytes(step * self.size)) for _ in range(self.n_axes)]
         self._values = _array(self.n_features)
         self._means = _array(self.n_axes)
         self._stds = _array(self.n_axes)
         self._known = bytearray(self.n_axes)
+        self._moms = None
+        if self._int_loops:
+            self._moms = [array("i", bytes(24)) for _ in range(self.n_axes)]
 
     def __repr__(self):
         return "Pipeline(%d axes, window %d/%d, %d features -> %s %r)" % (
@@ -531,7 +302,8 @@ class Pipeline:
         """Window Tensor ``(size, n_axes)`` or ``(1, size, n_axes)`` -> one column per axis.
 
         The columns are arrays owned by the pipeline (overwritten by the next call) holding the
-        samples exactly: float32 for float32 and 8- and 16-bit samples, double otherwise.
+        samples as they came, of the window's dtype; numpy loops give one float64 array, a row
+        an axis.
         """
         shape = window.shape
         if len(shape) == 3 and shape[0] == 1:
@@ -570,8 +342,17 @@ class Pipeline:
                 % (len(data), self.size, self.n_axes, self.input_dtype, want),
                 _E_BAD_SHAPE,
             )
-        # One sample at a time: no copy of the window, only short-lived floats.
         check = self.input_dtype == "float32" or self.input_dtype == "float64"
+        if self.loops == "numpy":
+            return self._np.columns(data)
+        if self._native:
+            kind = step if check else 0  # which float's exponent bits to check
+            for j in range(self.n_axes):
+                i = _viper.unpack(data, self._cols[j], self.size, row, j * step, step, kind)
+                if check and i >= 0:
+                    self._not_finite(data, fmt, i, j)
+            return self._cols
+        # One sample at a time: no copy of the window, only short-lived floats.
         unpack = struct.unpack_from
         for j in range(self.n_axes):
             col = self._cols[j]
@@ -579,13 +360,15 @@ class Pipeline:
             for i in range(self.size):
                 v = unpack(fmt, data, off)[0]
                 if check and v - v != 0.0:
-                    _bad(
-                        "window sample %d of axis %s is %r; samples must be finite"
-                        % (i, self.axes[j], v),
-                    )
+                    self._not_finite(data, fmt, i, j)
                 col[i] = v
                 off += row
         return self._cols
+
+    def _not_finite(self, data, fmt, i, j):
+        step = struct.calcsize(fmt)
+        v = struct.unpack_from(fmt, data, (i * self.n_axes + j) * step)[0]
+        _bad("window sample %d of axis %s is %r; samples must be finite" % (i, self.axes[j], v))
 
     def features(self, columns, timings=None):
         """Per-axis columns -> the feature values in spec order (an array of doubles).
@@ -593,11 +376,18 @@ class Pipeline:
         The array is the pipeline's own (overwritten by the next call).  ``timings``, a list,
         gets one ``(stage name, µs)`` per feature entry.
         """
+        if self.loops == "numpy":
+            return self._np.features(columns, timings)
         if not _is_list(columns) or len(columns) != self.n_axes:
             _bad(
                 "features() takes one column per axis (%d), not %r" % (self.n_axes, columns),
                 _E_BAD_SHAPE,
             )
+        # The integer viper loops read the pipeline's own columns, of a known sample type.
+        own = columns is self._cols
+        ints = self._ints = self._int_loops and own
+        moms = self._moms
+        size = self.size
         out = self._values
         known = self._known
         for j in range(self.n_axes):
@@ -608,19 +398,43 @@ class Pipeline:
                 t0 = ticks_us()
             for j in axes:
                 col = columns[j]
-                if col is None or len(col) != self.size:
+                if not own and (col is None or len(col) != size):
                     _bad(
                         "column %d (%s) holds %s samples; the window has %d"
-                        % (j, self.axes[j], "no" if col is None else len(col), self.size),
+                        % (j, self.axes[j], "no" if col is None else len(col), size),
                         _E_BAD_SHAPE,
                     )
                 if code == _G_RAW:
                     for v in col:
                         out[k] = v
                         k += 1
+                    continue
+                if ints and code <= _G_ENERGY and code != _G_STD:
+                    # Straight from the column's moments: no call a value.
+                    m = moms[j]
+                    if not known[j] & 4:
+                        _viper.moments(col, size, self._width, self._signed, m)
+                        known[j] |= 4
+                    if code == _G_MEAN:
+                        v = m[0] / size
+                        self._means[j] = v
+                        known[j] |= 1
+                    elif code == _G_MIN:
+                        v = float(m[1])
+                    elif code == _G_MAX:
+                        v = float(m[2])
+                    else:
+                        v = _viper.square_sum(m) / size
+                        if code == _G_RMS:
+                            v = math.sqrt(v)
+                    out[k] = v
+                elif ints and code == _G_MCR:
+                    # the commonest crossing rate, without the call to _value
+                    lv = self._means[j] if known[j] & 1 else _mean(self, col, j)
+                    out[k] = _crossings(self, col, lv) / (size - 1)
                 else:
                     out[k] = _value(self, code, col, j, param)
-                    k += 1
+                k += 1
             if timings is not None:
                 timings.append((gen, ticks_diff(ticks_us(), t0)))
         return out
@@ -629,8 +443,9 @@ class Pipeline:
         """Feature values -> the model input Tensor: scaled, then quantized or encoded.
 
         The scaled values go to the pipeline's feature buffer (the array ``features()``
-        returns); ``timings``, a list, gets ``("scale", µs)`` and ``("quantize", µs)`` or
-        ``("encode", µs)`` for the stages the spec has (docs/packs.md).
+        returns; numpy loops make a list instead); ``timings``, a list, gets ``("scale", µs)``
+        and ``("quantize", µs)`` or ``("encode", µs)`` for the stages the spec has
+        (docs/packs.md).
         """
         n = self.n_features
         if len(values) != n:
@@ -641,13 +456,21 @@ class Pipeline:
         if self._scale is not None:
             if timings is not None:
                 t0 = ticks_us()
-            offsets, divisors = self._scale
-            scaled = self._values  # in place when ``values`` is that buffer: element by element
-            for i in range(n):
-                scaled[i] = (values[i] - offsets[i]) / divisors[i]
-            values = scaled
+            if self.loops == "numpy":
+                values = self._np.scale(values)
+            else:
+                offsets, divisors = self._scale
+                scaled = self._values  # in place when ``values`` is that buffer: item by item
+                if self._native:
+                    _viper.scale(values, offsets, divisors, scaled, n)
+                else:
+                    for i in range(n):
+                        scaled[i] = (values[i] - offsets[i]) / divisors[i]
+                values = scaled
             if timings is not None:
                 timings.append(("scale", ticks_diff(ticks_us(), t0)))
+        elif self.loops == "numpy":
+            values = self._np.as_floats(values)
         if self._thresholds is not None:
             return self._encode(values, timings)
         if self.out_dtype == "float32":
@@ -661,24 +484,26 @@ class Pipeline:
             return Tensor("float32", self.out_shape, data)
         if timings is not None:
             t0 = ticks_us()
-        lo, hi = _QRANGE[self.out_dtype]
-        scale = self._qscale
-        zp = self._zero_point
-        mask = self.out_dtype == "int8"
+        lo, hi = self._qrange
         data = bytearray(n)
-        for i in range(n):
-            t = values[i] / scale
-            a = abs(t)
-            if a < 1e9:  # beyond, the clip decides (and math.floor would overflow on inf)
-                r = math.floor(a + 0.5)
-                q = (r if t >= 0 else -r) + zp
-            else:
-                q = hi if t > 0 else lo
-            if q < lo:
-                q = lo
-            elif q > hi:
-                q = hi
-            data[i] = q & 0xFF if mask else q
+        if self._native:
+            _viper.quantize(values, n, self._qscale, self._zero_point, lo, hi, data)
+        else:
+            scale = self._qscale
+            zp = self._zero_point
+            for i in range(n):
+                t = values[i] / scale
+                a = abs(t)
+                if a < 1e9:  # beyond, the clip decides (and math.floor would overflow on inf)
+                    r = math.floor(a + 0.5)
+                    q = (r if t >= 0 else -r) + zp
+                else:
+                    q = hi if t > 0 else lo
+                if q < lo:
+                    q = lo
+                elif q > hi:
+                    q = hi
+                data[i] = q & 0xFF  # int8 as its two's complement byte
         if timings is not None:
             timings.append(("quantize", ticks_diff(ticks_us(), t0)))
         return Tensor(self.out_dtype, self.out_shape, data)
@@ -703,8 +528,16 @@ class Pipeline:
         return Tensor("uint8", self.out_shape, data)
 
     def transform(self, window, timings=None):
-        """Raw window Tensor -> model input Tensor (columns, features, output)."""
-        return self.output(self.features(self.columns(window), timings), timings)
+        """Raw window Tensor -> model input Tensor (columns, features, output).
+
+        ``timings`` gets ``("unpack", µs)`` for ``columns()`` first, then the other stages.
+        """
+        if timings is None:
+            return self.output(self.features(self.columns(window)))
+        t0 = ticks_us()
+        cols = self.columns(window)
+        timings.append(("unpack", ticks_diff(ticks_us(), t0)))
+        return self.output(self.features(cols, timings), timings)
 
 
 class Segmenter:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import glob
+import hashlib
+import json
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -10,8 +12,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from kpdev.host.atomic import write_atomic
 from kpdev.host.config import user_catalog_path
 from kpdev.host.errors import BoardError
+from kpdev.protocol.errors import KpdevError
 
 RUNTIMES = ("micropython", "linux")
 # The fields a catalog entry may have; a new board needs REQUIRED_FIELDS.
@@ -178,22 +182,76 @@ def _board(bid: str, raw: dict[str, Any], source: str = "") -> Board:
         raise BoardError(f"board {bid}: a field has the wrong type ({e})") from None
 
 
-def _read_catalog(path: Path) -> dict[str, dict[str, Any]]:
-    """One catalog file's entries, checked for shape; BoardError in one line otherwise."""
+def _cache_path(path: Path) -> Path:
+    # Under kpdev's data directory ($KPDEV_HOME, as kpdev.host.boards.sim.home()), one file a
+    # catalog file.
+    home = os.environ.get("KPDEV_HOME") or os.path.join(Path.home(), ".local", "share", "kpdev")
+    name = hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:20]
+    return Path(home) / "cache" / f"catalog-{name}.json"
+
+
+def _parse_yaml(path: Path, text: str) -> Any:
+    """The YAML document ``text`` of catalog file ``path``; BoardError in one line otherwise."""
     import yaml
 
+    # libyaml's parser when PyYAML has it: the pure-Python one takes ~0.1 s for boards.yml.  A
+    # file it refuses is read again by the pure-Python parser, whose messages (and marks) say
+    # what is wrong as they always have.
     try:
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise BoardError(f"board catalog {path}: no such file") from None
-    except OSError as e:
-        raise BoardError(f"board catalog {path}: cannot read it: {e.strerror}") from None
+        try:
+            return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        except yaml.YAMLError:
+            return yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or " ".join(str(e).split())
         raise BoardError(f"board catalog {path}: not valid YAML{where}: {problem}") from None
+
+
+def _load_yaml(path: Path) -> Any:
+    """Catalog file ``path`` as parsed YAML.
+
+    Nearly every command reads the catalog, and importing PyYAML and parsing boards.yml cost
+    more than the rest of a quick command's own work: a JSON copy of what the file held
+    (KPDEV_HOME/cache, one a catalog file, with the SHA-256 of the text it was parsed from)
+    serves while the text is the same.  A document JSON would not give back as it is (keys
+    that are not strings, dates) is parsed every time.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise BoardError(f"board catalog {path}: no such file") from None
+    except OSError as e:
+        raise BoardError(f"board catalog {path}: cannot read it: {e.strerror}") from None
+    digest = hashlib.sha256(data).hexdigest()
+    cache = _cache_path(path)
+    try:
+        with open(cache, encoding="utf-8") as f:
+            kept = json.load(f)
+        if kept["sha256"] == digest:
+            return kept["document"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no copy yet, or a broken one: parse, and keep a new one
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BoardError(f"board catalog {path}: cannot read it: not UTF-8 ({e.reason})") from None
+    raw = _parse_yaml(path, text)
+    try:
+        dumped = json.dumps({"sha256": digest, "document": raw})
+        if json.loads(dumped)["document"] == raw:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(cache, lambda f: f.write(dumped.encode()))
+    except (TypeError, ValueError, OSError, KpdevError):
+        pass  # not JSON as it is, or nowhere to keep it: parsed again next time
+    return raw
+
+
+def _read_catalog(path: Path) -> dict[str, dict[str, Any]]:
+    """One catalog file's entries, checked for shape; BoardError in one line otherwise."""
+    raw = _load_yaml(path)
     if raw is None:
         return {}
     if not isinstance(raw, dict):

@@ -14,12 +14,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from kpdev.host.agent import romfs
-from kpdev.host.agent.micropython import micropython_binary, stage_lib
 from kpdev.host.boards.catalog import Board
 from kpdev.host.errors import BoardError
-from kpdev.host.link.transport import PipeLink
+
+if TYPE_CHECKING:
+    from kpdev.host.link.transport import PipeLink
+
+# What starts an agent (staging its files, a ROMFS image, pipes) is imported when one starts: a
+# command that only talks to a running board's server imports this module for its paths and
+# lock alone.
 
 
 def home() -> Path:
@@ -99,6 +104,9 @@ def agent_command(board: Board, link: str = "stdio") -> tuple[list[str], dict[st
 
         return qemu.command(board, args[2:]), env
     if board.runtime == "micropython":
+        from kpdev.host.agent import romfs
+        from kpdev.host.agent.micropython import micropython_binary, stage_lib
+
         heap = board.sim.get("heapsize", "256K")
         if board.sim.get("romfs") and romfs.available():
             # The agent's code in a ROMFS image outside the heap, as in a board's flash.
@@ -212,6 +220,8 @@ class SimBoard:
 
     def link(self) -> PipeLink:
         """Start the agent on pipes and return the link to it."""
+        from kpdev.host.link.transport import PipeLink
+
         return PipeLink(self.start())
 
     def check_alive(self) -> None:

@@ -15,26 +15,101 @@ from typing import Annotated, Any
 import typer
 
 from kpdev import __version__
-from kpdev.host.cli import (
-    agent,
-    boards,
-    config,
-    demo,
-    device,
-    doctor,
-    evaluate,
-    firmware,
-    fleet,
-    learn,
-    model,
-    pack,
-    power,
-    report,
-    sim,
-)
-from kpdev.host.cli.options import emit, out
+from kpdev.host.cli.lazy import epilog, mount
+from kpdev.host.cli.options import emit
 from kpdev.host.errors import AuthError, BoardError, ConfigError, LinkError, UsageError
 from kpdev.protocol.errors import DeviceError, KpdevError, ProtocolError
+
+# (help panel, [(name, "module:attribute" in kpdev.host.cli, the line the help shows)]), in the
+# order `kpdev --help` shows them.  A module is imported when its command runs (or its help is
+# asked for), not to list it (host/cli/lazy.py); tests/cli/test_cli_startup.py checks each line
+# against the command's own help (its short_help, else the first paragraph of its help).
+COMMANDS = (
+    (
+        "Boards",
+        (
+            ("boards", "boards:boards",
+             "List the boards in the catalog: the shipped boards.yml merged with your own."),
+            ("ports", "boards:ports",
+             "List serial ports, the catalog board each one matches, and whether an agent "
+             "answers."),
+            ("sim", "sim:sim",
+             "Run simulated boards in the background, as plugged-in boards are."),
+            ("fleet", "fleet:fleet_app",
+             "Named fleets of boards: kpdev eval/deploy/profile/info/stats --fleet NAME run on "
+             "all of them at once."),
+        ),
+    ),
+    (
+        "Device",
+        (
+            ("info", "device:info",
+             "Show the agent: versions, runtime, backends, memory, storage, link limits."),
+            ("ping", "device:ping", "Measure round trips to the agent."),
+            ("stats", "device:stats",
+             "Show the agent's counters: frames, errors, inference latency and energy, memory, "
+             "uptime."),
+            ("infer", "device:infer",
+             "Run inference on the device; a batch is pipelined within the agent's window."),
+            ("reboot", "device:reboot", "Restart the agent (a hard reset on a microcontroller)."),
+            ("repl", "device:repl", "Open the on-device REPL."),
+        ),
+    ),
+    (
+        "Models and packs",
+        (
+            ("deploy", "model:deploy",
+             "Upload a Knowledge Pack or a model to the device and activate it."),
+            ("models", "model:models", "List the models stored on the device."),
+            ("model", "model:model_app", "Inspect and manage the models stored on a device."),
+            ("pack", "pack:pack_app",
+             "Build and inspect Knowledge Packs (.kp): models, pipeline, test vectors."),
+        ),
+    ),
+    (
+        "Measure",
+        (
+            ("eval", "evaluate:eval_",
+             "Evaluate a pack or model on the device against a dataset's test split."),
+            ("profile", "evaluate:profile",
+             "Time each stage on the device: every feature generator, scaling, each model."),
+            ("recognize", "evaluate:recognize",
+             "Run a raw recording through a pack's pipeline and models; print the class of "
+             "each window."),
+            ("report", "report:report",
+             "Write a Markdown and an HTML report with figures from measurements files."),
+            ("power", "power:power_app",
+             "Measure the device's power: a sensor, the SoC's meter, or the board's power model "
+             "(labelled estimated)."),
+            ("clock", "power:clock", "Show or set the device's clock / performance mode."),
+        ),
+    ),
+    (
+        "Learn on the device",
+        (
+            ("learn", "learn:learn_app",
+             "Edge-learning sessions: teach the device, keep it, export it as a pack."),
+        ),
+    ),
+    (
+        "Set up",
+        (
+            ("demo", "demo:demo",
+             "Run the whole job on a simulated board: build a Knowledge Pack for a real motion "
+             "dataset (UEA BasicMotions), deploy it, evaluate it on the held-out recordings, "
+             "profile each stage, recognize a continuous recording and write a report "
+             "(Markdown and HTML with figures)."),
+            ("agent", "agent:agent_app",
+             "Put the kpdev agent on a MicroPython board: build, install, stop."),
+            ("firmware", "firmware:firmware_app",
+             "Build MicroPython firmware for the emulated Cortex-M boards."),
+            ("config", "config:config_app", "Your settings: the default board."),
+            ("doctor", "doctor:doctor",
+             "Check this machine for kpdev, one line per check, each problem with what to do."),
+        ),
+    ),
+)  # fmt: skip
+
 
 app = typer.Typer(
     name="kpdev",
@@ -43,76 +118,22 @@ app = typer.Typer(
     "(--port). A simulated board given with --board and no --port starts in the background "
     "on first use and keeps running like a plugged-in board (kpdev sim list|stop), so "
     "everything works with no hardware.",
+    epilog=epilog(COMMANDS),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Click's plain help for the root: Typer's Rich formatter imports rich.markdown and
+    # rich.traceback whatever the help holds, several times `python -c pass` (bench/cli_speed.py).
+    # The commands' own help is Typer's, as it always was.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-# (help panel, [(name, command function or sub-app)]), in the order `kpdev --help` shows them.
-COMMANDS = (
-    (
-        "Boards",
-        [
-            ("boards", boards.boards),
-            ("ports", boards.ports),
-            ("sim", sim.sim),
-            ("fleet", fleet.fleet_app),
-        ],
-    ),
-    (
-        "Device",
-        [
-            ("info", device.info),
-            ("ping", device.ping),
-            ("stats", device.stats),
-            ("infer", device.infer),
-            ("reboot", device.reboot),
-            ("repl", device.repl),
-        ],
-    ),
-    (
-        "Models and packs",
-        [
-            ("deploy", model.deploy),
-            ("models", model.models),
-            ("model", model.model_app),
-            ("pack", pack.pack_app),
-        ],
-    ),
-    (
-        "Measure",
-        [
-            ("eval", evaluate.eval_),
-            ("profile", evaluate.profile),
-            ("recognize", evaluate.recognize),
-            ("report", report.report),
-            ("power", power.power_app),
-            ("clock", power.clock),
-        ],
-    ),
-    ("Learn on the device", [("learn", learn.learn_app)]),
-    (
-        "Set up",
-        [
-            ("demo", demo.demo),
-            ("agent", agent.agent_app),
-            ("firmware", firmware.firmware_app),
-            ("config", config.config_app),
-            ("doctor", doctor.doctor),
-        ],
-    ),
-)
-for _panel, _entries in COMMANDS:
-    for _name, _entry in _entries:
-        if isinstance(_entry, typer.Typer):
-            app.add_typer(_entry, name=_name, rich_help_panel=_panel)
-        else:
-            app.command(name=_name, rich_help_panel=_panel)(_entry)
+# Shell completion walks every command's options: there, the commands themselves.
+mount(app, COMMANDS, now=bool(os.environ.get("_KPDEV_COMPLETE")))
 
 
 def _version(value: bool) -> None:
     if value:
-        out.print(f"kpdev {__version__}")
+        sys.stdout.write(f"kpdev {__version__}\n")
         raise typer.Exit()
 
 
@@ -188,7 +209,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = app(args=args, prog_name="kpdev", standalone_mode=False)
     except typer.TyperException as e:  # usage errors: unknown option, missing argument, ...
-        if type(e).__name__ == "NoArgsIsHelpError":  # the help is printed already
+        if type(e).__name__ == "NoArgsIsHelpError":  # a group given no command: its help
+            text = e.format_message()  # empty when Typer's Rich help printed it already
+            if text.strip():
+                sys.stdout.write(text + "\n")
             sys.exit(2)
         exit_code = int(getattr(e, "exit_code", 1))
         kind = "usage" if exit_code == 2 else "error"

@@ -4,14 +4,16 @@ host/link/ports.py).  Simulated boards have their own module, ``sim``."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.text import Text
 
 from kpdev.host.boards.catalog import load_boards
 from kpdev.host.cli.options import JsonOpt, KeyOpt, emit, err, out
 from kpdev.host.plain import human_bytes
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 
 def ports(
@@ -47,6 +49,7 @@ def ports(
     --key or $KPDEV_KEY.
     """
     from rich.table import Table
+    from rich.text import Text
 
     from kpdev.host.client.session import parse_key
     from kpdev.host.link.ports import describe_ports, port_for, serial_ports
@@ -82,6 +85,8 @@ def ports(
 
 
 def _agent_cell(found: dict | None) -> Text:
+    from rich.text import Text
+
     if found is None:
         return Text("not probed", style="dim")
     if found.get("agent") and not found.get("error"):

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from kpdev.host.boards.catalog import get_board
-from kpdev.host.cli.fleet import info_fleet, selected, single, stats_fleet
 from kpdev.host.cli.options import (
     BoardOpt,
     BoardsOpt,
@@ -26,6 +25,7 @@ from kpdev.host.cli.options import (
     err,
     out,
     session,
+    single,
 )
 from kpdev.host.errors import BoardError, LinkError, UsageError
 from kpdev.host.plain import human_bytes
@@ -47,10 +47,10 @@ def info(
     """Show the agent: versions, runtime, backends, memory, storage, link limits.
 
     On several boards (--board repeated, sim-mcu*3, --fleet, --place): one row a board."""
-    from rich.table import Table
-
     one = single(board, port, fleet, place)
     if one is None:
+        from kpdev.host.cli.fleet import info_fleet, selected
+
         info_fleet(selected(board, port, fleet, place), key=key, timeout=timeout, json_=json_)
         return
     board, port = one
@@ -59,6 +59,8 @@ def info(
     if json_:
         emit(data)
         return
+    from rich.table import Table
+
     table = Table(show_header=False, title=f"kpdev agent on {data.get('board')}")
     table.add_column(style="bold")
     table.add_column()
@@ -236,6 +238,8 @@ def stats(
     model."""
     one = single(board, port, fleet, place)
     if one is None:
+        from kpdev.host.cli.fleet import selected, stats_fleet
+
         sel = selected(board, port, fleet, place)
         stats_fleet(sel, reset=reset, key=key, timeout=timeout, json_=json_)
         return

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from kpdev.host.atomic import refuse_existing, write_atomic
-from kpdev.host.cli.fleet import selected, single
+from kpdev.host.cli.fleet import selected
 from kpdev.host.cli.options import (
     BoardOpt,
     BoardsOpt,
@@ -32,6 +32,7 @@ from kpdev.host.cli.options import (
     out,
     parse_window,
     session,
+    single,
 )
 from kpdev.host.errors import UsageError
 from kpdev.host.plain import jsonable

@@ -12,9 +12,8 @@ from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
-from kpdev.host.cli.options import JsonOpt, emit, err, out, sub_app
+from kpdev.host.cli.options import JsonOpt, emit, err, escape, out, sub_app
 from kpdev.host.cli.render import progress_view
 from kpdev.host.errors import BoardError, UsageError
 from kpdev.host.fleet.runner import Outcome, Watch, run_all
@@ -28,21 +27,6 @@ fleet_app = sub_app(
 
 
 # -- one board or a fleet ------------------------------------------------------------------
-def single(
-    boards: list[str] | None, ports: list[str] | None, fleet: str | None, places: list[str] | None
-) -> tuple[str | None, str | None] | None:
-    """(board, port) when the command runs on one board, exactly as the one-board commands;
-    None when the options select a fleet (several, sim-mcu*N, --fleet, --place)."""
-    boards, ports = list(boards or []), list(ports or [])
-    if fleet or places or len(boards) + len(ports) > 1:
-        return None
-    if boards and ("*" in boards[0] or "," in boards[0]):
-        return None
-    if ports and "," in ports[0]:
-        return None
-    return (boards[0] if boards else None, ports[0] if ports else None)
-
-
 def selected(
     boards: list[str] | None, ports: list[str] | None, fleet: str | None, places: list[str] | None
 ) -> Selection:

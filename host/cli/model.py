@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from kpdev.host.cli.fleet import single
 from kpdev.host.cli.options import (
     BoardOpt,
     BoardsOpt,
@@ -24,6 +23,7 @@ from kpdev.host.cli.options import (
     key_value,
     out,
     session,
+    single,
     sub_app,
 )
 from kpdev.host.errors import UsageError

@@ -8,7 +8,8 @@
 - ``session(...)``: a connected client for a command.
 - ``out``/``err`` (the consoles: only the CLI uses Rich, and this is where its output goes),
   ``emit`` (the one JSON document of --json), ``log_event``.
-- Parsing of option values: ``parse_window``, ``parse_number``, ``key_value``.
+- Parsing of option values: ``parse_window``, ``parse_number``, ``key_value``; ``single``
+  (one board, or a fleet?).
 """
 
 from __future__ import annotations
@@ -18,15 +19,41 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from kpdev.host.config import default_board
 from kpdev.host.errors import UsageError
 from kpdev.host.plain import jsonable
 from kpdev.protocol.errors import KpdevError
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+
+class _Console:
+    """A Rich console made on first use: a command that prints nothing through Rich (``--json``,
+    ``--help``) does not import it.  Stands in for ``rich.console.Console`` (attributes, and
+    ``with`` as Rich's Live uses it)."""
+
+    def __init__(self, **settings: Any) -> None:
+        self._settings = settings
+        self._console = None
+
+    def _real(self):
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._settings)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real(), name)
+
+    def __enter__(self):
+        return self._real().__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._real().__exit__(*exc)
+
+
+out = _Console(highlight=False)
+err = _Console(stderr=True, highlight=False)
 
 
 def complete_board(incomplete: str) -> list[str]:
@@ -241,7 +268,9 @@ def sub_app(help: str, **settings: Any) -> typer.Typer:
     given no verb (unless ``settings`` say otherwise: a noun that acts without a verb)."""
     settings.setdefault("no_args_is_help", not settings.get("invoke_without_command"))
     return typer.Typer(
-        help=help, context_settings={"help_option_names": ["-h", "--help"]}, **settings
+        help=help,
+        context_settings={"help_option_names": ["-h", "--help"]},
+        **settings,
     )
 
 
@@ -253,6 +282,14 @@ def session(board: str | None, port: str | None, key: str | None, timeout: float
     return open_session(board, port, key, timeout=timeout, on_event=log_event)
 
 
+def escape(text: str) -> str:
+    """``text`` with Rich markup escaped (``rich.markup.escape``, imported when first used: a
+    module that only might draw a table need not load Rich to start)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
 def emit(data: Any) -> None:
     """One JSON document on stdout (the whole of stdout under --json)."""
     sys.stdout.write(json.dumps(jsonable(data), indent=2) + "\n")
@@ -262,6 +299,22 @@ def log_event(op: int, body: Any) -> None:
     """A device LOG event, dimmed on stderr."""
     if isinstance(body, dict) and "msg" in body:
         err.print(f"[dim]device {body.get('lvl', 'log')}: {body['msg']}[/dim]")
+
+
+def single(
+    boards: list[str] | None, ports: list[str] | None, fleet: str | None, places: list[str] | None
+) -> tuple[str | None, str | None] | None:
+    """(board, port) when the command runs on one board, exactly as the one-board commands;
+    None when the options select a fleet (several, sim-mcu*N, --fleet, --place): then the
+    command runs through ``kpdev.host.cli.fleet``, imported only for that."""
+    boards, ports = list(boards or []), list(ports or [])
+    if fleet or places or len(boards) + len(ports) > 1:
+        return None
+    if boards and ("*" in boards[0] or "," in boards[0]):
+        return None
+    if ports and "," in ports[0]:
+        return None
+    return (boards[0] if boards else None, ports[0] if ports else None)
 
 
 def parse_window(text: str | None) -> tuple[int, int] | None:

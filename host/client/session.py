@@ -11,7 +11,6 @@ from kpdev.host.boards.simserver import SimLink, ensure_running
 from kpdev.host.client.client import Client
 from kpdev.host.config import NO_BOARD, default_board
 from kpdev.host.errors import BoardError, UsageError
-from kpdev.host.link.transport import open_url
 
 
 def parse_key(text: str | None) -> bytes | None:
@@ -58,6 +57,9 @@ def open_session(
     """
     b = resolve_board(board, port)
     keyb = parse_key(key)
+    if port or not b.simulated:
+        # pyserial and the link classes: not needed to reach a simulated board's server.
+        from kpdev.host.link.transport import open_url
     if port:
         link = open_url(port, int((b.link.get("baud") if b else None) or 115200))
     elif b.simulated:

@@ -271,7 +271,7 @@ def footprint(pack: Any | None, model_bytes: int | None, board: Any | None) -> d
 PROFILE_KIND = "kpdev-profile"
 PROFILE_SCHEMA = 1
 _RUNS_A_REQUEST = 64  # the device returns the times of each of at most 64 runs a request
-_DEVICE_STAGES = ("scale", "quantize", "encode", "learner")
+_DEVICE_STAGES = ("unpack", "scale", "quantize", "encode", "learner")
 # The run-to-run spread of the total (p10..p90 over the median) above which a profile is
 # called noisy: the board (or the host a simulated board runs on) was busy with other work.
 NOISY_SPREAD = 0.25

@@ -41,6 +41,22 @@ INPUT_DTYPES = ("int8", "uint8", "int16", "uint16", "int32", "uint32", "float32"
 
 OUTPUT_RANGES = {"int8": (-128, 127), "uint8": (0, 255)}
 
+# 8- and 16-bit integer samples -> the largest square of one.  Their std comes from the exact
+# integer sums when n * n * that < 2**53 (docs/packs.md): every product and sum is then an
+# exact double, and only the division rounds.  The device's pipeline_spec has the same rule.
+SQUARE_MAX = {
+    "int8": 128 * 128,
+    "uint8": 255 * 255,
+    "int16": 32768 * 32768,
+    "uint16": 65535 * 65535,
+}
+
+
+def exact_std(dtype: str, size: int) -> bool:
+    """Whether windows of ``size`` samples of ``dtype`` get the std from exact integer sums."""
+    top = SQUARE_MAX.get(dtype)
+    return top is not None and size * size * top < 2**53
+
 
 SPEC_KEYS = (
     "axes",

@@ -12,7 +12,15 @@ from typing import Any
 import numpy as np
 
 from kpdev.host.errors import UsageError
-from kpdev.host.features.spec import OUTPUT_RANGES, Spec, _bad, batch_shape, is_int, parse
+from kpdev.host.features.spec import (
+    OUTPUT_RANGES,
+    Spec,
+    _bad,
+    batch_shape,
+    exact_std,
+    is_int,
+    parse,
+)
 
 
 def as_windows(s: Spec, windows: Any) -> np.ndarray:
@@ -68,8 +76,14 @@ def compute_features(s: Spec, x: np.ndarray) -> np.ndarray:
 
     def std() -> np.ndarray:
         if "std" not in cache:
-            d = x - mean()[..., None]
-            cache["std"] = np.sqrt(_seqsum(d * d) / size)
+            if exact_std(s.input_dtype, size):
+                # sqrt((n * sum(x^2) - sum(x)^2) / n^2): exact integers in doubles, one rounding
+                q = _seqsum(x * x)
+                t = _seqsum(x)
+                cache["std"] = np.sqrt((size * q - t * t) / (size * size))
+            else:
+                d = x - mean()[..., None]
+                cache["std"] = np.sqrt(_seqsum(d * d) / size)
         return cache["std"]
 
     def energy() -> np.ndarray:

@@ -224,7 +224,7 @@ def test_repl_has_the_agent_and_the_boards_files(board):
 
 def test_every_command_offers_json():
     r = cli("--help")
-    commands = re.findall(r"│ (\w+)\s{2,}", r.stdout)
+    commands = re.findall(r"^    (\w+)\s{2,}", r.stdout, re.MULTILINE)
     assert {"boards", "sim", "info", "deploy", "infer", "stats", "repl", "demo"} <= set(commands)
     assert {"pack", "eval", "recognize", "profile", "report"} <= set(commands)
     for command in commands:

@@ -101,6 +101,20 @@ def test_version_and_help_exit_0(capsys):
     assert code == 0 and "Usage: kpdev deploy" in out
 
 
+def test_help_lists_each_command_with_its_whole_line(capsys):
+    # The root help by panel, from app.COMMANDS (no command module imported for it): each line
+    # whole, as the command's own help starts, never cut.
+    from kpdev.host.cli.app import COMMANDS
+
+    code, out, _ = run(capsys, "--help")
+    text = " ".join(out.split())
+    assert code == 0
+    for panel, rows in COMMANDS:
+        assert f"{panel}:" in out
+        for name, _, line in rows:
+            assert f"{name} {line}" in text, name
+
+
 # -- shell completion ----------------------------------------------------------------------
 def test_typer_brings_what_shell_completion_needs():
     # --install-completion detects the shell with shellingham: typer itself requires it, so

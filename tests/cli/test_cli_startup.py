@@ -1,5 +1,6 @@
 """A command imports what it needs when it needs it (issue 19): starting the CLI, printing its
-help or listing the catalog loads no numpy, no device client, no agent builder, no progress bars.
+help or listing the catalog loads no numpy, no device client, no agent builder, no progress bars;
+the root help imports no command module and no Rich; a command imports its own module only.
 
 Checked by which modules a fresh interpreter holds, not by timing (the speed itself is measured by
 bench/cli_speed.py): a top-level import that brings one of these back fails here."""
@@ -8,6 +9,12 @@ import json
 import os
 import subprocess
 import sys
+
+import pytest
+import typer.main
+
+from kpdev.host.cli.app import COMMANDS, app
+from kpdev.host.cli.lazy import target
 
 # Heavy for a start (numpy alone is ~0.1-0.3 s), and needed only by the commands that use them.
 HEAVY = (
@@ -62,12 +69,82 @@ def test_importing_the_cli_loads_nothing_heavy(tmp_path):
     assert loaded(tmp_path) == []
 
 
+# Every command module, and Rich: the root help lists the commands from app.COMMANDS.
+MODULES = sorted({"kpdev.host.cli." + t.split(":")[0] for _, rows in COMMANDS for _, t, _ in rows})
+RICH = ("rich", "rich.console", "typer.rich_utils", "rich.markdown")
+
+
 def test_help_loads_nothing_heavy(tmp_path):
-    # Typer's own help formatter draws the command panels with rich.table.
-    assert loaded(tmp_path, "--help") in ([], ["rich.table"])
+    assert loaded(tmp_path, "--help") == []
+    # Nor any command's module, nor Rich (Typer's Rich help formatter alone is several times
+    # `python -c pass`: the help is Click's, with the panels as sections).
+    assert loaded(tmp_path, "--help", heavy=(*MODULES, *RICH)) == []
+    assert loaded(tmp_path, heavy=(*MODULES, *RICH)) == []
 
 
 def test_boards_json_loads_no_numpy_nor_client(tmp_path):
-    # The catalog needs yaml, and the key check the session module; no tensors, bars or builds.
-    got = loaded(tmp_path, "boards", "--json")
-    assert not {"numpy", "kpdev.host.agent.build", "rich.progress", "tarfile"} & set(got), got
+    # The catalog needs yaml; no tensors, bars, builds, other commands' modules, nor Rich
+    # (nothing is drawn: --json writes plain JSON).  pydantic is Typer's: Typer 0.29 checks the
+    # value of every option that is not a flag (--key, --catalog) with a pydantic TypeAdapter.
+    heavy = [m for m in (*HEAVY, *MODULES, *RICH) if m != "pydantic"]
+    got = loaded(tmp_path, "boards", "--json", heavy=heavy)
+    assert got == ["kpdev.host.cli.boards"], got
+
+
+@pytest.mark.parametrize(
+    "args", [["pack", "--help"], ["model", "activate", "--help"], ["info", "--help"]]
+)
+def test_a_command_imports_its_own_module_only(tmp_path, args):
+    own = "kpdev.host.cli." + dict(info="device").get(args[0], args[0])
+    got = loaded(tmp_path, *args, heavy=MODULES)
+    # The device and model commands run on several boards through the fleet module's helpers.
+    assert own in got and set(got) <= {own, "kpdev.host.cli.fleet"}, got
+
+
+def _real(name, spec):
+    """Command ``name`` as Typer makes it when it runs (lazy.run_command's holder)."""
+    obj = target(spec)
+    holder = typer.Typer(add_completion=False)
+    if isinstance(obj, typer.Typer):
+        holder.add_typer(obj, name=name)
+        return typer.main.get_command(holder).commands[name]
+    holder.command(name=name)(obj)
+    return typer.main.get_command(holder)
+
+
+def test_each_mounted_line_is_the_commands_own_help():
+    root = typer.main.get_command(app)
+    ctx = root.make_context("kpdev", ["boards"])
+    names = []
+    for _, rows in COMMANDS:
+        for name, spec, line in rows:
+            command = _real(name, spec)
+            text = command.short_help or (command.help or "").split("\n\n")[0]
+            assert line == " ".join(text.split()), name
+            assert root.get_command(ctx, name).hidden  # listed by the epilog, by panel
+            names.append(name)
+    assert root.list_commands(ctx) == names and len(set(names)) == len(names)
+
+
+def test_a_mistyped_command_gets_a_suggestion_without_loading_every_module(tmp_path):
+    assert loaded(tmp_path, "deplyo", heavy=MODULES) == []
+
+
+def test_a_device_command_on_a_running_simulated_board_loads_only_its_path(tmp_path):
+    # What `kpdev info --board sim-linux` imports to reach a running board's server: no fleet
+    # runner, no agent staging or ROMFS, no pyserial (only a port or a real board needs it).
+    probe = (
+        "import sys, kpdev.host.cli.device, kpdev.host.client.session; "
+        "print(' '.join(sorted(m for m in sys.argv[1:] if m in sys.modules)))"
+    )
+    skip = ("kpdev.host.cli.fleet", "kpdev.host.fleet.runner", "kpdev.host.agent.micropython",
+            "kpdev.host.agent.romfs", "kpdev.host.link.transport", "serial", "numpy")  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, *skip],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, KPDEV_HOME=str(tmp_path)),
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [], proc.stdout

@@ -344,13 +344,16 @@ def test_recognize_out_goes_into_a_report(flat, work):
     assert any(Path(f).name == "walk-timeline.png" for f in made["figures"])
 
 
-def test_profile_times_each_feature_generator_then_scale_quantize_and_the_model(flat, profile):
+def test_profile_times_unpacking_each_feature_generator_then_scale_quantize_and_the_model(
+    flat, profile
+):
     _, manifest = flat
     doc, path = profile
     gens = [f["gen"] for f in manifest["pipeline"]["features"]]
     assert len(gens) == 8
     names = [s["name"] for s in doc["stages"]]
-    assert names == [f"feature:{g}" for g in gens] + ["scale", "quantize", "model:main"]
+    want = [f"feature:{g}" for g in gens] + ["scale", "quantize", "model:main"]
+    assert names == ["unpack"] + want
     # each stage timed within the whole classification: together no more than the total
     assert all(s["us"] >= 0 for s in doc["stages"]) and doc["total_us"] > 0
     assert sum(s["us"] for s in doc["stages"]) <= doc["total_us"] + 1e-6

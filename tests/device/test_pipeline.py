@@ -112,6 +112,30 @@ def test_generator_by_hand(entry, want):
     assert len(hf.feature_names(spec)) == len(want)
 
 
+def test_std_of_integer_samples_by_hand(impl):
+    # int16: from the exact sums (docs/packs.md), sum 6, sum of squares 28, n 6:
+    # (6 * 28 - 6 * 6) / 36 = 132 / 36, one rounding; a float32 window takes the two-pass loop.
+    spec = hand_spec({"gen": "std"})
+    spec["input_dtype"] = "int16"
+    w = np.array(HAND_WINDOW, np.int16)
+    assert hf.features(spec, w).tolist() == [math.sqrt(132 / 36), 0.0]
+    for loops in ("auto", "plain"):
+        req = {
+            "op": "transform",
+            "spec": spec,
+            "dtype": "int16",
+            "shape": [6, 2],
+            "windows": [w.tobytes()],
+            "loops": loops,
+        }
+        ans = ask(impl, [req])[0]
+        assert ans["loops"] == LOOPS.get((impl.name, loops), "plain")
+        assert struct.unpack("<2d", ans["out"][0][0]) == (math.sqrt(132 / 36), 0.0)
+    # the exact sums need n * n * (largest square) < 2**53: 2896 int16 samples do, 2897 not
+    assert hf.exact_std("int16", 2896) and not hf.exact_std("int16", 2897)
+    assert not hf.exact_std("int32", 4) and not hf.exact_std("float32", 4)
+
+
 def test_quantize_by_hand():
     # Means of int16 windows of 4 samples are multiples of 1/4; at scale 0.5 they fall on ties.
     spec = {
@@ -157,7 +181,7 @@ def test_stages_and_timings():
     spec["scale"] = {"kind": "minmax", "min": [0] * 16, "max": [1] * 16}
     spec["output"] = {"dtype": "uint8", "scale": 0.1, "zero_point": 0}
     p = Pipeline(spec)
-    assert p.stage_names == ["mean", "sigma_crossing_rate", "raw", "scale", "quantize"]
+    assert p.stage_names == ["unpack", "mean", "sigma_crossing_rate", "raw", "scale", "quantize"]
     timings = []
     t0 = time.perf_counter()
     p.transform(window(HAND_WINDOW), timings)
@@ -165,7 +189,7 @@ def test_stages_and_timings():
     assert [name for name, _ in timings] == p.stage_names
     assert all(isinstance(us, int) and us >= 0 for _, us in timings)
     assert sum(us for _, us in timings) <= wall_us  # the stages, timed within the call
-    assert Pipeline(hand_spec({"gen": "mean"})).stage_names == ["mean"]
+    assert Pipeline(hand_spec({"gen": "mean"})).stage_names == ["unpack", "mean"]
 
 
 def test_defaults_and_attributes():
@@ -649,6 +673,10 @@ CASES = {
         "uint8",
         "minmax",
     ),
+    "u16-all-float": ("uint16", 24, ALL_GENS, "float32", None),
+    "u8-all-int8-standard": ("uint8", 30, ALL_GENS, "int8", "standard"),
+    "i32-all-float": ("int32", 21, ALL_GENS, "float32", None),
+    "f64-all-uint8-minmax": ("float64", 18, ALL_GENS, "uint8", "minmax"),
     "i8-mix-float-minmax": (
         "int8",
         20,
@@ -659,8 +687,28 @@ CASES = {
 }
 
 
+# The loops each interpreter runs: "auto" is the fast ones (viper on the micropython binary, numpy
+# on CPython), "plain" the reference.
+LOOPS = {("micropython", "auto"): "viper", ("cpython", "auto"): "numpy"}
+
+
+def same_doubles(got, want, what):
+    """Bit for bit: the same doubles (NaN, -0.0 and all), not merely close ones."""
+    got = np.asarray(got, np.float64)
+    want = np.asarray(want, np.float64)
+    assert got.shape == want.shape, what
+    bad = np.flatnonzero(got.view(np.uint64) != want.view(np.uint64))
+    assert not bad.size, "%s: value %d is %r, want %r" % (
+        what,
+        bad[0],
+        got.flat[bad[0]],
+        want.flat[bad[0]],
+    )
+
+
+@pytest.mark.parametrize("loops", ["auto", "plain"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_parity(impl, case):
+def test_parity(impl, case, loops):
     dtype, size, feats, output, scale_kind = CASES[case]
     seed = zlib.crc32(case.encode())
     windows = _windows(dtype, 25, size, seed)
@@ -678,26 +726,67 @@ def test_parity(impl, case):
             "dtype": dtype,
             "shape": [size, 3],
             "windows": [w.tobytes() for w in windows[i : i + 5]],
+            "loops": loops,
         }
         for i in range(0, 25, 5)
     ]
-    got = [row for ans in ask(impl, reqs) for row in ans["out"]]
+    answers = ask(impl, reqs)
+    # the loops asked for ran (numpy when this CPython has it)
+    assert {a["loops"] for a in answers} == {LOOPS.get((impl.name, loops), "plain")}
+    got = [row for ans in answers for row in ans["out"]]
     assert len(got) == 25
     out_dtype = spec["output"]["dtype"]
     for k, (fbytes, o_dtype, o_shape, o_data, t_data) in enumerate(got):
-        dev_f = np.frombuffer(fbytes, "<f8")
-        np.testing.assert_allclose(dev_f, host_f[k], rtol=1e-9, atol=0, err_msg="window %d" % k)
+        same_doubles(np.frombuffer(fbytes, "<f8"), host_f[k], "window %d" % k)
         assert (o_dtype, tuple(o_shape)) == (out_dtype, hf.out_shape(spec))
         assert t_data == o_data  # transform() is columns -> features -> output
-        dev_x = np.frombuffer(o_data, out_dtype)
-        want = host_x[k].ravel()
-        if out_dtype == "float32":
-            np.testing.assert_allclose(dev_x, want, rtol=1e-9, atol=0, err_msg="window %d" % k)
-        else:
-            assert dev_x.tolist() == want.tolist(), "window %d" % k
+        assert bytes(o_data) == host_x[k].astype(out_dtype).tobytes(), "window %d" % k
     if out_dtype != "float32":
         # the fitted output range is used, not all at one code
         assert len(np.unique(host_x)) > 10
+
+
+# Integer windows at the ends of their dtype's range: the viper loops' sums at their largest
+# (MAX_SIZE samples of 65535), squares by parts at -32768 and 65535, and one sample more than the
+# viper loops take (the plain loops then run).
+EXTREMES = [
+    ("int8", 40, [-128, 127, -128, 0]),
+    ("uint8", 40, [255, 0, 255, 1]),
+    ("int16", 64, [-32768, 32767, -32768, -1]),
+    ("uint16", 8192, [65535]),
+    ("uint16", 8193, [65535, 0]),
+    ("int16", 8192, [-32768, -32768, 32767]),
+]
+
+
+@pytest.mark.parametrize("dtype,size,values", EXTREMES, ids=[str(e[:2]) for e in EXTREMES])
+def test_parity_integer_extremes(impl, dtype, size, values):
+    rng = np.random.default_rng(size)
+    w = np.stack(
+        [
+            np.resize(np.array(values), size),  # the extremes only
+            rng.choice(values, size),
+            rng.integers(np.iinfo(dtype).min, np.iinfo(dtype).max, size, endpoint=True),
+        ],
+        axis=1,
+    ).astype(dtype)
+    spec = _spec(dtype, size, ALL_GENS, "float32")
+    want_f = hf.features_batch(spec, w[None])[0]
+    want_x = hf.transform_batch(spec, w[None])[0].astype(np.float32).tobytes()
+    for loops in ("auto", "plain"):
+        req = {
+            "op": "transform",
+            "spec": spec,
+            "dtype": dtype,
+            "shape": [size, 3],
+            "windows": [w.tobytes()],
+            "loops": loops,
+        }
+        ans = ask(impl, [req])[0]
+        assert ans["loops"] == LOOPS.get((impl.name, loops), "plain")
+        fbytes, _, _, o_data, _ = ans["out"][0]
+        same_doubles(np.frombuffer(fbytes, "<f8"), want_f, loops)
+        assert bytes(o_data) == want_x
 
 
 def test_parity_ties_and_clipping(impl):
@@ -806,7 +895,7 @@ def test_thermometer_by_hand():
     assert p.encoding == hf.encoding(spec) == parsed
     assert (p.out_dtype, p.out_shape, p.n_out) == ("uint8", (1, 15), 15)
     assert hf.out_shape(spec) == (1, 15) and hf.batch_shape(spec, 7) == (7, 15)
-    assert p.stage_names == ["mean", "encode"]
+    assert p.stage_names == ["unpack", "mean", "encode"]
     timings = []
     x = p.transform(window(w, "int16"), timings)
     assert (x.dtype, x.shape, x.tolist()) == ("uint8", (1, 15), want)
@@ -881,7 +970,7 @@ def test_thermometer_at_thresholds(impl):
         ((_, o_dtype, o_shape, o_data, t_data),) = ans["out"]
         assert (o_dtype, o_shape) == ("uint8", [1, len(want)])
         assert list(o_data) == list(t_data) == want
-        assert ans["stages"] == ["raw", "scale", "encode"]
+        assert ans["stages"] == ["unpack", "raw", "scale", "encode"]
 
 
 BM_ENCODINGS = {
@@ -947,7 +1036,7 @@ def test_thermometer_spec_on_device(impl):
     assert ans == {
         "n": 5,
         "shape": [1, 20],
-        "stages": ["mean", "std", "scale", "encode"],
+        "stages": ["unpack", "mean", "std", "scale", "encode"],
         "dtype": "uint8",
         "encoding": THERMO,
         "n_out": 20,

@@ -4,6 +4,8 @@ $KPDEV_CATALOG) merged over the shipped catalog; a bad one is one line naming th
 import json
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -135,3 +137,34 @@ def test_the_readme_example_catalog_is_the_one_shipped_and_it_loads(user_dir, mo
     assert len(boards) == len(shipped) + 2 == 18  # as the README says
     assert boards["sim-linux-2g"].simulated and boards["bench-pico"].usb == ("2E8A:0005",)
     assert boards["rpi-pico"].link["port"] == "/dev/ttyACM0"
+
+
+def test_a_parsed_catalog_is_kept_and_a_changed_one_is_read_again(user_dir, tmp_path, monkeypatch):
+    # A JSON copy of each parsed catalog file serves while the file's text is the same: a
+    # command then reads the catalog without importing PyYAML.
+    home = tmp_path / "home"
+    monkeypatch.setenv("KPDEV_HOME", str(home))
+    mine = user_dir / "boards.yml"
+    mine.write_text(USER)
+    first = load_boards()
+    kept = sorted((home / "cache").glob("catalog-*.json"))
+    assert len(kept) == 2  # the shipped catalog and this one
+    assert load_boards() == first
+    probe = "import sys; from kpdev.host.boards.catalog import load_boards; b = load_boards(); "
+    probe += "print(b['bench-pico'].ram_kb, 'yaml' in sys.modules)"
+    env = dict(os.environ, KPDEV_HOME=str(home), KPDEV_CONFIG=str(user_dir / "config.toml"))
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
+    assert r.stdout.split() == ["264", "False"], r.stderr
+    # The same size, another text (as an editor's save within one timestamp tick): read again.
+    mine.write_text(USER.replace("ram_kb: 264", "ram_kb: 265"))
+    assert load_boards()["bench-pico"].ram_kb == 265
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
+    assert r.stdout.split() == ["265", "False"], r.stderr
+    # A broken copy is parsed over; a document JSON would change (an int key) is not kept.
+    for path in kept:
+        path.write_text("{not json")
+    assert load_boards() == load_boards() and load_boards()["bench-pico"].ram_kb == 265
+    mine.write_text(USER + "  flash_kb: 2048\n" + "  sim: {1: one}\n")
+    before = {p: p.read_text() for p in (home / "cache").glob("catalog-*.json")}
+    assert load_boards()["bench-pico"].flash_kb == 2048
+    assert {p: p.read_text() for p in (home / "cache").glob("catalog-*.json")} == before

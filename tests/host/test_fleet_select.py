@@ -8,7 +8,7 @@ import pytest
 from kpdev.host.boards.catalog import get_board
 from kpdev.host.boards.sim import state_dir
 from kpdev.host.boards.simserver import socket_path
-from kpdev.host.cli.fleet import single
+from kpdev.host.cli.options import single
 from kpdev.host.errors import BoardError, UsageError
 from kpdev.host.fleet.runner import ShardQueue
 from kpdev.host.fleet.select import Member, Selection, check_unique, expand_board, selection

@@ -32,8 +32,8 @@ def test_profile_medians_other_and_shares(agents, board):
     assert doc["kind"] == PROFILE_KIND and (doc["runs"], doc["warmup"]) == (70, 3)
     assert (doc["pack"], doc["board"]) == ("demo", board)
     names = [s["name"] for s in doc["stages"]]
-    assert names[:4] == [
-        "feature:mean", "feature:std", "feature:max", "feature:mean_crossing_rate"
+    assert names[:5] == [
+        "unpack", "feature:mean", "feature:std", "feature:max", "feature:mean_crossing_rate"
     ]  # fmt: skip
     assert "scale" in names and "quantize" in names and "model:router" in names
     assert "mean" not in names and "std" not in names  # never a bare generator name
@@ -43,7 +43,7 @@ def test_profile_medians_other_and_shares(agents, board):
     for r in replies:
         for s in r["stages"]:
             name = s["name"] if s["name"].startswith("model:") or s["name"] in (
-                "scale", "quantize"
+                "unpack", "scale", "quantize"
             ) else "feature:" + s["name"]  # fmt: skip
             stage_runs.setdefault(name, []).extend(s["runs"])
     for s in doc["stages"]:

@@ -12,7 +12,7 @@ from kpdev.protocol.tensors import Tensor
 
 
 def run_transform(req):
-    p = Pipeline(req["spec"])
+    p = Pipeline(req["spec"], req.get("loops", "auto"))
     out = []
     for data in req["windows"]:
         w = Tensor(req["dtype"], req["shape"], data)
@@ -21,7 +21,7 @@ def run_transform(req):
         o = p.output(f)
         t = p.transform(w)
         out.append([fbytes, o.dtype, list(o.shape), bytes(o.data), bytes(t.data)])
-    return {"out": out, "stages": p.stage_names, "n": p.n_features}
+    return {"out": out, "stages": p.stage_names, "n": p.n_features, "loops": p.loops}
 
 
 def run_segment(req):
@@ -56,7 +56,7 @@ def handle(line):
                 "n_out": p.n_out,
             }
         elif op == "window":
-            p = Pipeline(req["spec"])
+            p = Pipeline(req["spec"], req.get("loops", "auto"))
             p.columns(Tensor(req["dtype"], req["shape"], req["data"]))
             ans = {"ok": True}
         else:
