@@ -109,13 +109,16 @@ def start_agent(board_id, link="stdio", key=None, quota=None, heap=None, stdin=N
         env["KPDEV_KEY"] = key.hex()
     log_path = os.path.join(HOME, "agent-%s-%d.log" % (board_id, time.monotonic_ns()))
     log = open(log_path, "wb")
-    proc = subprocess.Popen(
+    from kpdev.host.boards.catalog import get_board
+    from kpdev.host.boards.sim import popen_agent, reads_in_blocks
+
+    proc = popen_agent(
         argv,
-        stdin=subprocess.PIPE if stdin is None else stdin,
-        stdout=subprocess.PIPE if stdout is None else stdout,
-        stderr=log,
-        env=env,
-        bufsize=0,
+        env,
+        subprocess.PIPE if stdin is None else stdin,
+        subprocess.PIPE if stdout is None else stdout,
+        log,
+        reads_in_blocks(get_board(board_id)),
     )
     log.close()
     pin_peer(proc.pid)

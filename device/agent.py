@@ -96,7 +96,7 @@ _IDLE_CLOSE_MS = const(3000)
 # Two Ctrl-C, sent alone outside any frame, end the agent loop: the console goes back
 # to the board's REPL.  Only on a console link (stdio, a tty, a UART; never TCP; not a
 # supervisor's pipes) and only when no key guards the agent: two bytes must not stop it remotely.
-_INTERRUPT = b"\x03\x03"
+_CTRL_C = const(0x03)
 
 # CPython agents answer the common INFER request in kpdev.device.fastinfer; boards do not have it.
 _FAST_INFER = not sysinfo.MICROPYTHON
@@ -272,16 +272,15 @@ class Agent:
         parser = s.parser
         # A link served alone may be a console (stdio, a tty, a UART; never a TCP connection),
         # unless a supervisor runs the agent on its pipes (exit_on_reboot), and without a key.
-        stop = (
-            _INTERRUPT if listener is None and not self.exit_on_reboot and not self.key else None
-        )
-        read_size = self.max_payload + 64
+        stop = listener is None and not self.exit_on_reboot and not self.key
         gap = getattr(link, "gap_ms", _GAP_MS)
         still = 0  # ms the link has been quiet with a partial frame held
         while self._running and not s.closing:
             held = parser.pending()
+            # The link reads straight into the parser's buffer: no allocation per read.
+            room = parser.space()
             try:
-                data = link.read(read_size, _QUIET_MS if held else _READ_MS)
+                n = link.readinto(room, _QUIET_MS if held else _READ_MS)
             except LinkClosed:
                 break
             if listener is not None:
@@ -295,18 +294,16 @@ class Agent:
                     and listener.waiting()
                 ):
                     break
-            if not data:
+            if not n:
                 if held:
                     still += _QUIET_MS
                     dispatch(s, parser.resync(still >= gap), 0)
                 continue
             still = 0
-            if data == stop and not parser.pending():
+            if stop and n == 2 and not held and room[0] == _CTRL_C and room[1] == _CTRL_C:
                 break  # Ctrl-C Ctrl-C alone, outside any frame: give the port back to the REPL
-            n = len(data)
-            frames = parser.feed(data)
-            data = None  # the parser keeps what it needs
-            dispatch(s, frames, n)
+            room = None  # a view of the parser's buffer, which may be replaced
+            dispatch(s, parser.filled(n), n)
 
     def dispatch(self, s, frames, nbytes=0):
         """Answer a session's frames, in order; ``nbytes``: the link bytes they came in."""

@@ -17,16 +17,17 @@ Layout (little-endian; docs/protocol.md has the full table)::
 ``nonce`` is the session's, from the agent's HELLO reply (empty before it, and always for a HELLO
 request): a frame of another session or an earlier boot never authenticates.
 
-``FrameParser.feed`` takes any number of bytes and returns the whole frames found; it keeps the
-rest.  Garbage, a truncated frame or a bad CRC never needs a reconnect: the parser moves one byte
-past the bad sync word and looks for the next one.  When the sender goes quiet, the receiver
-calls ``FrameParser.resync(give_up)``: a partial frame whose claimed bytes hold another header
-is given up at once, any partial frame when the quiet lasted too long for the link.
+``FrameParser.feed`` (host) takes any number of bytes and returns the whole frames found; it
+keeps the rest.  The agent reads straight into the parser's buffer instead (``space``,
+``filled``).  Garbage, a truncated frame or a bad CRC never needs a reconnect: the parser moves
+one byte past the bad sync word and looks for the next one.  When the sender goes quiet, the
+receiver calls ``FrameParser.resync(give_up)``: a partial frame whose claimed bytes hold another
+header is given up at once, any partial frame when the quiet lasted too long for the link.
 """
 
 import struct
 
-from kpdev.protocol.compat import const
+from kpdev.protocol.compat import MICROPYTHON, const
 
 try:
     from binascii import crc32
@@ -60,6 +61,11 @@ DEFAULT_MAX_PAYLOAD = const(1024)
 # Frame overhead without and with authentication.
 OVERHEAD = HEADER_SIZE + CRC_SIZE
 AUTH_OVERHEAD = HEADER_SIZE + CRC_SIZE + AUTH_SIZE
+# The parser's buffer starts this small (most requests are a few dozen bytes), grows at the first
+# larger frame to hold the largest one up to _BLOCK (a board's 2 KB frames: allocated once, kept),
+# and beyond that only to the frame at hand (a host's 16 MB limit).
+_FIRST_SIZE = const(128)
+_BLOCK = const(65536)
 
 
 if crc32 is None:
@@ -99,14 +105,16 @@ class Frame:
         self.counter = counter
         self.error = error
 
-    def __repr__(self):
-        return "Frame(op=0x%02x, rid=%d, flags=0x%02x, %d bytes, error=%d)" % (
-            self.op,
-            self.rid,
-            self.flags,
-            len(self.payload or b""),
-            self.error,
-        )
+    if not MICROPYTHON:  # for people reading logs and test failures, not on a board's heap
+
+        def __repr__(self):
+            return "Frame(op=0x%02x, rid=%d, flags=0x%02x, %d bytes, error=%d)" % (
+                self.op,
+                self.rid,
+                self.flags,
+                len(self.payload or b""),
+                self.error,
+            )
 
 
 class FrameWriter:
@@ -135,13 +143,24 @@ class FrameWriter:
 
 
 class FrameParser:
-    """Sans-IO incremental parser: ``feed(bytes) -> [Frame]``; counts what it rejects."""
+    """Sans-IO incremental parser: ``feed(bytes) -> [Frame]``; counts what it rejects.
+
+    It keeps received bytes in one buffer: small at first, grown once to hold the largest
+    frame at the first frame that needs more, then kept (a board's heap holds no more than the
+    requests it gets need, and a stream of large frames costs no allocation per read).  A reader
+    that owns the I/O reads straight into it (``space()``, then ``filled(n)``, as
+    ``asyncio.BufferedProtocol`` does with ``get_buffer`` and ``buffer_updated``): while no
+    partial frame is held that allocates nothing at all.
+    """
 
     def __init__(self, max_payload=DEFAULT_MAX_PAYLOAD, key=None):
         self.max_payload = max_payload
         self._auth = _authenticator(key)
-        self._buf = bytearray()
-        self._pos = 0
+        self._buf = bytearray(min(max_payload + AUTH_OVERHEAD, _FIRST_SIZE))
+        self._mv = memoryview(self._buf)
+        self._pos = 0  # the first byte not yet consumed
+        self._end = 0  # the end of the bytes received
+        self._need = 0  # the size of the frame held in part, once its header has been checked
         self.last_counter = 0
         # The session's nonce, which the tag of every frame but a HELLO request covers.  None:
         # no session yet (an agent before HELLO), so HELLO is the one frame that can authenticate.
@@ -155,7 +174,16 @@ class FrameParser:
 
     def pending(self):
         """Bytes held that do not yet make a whole frame."""
-        return len(self._buf) - self._pos
+        return self._end - self._pos
+
+    def space(self):
+        """Where the next received bytes go: a ``memoryview`` to read into, then ``filled(n)``.
+
+        The whole buffer while nothing is held (the same object every time), else the room
+        after the partial frame, which always holds the rest of that frame."""
+        if not self._end:
+            return self._mv
+        return self._mv[self._end :]
 
     def resync(self, give_up=True):
         """The sender went quiet while a partial frame is held; returns the frames then found.
@@ -171,7 +199,7 @@ class FrameParser:
             buf = self._buf
             pos = self._pos
             at = pos + 1
-            while at <= len(buf) - HEADER_SIZE:
+            while at <= self._end - HEADER_SIZE:
                 if buf[at] == _SYNC0 and buf[at + 1] == _SYNC1:
                     head = crc32(memoryview(buf)[at : at + 10]) & 0xFFFF
                     if head == struct.unpack_from("<H", buf, at + 10)[0]:
@@ -183,22 +211,38 @@ class FrameParser:
                 at = pos + 1
             self.garbage += at - pos
             self._pos = at
-            out += self.feed(b"")
+            self._need = 0
+            out += self.filled(0)
         return out
 
-    def feed(self, data):
-        """Add received bytes; return the list of whole frames now available, in order."""
-        buf = self._buf
-        if not buf:
-            # Nothing held (the usual case): read the frames in ``data`` where it is, and keep
-            # only what is left of it.
-            buf = data or buf
-        elif data:
-            buf.extend(data)
-        out = []
-        end = len(buf)
+    if not MICROPYTHON:  # the agent reads into space(); a board's heap keeps no unused code
+
+        def feed(self, data):
+            """Add received bytes; return the list of whole frames now available, in order."""
+            n = len(data)
+            src = memoryview(data)
+            out = list(self.filled(0)) if not n else []
+            i = 0
+            while i < n:
+                room = self.space()
+                k = min(len(room), n - i)
+                room[:k] = src[i : i + k]
+                i += k
+                out += self.filled(k)
+            return out
+
+    def filled(self, n):
+        """``n`` bytes were written at the start of ``space()``; returns the whole frames now
+        available, in order (an empty tuple when there are none: nothing allocated)."""
+        self._end += n
+        end = self._end
         pos = self._pos
-        mv = memoryview(buf)
+        out = ()
+        if end - pos < self._need:
+            return out  # the rest of a frame whose header was checked: nothing to parse yet
+        buf = self._buf
+        mv = self._mv
+        need = 0  # the size of a frame held in part
         while end - pos >= 2:
             if buf[pos] != _SYNC0 or buf[pos + 1] != _SYNC1:
                 i = pos + 1
@@ -216,25 +260,26 @@ class FrameParser:
                 continue
             flags, op, rid, length = struct.unpack_from("<BBHI", buf, pos + 2)
             if flags & 0xF0 != VERSION_BITS:
-                out.append(Frame(flags, op, rid, None, 0, _E_BAD_REQUEST))
+                out = _add(out, Frame(flags, op, rid, None, 0, _E_BAD_REQUEST))
                 pos += HEADER_SIZE
                 continue
             flags &= 0x0F
             if length > self.max_payload:
                 self.oversize += 1
-                out.append(Frame(flags, op, rid, None, 0, _E_TOO_LARGE))
+                out = _add(out, Frame(flags, op, rid, None, 0, _E_TOO_LARGE))
                 pos += HEADER_SIZE
                 continue
             total = HEADER_SIZE + length + CRC_SIZE
             if flags & _FLAG_AUTH:
                 total += AUTH_SIZE
             if end - pos < total:
+                need = total
                 break
             p0 = pos + HEADER_SIZE
             p1 = p0 + length
             if crc32(mv[p0:p1]) & 0xFFFFFFFF != struct.unpack_from("<I", buf, p1)[0]:
                 self.crc_errors += 1
-                out.append(Frame(flags, op, rid, None, 0, _E_BAD_CRC))
+                out = _add(out, Frame(flags, op, rid, None, 0, _E_BAD_CRC))
                 pos += 2  # the length may be the corrupted part: rescan from here
                 continue
             payload = bytes(mv[p0:p1])
@@ -267,18 +312,33 @@ class FrameParser:
                     self.replays += 1
                 elif error:
                     self.auth_failures += 1
-            out.append(Frame(flags, op, rid, None if error else payload, counter, error))
+            out = _add(out, Frame(flags, op, rid, None if error else payload, counter, error))
             pos += total
-        # Drop consumed bytes; MicroPython's bytearray has no slice deletion.
-        if buf is not self._buf:
-            if pos < end:
-                self._buf = bytearray(mv[pos:end])  # a copy: ``data`` is the caller's
-            pos = 0
+        if pos >= end:
+            pos = end = 0  # all consumed: the next read starts at the front, nothing moves
         elif pos:
-            if pos >= end:
-                self._buf = bytearray()
-            else:
-                self._buf = bytearray(mv[pos:end])
+            # Move the partial frame to the front, so the room after it holds the rest
+            # (memmove: MicroPython's slice assignment allows overlap).
+            end -= pos
+            buf[0:end] = mv[pos : pos + end]
             pos = 0
         self._pos = pos
+        self._end = end
+        self._need = need
+        if need > len(buf):
+            # A frame larger than the buffer (the one way the buffer can fill: bytes held are
+            # less than a header or less than the frame they start): one for the largest frame
+            # up to _BLOCK, or for this one.
+            new = bytearray(max(need, min(self.max_payload + AUTH_OVERHEAD, _BLOCK)))
+            new[0:end] = mv[0:end]
+            self._buf = new
+            self._mv = memoryview(new)
         return out
+
+
+def _add(out, frame):
+    # The list of frames found, made at the first one (a read that completes none allocates none).
+    if not out:
+        return [frame]
+    out.append(frame)
+    return out

@@ -12,6 +12,13 @@ if not MICROPYTHON:
     import os
 
 
+_EAGAIN = 11  # errno.EAGAIN on Linux, the one OS whose non-blocking streams come here
+
+# Set by a launcher (host/boards/sim.py) that gave the agent a non-blocking stdin: the unix port
+# can neither set O_NONBLOCK itself nor ask whether it is set.
+NONBLOCKING_STDIN = "KPDEV_NONBLOCKING_STDIN"
+
+
 class LinkError(KpdevError):
     """A link could not be opened or failed while in use."""
 
@@ -21,19 +28,26 @@ class LinkClosed(LinkError):
 
 
 class PollReader:
-    """Reads what is available from a blocking stream: poll, then byte by byte.
+    """Reads what is available from a stream into the caller's buffer: poll, then a block or
+    byte by byte.  Nothing is allocated per read.
 
-    MicroPython's ``readinto`` on a pipe or tty waits until the whole buffer is full, so reading
-    more than one byte at a time could wait for bytes that never come.  One byte per call costs
-    about a microsecond on the unix port, faster than any UART.  Nothing is allocated per byte:
-    ``ipoll`` reuses its result where ``poll`` builds a list and a tuple (96 bytes of garbage a
-    byte on the unix port), and the bytes land in a buffer of the size asked for.
+    ``blocks``: the stream does not block (a pipe whose reader was given ``O_NONBLOCK`` by
+    kpdev's sim launcher, a tty in raw mode with ``VMIN`` 0), so one ``readinto`` of the whole
+    buffer returns what has arrived (MicroPython's stream layer stops at ``EAGAIN`` or a
+    zero-byte read): one poll and one ``readinto`` per block.
+
+    Otherwise the stream blocks: MicroPython's ``readinto`` on a pipe, a tty or a bare-metal
+    board's stdin waits until the whole buffer is full, so reading more than one byte at a time
+    could wait for bytes that never come (a sender that stops inside a frame).  Then it reads
+    byte by byte, polling between bytes (``ipoll`` reuses its result where ``poll`` builds a
+    list and a tuple).
     """
 
-    def __init__(self, stream):
+    def __init__(self, stream, blocks=False):
         self._stream = stream
         self._poll = select.poll()
         self._poll.register(stream, select.POLLIN)
+        self._blocks = blocks
         self._one = bytearray(1)
 
     def _ready(self, timeout_ms):
@@ -41,16 +55,28 @@ class PollReader:
             return True
         return False
 
-    def read(self, n, timeout_ms):
+    def readinto(self, buf, timeout_ms):
         if not self._ready(timeout_ms):
-            return b""
-        buf = bytearray(n)
+            return 0
+        stream = self._stream  # called as stream.readinto: no bound method made per read
+        if self._blocks:
+            try:
+                got = stream.readinto(buf)
+            except OSError as e:
+                if e.args and e.args[0] == _EAGAIN:
+                    return 0  # woken, but another reader took the bytes
+                raise LinkClosed("read failed: %s" % e)  # EIO: a pty whose other side hung up
+            if got is None:
+                return 0  # EAGAIN: nothing there after all
+            if not got:
+                raise LinkClosed("end of stream")
+            return got
         one = self._one
-        readinto = self._stream.readinto
+        n = len(buf)
         i = 0
         while i < n:
             try:
-                got = readinto(one)
+                got = stream.readinto(one)
             except OSError as e:  # EIO: a pty whose other side hung up
                 raise LinkClosed("read failed: %s" % e)
             if not got:
@@ -61,37 +87,33 @@ class PollReader:
             i += 1
             if not self._ready(0):
                 break
-        return bytes(memoryview(buf)[:i])
+        return i
 
 
 if not MICROPYTHON:
 
     class FdReader:
-        """CPython: what is there, up to ``n`` bytes, read into one buffer allocated once.
-
-        ``os.read(fd, n)`` would allocate ``n`` bytes per call, and from about 256 KB (the
-        agent asks for a frame's worth) glibc serves each such allocation with mmap: 2-3x the
-        cost of the read itself on a pty.  ``poll`` registered once waits for the first byte.
+        """CPython: what is there, into the caller's buffer (``os.readv``: no allocation per
+        read; ``os.read(fd, n)`` would allocate ``n`` bytes per call, and from about 256 KB glibc
+        serves each such allocation with mmap).  ``poll`` registered once waits for the first
+        byte.
         """
 
         def __init__(self, fd):
             self._fd = fd
             self._poll = select.poll()
             self._poll.register(fd, select.POLLIN)
-            self._buf = bytearray(65536)
-            self._view = memoryview(self._buf)
 
-        def read(self, n, timeout_ms):
+        def readinto(self, buf, timeout_ms):
             if not self._poll.poll(timeout_ms):
-                return b""
-            view = self._view if n >= len(self._buf) else self._view[:n]
+                return 0
             try:
-                got = os.readv(self._fd, [view])
+                got = os.readv(self._fd, [buf])
             except OSError as e:  # EIO: a pty whose other side closed
                 raise LinkClosed("read failed: %s" % e)
             if not got:
                 raise LinkClosed("end of stream")
-            return bytes(self._view[:got])
+            return got
 
 
 class StreamLink:
@@ -100,9 +122,9 @@ class StreamLink:
     Subclasses set ``_reader`` and either ``_wfd`` (CPython) or ``_out`` (MicroPython).
     """
 
-    def read(self, n, timeout_ms=1000):
-        """Up to ``n`` bytes; empty when nothing arrived within the timeout."""
-        return self._reader.read(n, timeout_ms)
+    def readinto(self, buf, timeout_ms=1000):
+        """What has arrived, up to ``len(buf)`` bytes, into ``buf``; 0 after the timeout."""
+        return self._reader.readinto(buf, timeout_ms)
 
     def write(self, data):
         """Write all of ``data``."""

@@ -24,7 +24,15 @@ class StdioLink(base.StreamLink):
             self._reader = base.FdReader(0)
         else:
             self._out = sys.stdout.buffer
-            self._reader = base.PollReader(sys.stdin.buffer)
+            # A launcher that gave the unix port a non-blocking stdin says so in the environment
+            # (the port can neither set O_NONBLOCK nor ask); bare-metal ports have no getenv.
+            try:
+                import os as _os
+
+                blocks = _os.getenv(base.NONBLOCKING_STDIN) == "1"
+            except (ImportError, AttributeError):
+                blocks = False
+            self._reader = base.PollReader(sys.stdin.buffer, blocks)
             # A 0x03 byte inside a frame must not raise KeyboardInterrupt on a board's USB
             # console; the agent gives the console back on two Ctrl-C outside any frame.
             try:

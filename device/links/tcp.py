@@ -11,7 +11,6 @@ from kpdev.protocol.compat import MICROPYTHON
 # Connections the kernel holds until the agent accepts them (MicroPython serves one at a time).
 _BACKLOG = 4 if MICROPYTHON else 16
 _SEND_TIMEOUT_S = 10  # CPython: a client that takes no replies for this long is dropped
-_READ_BUF = 65536  # CPython: the one buffer a connection's reads land in
 
 
 class TcpServerLink:
@@ -60,11 +59,11 @@ class TcpServerLink:
 
 
 class TcpConnection:
-    """One client's connection: ``read`` raises ``LinkClosed`` once the client has gone.
+    """One client's connection: ``readinto`` raises ``LinkClosed`` once the client has gone.
 
     CPython: the socket blocks, with the kernel's receive and send timeouts (SO_RCVTIMEO,
     SO_SNDTIMEO) in place of a poll before each call: a read is one ``recv_into`` system call
-    into a buffer allocated once (a socket timeout in CPython polls before every recv).
+    into the caller's buffer (a socket timeout in CPython polls before every recv).
     """
 
     name = "tcp"
@@ -84,40 +83,42 @@ class TcpConnection:
                 socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(_SEND_TIMEOUT_S * 1000)
             )
             self._wait_ms = -1  # the SO_RCVTIMEO in place
-            self._buf = bytearray(_READ_BUF)
-            self._view = memoryview(self._buf)
 
-    def read(self, n, timeout_ms=1000):
-        """Up to ``n`` bytes; empty on timeout."""
+    def readinto(self, buf, timeout_ms=1000):
+        """What has arrived, up to ``len(buf)`` bytes, into ``buf``; 0 on timeout."""
         if self._gone:
             raise LinkClosed("the client left")
         if MICROPYTHON:
             if not self._poll.poll(timeout_ms):
-                return b""
+                return 0
             try:
-                data = self._conn.recv(n)
+                # A blocking socket's readinto waits for the whole buffer: recv returns what
+                # has arrived (one allocation per read; TCP boards have the heap for it).
+                data = self._conn.recv(len(buf))
             except OSError:
                 data = b""
-            if not data:
-                self._gone = True
-                raise LinkClosed("the client left")
-            return data
-        flags = 0
-        if timeout_ms <= 0:
-            flags = self._s.MSG_DONTWAIT  # SO_RCVTIMEO 0 would mean: wait for ever
-        elif timeout_ms != self._wait_ms:
-            self._conn.setsockopt(self._s.SOL_SOCKET, self._s.SO_RCVTIMEO, _timeval(timeout_ms))
-            self._wait_ms = timeout_ms
-        try:
-            got = self._conn.recv_into(self._view, min(n, _READ_BUF), flags)
-        except BlockingIOError:  # EAGAIN: the timeout passed with nothing received
-            return b""
-        except OSError:
-            got = 0
+            got = len(data)
+            if got:
+                buf[:got] = data
+        else:
+            flags = 0
+            if timeout_ms <= 0:
+                flags = self._s.MSG_DONTWAIT  # SO_RCVTIMEO 0 would mean: wait for ever
+            elif timeout_ms != self._wait_ms:
+                self._conn.setsockopt(
+                    self._s.SOL_SOCKET, self._s.SO_RCVTIMEO, _timeval(timeout_ms)
+                )
+                self._wait_ms = timeout_ms
+            try:
+                got = self._conn.recv_into(buf, len(buf), flags)
+            except BlockingIOError:  # EAGAIN: the timeout passed with nothing received
+                return 0
+            except OSError:
+                got = 0
         if not got:
             self._gone = True
             raise LinkClosed("the client left")
-        return bytes(self._view[:got])
+        return got
 
     def write(self, data):
         """Send all of ``data`` (dropped if the client has left or takes nothing for long)."""

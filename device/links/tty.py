@@ -8,6 +8,20 @@ if not MICROPYTHON:
     import os
 
 
+def _no_wait(cc):
+    """Set VMIN and VTIME to 0 in a termios ``cc`` list, so a read returns what has arrived (and
+    MicroPython's ``readinto`` of a block with it); False where their places are not known.
+
+    MicroPython's termios names neither; these are Linux's places."""
+    import sys
+
+    if sys.platform != "linux" or len(cc) < 7:
+        return False
+    cc[6] = 0  # VMIN
+    cc[5] = 0  # VTIME
+    return True
+
+
 class TtyLink(base.StreamLink):
     """A serial device or pty by path, put in raw mode with termios."""
 
@@ -35,12 +49,13 @@ class TtyLink(base.StreamLink):
             self._f = open(path, "r+b")
             fd = self._f.fileno()
             termios.setraw(fd)
+            attrs = termios.tcgetattr(fd)
             speed = getattr(termios, "B%d" % baud, None)
             if speed is not None:
-                attrs = termios.tcgetattr(fd)
                 attrs[4] = attrs[5] = speed
-                termios.tcsetattr(fd, termios.TCSANOW, attrs)
-            self._reader = base.PollReader(self._f)
+            blocks = _no_wait(attrs[6])
+            termios.tcsetattr(fd, termios.TCSANOW, attrs)
+            self._reader = base.PollReader(self._f, blocks)
             self._out = self._f
 
     def close(self):

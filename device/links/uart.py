@@ -18,11 +18,14 @@ class UartLink:
         self._poll = select.poll()
         self._poll.register(self._uart, select.POLLIN)
 
-    def read(self, n, timeout_ms=1000):
-        """Up to ``n`` bytes; empty when nothing arrived within the timeout."""
-        if not self._poll.poll(timeout_ms):
-            return b""
-        return self._uart.read(n) or b""
+    def readinto(self, buf, timeout_ms=1000):
+        """What has arrived, up to ``len(buf)`` bytes, into ``buf``; 0 after the timeout."""
+        for _ in self._poll.ipoll(timeout_ms):
+            break
+        else:
+            return 0
+        # With timeout=0 the UART hands over what its receive buffer holds, up to len(buf).
+        return self._uart.readinto(buf) or 0
 
     def write(self, data):
         """Write all of ``data``."""

@@ -36,7 +36,7 @@ from kpdev.host.plain import human_bytes
 # would shadow the agent's package.
 STATE_DIR = "kpdev-state"
 OFF_FILE = "kpdev-off"
-# Two Ctrl-C bytes alone, outside any frame, end the agent's loop (device/agent.py _INTERRUPT).
+# Two Ctrl-C bytes alone, outside any frame, end the agent's loop (device/agent.py _CTRL_C).
 _STOP = b"\x03\x03"
 # mpremote's -march names by the number MicroPython's .mpy header and sys.implementation._mpy
 # carry (MP_NATIVE_ARCH_*).

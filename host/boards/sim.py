@@ -40,6 +40,41 @@ def state_dir(board: Board) -> Path:
     return path
 
 
+# Set for an agent whose stdin pipe reads without blocking (device/links/base.py).
+NONBLOCKING_STDIN = "KPDEV_NONBLOCKING_STDIN"
+
+
+def reads_in_blocks(board: Board) -> bool:
+    """True when ``board``'s agent is the MicroPython unix port on stdio, which reads its link in
+    blocks when its stdin pipe does not block (QEMU boards own their stdin; CPython agents read
+    whatever has arrived with ``os.read`` anyway)."""
+    return board.simulated and board.runtime == "micropython" and "qemu" not in board.sim
+
+
+def popen_agent(argv, env, stdin, stdout, stderr, blocks: bool, **popen_kw) -> subprocess.Popen:
+    """``subprocess.Popen`` for an agent; with ``blocks`` and a new stdin pipe, the agent's end of
+    that pipe is made non-blocking (and the agent told so), so the unix port's ``readinto``
+    returns whatever has arrived instead of waiting for a full buffer."""
+    if stdin is not subprocess.PIPE or not blocks:
+        return subprocess.Popen(
+            argv, stdin=stdin, stdout=stdout, stderr=stderr, env=env, bufsize=0, **popen_kw
+        )
+    r, w = os.pipe()
+    try:
+        os.set_blocking(r, False)
+        env = {**env, NONBLOCKING_STDIN: "1"}
+        proc = subprocess.Popen(
+            argv, stdin=r, stdout=stdout, stderr=stderr, env=env, bufsize=0, **popen_kw
+        )
+    except BaseException:
+        os.close(w)
+        raise
+    finally:
+        os.close(r)
+    proc.stdin = open(w, "wb", buffering=0)
+    return proc
+
+
 def agent_command(board: Board, link: str = "stdio") -> tuple[list[str], dict[str, str]]:
     """The command line and environment that run ``board``'s agent on ``link``."""
     if not board.simulated:
@@ -176,8 +211,8 @@ class SimBoard:
             env.pop("KPDEV_KEY", None)
         self._log = open(self.log_path, "ab")
         try:
-            self.proc = subprocess.Popen(
-                argv, stdin=stdin, stdout=stdout, stderr=self._log, env=env, bufsize=0
+            self.proc = popen_agent(
+                argv, env, stdin, stdout, self._log, reads_in_blocks(self.board)
             )
         except OSError as e:
             raise BoardError(f"cannot start {self.board.id}: {e}") from None

@@ -342,3 +342,153 @@ def test_non_loopback_hosts(host):
 
 def test_a_hostname_that_merely_starts_with_127_is_not_loopback():
     assert not is_loopback("127.attacker.example")
+
+
+# --- reading in blocks on the MicroPython unix port -------------------------------------------
+
+_READER = """
+import sys
+from kpdev.device.links.base import PollReader, LinkClosed
+r = PollReader(sys.stdin.buffer, %s)
+buf = bytearray(4096)
+sizes = []
+while True:
+    try:
+        sizes.append(r.readinto(buf, 100))
+    except LinkClosed:
+        break
+print([s for s in sizes if s], 0 in sizes)
+"""
+
+
+@pytest.mark.parametrize("blocks", [True, False])
+def test_micropython_poll_reader_returns_what_has_arrived(blocks):
+    # kpdev gives the unix port a non-blocking stdin pipe (and says so): one readinto per block.
+    # On a blocking stream it reads byte by byte but returns the same.  Either way a quiet
+    # stream is a timeout (an empty read), not a wait for a full buffer, and EOF ends it.
+    import subprocess
+
+    from kpdev.host.boards.catalog import get_board
+    from kpdev.host.boards.sim import agent_command, popen_agent
+
+    argv, env = agent_command(get_board("sim-mcu"))
+    proc = popen_agent(
+        [argv[0], "-c", _READER % blocks], env, subprocess.PIPE, subprocess.PIPE, None, blocks
+    )
+    with open("/proc/%d/fdinfo/0" % proc.pid) as f:
+        flags = int(next(line for line in f if line.startswith("flags:")).split()[1], 8)
+    assert bool(flags & os.O_NONBLOCK) == blocks
+    proc.stdin.write(bytes(range(256)) * 12)  # 3,072 B: under PIPE_BUF, all there at once
+    time.sleep(0.3)
+    proc.stdin.write(b"0123456789")
+    time.sleep(0.3)
+    proc.stdin.close()
+    out = proc.stdout.read().decode()
+    assert proc.wait(10) == 0
+    # Quiet: [3072, 10].  On a loaded machine the reader may be off the CPU when the 10 bytes
+    # come (they join the byte-by-byte read), never a wait for 4,096 B.
+    assert out.split() in (["[3072,", "10]", "True"], ["[3082]", "True"]), out
+
+
+def test_sim_mcu_agent_is_started_on_a_non_blocking_stdin(agents):
+    # What tells the agent it may read in blocks: O_NONBLOCK on its stdin and the variable.
+    from kpdev.host.boards.sim import NONBLOCKING_STDIN
+
+    a = agents.start("sim-mcu")
+    pid = a.proc.pid
+    with open("/proc/%d/fdinfo/0" % pid) as f:
+        flags = int(next(line for line in f if line.startswith("flags:")).split()[1], 8)
+    assert flags & os.O_NONBLOCK
+    with open("/proc/%d/environ" % pid, "rb") as f:
+        assert (NONBLOCKING_STDIN + "=1").encode() in f.read().split(b"\0")
+    c = a.client()
+    data = os.urandom(c.max_payload - 64)
+    assert c.request(ops.PING, {"data": data})["data"] == data
+
+
+# --- what a read costs a board's heap ----------------------------------------------------------
+
+_ALLOCS = """
+import gc, sys
+from kpdev.device.links.base import PollReader, LinkClosed
+from kpdev.protocol.framing import FrameParser
+r = PollReader(sys.stdin.buffer, %s)
+p = FrameParser(2048)
+rows = []
+bufs = []
+sums = []
+p.filled(r.readinto(p.space(), 0))  # nothing has come yet: first calls, once
+gc.collect()
+gc.disable()  # gc.mem_alloc() then counts every byte allocated
+while True:
+    held = p.pending()
+    a0 = gc.mem_alloc()
+    room = p.space()
+    try:
+        n = r.readinto(room, 200)
+    except LinkClosed:
+        break
+    a1 = gc.mem_alloc()
+    room = None
+    frames = p.filled(n)
+    a2 = gc.mem_alloc()
+    rows.append((held, n, a1 - a0, len(frames), a2 - a1))
+    if id(p._buf) not in bufs:
+        bufs.append(id(p._buf))
+    for f in frames:
+        sums.append(sum(f.payload) if f.payload else -1)
+    frames = None
+    gc.collect()
+print(repr(rows))
+print(len(bufs), repr(sums))
+"""
+
+
+@pytest.mark.parametrize("blocks", [True, False])
+def test_micropython_reads_allocate_nothing_until_a_frame_is_whole(blocks):
+    # The agent's read path on the unix port: the link reads into the parser's buffer.  A read
+    # that starts with nothing held allocates nothing, and one that continues a partial frame
+    # one memoryview (its room); the parser allocates only for frames it hands out, and its
+    # buffer is made once and grown once (to the largest frame), whatever the pieces.
+    import subprocess
+
+    from kpdev.host.boards.catalog import get_board
+    from kpdev.host.boards.sim import agent_command, popen_agent
+
+    argv, env = agent_command(get_board("sim-mcu"))
+    script = [argv[0], "-X", "heapsize=2M", "-c", _ALLOCS % blocks]
+    proc = popen_agent(script, env, subprocess.PIPE, subprocess.PIPE, None, blocks)
+    writer = FrameWriter()
+    payloads = [bytes([i]) * (1900 - 97 * i) for i in range(12)]
+    try:
+        time.sleep(0.5)  # the reader is waiting before the first byte comes
+        for i, payload in enumerate(payloads):
+            frame = writer.pack(ops.PING, i + 1, payload)
+            for piece in (frame[:5], frame[5:700], frame[700:]):  # a frame in three pieces
+                proc.stdin.write(piece)
+                time.sleep(0.05)
+        proc.stdin.close()
+        out = proc.stdout.read().decode().splitlines()
+        assert proc.wait(20) == 0, out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    rows = eval(out[0])  # noqa: S307  (a list of tuples of ints, printed by our own script)
+    buffers, sums = out[1].split(" ", 1)
+    assert eval(sums) == [sum(p) for p in payloads]  # noqa: S307
+    assert int(buffers) == 2  # the first small buffer, then the one grown to the largest frame
+    assert sum(n for _, n, _, _, _ in rows) == sum(len(p) + 16 for p in payloads)
+    assert len(rows) > len(payloads)  # the frames did arrive in pieces
+    # The loop's first pass allocates once (its own first run, whatever was read): not a read's.
+    for held, _, read_alloc, _, _ in rows[1:]:
+        if held == 0:
+            assert read_alloc == 0, rows
+        else:
+            assert read_alloc <= 48, rows  # one memoryview of the room after the held bytes
+    # Reads that complete no frame: the parser allocates nothing, but for a header it checks
+    # (struct's tuples and a memoryview: once per frame, not again while its rest arrives), and
+    # once, when the first frame larger than its first buffer grows it (2,088 B and a view).
+    costs = [row[4] for row in rows[1:] if not row[3] and row[4]]
+    grown = [c for c in costs if c > 256]
+    assert len(grown) == 1 and 2088 <= grown[0] <= 2088 + 512, rows
+    assert len(costs) - 1 <= len(payloads) and max(costs[1:] or [0]) <= 256, rows

@@ -16,7 +16,7 @@ import pytest
 
 from kpdev.host.boards import qemu
 from kpdev.host.boards.catalog import get_board
-from kpdev.host.boards.sim import agent_command
+from kpdev.host.boards.sim import agent_command, popen_agent, reads_in_blocks
 from kpdev.host.client.client import Client
 from kpdev.host.errors import LinkError
 from kpdev.host.link.transport import PipeLink
@@ -91,13 +91,14 @@ class AgentProcess:
         with open(self.log_path, "ab") as log:
             if stdout is None:
                 stdout = subprocess.PIPE if link == "stdio" else log
-            self.proc = subprocess.Popen(
+            # As kpdev starts it: the unix port's stdin pipe does not block (reads in blocks).
+            self.proc = popen_agent(
                 argv,
-                stdin=stdin,
-                stdout=stdout,
-                stderr=log,
-                env=env,
-                bufsize=0,
+                env,
+                stdin,
+                stdout,
+                log,
+                reads_in_blocks(self.board),
                 preexec_fn=preexec_fn,  # limits of the agent's process (tests of failing writes)
             )
 

@@ -16,9 +16,16 @@ from pathlib import Path
 
 
 def board_env(root):
-    """The environment of a board's MicroPython: its lib only, no key from the host's env."""
+    """The environment of a board's MicroPython run in ``root`` (its cwd, the board's flash): its
+    lib only, no key from the host's env.
+
+    The lib is given relative to ``root``, as a board's ``/lib`` is short: MicroPython keeps
+    every module's path in its heap (``__file__``), so an absolute path under pytest's temporary
+    folders cost a 64 KB heap kilobytes that grew with the folder's name (``popen-gw1/`` under
+    pytest-xdist was enough to tip the keyed 64 KB HELLO into MemoryError).
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KPDEV_", "MICROPY"))}
-    env["MICROPYPATH"] = str(Path(root) / "lib")
+    env["MICROPYPATH"] = "lib"
     return env
 
 

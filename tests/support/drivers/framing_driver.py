@@ -19,6 +19,19 @@ def frames_text(frames):
     return " ".join([describe(f) for f in frames]) or "none"
 
 
+def feed(data):
+    """Feed ``data`` as the agent does: copied into ``space()``, then ``filled(n)``."""
+    frames = []
+    i = 0
+    while i < len(data):
+        room = parser.space()
+        k = min(len(room), len(data) - i)
+        room[:k] = memoryview(data)[i : i + k]
+        i += k
+        frames += parser.filled(k)
+    return frames
+
+
 def key_of(text):
     return None if text == "-" else bytes.fromhex(text)
 
@@ -33,13 +46,13 @@ def handle(line):
     if cmd == "feed":  # feed HEX...: each part fed as one piece
         frames = []
         for h in parts[1:]:
-            frames += parser.feed(bytes.fromhex(h))
+            frames += feed(bytes.fromhex(h))
         return frames_text(frames)
     if cmd == "bytewise":  # bytewise HEX: fed one byte at a time
         frames = []
         data = bytes.fromhex(parts[1])
         for i in range(len(data)):
-            frames += parser.feed(data[i : i + 1])
+            frames += feed(data[i : i + 1])
         return frames_text(frames)
     if cmd == "resync":  # quiet for too long: give up on a partial frame
         return frames_text(parser.resync(True))
