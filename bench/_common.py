@@ -109,17 +109,16 @@ def start_agent(board_id, link="stdio", key=None, quota=None, heap=None, stdin=N
         env["KPDEV_KEY"] = key.hex()
     log_path = os.path.join(HOME, "agent-%s-%d.log" % (board_id, time.monotonic_ns()))
     log = open(log_path, "wb")
+    stdin = subprocess.PIPE if stdin is None else stdin
+    stdout = subprocess.PIPE if stdout is None else stdout
     from kpdev.host.boards.catalog import get_board
-    from kpdev.host.boards.sim import popen_agent, reads_in_blocks
 
-    proc = popen_agent(
-        argv,
-        env,
-        subprocess.PIPE if stdin is None else stdin,
-        subprocess.PIPE if stdout is None else stdout,
-        log,
-        reads_in_blocks(get_board(board_id)),
-    )
+    try:
+        from kpdev.host.boards.sim import popen_agent, reads_in_blocks
+    except ImportError:  # a baseline exported from a revision before the block reads
+        proc = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=log, env=env, bufsize=0)
+    else:
+        proc = popen_agent(argv, env, stdin, stdout, log, reads_in_blocks(get_board(board_id)))
     log.close()
     pin_peer(proc.pid)
     proc.log_path = log_path
