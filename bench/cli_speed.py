@@ -65,7 +65,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--before", default="0c8039f")  # main before the lazy imports
-    parser.add_argument("--main", default="main")
+    parser.add_argument("--main", default="1d9b520")  # main before the second pass
     parser.add_argument("--after", default="HEAD")
     args = parser.parse_args()
     if args.rounds < _common.MIN_ROUNDS:

@@ -363,7 +363,7 @@ def _pin_host():
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=_common.MIN_ROUNDS)
-    parser.add_argument("--before", default="main")
+    parser.add_argument("--before", default="1d9b520")  # main before the viper and numpy pipelines
     parser.add_argument("--after", default="HEAD")
     parser.add_argument("--windows", type=int, default=20)
     parser.add_argument("--reps", type=int, default=3)
