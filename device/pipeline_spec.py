@@ -40,7 +40,9 @@ def _is_number(v):
     return isinstance(v, int) or v - v == 0.0
 
 
-# Generator codes: the order of the definitions table.
+# Generator codes: the order of the definitions table; the same numbers as kpdev.device.pipeline's
+# (MicroPython inlines a const only within its own module, so each module names them; the parity
+# tests, which run every generator through codes set here and read there, fail on any difference).
 _G_MEAN = const(0)
 _G_STD = const(1)
 _G_MIN = const(2)
