@@ -74,10 +74,11 @@ def test_uptime_is_the_boards_and_a_reboot_clears_ram_but_keeps_files(board):
     t_reboot = time.monotonic()
     assert cli_json("reboot", "--board", board)["rebooting"] is True
     after = cli_json("stats", "--board", board)
-    # Uptime counts from the reboot: no longer than the time since it was asked for (comparing
-    # with the uptime before it held only while each command took longer than the reboot).
+    # Uptime counts from the reboot: no longer than the time since it was asked for.  Without
+    # the reboot it would be at least that plus the 300 ms and more the board had been up
+    # (comparing with the uptime before the reboot held only while commands were slow).
     assert after["uptime_ms"] <= (time.monotonic() - t_reboot) * 1000 + 100
-    assert after["uptime_ms"] < (t_reboot - t0) * 1000 and after["frames_in"] <= 2
+    assert after["frames_in"] <= 2
     st = status(board)
     assert st["reboots"] == 1 and st["agent_pid"] != pid and st["agent_starts"] == 2
     assert "kept" in [m["name"] for m in cli_json("models", "--board", board)["models"]]
