@@ -47,22 +47,10 @@ MODEL_CASES = [
 ]
 MODEL_RUNS = 2
 
-# The user's $KPDEV_HOME as pytest started (the suite's fixtures point it at a temporary one per
-# module): the firmware cache survives runs there; without one it lives as long as the run.
-_HOME_AT_START = os.environ.get("KPDEV_HOME")
-
 
 @pytest.fixture(scope="module")
 def firmware(tmp_path_factory):
-    why = qemu_m3.missing()
-    if why:
-        pytest.skip(why)
-    # The firmware cache the emulated boards share (CI keeps it between runs), else KPDEV_HOME's.
-    cache = os.environ.get("KPDEV_FIRMWARE_CACHE")
-    if not cache:
-        base = _HOME_AT_START or str(tmp_path_factory.mktemp("kpdev-home"))
-        cache = os.path.join(base, "firmware")
-    return qemu_m3.firmware(cache, heap=HEAP)
+    return qemu_m3.firmware_for_tests(tmp_path_factory, HEAP)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ values rounded to float32.  Skipped without qemu-system-arm, the ARM toolchain o
 source (see qemu_m3.missing()).
 """
 
-import os
 import struct
 
 import cbor2
@@ -30,7 +29,6 @@ FEATURES = [
     {"gen": "mean_difference"},
 ]
 CASES = [("int16", 64), ("uint16", 48), ("int8", 40), ("uint8", 33)]
-_HOME_AT_START = os.environ.get("KPDEV_HOME")
 
 
 def _windows(dtype, size):
@@ -55,14 +53,7 @@ def _spec(dtype, size):
 
 @pytest.fixture(scope="module")
 def firmware(tmp_path_factory):
-    why = qemu_m3.missing()
-    if why:
-        pytest.skip(why)
-    cache = os.environ.get("KPDEV_FIRMWARE_CACHE")
-    if not cache:
-        base = _HOME_AT_START or str(tmp_path_factory.mktemp("kpdev-home"))
-        cache = os.path.join(base, "firmware")
-    return qemu_m3.firmware(cache, heap=HEAP)
+    return qemu_m3.firmware_for_tests(tmp_path_factory, HEAP)
 
 
 @pytest.fixture(scope="module")

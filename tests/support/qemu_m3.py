@@ -141,6 +141,28 @@ def firmware(cache_dir: str, heap: int = 143360, timeout: float = 900) -> str:
     return elf
 
 
+# The user's $KPDEV_HOME as pytest started (the suite's fixtures point it at a temporary one per
+# module; this module is imported at collection, before they do): the firmware cache survives
+# runs there; without one it lives as long as the run.
+_HOME_AT_START = os.environ.get("KPDEV_HOME")
+
+
+def firmware_for_tests(tmp_path_factory, heap: int) -> str:
+    """The firmware for a test module (pytest-skipped when qemu or the source is missing), in
+    the cache the emulated boards share ($KPDEV_FIRMWARE_CACHE, which CI keeps between runs),
+    else under the user's KPDEV_HOME, else in a folder of this run."""
+    import pytest
+
+    why = missing()
+    if why:
+        pytest.skip(why)
+    cache = os.environ.get("KPDEV_FIRMWARE_CACHE")
+    if not cache:
+        base = _HOME_AT_START or str(tmp_path_factory.mktemp("kpdev-home"))
+        cache = os.path.join(base, "firmware")
+    return firmware(cache, heap=heap)
+
+
 def romfs_image(root: str, path: str) -> str:
     """Write a ROMFS image of the directory ``root`` (``root/lib`` becomes ``/rom/lib``)."""
     import contextlib
