@@ -185,11 +185,13 @@ class _Quiet(logging.Filter):
     def __init__(self):
         super().__init__()
         self.last = None
+        self.error = None  # the exception labgrid logged with it, if any
 
     def filter(self, record: logging.LogRecord) -> bool:
         if "labgrid" in record.pathname:
             if record.levelno >= logging.WARNING:
                 self.last = record.getMessage()
+                self.error = record.exc_info[1] if record.exc_info else None
             return False
         return True
 
@@ -234,10 +236,12 @@ class _Session:
 
     def __enter__(self) -> _Session:
         logging.getLogger().addFilter(self.quiet)
-        self.loop = asyncio.new_event_loop()
-        # As labgrid's own start_session(): grpc.aio takes the thread's loop.
-        asyncio.set_event_loop(self.loop)
-        self.client.ensure_event_loop(self.loop)
+        # One event loop per thread for every session, kept open, as labgrid's own client keeps
+        # it: grpc.aio's poller stays bound to the loop it first ran on, and a new loop per
+        # session had its events land on a closed one ("Event loop is closed"), now and then
+        # failing the next connection ("unexpected grpc error in coordinator message pump").
+        self.loop = self.client.ensure_event_loop()
+        asyncio.set_event_loop(self.loop)  # grpc.aio takes the thread's loop
         try:
             self.session = self.client.ClientSession(self.target, self.loop)
             self._run(self.session.start(), _CONNECT_S)
@@ -253,8 +257,6 @@ class _Session:
             if self.session is not None:
                 self.loop.run_until_complete(self._stop())
         finally:
-            self.loop.close()
-            asyncio.set_event_loop(None)
             logging.getLogger().removeFilter(self.quiet)
 
     async def _stop(self) -> None:
@@ -266,6 +268,12 @@ class _Session:
 
     def _unreachable(self) -> str:
         why = self.quiet.last or "no answer in %g s" % _CONNECT_S
+        error = self.quiet.error
+        if (
+            isinstance(error, self.grpc.aio.AioRpcError)
+            and error.code() != self.grpc.StatusCode.UNAVAILABLE
+        ):
+            why = f"{why}: {error.code().name} {error.details()}"
         why = why.replace("coordinator is unavailable: ", "")
         if (
             "last error:" in why

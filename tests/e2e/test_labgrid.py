@@ -3,6 +3,7 @@ simulated boards served on ptys and exported through ser2net as places tagged wi
 type; kpdev lists, acquires, uses and releases them through host/fleet/labgrid.py."""
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -74,11 +75,13 @@ def _make_places(address, ports):
     (the same coordinator calls, in this process: six labgrid-client runs take ~9 s)."""
     import asyncio
 
-    from labgrid.remote.client import start_session
+    from labgrid.remote.client import ensure_event_loop, start_session
     from labgrid.remote.generated import labgrid_coordinator_pb2 as pb2
 
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)  # grpc.aio takes the thread's loop
+    # On labgrid's loop for this thread, which kpdev's sessions use as well (grpc.aio stays
+    # bound to the loop it first ran on: it is not closed).
+    loop = ensure_event_loop()
+    asyncio.set_event_loop(loop)
     session = start_session(address, loop=loop)
     try:
         for name, board in PLACES.items():
@@ -100,8 +103,6 @@ def _make_places(address, ports):
     finally:
         session.loop.run_until_complete(session.stop())
         session.loop.run_until_complete(session.close())
-        session.loop.close()
-        asyncio.set_event_loop(None)
 
 
 @pytest.fixture(scope="module")
@@ -282,6 +283,16 @@ def test_a_place_held_by_this_user_before_is_used_and_left_held(lab, user):
             assert len(held) == 2
         assert owners(lab) == {"kpdev-test-mcu": None, "kpdev-test-linux": "testhost/alice"}
     assert owners(lab) == dict.fromkeys(PLACES)
+
+
+def test_many_sessions_in_one_thread_leave_grpc_on_no_closed_loop(lab, caplog):
+    # One session per call, as a program that lists and acquires over and over: grpc.aio's
+    # poller must never deliver its events to a loop closed by an earlier session (it did, and
+    # the next connection now and then failed with "unexpected grpc error").
+    caplog.set_level(logging.ERROR, logger="asyncio")
+    for _ in range(60):
+        assert len(labgrid.places([PATTERN], lab)) == 2
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
 
 
 def test_a_pattern_that_matches_no_place_lists_the_places(lab):
