@@ -15,6 +15,7 @@ command's own and that no module is imported to list them.
 
 from __future__ import annotations
 
+import inspect
 import textwrap
 from importlib import import_module
 from typing import Any
@@ -43,9 +44,34 @@ def run_command(name: str, spec: str, args: list[str], prog: str = "kpdev") -> A
     holder = typer.Typer(add_completion=False, context_settings=_HELP)
     if isinstance(obj, typer.Typer):
         holder.add_typer(obj, name=name)
-        return holder(args=[name, *args], prog_name=prog, standalone_mode=False)
-    holder.command(name=name)(obj)  # one command: the holder is that command
-    return holder(args=args, prog_name=f"{prog} {name}", standalone_mode=False)
+        args, prog = [name, *args], prog
+    else:
+        holder.command(name=name)(obj)  # one command: the holder is that command
+        prog = f"{prog} {name}"
+    command = typer.main.get_command(holder)
+    _reflow_all(command)
+    return command(args=args, prog_name=prog, standalone_mode=False)
+
+
+def reflow(text: str) -> str:
+    """A docstring's paragraphs as Typer's help should wrap them: Typer keeps the single line
+    breaks of every paragraph after the first, so a docstring wrapped at 96 columns printed
+    ragged at a terminal's 80.  The lines of a paragraph are joined, unless the paragraph has
+    an indented line (an example's command lines) or starts with \\b (kept as written)."""
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(
+        p
+        if p.startswith("\b") or any(line[:1].isspace() for line in p.split("\n"))
+        else " ".join(p.split("\n"))
+        for p in paragraphs
+    )
+
+
+def _reflow_all(command: Any) -> None:
+    if command.help:
+        command.help = reflow(command.help)
+    for sub in getattr(command, "commands", {}).values():
+        _reflow_all(sub)
 
 
 def _stand_in(name: str, spec: str):

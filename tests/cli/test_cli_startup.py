@@ -12,9 +12,10 @@ import sys
 
 import pytest
 import typer.main
+from support.cli import kpdev
 
 from kpdev.host.cli.app import COMMANDS, app
-from kpdev.host.cli.lazy import target
+from kpdev.host.cli.lazy import reflow, target
 
 # Heavy for a start (numpy alone is ~0.1-0.3 s), and needed only by the commands that use them.
 HEAVY = (
@@ -148,3 +149,46 @@ def test_a_device_command_on_a_running_simulated_board_loads_only_its_path(tmp_p
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == [], proc.stdout
+
+
+def test_reflow_joins_a_paragraphs_lines_and_keeps_examples_and_verbatim_blocks():
+    text = """First line.
+
+    A paragraph wrapped
+    at some width.
+
+    Examples:
+
+      kpdev deploy a.kp \\
+        --board sim-mcu
+
+    \b
+    kept
+    as written"""
+    assert reflow(text) == (
+        "First line.\n\nA paragraph wrapped at some width.\n\nExamples:\n\n"
+        "  kpdev deploy a.kp \\\n    --board sim-mcu\n\n\b\nkept\nas written"
+    )
+
+
+@pytest.mark.parametrize("width", ["80", "200"])
+def test_a_commands_help_wraps_at_the_terminals_width_not_the_docstrings(tmp_path, width):
+    # The docstring of `kpdev profile` is wrapped at 96 columns; its help at 80 or 200 must be
+    # wrapped by the terminal's width only.
+    env = dict(os.environ, KPDEV_HOME=str(tmp_path), COLUMNS=width, TERM="dumb")
+    r = kpdev("profile", "--help", env=env)
+    assert r.returncode == 0, r.stderr
+    lines = [line.strip() for line in r.stdout.splitlines()]
+    start = next(i for i, line in enumerate(lines) if line.startswith("Runs the pack's"))
+    end = lines.index("", start)
+    paragraph = lines[start:end]
+    assert " ".join(paragraph).endswith("so the shares add up to 100 %. Feature stages are "
+                                        "named feature:GENERATOR (feature:std is the time of "
+                                        "the std feature). MicroPython and CPython expose no "
+                                        "cycle counter here: times are in µs.")  # fmt: skip
+    # Every line but the last is filled to the width: a line ending early, where the docstring
+    # broke it, leaves room for the next line's first word.
+    for line, after in zip(paragraph, paragraph[1:], strict=False):
+        assert len(line) + 1 + len(after.split()[0]) > int(width) - 4, (line, after)
+    if width == "200":
+        assert len(paragraph) <= 3
