@@ -36,15 +36,25 @@ def pack_set(agent, body):
     return _packrun().install(agent, spec).describe()
 
 
+def _without_pack(agent):
+    # With no pack the agent has nothing of packrun's to keep: it goes, as the modules the
+    # group's import brought in go with the group (it held 2.5 KB of sim-mcu-64k's heap after a
+    # PACK_GET that found no pack, as after `kpdev deploy --dry-run`).
+    if agent.pack is None:
+        forget_modules(("kpdev.device.packrun",))
+
+
 def pack_get(agent, body):
     """PACK_GET: the active pack (None when there is none)."""
     runner = _packrun().load(agent)
+    _without_pack(agent)
     return {"pack": runner.describe() if runner else None}
 
 
 def pack_clear(agent, body):
     """PACK_CLEAR: forget the pack; its models stay stored."""
     _packrun().clear(agent)
+    _without_pack(agent)
     return {"pack": None}
 
 

@@ -6,6 +6,7 @@ pipeline (kpdev.host.features) and tflite-micro's interpreter in this process.
 """
 
 import hashlib
+import subprocess
 import time
 
 import numpy as np
@@ -223,3 +224,31 @@ def test_pack_ops_outside_the_named_codes_are_reserved(agents):
     with pytest.raises(DeviceError) as e:
         client.request(0x51)
     assert e.value.code == ops.E_NOT_IMPLEMENTED and "PROFILE" in str(e.value)
+
+
+PACKRUN_PROBE = """\
+import sys
+from kpdev.device import repl
+agent = repl.default_agent()
+loaded = lambda: "kpdev.device.packrun" in sys.modules
+agent.request(0x61)  # PACK_GET: no pack
+print(loaded())
+agent.request(0x62)  # PACK_CLEAR
+print(loaded())
+"""
+
+
+def test_with_no_pack_a_board_keeps_no_pack_code(micropython, mp_lib, tmp_path):
+    # A PACK_GET that finds no pack (as `kpdev deploy --dry-run` sends) must not keep the pack
+    # runner's code in a small board's heap; it held 2.5 KB of sim-mcu-64k's for good.
+    (tmp_path / "probe.py").write_text(PACKRUN_PROBE)
+    r = subprocess.run(
+        [micropython, "-X", "heapsize=256K", "probe.py"],
+        cwd=tmp_path,
+        env={"MICROPYPATH": mp_lib, "KPDEV_STATE": str(tmp_path / "state")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.split() == ["False", "False"]
