@@ -127,7 +127,7 @@ def begin(store, name, fmt, size, sha256, meta=None):
         )
     desc = {"name": name, "format": fmt, "size": size, "sha256": sha_hex, "meta": meta or {}}
     # No fsync: a descriptor lost with the power loses only the point an upload resumes from
-    # (recover sweeps its part).  An upload syncs once: the index, at commit.
+    # (recover sweeps its part).  An upload syncs at commit: the model's bytes, then the index.
     with open(desc_path, "w") as f:
         json.dump(desc, f)
     with open(part, "wb"):
@@ -197,6 +197,9 @@ def commit(store, name, activate=True):
     h = None
     if writing and writing[0] == name and writing[1].tell() == desc["size"]:
         h = writing[3]  # written whole by this agent: its sha256 grew as the chunks came
+        # The model's bytes reach storage before the index names them: a power cut after the
+        # index's save must not leave it naming a blob whose bytes never got there.
+        fsutil.fsync_file(writing[1])
     store.close()
     held = fsutil.size(part)
     if held != desc["size"]:
@@ -204,9 +207,9 @@ def commit(store, name, activate=True):
             "upload of %r holds %d of %d bytes" % (name, held, desc["size"]),
             _E_UPLOAD_STATE,
         )
-    if h is None:  # written before a restart: read back once
+    if h is None:  # written before a restart: read back once, and synced as above
         h = hashlib.sha256()
-        _hash_file(part, h, store.io_chunk)
+        _hash_file(part, h, store.io_chunk, sync=True)
     digest = _hex(h.digest())
     if digest != desc["sha256"]:
         abort(store, name)
@@ -240,8 +243,9 @@ def commit(store, name, activate=True):
     return entry
 
 
-def _hash_file(path, h, io_chunk):
-    # Feed the bytes of ``path`` to ``h``, through one buffer.
+def _hash_file(path, h, io_chunk, sync=False):
+    # Feed the bytes of ``path`` to ``h``, through one buffer (``sync``: then flush the file to
+    # storage, as far as the runtime allows).
     buf = bytearray(io_chunk)
     view = memoryview(buf)  # one view for all reads: a slice a read would be garbage each time
     with open(path, "rb") as f:
@@ -250,6 +254,8 @@ def _hash_file(path, h, io_chunk):
             if not n:
                 break
             h.update(view if n == len(buf) else view[:n])
+        if sync:
+            fsutil.fsync_file(f)
 
 
 def abort(store, name):
