@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from kpdev import __version__
-from kpdev.host.cli.lazy import epilog, mount
+from kpdev.host.cli.lazy import epilog, mount, typed
 from kpdev.host.cli.options import emit
 from kpdev.host.errors import AuthError, BoardError, ConfigError, LinkError, UsageError
 from kpdev.protocol.errors import DeviceError, KpdevError, ProtocolError
@@ -206,6 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     (and, under --json, one error object on stdout)."""
     args = sys.argv[1:] if argv is None else [str(a) for a in argv]
     as_json = _wants_json(args)
+    typed(args)
     try:
         code = app(args=args, prog_name="kpdev", standalone_mode=False)
     except typer.TyperException as e:  # usage errors: unknown option, missing argument, ...

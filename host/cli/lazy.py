@@ -74,9 +74,36 @@ def _reflow_all(command: Any) -> None:
         _reflow_all(sub)
 
 
+_typed: list[str] | None = None  # the words of the command line, as main() was given them
+
+
+def typed(args: list[str]) -> None:
+    """Remember the command line as typed, for ``_tail`` (main() calls it)."""
+    global _typed
+    _typed = list(args)
+
+
+def _tail(name: str, parsed: list[str]) -> list[str]:
+    """The words after the command's name as typed.  The stand-in's parse drops a bare ``--``
+    (for it, the end of its options), which the real command needs to take a value that starts
+    with a dash; it is put back where the words typed show it was."""
+    if _typed is None or "--" not in _typed:
+        return parsed
+    for i, word in enumerate(_typed):
+        if word != name:
+            continue
+        tail = _typed[i + 1 :]
+        if "--" in tail:
+            j = tail.index("--")
+            if tail[:j] + tail[j + 1 :] == parsed:
+                return tail
+    return parsed
+
+
 def _stand_in(name: str, spec: str):
     def run(ctx: typer.Context) -> None:
-        code = run_command(name, spec, list(ctx.args), ctx.find_root().info_name or "kpdev")
+        args = _tail(name, list(ctx.args))
+        code = run_command(name, spec, args, ctx.find_root().info_name or "kpdev")
         if isinstance(code, int) and code:
             raise typer.Exit(code)
 

@@ -192,3 +192,16 @@ def test_a_commands_help_wraps_at_the_terminals_width_not_the_docstrings(tmp_pat
         assert len(line) + 1 + len(after.split()[0]) > int(width) - 4, (line, after)
     if width == "200":
         assert len(paragraph) <= 3
+
+
+def test_a_bare_double_dash_reaches_the_command(tmp_path):
+    # `--` ends the options, so a value may start with a dash; the lazily mounted command must
+    # see it as typed (the stand-in's own parse used to drop it: "No such option: -x").
+    env = dict(os.environ, KPDEV_HOME=str(tmp_path), KPDEV_CONFIG=str(tmp_path / "c.toml"))
+    r = kpdev("config", "set", "labgrid-coordinator", "--", "-x:20408", env=env)
+    assert r.returncode == 0, r.stderr
+    r = kpdev("config", "get", "labgrid-coordinator", env=env)
+    assert r.stdout.strip() == "-x:20408"
+    # Without the `--`, the same words are an unknown option, as for any Click command.
+    r = kpdev("config", "set", "labgrid-coordinator", "-x:20408", env=env)
+    assert r.returncode == 2 and "No such option: -x" in r.stderr
