@@ -223,8 +223,8 @@ def _sigint_held():
 
 
 class _Session:
-    """One connection to a coordinator, on an event loop of its own: labgrid's ClientSession
-    with its places and resources kept up to date while kpdev waits on it."""
+    """One connection to a coordinator, on the thread's event loop (labgrid's, never closed):
+    labgrid's ClientSession with its places and resources kept up to date while kpdev waits."""
 
     def __init__(self, address: str):
         self.client, self.pb2, self.grpc, proxymanager = _labgrid()
