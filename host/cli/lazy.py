@@ -43,14 +43,12 @@ def run_command(name: str, spec: str, args: list[str], prog: str = "kpdev") -> A
     obj = target(spec)
     holder = typer.Typer(add_completion=False, context_settings=_HELP)
     if isinstance(obj, typer.Typer):
+        _reflow_app(obj)
         holder.add_typer(obj, name=name)
-        args, prog = [name, *args], prog
-    else:
-        holder.command(name=name)(obj)  # one command: the holder is that command
-        prog = f"{prog} {name}"
-    command = typer.main.get_command(holder)
-    _reflow_all(command)
-    return command(args=args, prog_name=prog, standalone_mode=False)
+        return holder(args=[name, *args], prog_name=prog, standalone_mode=False)
+    # one command: the holder is that command
+    holder.command(name=name, help=_reflowed(obj.__doc__))(obj)
+    return holder(args=args, prog_name=f"{prog} {name}", standalone_mode=False)
 
 
 def reflow(text: str) -> str:
@@ -67,11 +65,24 @@ def reflow(text: str) -> str:
     )
 
 
-def _reflow_all(command: Any) -> None:
-    if command.help:
-        command.help = reflow(command.help)
-    for sub in getattr(command, "commands", {}).values():
-        _reflow_all(sub)
+def _reflowed(text: Any) -> Any:
+    return reflow(text) if isinstance(text, str) else text
+
+
+def _reflow_app(app: typer.Typer) -> None:
+    # The help texts of a sub-app, its commands and its sub-apps, where Typer takes them from:
+    # a help given when it was made, else the function's docstring.
+    app.info.help = _reflowed(app.info.help)
+    call = app.registered_callback
+    if call is not None:
+        call.help = _reflowed(call.help if isinstance(call.help, str) else call.callback.__doc__)
+    for info in app.registered_commands:
+        doc = info.callback.__doc__ if info.callback is not None else None
+        info.help = _reflowed(info.help if isinstance(info.help, str) else doc)
+    for group in app.registered_groups:
+        group.help = _reflowed(group.help)
+        if group.typer_instance is not None:
+            _reflow_app(group.typer_instance)
 
 
 _typed: list[str] | None = None  # the words of the command line, as main() was given them
