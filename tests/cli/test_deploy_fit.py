@@ -93,10 +93,10 @@ def test_the_dry_run_verdict_is_the_deploys_outcome(board, packs):
 def test_each_limit_is_named_with_its_figures(packs):
     demo = packs[1]
     # The real limits of that board: its free heap for the load, its 1 KB maximum payload.
-    # INFO just before the dry run: a fresh board's first PACK_GET (the dry run's own) leaves
-    # ~7.5 KB more of its heap in use for good (26.7 KB free before it, 19.1 KB after it and
-    # after later requests of other groups), so an INFO after it reads that much less. Run
-    # alone, this test met that; after the file's other tests, which had sent one, it did not.
+    # INFO just before the dry run: on a fresh board, the dry run's PACK_GET (a handler group not
+    # loaded before) needs a few more interned names, and MicroPython's next pool of them takes
+    # ~7.2 KB for good (micropython.qstr_info(): 13,600 -> 20,832 bytes), so an INFO after it
+    # reads that much less. Run alone, this test met that; after the file's other tests, not.
     info = cli_json("info", "--board", "sim-mcu-64k")
     plan = dry_run(demo, "sim-mcu-64k")
     failed = {c["check"]: c for c in plan["checks"] if c["ok"] is False}
