@@ -320,4 +320,5 @@ def test_commit_syncs_the_models_bytes_before_the_index_names_them(
     monkeypatch.setattr(os, "fsync", fsync)
     store.commit("m")
     assert synced == ["m.part", "index.json.tmp"]  # the part is synced before its rename
-    assert open(os.path.join(root, "blobs", blob(V1)), "rb").read() == V1
+    with open(os.path.join(root, "blobs", blob(V1)), "rb") as f:
+        assert f.read() == V1
